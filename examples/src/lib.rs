@@ -1,0 +1,1 @@
+//! Examples for the xray-rs crates live in `examples/examples/`.

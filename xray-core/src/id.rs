@@ -1,0 +1,348 @@
+//! Trace and segment identifiers.
+//!
+//! Both are stored as integers and are `Copy`; they are written as lower-case hex only when they
+//! are formatted. New ids come from the calling thread's random generator (`rand::rng()`, a
+//! cryptographically secure generator seeded once per thread), so generating an id takes no
+//! lock and makes no system call.
+
+use std::fmt;
+use std::str::FromStr;
+use std::time::{SystemTime, UNIX_EPOCH};
+
+use rand::Rng;
+use serde::{Deserialize, Deserializer, Serialize, Serializer};
+
+/// Why a string is not a valid [`TraceId`] or [`SegmentId`].
+///
+/// # Examples
+///
+/// ```
+/// use xray_core::TraceId;
+///
+/// let err = "1-5759e988-xyz".parse::<TraceId>().unwrap_err();
+/// assert!(err.to_string().contains("trace id"));
+/// ```
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
+pub enum ParseIdError {
+    /// A trace id must be `1-` + 8 hex digits + `-` + 24 hex digits (35 characters).
+    #[error("invalid trace id: expected `1-` + 8 hex digits + `-` + 24 hex digits")]
+    TraceId,
+    /// A segment id must be exactly 16 hex digits.
+    #[error("invalid segment id: expected 16 hex digits")]
+    SegmentId,
+}
+
+/// The id of a trace: `1-` + the epoch second the trace started, as 8 hex digits, + `-` + 96
+/// random bits as 24 hex digits.
+///
+/// Parsing accepts upper- and lower-case hex; formatting always writes lower case.
+///
+/// # Examples
+///
+/// ```
+/// use xray_core::TraceId;
+///
+/// let id: TraceId = "1-5759e988-bd862e3fe1be46a994272793".parse()?;
+/// assert_eq!(id.epoch_seconds(), 0x5759e988);
+/// assert_eq!(id.to_string(), "1-5759e988-bd862e3fe1be46a994272793");
+///
+/// let fresh = TraceId::new();
+/// assert_eq!(fresh.to_string().len(), 35);
+/// # Ok::<(), xray_core::ParseIdError>(())
+/// ```
+#[derive(Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct TraceId {
+    epoch: u32,
+    // The 96 random bits, split so the struct stays 16 bytes with 4-byte alignment.
+    random_hi: u32,
+    random_lo: u64,
+}
+
+impl TraceId {
+    /// The length of a formatted trace id.
+    pub const LEN: usize = 35;
+
+    /// A new trace id stamped with the current time.
+    pub fn new() -> Self {
+        let secs = SystemTime::now()
+            .duration_since(UNIX_EPOCH)
+            .map_or(0, |d| d.as_secs());
+        Self::with_epoch_seconds(secs as u32)
+    }
+
+    /// A new trace id with random bits and the given epoch second.
+    pub fn with_epoch_seconds(epoch: u32) -> Self {
+        let mut rng = rand::rng();
+        loop {
+            let random_hi = rng.next_u32();
+            let random_lo = rng.next_u64();
+            if random_hi != 0 || random_lo != 0 {
+                return Self {
+                    epoch,
+                    random_hi,
+                    random_lo,
+                };
+            }
+        }
+    }
+
+    /// Builds a trace id from its parts; only the low 96 bits of `random` are kept.
+    pub const fn from_parts(epoch_seconds: u32, random: u128) -> Self {
+        Self {
+            epoch: epoch_seconds,
+            random_hi: (random >> 64) as u32,
+            random_lo: random as u64,
+        }
+    }
+
+    /// The epoch second the trace started.
+    pub const fn epoch_seconds(&self) -> u32 {
+        self.epoch
+    }
+
+    /// The 96 random bits.
+    pub const fn random(&self) -> u128 {
+        ((self.random_hi as u128) << 64) | self.random_lo as u128
+    }
+
+    /// Writes the 35 ASCII bytes of the id into `buf`, without allocating.
+    pub fn write_to(&self, buf: &mut [u8; Self::LEN]) {
+        buf[0] = b'1';
+        buf[1] = b'-';
+        write_hex(&mut buf[2..10], self.epoch as u64);
+        buf[10] = b'-';
+        write_hex(&mut buf[11..19], self.random_hi as u64);
+        write_hex(&mut buf[19..35], self.random_lo);
+    }
+
+    fn parse_bytes(s: &[u8]) -> Option<Self> {
+        if s.len() != Self::LEN || s[0] != b'1' || s[1] != b'-' || s[10] != b'-' {
+            return None;
+        }
+        Some(Self {
+            epoch: parse_hex(&s[2..10])? as u32,
+            random_hi: parse_hex(&s[11..19])? as u32,
+            random_lo: parse_hex(&s[19..35])?,
+        })
+    }
+}
+
+impl Default for TraceId {
+    /// Same as [`TraceId::new`].
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl fmt::Display for TraceId {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let mut buf = [0u8; Self::LEN];
+        self.write_to(&mut buf);
+        f.pad(ascii(&buf))
+    }
+}
+
+impl fmt::Debug for TraceId {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "TraceId({self})")
+    }
+}
+
+impl FromStr for TraceId {
+    type Err = ParseIdError;
+
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        Self::parse_bytes(s.as_bytes()).ok_or(ParseIdError::TraceId)
+    }
+}
+
+impl Serialize for TraceId {
+    fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        let mut buf = [0u8; Self::LEN];
+        self.write_to(&mut buf);
+        serializer.serialize_str(ascii(&buf))
+    }
+}
+
+impl<'de> Deserialize<'de> for TraceId {
+    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        deserializer.deserialize_str(IdVisitor::<Self>(std::marker::PhantomData))
+    }
+}
+
+/// The id of a segment, a subsegment or a recorded exception: 64 bits, written as 16 hex
+/// digits.
+///
+/// # Examples
+///
+/// ```
+/// use xray_core::SegmentId;
+///
+/// let id: SegmentId = "53995c3f42cd8ad8".parse()?;
+/// assert_eq!(id.as_u64(), 0x53995c3f42cd8ad8);
+/// assert_eq!(id.to_string(), "53995c3f42cd8ad8");
+/// assert_ne!(SegmentId::new().as_u64(), 0);
+/// # Ok::<(), xray_core::ParseIdError>(())
+/// ```
+#[derive(Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct SegmentId(u64);
+
+impl SegmentId {
+    /// The length of a formatted segment id.
+    pub const LEN: usize = 16;
+
+    /// A new random id, never zero.
+    pub fn new() -> Self {
+        let mut rng = rand::rng();
+        loop {
+            let v = rng.next_u64();
+            if v != 0 {
+                return Self(v);
+            }
+        }
+    }
+
+    /// The id with this value.
+    pub const fn from_u64(value: u64) -> Self {
+        Self(value)
+    }
+
+    /// The id as an integer.
+    pub const fn as_u64(&self) -> u64 {
+        self.0
+    }
+
+    /// Writes the 16 ASCII bytes of the id into `buf`, without allocating.
+    pub fn write_to(&self, buf: &mut [u8; Self::LEN]) {
+        write_hex(buf, self.0);
+    }
+
+    fn parse_bytes(s: &[u8]) -> Option<Self> {
+        if s.len() != Self::LEN {
+            return None;
+        }
+        parse_hex(s).map(Self)
+    }
+}
+
+impl Default for SegmentId {
+    /// Same as [`SegmentId::new`].
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl fmt::Display for SegmentId {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let mut buf = [0u8; Self::LEN];
+        self.write_to(&mut buf);
+        f.pad(ascii(&buf))
+    }
+}
+
+impl fmt::Debug for SegmentId {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "SegmentId({self})")
+    }
+}
+
+impl FromStr for SegmentId {
+    type Err = ParseIdError;
+
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        Self::parse_bytes(s.as_bytes()).ok_or(ParseIdError::SegmentId)
+    }
+}
+
+impl Serialize for SegmentId {
+    fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        let mut buf = [0u8; Self::LEN];
+        self.write_to(&mut buf);
+        serializer.serialize_str(ascii(&buf))
+    }
+}
+
+impl<'de> Deserialize<'de> for SegmentId {
+    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        deserializer.deserialize_str(IdVisitor::<Self>(std::marker::PhantomData))
+    }
+}
+
+// ===== helpers =====
+
+struct IdVisitor<T>(std::marker::PhantomData<T>);
+
+impl<T: FromStr<Err = ParseIdError>> serde::de::Visitor<'_> for IdVisitor<T> {
+    type Value = T;
+
+    fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("an X-Ray id string")
+    }
+
+    fn visit_str<E: serde::de::Error>(self, v: &str) -> Result<T, E> {
+        v.parse().map_err(E::custom)
+    }
+}
+
+const HEX: &[u8; 16] = b"0123456789abcdef";
+
+/// Writes `value` as exactly `buf.len()` lower-case hex digits (the low `4 * len` bits).
+fn write_hex(buf: &mut [u8], mut value: u64) {
+    for b in buf.iter_mut().rev() {
+        *b = HEX[(value & 0xf) as usize];
+        value >>= 4;
+    }
+}
+
+/// Parses up to 16 hex digits of either case; `None` on any other byte.
+fn parse_hex(s: &[u8]) -> Option<u64> {
+    let mut v = 0u64;
+    for &b in s {
+        let d = match b {
+            b'0'..=b'9' => b - b'0',
+            b'a'..=b'f' => b - b'a' + 10,
+            b'A'..=b'F' => b - b'A' + 10,
+            _ => return None,
+        };
+        v = (v << 4) | d as u64;
+    }
+    Some(v)
+}
+
+fn ascii(buf: &[u8]) -> &str {
+    // Only ever called on buffers filled by `write_to`, which writes ASCII.
+    std::str::from_utf8(buf).unwrap_or_default()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn sizes_stay_small() {
+        assert_eq!(std::mem::size_of::<TraceId>(), 16);
+        assert_eq!(std::mem::size_of::<SegmentId>(), 8);
+    }
+
+    #[test]
+    fn parts_round_trip() {
+        let id = TraceId::from_parts(0x5759e988, 0xbd862e3fe1be46a994272793);
+        assert_eq!(id.to_string(), "1-5759e988-bd862e3fe1be46a994272793");
+        assert_eq!(id.random(), 0xbd862e3fe1be46a994272793);
+    }
+
+    #[test]
+    fn upper_case_is_accepted_and_written_lower() {
+        let id: TraceId = "1-5759E988-BD862E3FE1BE46A994272793".parse().unwrap();
+        assert_eq!(id.to_string(), "1-5759e988-bd862e3fe1be46a994272793");
+    }
+
+    #[test]
+    fn rejects_sign_and_whitespace() {
+        for bad in ["+1-5759e988-bd862e3fe1be46a99427279", "53995c3f42cd8ad ", "+3995c3f42cd8ad8"] {
+            assert!(bad.parse::<TraceId>().is_err(), "{bad}");
+            assert!(bad.parse::<SegmentId>().is_err(), "{bad}");
+        }
+    }
+}

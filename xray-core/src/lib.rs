@@ -1,0 +1,20 @@
+//! AWS X-Ray instrumentation for Rust.
+//!
+//! `xray-core` holds the vocabulary every other `xray-*` crate speaks:
+//!
+//! - [`TraceId`] and [`SegmentId`], the identifiers of traces and of the segments in them.
+//!
+//! # Diagnostics
+//!
+//! The crate never panics and never returns an error into application code because tracing
+//! failed. What goes wrong is reported through the [`tracing`](https://docs.rs/tracing) facade,
+//! under targets that start with `xray_core`.
+//!
+//! # Supported Rust versions
+//!
+//! The minimum supported Rust version is 1.94.
+#![deny(missing_docs)]
+
+mod id;
+
+pub use id::{ParseIdError, SegmentId, TraceId};
