@@ -15,6 +15,8 @@
 //! The minimum supported Rust version is 1.94.
 #![deny(missing_docs)]
 
+mod clock;
 mod id;
 
+pub use clock::{Clock, ManualClock, SharedClock, SystemClock};
 pub use id::{ParseIdError, SegmentId, TraceId};
