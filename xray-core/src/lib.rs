@@ -16,7 +16,14 @@
 #![deny(missing_docs)]
 
 mod clock;
+mod document;
 mod id;
 
 pub use clock::{Clock, ManualClock, SharedClock, SystemClock};
+pub use document::{
+    AnnotationError, AnnotationValue, Annotations, Aws, Cause, CauseDetails, CloudwatchLogs,
+    DEFAULT_METADATA_NAMESPACE, Document, Ec2, Ecs, Eks, ElasticBeanstalk, Exception, Http,
+    HttpRequest, HttpResponse, Metadata, MetadataError, Namespace, Service, Sql, StackFrame,
+    StatusFlags, XraySdk, seconds_from_micros,
+};
 pub use id::{ParseIdError, SegmentId, TraceId};
