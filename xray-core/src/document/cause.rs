@@ -173,8 +173,18 @@ impl Cause {
         if let Self::Details(d) = &mut self
             && let Some(first) = d.exceptions.first_mut()
         {
-            let (frames, truncated) =
-                StackFrame::parse_backtrace(&backtrace.to_string(), MAX_FRAMES);
+            // A few frames more than kept, since the capture's own frames are dropped below.
+            let (mut frames, mut truncated) =
+                StackFrame::parse_backtrace(&backtrace.to_string(), MAX_FRAMES + 8);
+            let own = frames
+                .iter()
+                .take_while(|f| f.label.as_deref().is_some_and(is_capture_frame))
+                .count();
+            frames.drain(..own);
+            if frames.len() > MAX_FRAMES {
+                truncated = truncated.saturating_add((frames.len() - MAX_FRAMES) as u32);
+                frames.truncate(MAX_FRAMES);
+            }
             first.stack = frames;
             first.truncated = truncated;
         }
@@ -325,6 +335,13 @@ impl StackFrame {
         let truncated = total.saturating_sub(frames.len() as u32);
         (frames, truncated)
     }
+}
+
+/// Frames of `Backtrace::capture` itself, which say nothing about the error.
+fn is_capture_frame(label: &str) -> bool {
+    label.starts_with("std::backtrace")
+        || label.starts_with("<std::backtrace")
+        || label.starts_with("std::backtrace_rs")
 }
 
 /// `path:line:column` -> (`path`, `line`); a location without numbers is all path.
