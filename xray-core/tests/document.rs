@@ -32,9 +32,9 @@ fn json_of(d: &Document) -> Value {
 // ===== size =====
 
 #[test]
-fn an_open_document_stays_within_200_bytes() {
+fn an_open_document_stays_within_184_bytes() {
     let size = std::mem::size_of::<Document>();
-    assert!(size <= 200, "Document is {size} bytes");
+    assert!(size <= 184, "Document is {size} bytes");
 }
 
 // ===== names =====
@@ -726,7 +726,7 @@ fn parsing_tolerates_other_sdks() {
         }]
     });
     let d: Document = serde_json::from_value(input).unwrap();
-    assert_eq!(d.namespace(), Some(&Namespace::from("local")));
+    assert_eq!(d.namespace(), Some("local"));
     assert!(d.traced());
     assert_eq!(d.http_status(), Some(200));
     assert_eq!(
@@ -755,6 +755,7 @@ fn parsing_tolerates_other_sdks() {
     assert_eq!(v["traced"], json!(true));
     assert!(v["http"]["request"].get("traced").is_none());
     assert!(v.get("unknown_field").is_none());
+    assert_eq!(v["namespace"], json!("local"));
 }
 
 #[test]

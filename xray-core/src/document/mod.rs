@@ -98,6 +98,8 @@ impl Namespace {
 }
 
 impl From<&str> for Namespace {
+    /// `aws` and `remote` become [`Namespace::Aws`] and [`Namespace::Remote`]; any other
+    /// string is kept as [`Namespace::Other`].
     fn from(s: &str) -> Self {
         match s {
             "aws" => Self::Aws,
@@ -107,25 +109,12 @@ impl From<&str> for Namespace {
     }
 }
 
-impl Serialize for Namespace {
-    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
-        s.serialize_str(self.as_str())
-    }
-}
-
-impl<'de> Deserialize<'de> for Namespace {
-    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
-        let s = <std::borrow::Cow<'de, str>>::deserialize(d)?;
-        Ok(Self::from(&*s))
-    }
-}
-
 /// A segment or subsegment document.
 ///
 /// The same type serves segments, subsegments embedded in a parent's `subsegments`, and
 /// independent subsegments sent on their own (see [`Document::set_independent`]). Rarely used
-/// blocks live behind boxes so an open subsegment stays small (at most 200 bytes before heap
-/// data).
+/// blocks live behind boxes and empty ones allocate nothing, so an open subsegment costs 176
+/// bytes on 64-bit targets plus its name.
 ///
 /// Names are sanitised when set: characters outside what the service accepts (Unicode letters,
 /// numbers and spaces, and `_ . : / % & # = + - @`) are removed, the result is cut to 200
@@ -160,7 +149,6 @@ pub struct Document {
     parent_id: Option<SegmentId>,
     start_time: f64,
     end_time: EndTime,
-    namespace: Option<Namespace>,
     subsegments: Vec<Document>,
     annotations: Option<Box<Annotations>>,
     metadata: Option<Box<Metadata>>,
@@ -170,6 +158,8 @@ pub struct Document {
     cause: Option<Box<Cause>>,
     service: Option<Box<Service>>,
     rare: Option<Box<Rare>>,
+    // One byte next to the flags; an `Option<Namespace>` field would take 24.
+    namespace: NamespaceTag,
     in_progress: bool,
     independent: bool,
     traced: bool,
@@ -193,9 +183,20 @@ impl PartialEq for EndTime {
     }
 }
 
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum NamespaceTag {
+    None,
+    Aws,
+    Remote,
+    /// The string is in `Rare::namespace`.
+    Other,
+}
+
 /// Fields most documents never carry: the segment-only strings and `precursor_ids`.
 #[derive(Debug, Clone, Default, PartialEq)]
 struct Rare {
+    /// A namespace other than `aws` and `remote`.
+    namespace: Option<Box<str>>,
     origin: Option<String>,
     user: Option<String>,
     resource_arn: Option<String>,
@@ -217,7 +218,6 @@ impl Document {
             parent_id: None,
             start_time: finite_or_zero(start_time),
             end_time: EndTime::NONE,
-            namespace: None,
             subsegments: Vec::new(),
             annotations: None,
             metadata: None,
@@ -227,6 +227,7 @@ impl Document {
             cause: None,
             service: None,
             rare: None,
+            namespace: NamespaceTag::None,
             in_progress: false,
             independent: false,
             traced: false,
@@ -288,14 +289,26 @@ impl Document {
         self.parent_id = Some(parent_id);
     }
 
-    /// The subsegment namespace.
-    pub fn namespace(&self) -> Option<&Namespace> {
-        self.namespace.as_ref()
+    /// The subsegment namespace, as written in the document.
+    pub fn namespace(&self) -> Option<&str> {
+        match self.namespace {
+            NamespaceTag::None => None,
+            NamespaceTag::Aws => Some(Namespace::Aws.as_str()),
+            NamespaceTag::Remote => Some(Namespace::Remote.as_str()),
+            NamespaceTag::Other => self.rare.as_ref()?.namespace.as_deref(),
+        }
     }
 
     /// Sets the subsegment namespace.
     pub fn set_namespace(&mut self, namespace: Namespace) {
-        self.namespace = Some(namespace);
+        self.namespace = match namespace {
+            Namespace::Aws => NamespaceTag::Aws,
+            Namespace::Remote => NamespaceTag::Remote,
+            Namespace::Other(other) => {
+                self.rare_mut().namespace = Some(other);
+                NamespaceTag::Other
+            }
+        };
     }
 
     // ----- timing -----
@@ -634,7 +647,7 @@ impl Serialize for Document {
         if self.in_progress {
             m.serialize_entry("in_progress", &true)?;
         }
-        if let Some(ns) = &self.namespace {
+        if let Some(ns) = self.namespace() {
             m.serialize_entry("namespace", ns)?;
         }
         if let Some(r) = &self.rare {
@@ -749,7 +762,7 @@ struct Wire {
     #[serde(default)]
     in_progress: Option<bool>,
     #[serde(default)]
-    namespace: Option<Namespace>,
+    namespace: Option<String>,
     #[serde(default)]
     origin: Option<String>,
     #[serde(default)]
@@ -795,12 +808,20 @@ impl<'de> Deserialize<'de> for Document {
             .and_then(|h| h.request.as_mut())
             .is_some_and(|r| std::mem::take(&mut r.traced));
         let precursor_ids = w.precursor_ids.unwrap_or_default();
-        let rare = (w.origin.is_some()
+        let (namespace, other_namespace) = match w.namespace.as_deref().map(Namespace::from) {
+            None => (NamespaceTag::None, None),
+            Some(Namespace::Aws) => (NamespaceTag::Aws, None),
+            Some(Namespace::Remote) => (NamespaceTag::Remote, None),
+            Some(Namespace::Other(s)) => (NamespaceTag::Other, Some(s)),
+        };
+        let rare = (other_namespace.is_some()
+            || w.origin.is_some()
             || w.user.is_some()
             || w.resource_arn.is_some()
             || !precursor_ids.is_empty())
         .then(|| {
             Box::new(Rare {
+                namespace: other_namespace,
                 origin: w.origin,
                 user: w.user,
                 resource_arn: w.resource_arn,
@@ -815,7 +836,6 @@ impl<'de> Deserialize<'de> for Document {
             parent_id: w.parent_id,
             start_time: finite_or_zero(w.start_time.unwrap_or(0.0)),
             end_time: EndTime(w.end_time.map_or(f64::NAN, finite_or_zero)),
-            namespace: w.namespace,
             subsegments: w.subsegments.unwrap_or_default(),
             annotations: w.annotations.filter(|a| !a.is_empty()).map(Box::new),
             metadata: w.metadata.filter(|m| !m.is_empty()).map(Box::new),
@@ -825,6 +845,7 @@ impl<'de> Deserialize<'de> for Document {
             cause: w.cause.map(Box::new),
             service: w.service.map(Box::new),
             rare,
+            namespace,
             in_progress,
             independent: w.kind.as_deref() == Some("subsegment"),
             traced: w.traced.unwrap_or(false) || nested_traced,
