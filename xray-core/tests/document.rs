@@ -6,7 +6,7 @@ mod support;
 use std::backtrace::Backtrace;
 use std::error::Error;
 use std::fmt;
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, LazyLock, Mutex};
 
 use proptest::prelude::*;
 use serde_json::{Value, json};
@@ -25,8 +25,11 @@ fn doc(name: &str) -> Document {
     d
 }
 
+static SCHEMA: LazyLock<Schema> = LazyLock::new(Schema::load);
+
+/// The JSON of `d`, after checking it has no null and passes the segment schema.
 fn json_of(d: &Document) -> Value {
-    to_checked_json(&Schema::load(), d)
+    to_checked_json(&SCHEMA, d)
 }
 
 // ===== size =====
@@ -92,6 +95,7 @@ fn times_are_written_with_microsecond_precision() {
     let text = serde_json::to_string(&d).unwrap();
     assert!(text.contains(r#""start_time":1735689600.120511"#), "{text}");
     assert!(text.contains(r#""end_time":1735689600.318204"#), "{text}");
+    json_of(&d);
 
     // Float noise from arithmetic done elsewhere is rounded away.
     let noisy = 1_735_689_600.0 + 0.120_511 + 1e-8;
@@ -116,6 +120,7 @@ proptest! {
         let mut d = Document::new("t", SegmentId::new(), seconds_from_micros(micros));
         d.set_end_time(seconds_from_micros(micros + 1));
         let text = serde_json::to_string(&d).unwrap();
+        json_of(&d);
         let expect = |m: u64| {
             let frac = format!("{:06}", m % 1_000_000);
             let frac = frac.trim_end_matches('0');
@@ -259,6 +264,7 @@ fn refused_annotations_and_metadata_are_logged_as_warnings() {
         d.put_annotation("ok", 1).unwrap();
         assert!(d.put_annotation("bad key", 1).is_err());
         assert!(d.put_metadata_in("AWS.x", "k", &1).is_err());
+        json_of(&d);
     });
     let warns = levels
         .0
@@ -666,6 +672,36 @@ fn no_null_is_ever_written() {
         full["http"]["request"]["url"],
         json!("https://orders.example.net/v1/orders")
     );
+}
+
+#[test]
+fn strings_the_service_limits_to_250_characters_are_cut() {
+    let long = "ä".repeat(300);
+    let mut d = doc("t");
+    d.set_user(long.clone());
+    let mut req = HttpRequest::default();
+    req.method = Some(long.clone());
+    req.set_url(&format!("https://example.net/{long}"));
+    req.user_agent = Some(long.clone());
+    req.client_ip = Some(long.clone());
+    d.http_mut().request = Some(req);
+    let mut sql = Sql::default();
+    sql.user = Some(long.clone());
+    d.set_sql(sql);
+    // The model keeps the whole value; only the wire is cut.
+    assert_eq!(d.user(), Some(long.as_str()));
+    let v = json_of(&d);
+    let request = &v["http"]["request"];
+    for s in [
+        &v["user"],
+        &request["method"],
+        &request["url"],
+        &request["user_agent"],
+        &request["client_ip"],
+        &v["sql"]["user"],
+    ] {
+        assert_eq!(s.as_str().unwrap().chars().count(), 250, "{s}");
+    }
 }
 
 #[test]

@@ -297,8 +297,12 @@ pub struct Sql {
     /// The driver and its version.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub driver_version: Option<String>,
-    /// The database user.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
+    /// The database user (written cut to 250 characters).
+    #[serde(
+        default,
+        skip_serializing_if = "Option::is_none",
+        serialize_with = "super::http::capped"
+    )]
     pub user: Option<String>,
     /// `call` for a prepared call, `statement` for a prepared statement.
     #[serde(default, skip_serializing_if = "Option::is_none")]

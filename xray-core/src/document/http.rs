@@ -32,6 +32,8 @@ pub struct Http {
 
 /// `http.request`.
 ///
+/// The four strings are written cut to 250 characters, the service's limit for them.
+///
 /// `traced` (the callee is instrumented too) is written at the top level of the subsegment, as
 /// the Node SDK sends it and the segment schema describes it; see
 /// [`Document::set_traced`](crate::Document::set_traced). When reading a document, a `traced`
@@ -40,16 +42,32 @@ pub struct Http {
 #[non_exhaustive]
 pub struct HttpRequest {
     /// The method, e.g. `GET`.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        default,
+        skip_serializing_if = "Option::is_none",
+        serialize_with = "capped"
+    )]
     pub method: Option<String>,
     /// Scheme, host and path.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        default,
+        skip_serializing_if = "Option::is_none",
+        serialize_with = "capped"
+    )]
     pub url: Option<String>,
     /// The `User-Agent` header.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        default,
+        skip_serializing_if = "Option::is_none",
+        serialize_with = "capped"
+    )]
     pub user_agent: Option<String>,
     /// The client address: the peer, or the first `X-Forwarded-For` entry.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        default,
+        skip_serializing_if = "Option::is_none",
+        serialize_with = "capped"
+    )]
     pub client_ip: Option<String>,
     /// Whether `client_ip` came from `X-Forwarded-For` (and so may be forged).
     #[serde(default, skip_serializing_if = "is_false")]
@@ -126,6 +144,26 @@ impl StatusFlags {
             throttle: status == 429,
             fault: status >= 500 && status < 600,
         }
+    }
+}
+
+/// The longest string the service accepts in most fields (`user`, the `http.request` strings,
+/// `sql.user`), in characters.
+pub(crate) const MAX_FIELD_CHARS: usize = 250;
+
+/// The first `max` characters of `s`, without copying.
+pub(crate) fn prefix_chars(s: &str, max: usize) -> &str {
+    match s.char_indices().nth(max) {
+        Some((idx, _)) => s.get(..idx).unwrap_or(s),
+        None => s,
+    }
+}
+
+/// Writes an optional string cut to [`MAX_FIELD_CHARS`]; used with `skip_serializing_if`.
+pub(crate) fn capped<S: serde::Serializer>(v: &Option<String>, s: S) -> Result<S::Ok, S::Error> {
+    match v {
+        Some(v) => s.serialize_str(prefix_chars(v, MAX_FIELD_CHARS)),
+        None => s.serialize_none(),
     }
 }
 

@@ -359,7 +359,8 @@ impl Document {
         self.rare_mut().origin = Some(origin.into());
     }
 
-    /// `user`, the user who made the request (indexed for search).
+    /// `user`, the user who made the request (indexed for search; written cut to 250
+    /// characters).
     pub fn user(&self) -> Option<&str> {
         self.rare.as_ref()?.user.as_deref()
     }
@@ -655,7 +656,7 @@ impl Serialize for Document {
                 m.serialize_entry("origin", v)?;
             }
             if let Some(v) = &r.user {
-                m.serialize_entry("user", v)?;
+                m.serialize_entry("user", http::prefix_chars(v, http::MAX_FIELD_CHARS))?;
             }
             if let Some(v) = &r.resource_arn {
                 m.serialize_entry("resource_arn", v)?;
