@@ -340,7 +340,11 @@ mod tests {
 
     #[test]
     fn rejects_sign_and_whitespace() {
-        for bad in ["+1-5759e988-bd862e3fe1be46a99427279", "53995c3f42cd8ad ", "+3995c3f42cd8ad8"] {
+        for bad in [
+            "+1-5759e988-bd862e3fe1be46a99427279",
+            "53995c3f42cd8ad ",
+            "+3995c3f42cd8ad8",
+        ] {
             assert!(bad.parse::<TraceId>().is_err(), "{bad}");
             assert!(bad.parse::<SegmentId>().is_err(), "{bad}");
         }
