@@ -3,6 +3,8 @@
 //! `xray-core` holds the vocabulary every other `xray-*` crate speaks:
 //!
 //! - [`TraceId`] and [`SegmentId`], the identifiers of traces and of the segments in them.
+//! - [`TraceHeader`], the `X-Amzn-Trace-Id` header: parsed from requests, written on outgoing
+//!   calls ([`TraceHeader::downstream`]) and responses ([`TraceHeader::response`]).
 //!
 //! # Diagnostics
 //!
@@ -16,7 +18,12 @@
 #![deny(missing_docs)]
 
 mod clock;
+mod header;
 mod id;
 
 pub use clock::{Clock, ManualClock, SharedClock, SystemClock};
+pub use header::{
+    DownstreamHeader, ExtraFieldError, ExtraFields, ParseTraceHeaderError, ResponseHeader, Sampled,
+    TraceHeader, is_sqs_message_sampled,
+};
 pub use id::{ParseIdError, SegmentId, TraceId};
