@@ -359,6 +359,7 @@ impl TraceHeader {
         let mut sampled = None;
         let mut extra = ExtraBudget::default();
         let mut extra_bytes = 0;
+        let mut dropped = 0usize;
         for (key, value) in fields(s) {
             match Reserved::of(key) {
                 // An empty value says nothing; it does not erase an earlier one.
@@ -371,9 +372,18 @@ impl TraceHeader {
                     if extra.admit(key, value) {
                         // The field, its `=`, and the `;` before all but the first.
                         extra_bytes += usize::from(extra_bytes > 0) + key.len() + 1 + value.len();
+                    } else {
+                        dropped += 1;
                     }
                 }
             }
+        }
+        if dropped > 0 {
+            // Once per header, however many fields it has.
+            tracing::debug!(
+                dropped,
+                "dropped extra trace header fields that were invalid or over 256 bytes"
+            );
         }
         let root = root.ok_or(ParseTraceHeaderError::new(ParseErrorKind::MissingRoot))?;
         let root = root
@@ -702,27 +712,66 @@ enum Reserved {
 impl Reserved {
     fn of(key: &str) -> Option<Self> {
         // Keys are matched regardless of case, as the Node SDK does; the other SDKs would
-        // forward `root=...` as an unknown field, which helps nobody.
-        [
-            ("Root", Self::Root),
-            ("Parent", Self::Parent),
-            ("Sampled", Self::Sampled),
-            ("Self", Self::SelfId),
-        ]
-        .into_iter()
-        .find(|(name, _)| key.eq_ignore_ascii_case(name))
-        .map(|(_, r)| r)
+        // forward `root=...` as an unknown field, which helps nobody. The length picks the
+        // candidate, so each field costs at most two short comparisons.
+        let (name, reserved) = match key.len() {
+            4 if key
+                .as_bytes()
+                .first()
+                .is_some_and(|b| b.eq_ignore_ascii_case(&b'r')) =>
+            {
+                ("Root", Self::Root)
+            }
+            4 => ("Self", Self::SelfId),
+            6 => ("Parent", Self::Parent),
+            7 => ("Sampled", Self::Sampled),
+            _ => return None,
+        };
+        key.eq_ignore_ascii_case(name).then_some(reserved)
     }
 }
 
 /// The `(key, value)` fields of a header value: split on `;`, then at the first `=`, with
 /// surrounding ASCII whitespace trimmed. Parts without `=` or with an empty key are skipped.
-fn fields(s: &str) -> impl Iterator<Item = (&str, &str)> {
-    s.split(';').filter_map(|part| {
-        let (key, value) = part.split_once('=')?;
-        let key = key.trim_ascii();
-        (!key.is_empty()).then(|| (key, value.trim_ascii()))
-    })
+fn fields(s: &str) -> Fields<'_> {
+    Fields { rest: s }
+}
+
+struct Fields<'a> {
+    rest: &'a str,
+}
+
+impl<'a> Iterator for Fields<'a> {
+    type Item = (&'a str, &'a str);
+
+    fn next(&mut self) -> Option<Self::Item> {
+        // One pass over the bytes finds both the `;` that ends the part and its first `=`;
+        // `split` + `split_once` would search each part twice. Both bytes are ASCII, so every
+        // cut falls on a char boundary and `get` never fails.
+        while !self.rest.is_empty() {
+            let bytes = self.rest.as_bytes();
+            let mut eq = None;
+            let mut end = bytes.len();
+            for (i, &b) in bytes.iter().enumerate() {
+                if b == b';' {
+                    end = i;
+                    break;
+                }
+                if b == b'=' && eq.is_none() {
+                    eq = Some(i);
+                }
+            }
+            let part = self.rest.get(..end).unwrap_or_default();
+            self.rest = self.rest.get(end + 1..).unwrap_or_default();
+            let Some(eq) = eq else { continue };
+            let key = part.get(..eq).unwrap_or_default().trim_ascii();
+            if !key.is_empty() {
+                let value = part.get(eq + 1..).unwrap_or_default().trim_ascii();
+                return Some((key, value));
+            }
+        }
+        None
+    }
 }
 
 /// Decides which extra fields are kept, in order, within [`TraceHeader::MAX_EXTRA_LEN`].
@@ -735,7 +784,6 @@ impl ExtraBudget {
     fn admit(&mut self, key: &str, value: &str) -> bool {
         let len = key.len() + value.len();
         if !is_clean_field(key, value) || self.used + len > TraceHeader::MAX_EXTRA_LEN {
-            tracing::debug!("dropping an extra trace header field (invalid or over 256 bytes)");
             return false;
         }
         self.used += len;
