@@ -3,6 +3,8 @@
 //! `xray-core` holds the vocabulary every other `xray-*` crate speaks:
 //!
 //! - [`TraceId`] and [`SegmentId`], the identifiers of traces and of the segments in them.
+//! - [`TraceHeader`], the `X-Amzn-Trace-Id` header: parsed from requests, written on outgoing
+//!   calls ([`TraceHeader::downstream`]) and responses ([`TraceHeader::response`]).
 //!
 //! # Diagnostics
 //!
@@ -17,6 +19,7 @@
 
 mod clock;
 mod document;
+mod header;
 mod id;
 
 pub use clock::{Clock, ManualClock, SharedClock, SystemClock};
@@ -25,5 +28,9 @@ pub use document::{
     DEFAULT_METADATA_NAMESPACE, Document, Ec2, Ecs, Eks, ElasticBeanstalk, Exception, Http,
     HttpRequest, HttpResponse, Metadata, MetadataError, Namespace, Service, Sql, StackFrame,
     StatusFlags, XraySdk, seconds_from_micros,
+};
+pub use header::{
+    DownstreamHeader, ExtraFieldError, ExtraFields, ParseTraceHeaderError, ResponseHeader, Sampled,
+    TraceHeader, is_sqs_message_sampled,
 };
 pub use id::{ParseIdError, SegmentId, TraceId};
