@@ -193,6 +193,19 @@ fn bind(addr: SocketAddr) -> io::Result<UdpSocket> {
 /// Something that names a trace: a [`TraceId`], or its text form.
 ///
 /// Text that is not a valid trace id names no trace.
+///
+/// # Examples
+///
+/// ```
+/// use xray_core::TraceId;
+/// use xray_local::TraceKey;
+///
+/// let id: TraceId = "1-581cf771-a006649127e371903a2de979".parse()?;
+/// assert_eq!("1-581cf771-a006649127e371903a2de979".trace_id(), Some(id));
+/// assert_eq!(id.to_string().trace_id(), Some(id));
+/// assert_eq!("1-nope".trace_id(), None);
+/// # Ok::<(), xray_core::ParseIdError>(())
+/// ```
 pub trait TraceKey {
     /// The trace id, if this names one.
     fn trace_id(&self) -> Option<TraceId>;

@@ -129,7 +129,11 @@ fn main() -> ExitCode {
         for reason in DropReason::ALL {
             let new = stats.dropped(reason) - reported.dropped(reason);
             if new > 0 {
-                eprintln!("xray-local: dropped {new} datagram(s): {reason}");
+                // Not `eprintln!`, which panics when stderr is closed.
+                let _ = writeln!(
+                    io::stderr(),
+                    "xray-local: dropped {new} datagram(s): {reason}"
+                );
             }
         }
         reported = stats;

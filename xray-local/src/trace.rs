@@ -255,6 +255,26 @@ fn subsegments_of(doc: &Value) -> &[Value] {
 }
 
 /// Iterator over the entities of a [`Trace`], depth-first; see [`Trace::entities`].
+///
+/// # Examples
+///
+/// ```
+/// use serde_json::json;
+///
+/// let traces = xray_local::assemble([json!({
+///     "name": "api", "id": "70de5b6f19ff9a0a", "start_time": 1.0, "end_time": 2.0,
+///     "trace_id": "1-581cf771-a006649127e371903a2de979",
+///     "subsegments": [{"name": "db", "id": "70de5b6f19ff9a0b", "start_time": 1.2,
+///                      "end_time": 1.5, "fault": true}],
+/// })])?;
+/// let faulted: Vec<_> = traces[0]
+///     .entities()
+///     .filter(|e| e.get("fault") == Some(&json!(true)))
+///     .filter_map(|e| e.name())
+///     .collect();
+/// assert_eq!(faulted, ["db"]);
+/// # Ok::<(), xray_local::DocumentError>(())
+/// ```
 #[derive(Debug, Clone)]
 pub struct Entities<'a> {
     stack: Vec<Entity<'a>>,
