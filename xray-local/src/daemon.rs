@@ -124,7 +124,9 @@ impl XrayLocalBuilder {
     }
 
     /// The largest datagram accepted, header included; longer ones are dropped as
-    /// [`DropReason::Oversize`]. Default 65,536 bytes, the AWS daemon's buffer size.
+    /// [`DropReason::Oversize`]. Default 65,536 bytes, the AWS daemon's buffer size, which is
+    /// more than a UDP datagram over IPv4 can carry: only a lower limit refuses anything. Set
+    /// 64,512 to check that an emitter keeps to the limit the SDKs aim for.
     pub fn max_datagram_size(mut self, max: usize) -> Self {
         self.max_datagram_size = max;
         self

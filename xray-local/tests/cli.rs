@@ -5,9 +5,10 @@ mod support;
 use std::io::{BufRead, BufReader};
 use std::net::UdpSocket;
 use std::process::{Child, Command, Stdio};
+use std::sync::mpsc;
 
 use serde_json::Value;
-use support::{HEADER, id, segment, trace_id};
+use support::{HEADER, WAIT, id, segment, trace_id};
 
 struct Running(Child);
 
@@ -36,12 +37,19 @@ fn spawn(args: &[&str]) -> (Running, String) {
     (Running(child), addr)
 }
 
+/// Reads on another thread so a binary that prints nothing fails the test instead of hanging it.
 fn first_stdout_lines(running: &mut Running, n: usize) -> Vec<String> {
     let stdout = running.0.stdout.take().unwrap();
-    BufReader::new(stdout)
-        .lines()
-        .take(n)
-        .map(Result::unwrap)
+    let (tx, rx) = mpsc::channel();
+    std::thread::spawn(move || {
+        for line in BufReader::new(stdout).lines().map_while(Result::ok) {
+            if tx.send(line).is_err() {
+                break;
+            }
+        }
+    });
+    (0..n)
+        .map(|_| rx.recv_timeout(WAIT).expect("the binary prints a trace"))
         .collect()
 }
 
