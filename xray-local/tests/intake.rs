@@ -144,3 +144,42 @@ fn accepts_what_the_official_sdks_send() {
         "unknown fields pass through"
     );
 }
+
+#[test]
+fn arbitrary_bytes_never_stop_the_daemon() {
+    use proptest::prelude::*;
+    use proptest::strategy::ValueTree;
+    use proptest::test_runner::TestRunner;
+
+    let local = start();
+    let sdk = Sdk::new(&local);
+    let mut runner = TestRunner::default();
+    let strategy = (
+        any::<bool>(),
+        prop::collection::vec(any::<u8>(), 0..600),
+        prop::sample::select(vec!["", "{", "[", "\"", "{\"name\":1}", "{\"id\":\"", "\n"]),
+    );
+    let mut sent = 0u64;
+    for _ in 0..256 {
+        let (with_header, bytes, prefix) = strategy.new_tree(&mut runner).unwrap().current();
+        let mut datagram = Vec::new();
+        if with_header {
+            datagram.extend_from_slice(HEADER.as_bytes());
+            datagram.push(b'\n');
+        }
+        datagram.extend_from_slice(prefix.as_bytes());
+        datagram.extend_from_slice(&bytes);
+        sdk.send_raw(&datagram);
+        sent += 1;
+    }
+    let stats = local.wait_for_stats(WAIT, |s| s.received() >= sent);
+    assert_eq!(stats.received(), sent);
+    assert_eq!(stats.accepted() + stats.dropped_total(), sent);
+
+    // Still reading and assembling.
+    let t = trace_id();
+    sdk.send(
+        &json!({"name": "after", "id": id(), "trace_id": t, "start_time": 1.0, "end_time": 2.0}),
+    );
+    assert!(local.wait_for_trace(&t, WAIT).is_some());
+}
