@@ -1,0 +1,443 @@
+//! The daemon: a UDP socket read by one background thread, feeding the [`Store`].
+
+use std::io;
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr, UdpSocket};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::thread::JoinHandle;
+use std::time::{Duration, Instant};
+
+use parking_lot::Mutex;
+use socket2::{Domain, Protocol, Socket, Type};
+use xray_core::TraceId;
+
+use crate::intake::{self, DropReason};
+use crate::store::{Stats, Store, StoreConfig};
+use crate::trace::Trace;
+
+/// The largest datagram the AWS daemon reads (its fixed 64 KiB buffer).
+const DEFAULT_MAX_DATAGRAM: usize = 64 * 1024;
+/// Asked of the kernel so a burst from a test does not overflow the socket; the kernel may give
+/// less (Linux caps it at `net.core.rmem_max`).
+const RECV_BUFFER: usize = 4 * 1024 * 1024;
+/// How often the receiver looks at the shutdown flag if the wake-up datagram is lost.
+const POLL_SHUTDOWN: Duration = Duration::from_millis(250);
+/// At most one warning per drop reason per interval.
+const WARN_INTERVAL: Duration = Duration::from_secs(10);
+
+/// A local X-Ray daemon: receives segment documents over UDP and assembles them into traces.
+///
+/// The socket is read by one background thread, stopped by [`XrayLocal::shutdown`] or when the
+/// value is dropped. Every method takes `&self`, so the daemon can be shared (for example in an
+/// `Arc`) between the code under test and the assertions.
+///
+/// Waiting methods block the calling thread on a condition variable until what they wait for
+/// happens or the timeout passes; in an async test, call them from `spawn_blocking` or keep the
+/// timeouts short.
+///
+/// # Examples
+///
+/// ```
+/// use std::net::UdpSocket;
+/// use std::time::Duration;
+/// use xray_local::XrayLocal;
+///
+/// let local = XrayLocal::builder().udp_addr("127.0.0.1:0".parse()?).start()?;
+///
+/// let sdk = UdpSocket::bind("127.0.0.1:0")?;
+/// let doc = r#"{"name":"api","id":"70de5b6f19ff9a0a","trace_id":"1-581cf771-a006649127e371903a2de979","start_time":1.0,"end_time":1.5}"#;
+/// sdk.send_to(format!("{{\"format\":\"json\",\"version\":1}}\n{doc}").as_bytes(), local.udp_addr())?;
+///
+/// let trace = local
+///     .wait_for_trace("1-581cf771-a006649127e371903a2de979", Duration::from_secs(5))
+///     .expect("the trace arrives");
+/// assert_eq!(trace.segments()[0]["name"], "api");
+/// assert_eq!(local.stats().accepted(), 1);
+/// # Ok::<(), Box<dyn std::error::Error>>(())
+/// ```
+#[derive(Debug)]
+pub struct XrayLocal {
+    store: Arc<Store>,
+    udp_addr: SocketAddr,
+    stop: Arc<AtomicBool>,
+    receiver: Mutex<Option<JoinHandle<()>>>,
+}
+
+/// Configures and starts an [`XrayLocal`]; see [`XrayLocal::builder`].
+///
+/// # Examples
+///
+/// ```
+/// use std::time::Duration;
+/// use xray_local::XrayLocal;
+///
+/// let local = XrayLocal::builder()
+///     .udp_addr("127.0.0.1:0".parse()?)
+///     .max_traces(100)
+///     .quiet_period(Duration::from_millis(50))
+///     .start()?;
+/// assert_ne!(local.udp_addr().port(), 0);
+/// # Ok::<(), Box<dyn std::error::Error>>(())
+/// ```
+#[derive(Debug, Clone)]
+#[must_use = "a builder does nothing until `start` is called"]
+pub struct XrayLocalBuilder {
+    udp_addr: SocketAddr,
+    max_datagram_size: usize,
+    config: StoreConfig,
+}
+
+impl Default for XrayLocalBuilder {
+    fn default() -> Self {
+        XrayLocalBuilder {
+            udp_addr: SocketAddr::from((Ipv4Addr::LOCALHOST, 2000)),
+            max_datagram_size: DEFAULT_MAX_DATAGRAM,
+            config: StoreConfig {
+                max_traces: 10_000,
+                max_bytes: 256 * 1024 * 1024,
+                quiet_period: Duration::ZERO,
+                idle_timeout: None,
+            },
+        }
+    }
+}
+
+impl XrayLocalBuilder {
+    /// The UDP address to listen on; default `127.0.0.1:2000`. Port 0 picks a free port: read
+    /// it back with [`XrayLocal::udp_addr`].
+    pub fn udp_addr(mut self, addr: SocketAddr) -> Self {
+        self.udp_addr = addr;
+        self
+    }
+
+    /// How many traces are kept; past it the oldest is evicted. Default 10,000; at least 1.
+    pub fn max_traces(mut self, max: usize) -> Self {
+        self.config.max_traces = max.max(1);
+        self
+    }
+
+    /// How many bytes of documents (as received) are kept; past it the oldest traces are
+    /// evicted. Default 256 MiB. The parsed documents take a few times more memory.
+    pub fn max_bytes(mut self, max: usize) -> Self {
+        self.config.max_bytes = max;
+        self
+    }
+
+    /// The largest datagram accepted, header included; longer ones are dropped as
+    /// [`DropReason::Oversize`]. Default 65,536 bytes, the AWS daemon's buffer size, which is
+    /// more than a UDP datagram over IPv4 can carry: only a lower limit refuses anything. Set
+    /// 64,512 to check that an emitter keeps to the limit the SDKs aim for.
+    pub fn max_datagram_size(mut self, max: usize) -> Self {
+        self.max_datagram_size = max;
+        self
+    }
+
+    /// How long a complete trace must go without new documents before it is reported
+    /// (by the `wait_*` methods and [`XrayLocal::completed`]). Default zero: at once.
+    ///
+    /// Completeness is a guess: a trace whose segments arrived but whose downstream service is
+    /// slow to send its own segment looks complete too early. A quiet period trades latency for
+    /// fewer such surprises.
+    pub fn quiet_period(mut self, quiet: Duration) -> Self {
+        self.config.quiet_period = quiet;
+        self
+    }
+
+    /// Reports a trace after this long without new documents even if it does not look
+    /// complete (an entity still in progress, or subsegments whose parent never comes, as in
+    /// AWS Lambda where the function's segment is sent by the Lambda service). Default: never.
+    pub fn idle_timeout(mut self, idle: Duration) -> Self {
+        self.config.idle_timeout = Some(idle);
+        self
+    }
+
+    /// Binds the socket and starts the receiving thread.
+    ///
+    /// # Errors
+    ///
+    /// The address cannot be bound (in use, not local), or the thread cannot be spawned.
+    pub fn start(self) -> io::Result<XrayLocal> {
+        let socket = bind(self.udp_addr)?;
+        let udp_addr = socket.local_addr()?;
+        // The read timeout is only a fallback: shutdown wakes the thread with a datagram.
+        socket.set_read_timeout(Some(POLL_SHUTDOWN))?;
+        let store = Arc::new(Store::new(self.config));
+        let stop = Arc::new(AtomicBool::new(false));
+        let receiver = Receiver {
+            socket,
+            store: Arc::clone(&store),
+            stop: Arc::clone(&stop),
+            max_datagram_size: self.max_datagram_size,
+            last_warned: [None; DropReason::ALL.len()],
+            suppressed: [0; DropReason::ALL.len()],
+        };
+        let handle = std::thread::Builder::new()
+            .name("xray-local-udp".into())
+            .spawn(move || receiver.run())?;
+        Ok(XrayLocal {
+            store,
+            udp_addr,
+            stop,
+            receiver: Mutex::new(Some(handle)),
+        })
+    }
+}
+
+fn bind(addr: SocketAddr) -> io::Result<UdpSocket> {
+    let socket = Socket::new(Domain::for_address(addr), Type::DGRAM, Some(Protocol::UDP))?;
+    if let Err(err) = socket.set_recv_buffer_size(RECV_BUFFER) {
+        tracing::debug!(%err, "could not enlarge the UDP receive buffer");
+    }
+    socket.bind(&addr.into())?;
+    Ok(socket.into())
+}
+
+/// Something that names a trace: a [`TraceId`], or its text form.
+///
+/// Text that is not a valid trace id names no trace.
+///
+/// # Examples
+///
+/// ```
+/// use xray_core::TraceId;
+/// use xray_local::TraceKey;
+///
+/// let id: TraceId = "1-581cf771-a006649127e371903a2de979".parse()?;
+/// assert_eq!("1-581cf771-a006649127e371903a2de979".trace_id(), Some(id));
+/// assert_eq!(id.to_string().trace_id(), Some(id));
+/// assert_eq!("1-nope".trace_id(), None);
+/// # Ok::<(), xray_core::ParseIdError>(())
+/// ```
+pub trait TraceKey {
+    /// The trace id, if this names one.
+    fn trace_id(&self) -> Option<TraceId>;
+}
+
+impl TraceKey for TraceId {
+    fn trace_id(&self) -> Option<TraceId> {
+        Some(*self)
+    }
+}
+
+impl TraceKey for str {
+    fn trace_id(&self) -> Option<TraceId> {
+        self.parse().ok()
+    }
+}
+
+impl TraceKey for String {
+    fn trace_id(&self) -> Option<TraceId> {
+        self.parse().ok()
+    }
+}
+
+impl<T: TraceKey + ?Sized> TraceKey for &T {
+    fn trace_id(&self) -> Option<TraceId> {
+        (**self).trace_id()
+    }
+}
+
+impl XrayLocal {
+    /// A builder with the defaults: `127.0.0.1:2000`, 10,000 traces, 256 MiB, 64 KiB
+    /// datagrams, no quiet period, no idle timeout.
+    pub fn builder() -> XrayLocalBuilder {
+        XrayLocalBuilder::default()
+    }
+
+    /// The address the socket is bound to (with the real port when port 0 was asked for).
+    pub fn udp_addr(&self) -> SocketAddr {
+        self.udp_addr
+    }
+
+    /// Waits until the trace has settled (it looks complete, see [`Trace::is_complete`], and
+    /// the quiet period has passed; or the idle timeout passed) and returns it; `None` if that
+    /// does not happen within `timeout`.
+    pub fn wait_for_trace(&self, id: impl TraceKey, timeout: Duration) -> Option<Trace> {
+        let id = id.trace_id()?;
+        self.store.wait_for_trace(id, timeout)
+    }
+
+    /// Waits until at least `n` traces have settled and returns every settled trace, by first
+    /// arrival; after `timeout`, returns those settled so far (possibly fewer than `n`).
+    pub fn wait_for_traces(&self, n: usize, timeout: Duration) -> Vec<Trace> {
+        self.store.wait_for_traces(n, timeout)
+    }
+
+    /// Waits until `until` holds for the counters (or `timeout` passes) and returns them.
+    ///
+    /// Useful to wait for malformed datagrams, which never form a trace:
+    /// `local.wait_for_stats(timeout, |s| s.received() >= 3)`.
+    pub fn wait_for_stats(&self, timeout: Duration, until: impl FnMut(&Stats) -> bool) -> Stats {
+        self.store.wait_for_stats(timeout, until)
+    }
+
+    /// Every trace held now, settled or not, by first arrival.
+    pub fn traces(&self) -> Vec<Trace> {
+        self.store.traces()
+    }
+
+    /// The trace as it is now, settled or not.
+    pub fn trace(&self, id: impl TraceKey) -> Option<Trace> {
+        self.store.trace(id.trace_id()?)
+    }
+
+    /// The counters.
+    pub fn stats(&self) -> Stats {
+        self.store.stats()
+    }
+
+    /// Follows traces as they settle, from the start: each settled trace is yielded once, and
+    /// again if more documents arrive for it and it settles anew.
+    pub fn completed(&self) -> Completed<'_> {
+        Completed {
+            store: &self.store,
+            cursor: 0,
+        }
+    }
+
+    /// Stops the receiving thread and waits for it. Traces already received stay readable.
+    /// Calling it again does nothing.
+    pub fn shutdown(&self) {
+        if self.stop.swap(true, Ordering::AcqRel) {
+            return;
+        }
+        // Wake the thread now rather than at its next read timeout.
+        let wake_ip: IpAddr = match self.udp_addr.ip() {
+            IpAddr::V4(ip) if ip.is_unspecified() => Ipv4Addr::LOCALHOST.into(),
+            IpAddr::V6(ip) if ip.is_unspecified() => Ipv6Addr::LOCALHOST.into(),
+            ip => ip,
+        };
+        let any: SocketAddr = match wake_ip {
+            IpAddr::V4(_) => (Ipv4Addr::UNSPECIFIED, 0).into(),
+            IpAddr::V6(_) => (Ipv6Addr::UNSPECIFIED, 0).into(),
+        };
+        if let Ok(socket) = UdpSocket::bind(any) {
+            let _ = socket.send_to(&[], (wake_ip, self.udp_addr.port()));
+        }
+        if let Some(handle) = self.receiver.lock().take() {
+            let _ = handle.join();
+        }
+        self.store.shut_down();
+    }
+}
+
+impl Drop for XrayLocal {
+    fn drop(&mut self) {
+        self.shutdown();
+    }
+}
+
+/// Traces as they settle; see [`XrayLocal::completed`].
+///
+/// As an [`Iterator`] it blocks until the next trace settles and ends after
+/// [`XrayLocal::shutdown`] once nothing is left to settle.
+///
+/// # Examples
+///
+/// ```
+/// use std::time::Duration;
+/// use xray_local::XrayLocal;
+///
+/// let local = XrayLocal::builder().udp_addr("127.0.0.1:0".parse()?).start()?;
+/// let mut completed = local.completed();
+/// assert!(completed.next_timeout(Duration::from_millis(10)).is_none());
+/// # Ok::<(), Box<dyn std::error::Error>>(())
+/// ```
+#[derive(Debug)]
+pub struct Completed<'a> {
+    store: &'a Store,
+    cursor: u64,
+}
+
+impl Completed<'_> {
+    /// The next settled trace, or `None` if none settles within `timeout`.
+    pub fn next_timeout(&mut self, timeout: Duration) -> Option<Trace> {
+        self.store.next_settled(&mut self.cursor, Some(timeout))
+    }
+}
+
+impl Iterator for Completed<'_> {
+    type Item = Trace;
+
+    fn next(&mut self) -> Option<Trace> {
+        self.store.next_settled(&mut self.cursor, None)
+    }
+}
+
+// ===== impl Receiver =====
+
+struct Receiver {
+    socket: UdpSocket,
+    store: Arc<Store>,
+    stop: Arc<AtomicBool>,
+    max_datagram_size: usize,
+    last_warned: [Option<Instant>; DropReason::ALL.len()],
+    suppressed: [u64; DropReason::ALL.len()],
+}
+
+impl Receiver {
+    fn run(mut self) {
+        // One byte more than accepted, so an oversize datagram is seen as such instead of
+        // being silently truncated.
+        let mut buf = vec![0u8; self.max_datagram_size.saturating_add(1).min(1 << 20)];
+        loop {
+            let received = self.socket.recv_from(&mut buf);
+            if self.stop.load(Ordering::Acquire) {
+                break;
+            }
+            match received {
+                Ok((len, _)) => {
+                    let datagram = buf.get(..len).unwrap_or_default();
+                    if len > self.max_datagram_size {
+                        self.drop_datagram(DropReason::Oversize);
+                        continue;
+                    }
+                    match intake::parse_datagram(datagram) {
+                        Ok(doc) => self.store.insert(doc, len, Instant::now()),
+                        Err(reason) => self.drop_datagram(reason),
+                    }
+                }
+                Err(err)
+                    if matches!(
+                        err.kind(),
+                        io::ErrorKind::WouldBlock
+                            | io::ErrorKind::TimedOut
+                            | io::ErrorKind::Interrupted
+                    ) => {}
+                Err(err) => {
+                    // Some platforms report an ICMP error from an earlier send on the next
+                    // read; the socket is still usable.
+                    tracing::debug!(%err, "UDP receive failed");
+                }
+            }
+        }
+    }
+
+    fn drop_datagram(&mut self, reason: DropReason) {
+        self.store.record_drop(reason);
+        let i = reason.index();
+        let now = Instant::now();
+        let due = self
+            .last_warned
+            .get(i)
+            .copied()
+            .flatten()
+            .is_none_or(|at| now.duration_since(at) >= WARN_INTERVAL);
+        if due {
+            let suppressed = self.suppressed.get(i).copied().unwrap_or(0);
+            tracing::warn!(
+                reason = reason.as_str(),
+                suppressed,
+                "dropped a datagram: {reason}"
+            );
+            if let Some(slot) = self.last_warned.get_mut(i) {
+                *slot = Some(now);
+            }
+            if let Some(n) = self.suppressed.get_mut(i) {
+                *n = 0;
+            }
+        } else if let Some(n) = self.suppressed.get_mut(i) {
+            *n += 1;
+        }
+    }
+}

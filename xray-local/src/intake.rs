@@ -1,0 +1,202 @@
+//! Datagram framing and document validation.
+//!
+//! The checks follow the daemon's framing (a JSON header line, `\n`, one JSON document) and then go
+//! further than the daemon, which forwards the body unread: a document the X-Ray service would
+//! refuse for a missing or ill-typed core field is refused here, so a test sees the problem at
+//! once instead of an assembled trace with a hole in it. Everything else in the document is kept
+//! as it came, so any SDK's extra fields pass through untouched.
+
+use std::fmt;
+
+use serde_json::{Map, Value};
+use xray_core::TraceId;
+
+/// Why a datagram or a document was refused.
+///
+/// Each reason has its own counter in [`Stats`](crate::Stats).
+///
+/// # Examples
+///
+/// ```
+/// use xray_local::DropReason;
+///
+/// assert_eq!(DropReason::InvalidHeader.as_str(), "invalid_header");
+/// assert!(DropReason::ALL.contains(&DropReason::Oversize));
+/// ```
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+#[non_exhaustive]
+pub enum DropReason {
+    /// The datagram is longer than the largest accepted size (64 KiB unless configured).
+    Oversize,
+    /// There is no `\n` after the header line, or nothing after it.
+    MissingBody,
+    /// The header line is not `{"format":"json","version":1}` (any whitespace, `format`
+    /// compared case-insensitively).
+    InvalidHeader,
+    /// The document is not UTF-8 JSON.
+    InvalidJson,
+    /// The document is JSON but not an object.
+    NotAnObject,
+    /// `name` is missing or not a string.
+    InvalidName,
+    /// `id` is missing or not 16 hex digits.
+    InvalidId,
+    /// `trace_id` is missing or not a valid trace id.
+    InvalidTraceId,
+    /// `start_time` is missing or not a number.
+    InvalidStartTime,
+    /// An independent subsegment (`"type": "subsegment"`) has no `parent_id`, or a `parent_id`
+    /// is present but not 16 hex digits.
+    InvalidParentId,
+}
+
+impl DropReason {
+    /// Every reason, in declaration order.
+    pub const ALL: [DropReason; 10] = [
+        DropReason::Oversize,
+        DropReason::MissingBody,
+        DropReason::InvalidHeader,
+        DropReason::InvalidJson,
+        DropReason::NotAnObject,
+        DropReason::InvalidName,
+        DropReason::InvalidId,
+        DropReason::InvalidTraceId,
+        DropReason::InvalidStartTime,
+        DropReason::InvalidParentId,
+    ];
+
+    /// A short `snake_case` name, stable across releases.
+    pub const fn as_str(self) -> &'static str {
+        match self {
+            DropReason::Oversize => "oversize",
+            DropReason::MissingBody => "missing_body",
+            DropReason::InvalidHeader => "invalid_header",
+            DropReason::InvalidJson => "invalid_json",
+            DropReason::NotAnObject => "not_an_object",
+            DropReason::InvalidName => "invalid_name",
+            DropReason::InvalidId => "invalid_id",
+            DropReason::InvalidTraceId => "invalid_trace_id",
+            DropReason::InvalidStartTime => "invalid_start_time",
+            DropReason::InvalidParentId => "invalid_parent_id",
+        }
+    }
+
+    /// The position of this reason in [`DropReason::ALL`].
+    pub(crate) const fn index(self) -> usize {
+        self as usize
+    }
+
+    const fn describe(self) -> &'static str {
+        match self {
+            DropReason::Oversize => "the datagram is larger than the accepted maximum",
+            DropReason::MissingBody => "no `\\n` and document after the header line",
+            DropReason::InvalidHeader => {
+                "the header line is not {\"format\":\"json\",\"version\":1}"
+            }
+            DropReason::InvalidJson => "the document is not UTF-8 JSON",
+            DropReason::NotAnObject => "the document is not a JSON object",
+            DropReason::InvalidName => "`name` is missing or not a string",
+            DropReason::InvalidId => "`id` is missing or not 16 hex digits",
+            DropReason::InvalidTraceId => "`trace_id` is missing or not a valid trace id",
+            DropReason::InvalidStartTime => "`start_time` is missing or not a number",
+            DropReason::InvalidParentId => {
+                "`parent_id` is missing on an independent subsegment or not 16 hex digits"
+            }
+        }
+    }
+}
+
+impl fmt::Display for DropReason {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.pad(self.describe())
+    }
+}
+
+/// A document that passed validation.
+#[derive(Debug, Clone)]
+pub(crate) struct Document {
+    pub(crate) trace_id: TraceId,
+    pub(crate) id: String,
+    /// `Some` for an independent subsegment: the id of the entity it belongs under.
+    pub(crate) parent_id: Option<String>,
+    pub(crate) in_progress: bool,
+    pub(crate) value: Value,
+}
+
+/// Splits a datagram into header and body, checks the header and validates the body.
+pub(crate) fn parse_datagram(datagram: &[u8]) -> Result<Document, DropReason> {
+    // The daemon splits at the first newline; the header never contains one.
+    let newline = datagram
+        .iter()
+        .position(|&b| b == b'\n')
+        .ok_or(DropReason::MissingBody)?;
+    let (header, rest) = datagram.split_at(newline);
+    let body = rest.get(1..).unwrap_or_default();
+    if !is_valid_header(header) {
+        return Err(DropReason::InvalidHeader);
+    }
+    if body.iter().all(u8::is_ascii_whitespace) {
+        return Err(DropReason::MissingBody);
+    }
+    let value: Value = serde_json::from_slice(body).map_err(|_| DropReason::InvalidJson)?;
+    validate(value)
+}
+
+fn is_valid_header(header: &[u8]) -> bool {
+    let Ok(Value::Object(map)) = serde_json::from_slice::<Value>(header) else {
+        return false;
+    };
+    let format_ok = map
+        .get("format")
+        .and_then(Value::as_str)
+        .is_some_and(|f| f.eq_ignore_ascii_case("json"));
+    let version_ok = map.get("version").and_then(Value::as_u64) == Some(1);
+    format_ok && version_ok
+}
+
+/// Checks the fields every top-level document needs.
+pub(crate) fn validate(value: Value) -> Result<Document, DropReason> {
+    let Value::Object(map) = &value else {
+        return Err(DropReason::NotAnObject);
+    };
+    if !map.get("name").is_some_and(Value::is_string) {
+        return Err(DropReason::InvalidName);
+    }
+    let id = match map.get("id").and_then(Value::as_str) {
+        Some(id) if is_segment_id(id) => id.to_owned(),
+        _ => return Err(DropReason::InvalidId),
+    };
+    let trace_id = map
+        .get("trace_id")
+        .and_then(Value::as_str)
+        .and_then(|s| s.parse::<TraceId>().ok())
+        .ok_or(DropReason::InvalidTraceId)?;
+    if !map.get("start_time").is_some_and(Value::is_number) {
+        return Err(DropReason::InvalidStartTime);
+    }
+    let independent = map.get("type").and_then(Value::as_str) == Some("subsegment");
+    let parent_id = match map.get("parent_id") {
+        None if independent => return Err(DropReason::InvalidParentId),
+        None => None,
+        Some(Value::String(p)) if is_segment_id(p) => Some(p.clone()),
+        Some(_) => return Err(DropReason::InvalidParentId),
+    };
+    let in_progress = is_in_progress(map);
+    Ok(Document {
+        trace_id,
+        id,
+        // A segment's `parent_id` names the caller in another service: it is kept in the
+        // document but the segment stays a root of the trace.
+        parent_id: parent_id.filter(|_| independent),
+        in_progress,
+        value,
+    })
+}
+
+pub(crate) fn is_in_progress(map: &Map<String, Value>) -> bool {
+    map.get("in_progress").and_then(Value::as_bool) == Some(true)
+}
+
+fn is_segment_id(s: &str) -> bool {
+    s.len() == 16 && s.bytes().all(|b| b.is_ascii_hexdigit())
+}

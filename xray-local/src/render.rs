@@ -1,0 +1,287 @@
+//! Text rendering of traces, in the shape of the X-Ray console's trace timeline.
+//!
+//! # Examples
+//!
+//! ```
+//! use serde_json::json;
+//!
+//! let traces = xray_local::assemble([json!({
+//!     "name": "api", "id": "70de5b6f19ff9a0a", "start_time": 10.0, "end_time": 10.2,
+//!     "trace_id": "1-581cf771-a006649127e371903a2de979",
+//!     "http": {"request": {"method": "GET", "url": "http://localhost/"},
+//!              "response": {"status": 200}},
+//! })])?;
+//! let text = xray_local::render::timeline(&traces[0]);
+//! assert!(text.contains("api"));
+//! assert!(text.contains("GET http://localhost/ 200"));
+//! # Ok::<(), xray_local::DocumentError>(())
+//! ```
+
+use std::fmt::Write as _;
+
+use serde_json::Value;
+
+use crate::trace::{Entity, Trace};
+
+/// Characters of the proportional bar.
+const BAR_WIDTH: usize = 30;
+/// Longest name column, indentation included; longer names are cut.
+const MAX_NAME_WIDTH: usize = 48;
+
+/// Renders a trace as a timeline tree: one row per segment and subsegment with its offset from
+/// the start of the trace and its duration in milliseconds, a bar to scale, the HTTP method,
+/// URL and status, the AWS operation, error / throttle / fault marks, then annotations and
+/// exception messages on their own lines.
+///
+/// Siblings are listed by start time. Subsegments whose parent has not arrived are listed last,
+/// under a heading of their own.
+pub fn timeline(trace: &Trace) -> String {
+    let rows = rows(trace);
+    let (start, end) = bounds(&rows);
+    let total = end - start;
+
+    let name_width = rows
+        .iter()
+        .map(|r| label(r).chars().count())
+        .max()
+        .unwrap_or(0)
+        .clamp("NAME".len(), MAX_NAME_WIDTH);
+
+    let mut out = String::new();
+    let _ = writeln!(
+        out,
+        "Trace {}  {}  {} segment{}{}",
+        trace.id(),
+        ms(total),
+        trace.segments().len(),
+        if trace.segments().len() == 1 { "" } else { "s" },
+        if trace.is_complete() {
+            ""
+        } else {
+            "  (incomplete)"
+        },
+    );
+    let _ = writeln!(
+        out,
+        "{:<name_width$}  {:>11}  {:>11}  TIMELINE",
+        "NAME", "OFFSET", "DURATION",
+    );
+    let mut orphans_started = false;
+    for row in &rows {
+        if row.entity.is_orphaned() && !orphans_started {
+            orphans_started = true;
+            let _ = writeln!(out, "-- subsegments whose parent has not arrived --");
+        }
+        let entity = &row.entity;
+        let offset = entity.start_time().map_or(0.0, |s| s - start);
+        let duration = match entity.end_time() {
+            Some(e) if !entity.is_in_progress() => Some(e - entity.start_time().unwrap_or(e)),
+            _ => None,
+        };
+        let shown = duration.unwrap_or((total - offset).max(0.0));
+        let line = format!(
+            "{:<name_width$}  {:>11}  {:>11}  {}  {}",
+            fit(&label(row), name_width),
+            ms(offset),
+            duration.map_or_else(|| "...".to_owned(), ms),
+            bar(offset, shown, total, duration.is_none()),
+            details(entity),
+        );
+        let _ = writeln!(out, "{}", line.trim_end());
+        let indent = " ".repeat(2 * entity.depth() + 4);
+        if let Some(text) = annotations(entity) {
+            let _ = writeln!(out, "{indent}annotations: {text}");
+        }
+        for text in exceptions(entity) {
+            let _ = writeln!(out, "{indent}{text}");
+        }
+    }
+    out
+}
+
+struct Row<'a> {
+    entity: Entity<'a>,
+}
+
+/// Entities depth-first with siblings by start time.
+fn rows(trace: &Trace) -> Vec<Row<'_>> {
+    let mut out = Vec::new();
+    let roots: Vec<Entity<'_>> = trace
+        .entities()
+        .filter(|e| e.depth() == 0)
+        .collect::<Vec<_>>();
+    let mut stack: Vec<Entity<'_>> = roots.into_iter().rev().collect();
+    while let Some(entity) = stack.pop() {
+        let mut children: Vec<Entity<'_>> = entity.subsegments().collect();
+        children.sort_by(|a, b| {
+            let a = a.start_time().unwrap_or(0.0);
+            let b = b.start_time().unwrap_or(0.0);
+            a.total_cmp(&b)
+        });
+        stack.extend(children.into_iter().rev());
+        out.push(Row { entity });
+    }
+    out
+}
+
+/// The first start and the last end (or start, for entities still in progress).
+fn bounds(rows: &[Row<'_>]) -> (f64, f64) {
+    let mut start = f64::INFINITY;
+    let mut end = f64::NEG_INFINITY;
+    for row in rows {
+        if let Some(s) = row.entity.start_time() {
+            start = start.min(s);
+            end = end.max(s);
+        }
+        if let Some(e) = row.entity.end_time() {
+            end = end.max(e);
+        }
+    }
+    if start.is_finite() && end.is_finite() {
+        (start, end)
+    } else {
+        (0.0, 0.0)
+    }
+}
+
+fn label(row: &Row<'_>) -> String {
+    let name = row.entity.name().unwrap_or("?");
+    format!("{}{}", "  ".repeat(row.entity.depth()), name)
+}
+
+fn fit(text: &str, width: usize) -> String {
+    if text.chars().count() <= width {
+        return text.to_owned();
+    }
+    let mut cut: String = text.chars().take(width.saturating_sub(1)).collect();
+    cut.push('~');
+    cut
+}
+
+fn ms(seconds: f64) -> String {
+    // `+ 0.0` turns a negative zero into a positive one so `-0.0 ms` is never printed.
+    format!("{:.1} ms", seconds * 1000.0 + 0.0)
+}
+
+fn bar(offset: f64, duration: f64, total: f64, open: bool) -> String {
+    let (from, to) = if total > 0.0 {
+        let scale = BAR_WIDTH as f64 / total;
+        let from = ((offset * scale).floor().max(0.0) as usize).min(BAR_WIDTH - 1);
+        let to =
+            (((offset + duration) * scale).ceil().max(0.0) as usize).clamp(from + 1, BAR_WIDTH);
+        (from, to)
+    } else {
+        (0, BAR_WIDTH)
+    };
+    let fill = if open { '=' } else { '#' };
+    let mut out = String::with_capacity(BAR_WIDTH + 2);
+    out.push('|');
+    for i in 0..BAR_WIDTH {
+        out.push(if (from..to).contains(&i) { fill } else { ' ' });
+    }
+    out.push('|');
+    out
+}
+
+fn details(entity: &Entity<'_>) -> String {
+    let mut parts: Vec<String> = Vec::new();
+    let kind = if entity.is_segment() {
+        entity.get("origin")
+    } else {
+        entity.get("namespace")
+    };
+    if let Some(kind) = kind.and_then(Value::as_str).filter(|k| !k.is_empty()) {
+        parts.push(format!("[{kind}]"));
+    }
+    if let Some(http) = entity.get("http") {
+        let request = http.get("request");
+        let method = request
+            .and_then(|r| r.get("method"))
+            .and_then(Value::as_str);
+        let url = request.and_then(|r| r.get("url")).and_then(Value::as_str);
+        let status = http
+            .get("response")
+            .and_then(|r| r.get("status"))
+            .and_then(Value::as_u64);
+        let text: Vec<String> = [
+            method.map(str::to_owned),
+            url.map(str::to_owned),
+            status.map(|s| s.to_string()),
+        ]
+        .into_iter()
+        .flatten()
+        .collect();
+        if !text.is_empty() {
+            parts.push(text.join(" "));
+        }
+    }
+    if let Some(op) = entity
+        .get("aws")
+        .and_then(|a| a.get("operation"))
+        .and_then(Value::as_str)
+    {
+        parts.push(op.to_owned());
+    }
+    for (flag, mark) in [
+        ("error", "ERROR"),
+        ("throttle", "THROTTLE"),
+        ("fault", "FAULT"),
+    ] {
+        if entity.get(flag).and_then(Value::as_bool) == Some(true) {
+            parts.push(mark.to_owned());
+        }
+    }
+    if entity.is_in_progress() {
+        parts.push("IN PROGRESS".to_owned());
+    }
+    parts.join("  ")
+}
+
+fn annotations(entity: &Entity<'_>) -> Option<String> {
+    let map = entity.get("annotations")?.as_object()?;
+    if map.is_empty() {
+        return None;
+    }
+    let mut pairs: Vec<(&String, &Value)> = map.iter().collect();
+    pairs.sort_by(|a, b| a.0.cmp(b.0));
+    Some(
+        pairs
+            .into_iter()
+            .map(|(k, v)| format!("{k}={v}"))
+            .collect::<Vec<_>>()
+            .join(" "),
+    )
+}
+
+fn exceptions(entity: &Entity<'_>) -> Vec<String> {
+    match entity.get("cause") {
+        Some(Value::String(id)) => {
+            vec![format!("cause: exception {id} (recorded in a subsegment)")]
+        }
+        Some(Value::Object(cause)) => cause
+            .get("exceptions")
+            .and_then(Value::as_array)
+            .map(|list| {
+                list.iter()
+                    .map(|ex| {
+                        let kind = ex.get("type").and_then(Value::as_str);
+                        let message = ex.get("message").and_then(Value::as_str);
+                        let remote = ex.get("remote").and_then(Value::as_bool) == Some(true);
+                        let mut text = String::from("exception");
+                        if let Some(kind) = kind {
+                            let _ = write!(text, " {kind}");
+                        }
+                        if let Some(message) = message {
+                            let _ = write!(text, ": {message}");
+                        }
+                        if remote {
+                            text.push_str(" (remote)");
+                        }
+                        text
+                    })
+                    .collect()
+            })
+            .unwrap_or_default(),
+        _ => Vec::new(),
+    }
+}

@@ -1,0 +1,361 @@
+//! The trace store: what the receiver writes and every reader waits on.
+//!
+//! One mutex guards everything and one condvar is notified on every change. Assembly is lazy:
+//! the receiver only files documents away (cheap, so it keeps up with the socket) and marks the
+//! trace dirty; a reader that needs a trace assembles the dirty ones under the lock. Under a
+//! burst with nobody waiting, nothing is assembled at all.
+
+use std::collections::{BTreeMap, HashMap, HashSet, VecDeque};
+use std::time::{Duration, Instant};
+
+use parking_lot::{Condvar, Mutex, MutexGuard};
+use xray_core::TraceId;
+
+use crate::intake::{Document, DropReason};
+use crate::trace::{Inserted, Pieces, Trace};
+
+/// Counters of what the daemon received, kept since it started.
+///
+/// `received() == accepted() + dropped_total()` always holds. Datagrams the kernel dropped
+/// before the daemon could read them (a full socket buffer) are not counted anywhere: compare
+/// with what you sent.
+///
+/// # Examples
+///
+/// ```
+/// use xray_local::{DropReason, XrayLocal};
+///
+/// let local = XrayLocal::builder().udp_addr("127.0.0.1:0".parse()?).start()?;
+/// let stats = local.stats();
+/// assert_eq!(stats.received(), 0);
+/// assert_eq!(stats.dropped(DropReason::InvalidJson), 0);
+/// # Ok::<(), Box<dyn std::error::Error>>(())
+/// ```
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Stats {
+    received: u64,
+    accepted: u64,
+    dropped: [u64; DropReason::ALL.len()],
+    evicted_traces: u64,
+}
+
+impl Stats {
+    /// Datagrams read from the socket.
+    pub fn received(&self) -> u64 {
+        self.received
+    }
+
+    /// Documents accepted into the store.
+    pub fn accepted(&self) -> u64 {
+        self.accepted
+    }
+
+    /// Datagrams refused for `reason`.
+    pub fn dropped(&self, reason: DropReason) -> u64 {
+        self.dropped.get(reason.index()).copied().unwrap_or(0)
+    }
+
+    /// Datagrams refused for any reason.
+    pub fn dropped_total(&self) -> u64 {
+        self.dropped.iter().sum()
+    }
+
+    /// Traces removed to stay within the configured bounds.
+    pub fn evicted_traces(&self) -> u64 {
+        self.evicted_traces
+    }
+}
+
+/// Bounds and completion rules of a [`Store`].
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct StoreConfig {
+    pub(crate) max_traces: usize,
+    pub(crate) max_bytes: usize,
+    pub(crate) quiet_period: Duration,
+    pub(crate) idle_timeout: Option<Duration>,
+}
+
+#[derive(Debug)]
+pub(crate) struct Store {
+    inner: Mutex<Inner>,
+    changed: Condvar,
+    config: StoreConfig,
+}
+
+#[derive(Debug, Default)]
+struct Inner {
+    traces: HashMap<TraceId, Entry>,
+    /// Trace ids by first arrival: eviction takes from the front.
+    order: VecDeque<TraceId>,
+    bytes: usize,
+    stats: Stats,
+    /// Traces changed since they last settled (or never settled).
+    unsettled: HashSet<TraceId>,
+    /// Settled traces by settle sequence number, for readers that follow completions.
+    settled: BTreeMap<u64, TraceId>,
+    next_seq: u64,
+    shut_down: bool,
+}
+
+#[derive(Debug)]
+struct Entry {
+    pieces: Pieces,
+    bytes: usize,
+    last_update: Instant,
+    /// The assembled trace, rebuilt when `None`.
+    cached: Option<Trace>,
+    settled_seq: Option<u64>,
+}
+
+impl Store {
+    pub(crate) fn new(config: StoreConfig) -> Self {
+        Store {
+            inner: Mutex::new(Inner::default()),
+            changed: Condvar::new(),
+            config,
+        }
+    }
+
+    /// Counts a refused datagram.
+    pub(crate) fn record_drop(&self, reason: DropReason) {
+        let mut inner = self.inner.lock();
+        inner.stats.received += 1;
+        if let Some(n) = inner.stats.dropped.get_mut(reason.index()) {
+            *n += 1;
+        }
+        drop(inner);
+        self.changed.notify_all();
+    }
+
+    /// Files an accepted document under its trace.
+    pub(crate) fn insert(&self, doc: Document, size: usize, now: Instant) {
+        let mut guard = self.inner.lock();
+        let inner = &mut *guard;
+        inner.stats.received += 1;
+        inner.stats.accepted += 1;
+        let trace_id = doc.trace_id;
+        let entry = inner.traces.entry(trace_id).or_insert_with(|| {
+            inner.order.push_back(trace_id);
+            Entry {
+                pieces: Pieces::default(),
+                bytes: 0,
+                last_update: now,
+                cached: None,
+                settled_seq: None,
+            }
+        });
+        let old_size = match entry.pieces.insert(doc, size) {
+            Inserted::New => 0,
+            Inserted::Replaced(old) => old,
+            Inserted::Stale => {
+                drop(guard);
+                self.changed.notify_all();
+                return;
+            }
+        };
+        entry.bytes = entry.bytes.saturating_sub(old_size) + size;
+        entry.last_update = now;
+        entry.cached = None;
+        if let Some(seq) = entry.settled_seq.take() {
+            inner.settled.remove(&seq);
+        }
+        inner.unsettled.insert(trace_id);
+        inner.bytes = inner.bytes.saturating_sub(old_size) + size;
+        inner.evict(&self.config);
+        drop(guard);
+        self.changed.notify_all();
+    }
+
+    /// Marks the store closed and wakes every waiter.
+    pub(crate) fn shut_down(&self) {
+        self.inner.lock().shut_down = true;
+        self.changed.notify_all();
+    }
+
+    pub(crate) fn stats(&self) -> Stats {
+        self.inner.lock().stats
+    }
+
+    /// Every trace (settled or not) by first arrival.
+    pub(crate) fn traces(&self) -> Vec<Trace> {
+        let mut inner = self.inner.lock();
+        inner.settle(&self.config, Instant::now());
+        let Inner { order, traces, .. } = &mut *inner;
+        order
+            .iter()
+            .filter_map(|id| traces.get_mut(id).map(|e| e.trace(*id).clone()))
+            .collect()
+    }
+
+    pub(crate) fn trace(&self, id: TraceId) -> Option<Trace> {
+        let mut inner = self.inner.lock();
+        inner.traces.get_mut(&id).map(|e| e.trace(id).clone())
+    }
+
+    pub(crate) fn wait_for_trace(&self, id: TraceId, timeout: Duration) -> Option<Trace> {
+        self.wait(timeout, |inner| {
+            let entry = inner.traces.get_mut(&id)?;
+            entry.settled_seq?;
+            Some(entry.trace(id).clone())
+        })
+    }
+
+    pub(crate) fn wait_for_traces(&self, n: usize, timeout: Duration) -> Vec<Trace> {
+        let settled = |inner: &mut Inner| {
+            let Inner { order, traces, .. } = inner;
+            order
+                .iter()
+                .filter_map(|id| {
+                    let entry = traces.get_mut(id)?;
+                    entry.settled_seq?;
+                    Some(entry.trace(*id).clone())
+                })
+                .collect::<Vec<_>>()
+        };
+        if let Some(all) = self.wait(timeout, |inner| {
+            (inner.settled.len() >= n).then(|| settled(inner))
+        }) {
+            return all;
+        }
+        let mut inner = self.inner.lock();
+        inner.settle(&self.config, Instant::now());
+        settled(&mut inner)
+    }
+
+    pub(crate) fn wait_for_stats(
+        &self,
+        timeout: Duration,
+        mut until: impl FnMut(&Stats) -> bool,
+    ) -> Stats {
+        self.wait(timeout, |inner| until(&inner.stats).then_some(inner.stats))
+            .unwrap_or_else(|| self.stats())
+    }
+
+    /// The first trace that settled after `cursor`; moves the cursor past it.
+    pub(crate) fn next_settled(
+        &self,
+        cursor: &mut u64,
+        timeout: Option<Duration>,
+    ) -> Option<Trace> {
+        let mut take = |inner: &mut Inner| {
+            let (&seq, &id) = inner.settled.range(*cursor..).next()?;
+            *cursor = seq + 1;
+            inner.traces.get_mut(&id).map(|e| e.trace(id).clone())
+        };
+        match timeout {
+            Some(timeout) => self.wait(timeout, take),
+            None => {
+                let mut guard = self.inner.lock();
+                self.wait_locked(&mut guard, None, &mut take)
+            }
+        }
+    }
+
+    /// Waits until `ready` returns `Some`, the timeout passes, or the store shuts down with
+    /// nothing left to settle. Settles traces before every check.
+    fn wait<T>(
+        &self,
+        timeout: Duration,
+        mut ready: impl FnMut(&mut Inner) -> Option<T>,
+    ) -> Option<T> {
+        // A timeout too large to add to `now` means "no timeout".
+        let deadline = Instant::now().checked_add(timeout);
+        let mut guard = self.inner.lock();
+        self.wait_locked(&mut guard, Some(deadline), &mut ready)
+    }
+
+    /// `deadline`: `None` waits without end, `Some(None)` was a timeout too large to represent.
+    fn wait_locked<T>(
+        &self,
+        guard: &mut MutexGuard<'_, Inner>,
+        deadline: Option<Option<Instant>>,
+        ready: &mut impl FnMut(&mut Inner) -> Option<T>,
+    ) -> Option<T> {
+        let deadline = deadline.flatten();
+        loop {
+            let now = Instant::now();
+            let next_settle = guard.settle(&self.config, now);
+            if let Some(value) = ready(guard) {
+                return Some(value);
+            }
+            if deadline.is_some_and(|d| now >= d) || (guard.shut_down && next_settle.is_none()) {
+                return None;
+            }
+            let wake = match (deadline, next_settle) {
+                (Some(d), Some(s)) => Some(d.min(s)),
+                (d, s) => d.or(s),
+            };
+            match wake {
+                Some(at) => {
+                    self.changed.wait_until(guard, at);
+                }
+                None => self.changed.wait(guard),
+            }
+        }
+    }
+}
+
+impl Inner {
+    /// Removes the oldest traces while over a bound.
+    fn evict(&mut self, config: &StoreConfig) {
+        while self.traces.len() > config.max_traces || self.bytes > config.max_bytes {
+            let Some(id) = self.order.pop_front() else {
+                break;
+            };
+            if let Some(entry) = self.traces.remove(&id) {
+                self.bytes = self.bytes.saturating_sub(entry.bytes);
+                if let Some(seq) = entry.settled_seq {
+                    self.settled.remove(&seq);
+                }
+                self.unsettled.remove(&id);
+                self.stats.evicted_traces += 1;
+                tracing::debug!(trace_id = %id, "evicted the oldest trace to stay within bounds");
+            }
+        }
+    }
+
+    /// Settles every changed trace whose time has come; returns when the next one will be due.
+    fn settle(&mut self, config: &StoreConfig, now: Instant) -> Option<Instant> {
+        let mut next: Option<Instant> = None;
+        let mut done = Vec::new();
+        for &id in &self.unsettled {
+            let Some(entry) = self.traces.get_mut(&id) else {
+                done.push((id, None));
+                continue;
+            };
+            let complete = entry.trace(id).is_complete();
+            let quiet_until = entry.last_update.checked_add(config.quiet_period);
+            let idle_until = config
+                .idle_timeout
+                .and_then(|t| entry.last_update.checked_add(t));
+            let due = [complete.then_some(quiet_until).flatten(), idle_until]
+                .into_iter()
+                .flatten()
+                .min();
+            match due {
+                Some(at) if at <= now => done.push((id, Some(()))),
+                Some(at) => next = Some(next.map_or(at, |n| n.min(at))),
+                None => {}
+            }
+        }
+        for (id, settled) in done {
+            self.unsettled.remove(&id);
+            if settled.is_some()
+                && let Some(entry) = self.traces.get_mut(&id)
+            {
+                let seq = self.next_seq;
+                self.next_seq += 1;
+                entry.settled_seq = Some(seq);
+                self.settled.insert(seq, id);
+            }
+        }
+        next
+    }
+}
+
+impl Entry {
+    /// The assembled trace, assembling it first if documents arrived since.
+    fn trace(&mut self, id: TraceId) -> &Trace {
+        self.cached.get_or_insert_with(|| self.pieces.build(id))
+    }
+}

@@ -1,0 +1,583 @@
+//! Assembling documents into traces, and walking the result.
+
+use std::collections::{HashMap, HashSet};
+
+use serde::Serialize;
+use serde_json::Value;
+use xray_core::TraceId;
+
+use crate::intake::{self, Document, DropReason};
+
+/// How deep independent subsegments are attached under one another. serde_json already refuses
+/// documents nested deeper than 128 levels; this bounds chains of separately sent pieces, so a
+/// hostile sender cannot make assembly recurse without limit. Pieces past it stay orphans.
+const MAX_ATTACH_DEPTH: usize = 256;
+
+/// One assembled trace: its segments with every separately sent subsegment merged under its
+/// parent.
+///
+/// Documents are kept as [`serde_json::Value`] exactly as the SDK sent them, so fields this crate
+/// does not know about are still there to assert on.
+///
+/// # Examples
+///
+/// ```
+/// use serde_json::json;
+///
+/// let traces = xray_local::assemble([
+///     json!({"name": "api", "id": "70de5b6f19ff9a0a", "start_time": 1.0, "end_time": 2.0,
+///            "trace_id": "1-581cf771-a006649127e371903a2de979"}),
+///     json!({"type": "subsegment", "name": "db", "id": "70de5b6f19ff9a0b",
+///            "parent_id": "70de5b6f19ff9a0a", "start_time": 1.2, "end_time": 1.5,
+///            "trace_id": "1-581cf771-a006649127e371903a2de979"}),
+/// ])?;
+/// let trace = &traces[0];
+/// assert!(trace.is_complete());
+/// let db = trace.find("db").unwrap();
+/// assert_eq!(db.parent().and_then(|p| p.name()), Some("api"));
+/// assert_eq!(trace.entities().count(), 2);
+/// # Ok::<(), xray_local::DocumentError>(())
+/// ```
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct Trace {
+    trace_id: TraceId,
+    complete: bool,
+    segments: Vec<Value>,
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    orphans: Vec<Value>,
+}
+
+impl Trace {
+    /// The trace id.
+    pub fn id(&self) -> TraceId {
+        self.trace_id
+    }
+
+    /// The segment documents of the trace, each with its subsegments assembled, ordered by
+    /// `start_time`.
+    pub fn segments(&self) -> &[Value] {
+        &self.segments
+    }
+
+    /// Independent subsegments whose parent has not arrived (yet), each with whatever was
+    /// attached under it, ordered by `start_time`.
+    pub fn orphans(&self) -> &[Value] {
+        &self.orphans
+    }
+
+    /// Whether the trace looks finished: it has at least one segment, no entity is
+    /// `in_progress`, and no subsegment is waiting for its parent.
+    ///
+    /// This is a heuristic: a downstream service's segment may still arrive later.
+    pub fn is_complete(&self) -> bool {
+        self.complete
+    }
+
+    /// Every entity depth-first: each segment then its subsegments, then each orphan and its
+    /// subsegments.
+    pub fn entities(&self) -> Entities<'_> {
+        let mut stack = Vec::new();
+        for root in self.orphans.iter().rev() {
+            stack.push(Entity::root(root, true));
+        }
+        for root in self.segments.iter().rev() {
+            stack.push(Entity::root(root, false));
+        }
+        Entities { stack }
+    }
+
+    /// The first entity (in [`Trace::entities`] order) with this `name`.
+    pub fn find(&self, name: &str) -> Option<Entity<'_>> {
+        self.entities().find(|e| e.name() == Some(name))
+    }
+
+    /// Every entity with this `name`.
+    pub fn find_all<'a>(&'a self, name: &'a str) -> impl Iterator<Item = Entity<'a>> + 'a {
+        self.entities().filter(move |e| e.name() == Some(name))
+    }
+
+    /// The entity with this `id`.
+    pub fn find_by_id(&self, id: &str) -> Option<Entity<'_>> {
+        self.entities().find(|e| e.id() == Some(id))
+    }
+}
+
+/// One segment or subsegment inside a [`Trace`], with where it sits.
+///
+/// # Examples
+///
+/// ```
+/// use serde_json::json;
+///
+/// let traces = xray_local::assemble([json!({
+///     "name": "api", "id": "70de5b6f19ff9a0a", "start_time": 1.0, "end_time": 2.0,
+///     "trace_id": "1-581cf771-a006649127e371903a2de979",
+///     "subsegments": [{"name": "db", "id": "70de5b6f19ff9a0b", "start_time": 1.2,
+///                      "end_time": 1.5, "annotations": {"table": "orders"}}],
+/// })])?;
+/// let db = traces[0].find("db").unwrap();
+/// assert_eq!(db.depth(), 1);
+/// assert_eq!(db.duration(), Some(0.3).map(|d: f64| (d * 1e6).round() / 1e6));
+/// assert_eq!(db.annotation("table").and_then(|v| v.as_str()), Some("orders"));
+/// assert!(!db.is_segment());
+/// # Ok::<(), xray_local::DocumentError>(())
+/// ```
+#[derive(Debug, Clone, Copy)]
+pub struct Entity<'a> {
+    doc: &'a Value,
+    parent: Option<&'a Value>,
+    root: &'a Value,
+    depth: usize,
+    orphan: bool,
+}
+
+impl<'a> Entity<'a> {
+    fn root(doc: &'a Value, orphan: bool) -> Self {
+        Entity {
+            doc,
+            parent: None,
+            root: doc,
+            depth: 0,
+            orphan,
+        }
+    }
+
+    /// The entity's document (its `subsegments` included).
+    pub fn doc(&self) -> &'a Value {
+        self.doc
+    }
+
+    /// A field of the document.
+    pub fn get(&self, key: &str) -> Option<&'a Value> {
+        self.doc.get(key)
+    }
+
+    /// `name`, when it is a string.
+    pub fn name(&self) -> Option<&'a str> {
+        self.doc.get("name").and_then(Value::as_str)
+    }
+
+    /// `id`, when it is a string.
+    pub fn id(&self) -> Option<&'a str> {
+        self.doc.get("id").and_then(Value::as_str)
+    }
+
+    /// The entity this one is nested in, or `None` for a segment or an orphan.
+    pub fn parent(&self) -> Option<Entity<'a>> {
+        self.parent.map(|doc| Entity {
+            doc,
+            parent: None,
+            root: self.root,
+            depth: self.depth.saturating_sub(1),
+            orphan: self.orphan,
+        })
+    }
+
+    /// The `id` of the parent: the enclosing entity's, else the document's own `parent_id`
+    /// (for a segment: the caller's subsegment in another service).
+    pub fn parent_id(&self) -> Option<&'a str> {
+        match self.parent {
+            Some(parent) => parent.get("id").and_then(Value::as_str),
+            None => self.doc.get("parent_id").and_then(Value::as_str),
+        }
+    }
+
+    /// The top-level document this entity is in (a segment, or an orphan subsegment).
+    pub fn root_doc(&self) -> &'a Value {
+        self.root
+    }
+
+    /// 0 for a segment or an orphan, 1 for their direct subsegments, and so on.
+    pub fn depth(&self) -> usize {
+        self.depth
+    }
+
+    /// Whether this entity is a segment (a root that is not an orphan subsegment).
+    pub fn is_segment(&self) -> bool {
+        self.depth == 0 && !self.orphan
+    }
+
+    /// Whether this entity is, or is inside, a subsegment whose parent has not arrived.
+    pub fn is_orphaned(&self) -> bool {
+        self.orphan
+    }
+
+    /// `start_time` in epoch seconds.
+    pub fn start_time(&self) -> Option<f64> {
+        self.doc.get("start_time").and_then(Value::as_f64)
+    }
+
+    /// `end_time` in epoch seconds; `None` while in progress.
+    pub fn end_time(&self) -> Option<f64> {
+        self.doc.get("end_time").and_then(Value::as_f64)
+    }
+
+    /// `end_time - start_time` in seconds, when both are there.
+    pub fn duration(&self) -> Option<f64> {
+        let d = self.end_time()? - self.start_time()?;
+        // Round to microseconds: the wire precision, and it hides f64 noise in comparisons.
+        Some((d * 1e6).round() / 1e6)
+    }
+
+    /// Whether the document says `"in_progress": true`.
+    pub fn is_in_progress(&self) -> bool {
+        self.doc.as_object().is_some_and(intake::is_in_progress)
+    }
+
+    /// The annotation with this key.
+    pub fn annotation(&self, key: &str) -> Option<&'a Value> {
+        self.doc.get("annotations").and_then(|a| a.get(key))
+    }
+
+    /// The direct subsegments of this entity.
+    pub fn subsegments(&self) -> impl Iterator<Item = Entity<'a>> + 'a {
+        let parent = *self;
+        subsegments_of(self.doc)
+            .iter()
+            .map(move |doc| parent.child(doc))
+    }
+
+    fn child(&self, doc: &'a Value) -> Entity<'a> {
+        Entity {
+            doc,
+            parent: Some(self.doc),
+            root: self.root,
+            depth: self.depth + 1,
+            orphan: self.orphan,
+        }
+    }
+}
+
+fn subsegments_of(doc: &Value) -> &[Value] {
+    doc.get("subsegments")
+        .and_then(Value::as_array)
+        .map_or(&[], Vec::as_slice)
+}
+
+/// Iterator over the entities of a [`Trace`], depth-first; see [`Trace::entities`].
+///
+/// # Examples
+///
+/// ```
+/// use serde_json::json;
+///
+/// let traces = xray_local::assemble([json!({
+///     "name": "api", "id": "70de5b6f19ff9a0a", "start_time": 1.0, "end_time": 2.0,
+///     "trace_id": "1-581cf771-a006649127e371903a2de979",
+///     "subsegments": [{"name": "db", "id": "70de5b6f19ff9a0b", "start_time": 1.2,
+///                      "end_time": 1.5, "fault": true}],
+/// })])?;
+/// let faulted: Vec<_> = traces[0]
+///     .entities()
+///     .filter(|e| e.get("fault") == Some(&json!(true)))
+///     .filter_map(|e| e.name())
+///     .collect();
+/// assert_eq!(faulted, ["db"]);
+/// # Ok::<(), xray_local::DocumentError>(())
+/// ```
+#[derive(Debug, Clone)]
+pub struct Entities<'a> {
+    stack: Vec<Entity<'a>>,
+}
+
+impl<'a> Iterator for Entities<'a> {
+    type Item = Entity<'a>;
+
+    fn next(&mut self) -> Option<Entity<'a>> {
+        let entity = self.stack.pop()?;
+        for doc in subsegments_of(entity.doc).iter().rev() {
+            self.stack.push(entity.child(doc));
+        }
+        Some(entity)
+    }
+}
+
+/// A document given to [`assemble`] is not a valid segment document.
+///
+/// # Examples
+///
+/// ```
+/// let err = xray_local::assemble([serde_json::json!([1, 2])]).unwrap_err();
+/// assert_eq!(err.index(), 0);
+/// assert_eq!(err.reason(), xray_local::DropReason::NotAnObject);
+/// ```
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("document {index} is not a valid segment document: {reason}")]
+#[non_exhaustive]
+pub struct DocumentError {
+    index: usize,
+    reason: DropReason,
+}
+
+impl DocumentError {
+    /// The position of the document in the input.
+    pub fn index(&self) -> usize {
+        self.index
+    }
+
+    /// What is wrong with it.
+    pub fn reason(&self) -> DropReason {
+        self.reason
+    }
+}
+
+/// Assembles documents (segments, independent subsegments, in-progress fragments, in any
+/// order) into traces, as the daemon does with what it receives.
+///
+/// Traces come back in the order their first document appears.
+///
+/// # Errors
+///
+/// [`DocumentError`] names the first document that lacks a valid `name`, `id`, `trace_id`,
+/// `start_time` or (for `"type": "subsegment"`) `parent_id`.
+///
+/// # Examples
+///
+/// ```
+/// use serde_json::json;
+///
+/// let trace_id = "1-581cf771-a006649127e371903a2de979";
+/// let traces = xray_local::assemble([
+///     json!({"name": "api", "id": "70de5b6f19ff9a0a", "trace_id": trace_id,
+///            "start_time": 1.0, "in_progress": true}),
+///     json!({"name": "api", "id": "70de5b6f19ff9a0a", "trace_id": trace_id,
+///            "start_time": 1.0, "end_time": 2.0}),
+/// ])?;
+/// assert_eq!(traces.len(), 1);
+/// assert!(traces[0].is_complete());
+/// # Ok::<(), xray_local::DocumentError>(())
+/// ```
+pub fn assemble<I>(documents: I) -> Result<Vec<Trace>, DocumentError>
+where
+    I: IntoIterator<Item = Value>,
+{
+    let mut order = Vec::new();
+    let mut by_trace: HashMap<TraceId, Pieces> = HashMap::new();
+    for (index, value) in documents.into_iter().enumerate() {
+        let doc = intake::validate(value).map_err(|reason| DocumentError { index, reason })?;
+        let trace_id = doc.trace_id;
+        by_trace
+            .entry(trace_id)
+            .or_insert_with(|| {
+                order.push(trace_id);
+                Pieces::default()
+            })
+            .insert(doc, 0);
+    }
+    Ok(order
+        .into_iter()
+        .filter_map(|id| by_trace.get(&id).map(|p| p.build(id)))
+        .collect())
+}
+
+// ===== impl Pieces =====
+
+/// The documents received for one trace, one per entity id, in arrival order.
+#[derive(Debug, Default)]
+pub(crate) struct Pieces {
+    docs: Vec<Stored>,
+    by_id: HashMap<String, usize>,
+}
+
+/// A stored document and the size of the datagram that carried it.
+#[derive(Debug)]
+struct Stored {
+    document: Document,
+    size: usize,
+}
+
+/// What [`Pieces::insert`] did.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Inserted {
+    /// A new entity.
+    New,
+    /// Replaced the earlier document with the same id; carries the old size.
+    Replaced(usize),
+    /// An in-progress fragment that arrived after its completed version: ignored.
+    Stale,
+}
+
+impl Pieces {
+    /// Adds a document. A completed document replaces the in-progress fragment with the same
+    /// id; a fragment arriving after the completed version is ignored.
+    pub(crate) fn insert(&mut self, document: Document, size: usize) -> Inserted {
+        if let Some(slot) = self
+            .by_id
+            .get(&document.id)
+            .and_then(|&i| self.docs.get_mut(i))
+        {
+            if document.in_progress && !slot.document.in_progress {
+                return Inserted::Stale;
+            }
+            let old = slot.size;
+            *slot = Stored { document, size };
+            return Inserted::Replaced(old);
+        }
+        self.by_id.insert(document.id.clone(), self.docs.len());
+        self.docs.push(Stored { document, size });
+        Inserted::New
+    }
+
+    /// Assembles the pieces into a [`Trace`].
+    pub(crate) fn build(&self, trace_id: TraceId) -> Trace {
+        let (segments, orphans) = assemble_pieces(&self.docs);
+        let complete =
+            !segments.is_empty() && orphans.is_empty() && !segments.iter().any(has_in_progress);
+        Trace {
+            trace_id,
+            complete,
+            segments,
+            orphans,
+        }
+    }
+}
+
+fn has_in_progress(root: &Value) -> bool {
+    let mut stack = vec![root];
+    while let Some(doc) = stack.pop() {
+        if doc.as_object().is_some_and(intake::is_in_progress) {
+            return true;
+        }
+        stack.extend(subsegments_of(doc));
+    }
+    false
+}
+
+fn start_time(doc: &Value) -> f64 {
+    doc.get("start_time").and_then(Value::as_f64).unwrap_or(0.0)
+}
+
+fn sort_by_start(docs: &mut [Value]) {
+    docs.sort_by(|a, b| start_time(a).total_cmp(&start_time(b)));
+}
+
+/// Builds the segment trees, then the trees of the pieces whose parent never showed up.
+fn assemble_pieces(pieces: &[Stored]) -> (Vec<Value>, Vec<Value>) {
+    let mut children: HashMap<&str, Vec<usize>> = HashMap::new();
+    for (i, piece) in pieces.iter().enumerate() {
+        if let Some(parent) = &piece.document.parent_id {
+            children.entry(parent.as_str()).or_default().push(i);
+        }
+    }
+    let mut ctx = Attach {
+        pieces,
+        children,
+        used: vec![false; pieces.len()],
+    };
+
+    let mut segments = Vec::new();
+    for (i, piece) in pieces.iter().enumerate() {
+        if piece.document.parent_id.is_none() {
+            segments.push(ctx.build(i, 0));
+        }
+    }
+
+    // Orphan roots are the unattached pieces whose parent is not inside another unattached
+    // piece; a cycle of pieces has no such root, so whatever is left is then taken as is.
+    let mut unattached_ids = HashSet::new();
+    for (i, piece) in pieces.iter().enumerate() {
+        if !ctx.is_used(i) {
+            collect_ids(&piece.document.value, &mut unattached_ids);
+        }
+    }
+    let mut orphans = Vec::new();
+    for strict in [true, false] {
+        for (i, piece) in pieces.iter().enumerate() {
+            let parent_unattached = piece
+                .document
+                .parent_id
+                .as_deref()
+                .is_some_and(|p| unattached_ids.contains(p));
+            if !ctx.is_used(i) && (!strict || !parent_unattached) {
+                orphans.push(ctx.build(i, 0));
+            }
+        }
+    }
+    sort_by_start(&mut segments);
+    sort_by_start(&mut orphans);
+    (segments, orphans)
+}
+
+fn collect_ids<'a>(root: &'a Value, ids: &mut HashSet<&'a str>) {
+    let mut stack = vec![root];
+    while let Some(doc) = stack.pop() {
+        if let Some(id) = doc.get("id").and_then(Value::as_str) {
+            ids.insert(id);
+        }
+        stack.extend(subsegments_of(doc));
+    }
+}
+
+struct Attach<'a> {
+    pieces: &'a [Stored],
+    children: HashMap<&'a str, Vec<usize>>,
+    used: Vec<bool>,
+}
+
+impl Attach<'_> {
+    fn is_used(&self, i: usize) -> bool {
+        self.used.get(i).copied().unwrap_or(true)
+    }
+
+    /// Clones piece `i` and attaches its descendants.
+    fn build(&mut self, i: usize, depth: usize) -> Value {
+        if let Some(used) = self.used.get_mut(i) {
+            *used = true;
+        }
+        let mut value = self
+            .pieces
+            .get(i)
+            .map_or(Value::Null, |p| p.document.value.clone());
+        self.attach(&mut value, depth);
+        value
+    }
+
+    /// Puts the pieces whose `parent_id` is this node's id into its `subsegments` (replacing an
+    /// embedded entry with the same id, which is how a streamed or in-progress child gets its
+    /// final version), then does the same for every child.
+    fn attach(&mut self, node: &mut Value, depth: usize) {
+        let Value::Object(map) = node else {
+            return;
+        };
+        let kids: Vec<usize> = match map.get("id").and_then(Value::as_str) {
+            Some(id) if depth < MAX_ATTACH_DEPTH => self
+                .children
+                .get(id)
+                .map(|kids| kids.iter().copied().filter(|&k| !self.is_used(k)).collect())
+                .unwrap_or_default(),
+            _ => Vec::new(),
+        };
+        if !kids.is_empty() {
+            let subs = map
+                .entry("subsegments")
+                .or_insert_with(|| Value::Array(Vec::new()));
+            if !subs.is_array() {
+                *subs = Value::Array(Vec::new());
+            }
+            if let Value::Array(arr) = subs {
+                for k in kids {
+                    if let Some(used) = self.used.get_mut(k) {
+                        *used = true;
+                    }
+                    let Some(piece) = self.pieces.get(k) else {
+                        continue;
+                    };
+                    let child = piece.document.value.clone();
+                    let same_id = |c: &&mut Value| {
+                        c.get("id").and_then(Value::as_str) == Some(piece.document.id.as_str())
+                    };
+                    match arr.iter_mut().find(same_id) {
+                        Some(slot) => *slot = child,
+                        None => arr.push(child),
+                    }
+                }
+                sort_by_start(arr);
+            }
+        }
+        if let Some(Value::Array(arr)) = map.get_mut("subsegments") {
+            for child in arr {
+                self.attach(child, depth + 1);
+            }
+        }
+    }
+}

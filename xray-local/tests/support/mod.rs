@@ -1,0 +1,72 @@
+//! Helpers shared by the integration tests: a plain UDP socket standing in for an SDK.
+#![allow(dead_code, unreachable_pub)]
+
+use std::net::{SocketAddr, UdpSocket};
+use std::time::Duration;
+
+use serde_json::{Value, json};
+use xray_core::{SegmentId, TraceId};
+use xray_local::XrayLocal;
+
+/// Long enough for a loaded CI machine; waits return as soon as the condition holds.
+pub const WAIT: Duration = Duration::from_secs(10);
+
+pub const HEADER: &str = r#"{"format":"json","version":1}"#;
+
+pub fn start() -> XrayLocal {
+    XrayLocal::builder()
+        .udp_addr("127.0.0.1:0".parse().unwrap())
+        .start()
+        .unwrap()
+}
+
+/// A socket that sends datagrams to the daemon, as an SDK's emitter does.
+pub struct Sdk {
+    socket: UdpSocket,
+    to: SocketAddr,
+}
+
+impl Sdk {
+    pub fn new(local: &XrayLocal) -> Self {
+        Sdk {
+            socket: UdpSocket::bind("127.0.0.1:0").unwrap(),
+            to: local.udp_addr(),
+        }
+    }
+
+    pub fn send_raw(&self, bytes: &[u8]) {
+        self.socket.send_to(bytes, self.to).unwrap();
+    }
+
+    pub fn send(&self, doc: &Value) {
+        self.send_raw(datagram(doc).as_bytes());
+    }
+}
+
+pub fn datagram(doc: &Value) -> String {
+    format!("{HEADER}\n{doc}")
+}
+
+pub fn trace_id() -> String {
+    TraceId::new().to_string()
+}
+
+pub fn id() -> String {
+    SegmentId::new().to_string()
+}
+
+pub fn segment(trace_id: &str, id: &str, name: &str, start: f64, end: f64) -> Value {
+    json!({"name": name, "id": id, "trace_id": trace_id, "start_time": start, "end_time": end})
+}
+
+pub fn independent(
+    trace_id: &str,
+    id: &str,
+    parent: &str,
+    name: &str,
+    start: f64,
+    end: f64,
+) -> Value {
+    json!({"type": "subsegment", "name": name, "id": id, "trace_id": trace_id,
+           "parent_id": parent, "start_time": start, "end_time": end})
+}
