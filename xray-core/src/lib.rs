@@ -3,6 +3,7 @@
 //! `xray-core` holds the vocabulary every other `xray-*` crate speaks:
 //!
 //! - [`TraceId`] and [`SegmentId`], the identifiers of traces and of the segments in them.
+//! - [`Sampler`], [`LocalSampler`] and [`SamplingRules`], which decide what gets traced.
 //!
 //! # Diagnostics
 //!
@@ -17,6 +18,12 @@
 
 mod clock;
 mod id;
+mod sampling;
 
 pub use clock::{Clock, ManualClock, SharedClock, SystemClock};
 pub use id::{ParseIdError, SegmentId, TraceId};
+pub use sampling::{
+    DecidingRule, LocalSampler, RulesError, RulesErrorKind, Sampler, SamplingDecision,
+    SamplingExplanation, SamplingReason, SamplingRequest, SamplingRule, SamplingRules,
+    SamplingRulesBuilder, SharedSampler, wildcard_match, wildcard_match_case_sensitive,
+};
