@@ -77,7 +77,10 @@ fn long_hostile_pattern_is_answered() {
 fn reference(pattern: &str, text: &str, insensitive: bool) -> bool {
     let fold = |s: &str| -> Vec<char> {
         if insensitive {
-            s.chars().map(|c| c.to_ascii_lowercase()).collect()
+            // Every character the generators use lower-cases to exactly one character.
+            s.chars()
+                .map(|c| c.to_lowercase().next().unwrap_or(c))
+                .collect()
         } else {
             s.chars().collect()
         }
@@ -106,12 +109,10 @@ fn reference(pattern: &str, text: &str, insensitive: bool) -> bool {
 
 proptest! {
     #[test]
-    fn agrees_with_reference(pattern in "[abAB*?é]{0,8}", text in "[abABé?*]{0,10}") {
+    fn agrees_with_reference(pattern in "[abAB*?éÉ]{0,8}", text in "[abABéÉ?*]{0,10}") {
+        // Inputs with and without non-ASCII characters reach both internal paths.
         prop_assert_eq!(wildcard_match_case_sensitive(&pattern, &text), reference(&pattern, &text, false));
-        // The reference folds ASCII only; restrict the insensitive comparison to ASCII inputs.
-        if pattern.is_ascii() && text.is_ascii() {
-            prop_assert_eq!(wildcard_match(&pattern, &text), reference(&pattern, &text, true));
-        }
+        prop_assert_eq!(wildcard_match(&pattern, &text), reference(&pattern, &text, true));
     }
 
     #[test]

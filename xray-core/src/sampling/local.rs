@@ -153,11 +153,14 @@ impl Default for LocalSampler {
 impl Sampler for LocalSampler {
     fn should_sample(&self, request: &SamplingRequest<'_>) -> SamplingDecision {
         let selected = self.select(request);
-        let now = self.clock.now_secs();
         // The reservoir always exists (one per rule plus the default); `None` would only mean
-        // a broken invariant, and then the rate alone decides.
-        if let Some(reservoir) = selected.reservoir
-            && reservoir.take(now, selected.fixed_target).taken
+        // a broken invariant, and then the rate alone decides. A rule without a target skips
+        // the clock read, the most expensive step of a decision.
+        if selected.fixed_target > 0
+            && let Some(reservoir) = selected.reservoir
+            && reservoir
+                .take(self.clock.now_secs(), selected.fixed_target)
+                .taken
         {
             return SamplingDecision::new(true, selected.rule, SamplingReason::Reservoir);
         }

@@ -40,6 +40,30 @@ pub use wildcard::{wildcard_match, wildcard_match_case_sensitive};
 /// trace header does not already carry a decision. Implementations are called concurrently from
 /// every request thread, so [`should_sample`](Sampler::should_sample) must be cheap and must not
 /// block.
+///
+/// # Examples
+///
+/// A sampler that traces everything, held as the recorder holds one:
+///
+/// ```
+/// use std::sync::Arc;
+/// use xray_core::{
+///     DecidingRule, Sampler, SamplingDecision, SamplingReason, SamplingRequest, SharedSampler,
+/// };
+///
+/// #[derive(Debug)]
+/// struct Always;
+///
+/// impl Sampler for Always {
+///     fn should_sample(&self, _: &SamplingRequest<'_>) -> SamplingDecision {
+///         SamplingDecision::new(true, DecidingRule::LocalDefault, SamplingReason::Rate)
+///     }
+/// }
+///
+/// let sampler: SharedSampler = Arc::new(Always);
+/// assert!(sampler.should_sample(&SamplingRequest::new()).is_sampled());
+/// assert!(sampler.explain(&SamplingRequest::new()).decision().is_sampled());
+/// ```
 pub trait Sampler: Send + Sync + fmt::Debug {
     /// Decides for one request. A decision counts: it may use up the reservoir of the rule that
     /// matched.
@@ -175,6 +199,23 @@ impl<'a> SamplingRequest<'a> {
 ///
 /// Not `Copy`, so that rules known by name (centralized rules) can be added without breaking
 /// callers; the local variants hold no heap data and clone for free.
+///
+/// # Examples
+///
+/// ```
+/// use xray_core::{DecidingRule, LocalSampler, Sampler, SamplingRequest, SamplingRules};
+///
+/// let rules = SamplingRules::from_json(r#"{"version": 2, "default": {"fixed_target": 1, "rate": 0.05},
+///     "rules": [{"host": "*", "http_method": "GET", "url_path": "/a", "fixed_target": 1, "rate": 0}]}"#)?;
+/// let sampler = LocalSampler::new(rules);
+/// let get_b = SamplingRequest::new().with_method("GET").with_url_path("/b");
+/// match sampler.should_sample(&get_b).rule() {
+///     DecidingRule::Local(index) => panic!("rule {index} should not match"),
+///     DecidingRule::LocalDefault => {}
+///     _ => unreachable!("a local sampler decides by local rules"),
+/// }
+/// # Ok::<(), xray_core::RulesError>(())
+/// ```
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
 #[non_exhaustive]
 pub enum DecidingRule {
@@ -185,6 +226,20 @@ pub enum DecidingRule {
 }
 
 /// How the deciding rule reached its decision.
+///
+/// # Examples
+///
+/// ```
+/// use std::sync::Arc;
+/// use xray_core::{LocalSampler, ManualClock, Sampler, SamplingReason, SamplingRequest};
+///
+/// // The built-in rules: 1 per second, then 5 %. A manual clock keeps both calls in one second.
+/// let clock = Arc::new(ManualClock::new(1_735_689_600_000_000));
+/// let sampler = LocalSampler::default().with_clock(clock);
+/// let request = SamplingRequest::new().with_url_path("/");
+/// assert_eq!(sampler.should_sample(&request).reason(), SamplingReason::Reservoir);
+/// assert_eq!(sampler.should_sample(&request).reason(), SamplingReason::Rate);
+/// ```
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 #[non_exhaustive]
 pub enum SamplingReason {
@@ -259,7 +314,8 @@ impl SamplingDecision {
 /// # Examples
 ///
 /// ```
-/// use xray_core::{LocalSampler, Sampler, SamplingRequest, SamplingRules};
+/// use std::sync::Arc;
+/// use xray_core::{LocalSampler, ManualClock, Sampler, SamplingRequest, SamplingRules};
 ///
 /// let rules = SamplingRules::from_json(r#"{
 ///     "version": 2,
@@ -267,7 +323,8 @@ impl SamplingDecision {
 ///                 "url_path": "/orders", "fixed_target": 2, "rate": 0.1 }],
 ///     "default": { "fixed_target": 1, "rate": 0.05 }
 /// }"#)?;
-/// let sampler = LocalSampler::new(rules);
+/// let clock = Arc::new(ManualClock::new(1_735_689_600_000_000));
+/// let sampler = LocalSampler::new(rules).with_clock(clock);
 /// let request = SamplingRequest::new().with_method("POST").with_url_path("/orders");
 ///
 /// sampler.should_sample(&request);

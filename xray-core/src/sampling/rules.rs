@@ -275,6 +275,20 @@ impl SamplingRule {
 // ===== SamplingRulesBuilder =====
 
 /// Builds [`SamplingRules`] in code; see [`SamplingRules::builder`].
+///
+/// # Examples
+///
+/// ```
+/// use xray_core::{SamplingRule, SamplingRules};
+///
+/// let rules = SamplingRules::builder()
+///     .with_rule(SamplingRule::new("*", "POST", "/orders*").with_fixed_target(5).with_rate(0.1))
+///     .with_default(0, 0.01)
+///     .build()?;
+/// assert_eq!(rules.rules().len(), 1);
+/// assert_eq!(rules.default_rate(), 0.01);
+/// # Ok::<(), xray_core::RulesError>(())
+/// ```
 #[derive(Debug, Clone)]
 pub struct SamplingRulesBuilder {
     rules: Vec<SamplingRule>,
@@ -512,6 +526,16 @@ fn wrong_type(at: Position, field: &'static str, expected: &'static str) -> Rule
 // ===== RulesError =====
 
 /// What is wrong with a sampling rules document; see [`RulesError::kind`].
+///
+/// # Examples
+///
+/// ```
+/// use xray_core::{RulesErrorKind, SamplingRules};
+///
+/// let err = SamplingRules::from_json(r#"{"version": 3, "default": {"fixed_target": 1, "rate": 0.05}}"#)
+///     .unwrap_err();
+/// assert_eq!(err.kind(), RulesErrorKind::UnsupportedVersion);
+/// ```
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 #[non_exhaustive]
 pub enum RulesErrorKind {
