@@ -513,3 +513,76 @@ fn missing_attributes_match_implicitly() {
     );
     assert_eq!(sampler.should_sample(&service_only).rule_name(), None);
 }
+
+// ===== robustness =====
+
+#[test]
+fn error_is_one_pointer() {
+    // Errors are rare; the happy path should not pay for a wide `Result`.
+    assert_eq!(
+        std::mem::size_of::<xray_core::RulesError>(),
+        std::mem::size_of::<usize>()
+    );
+}
+
+mod never_panics {
+    use proptest::prelude::*;
+    use serde_json::{Value, json};
+    use xray_core::{LocalSampler, Sampler, SamplingRequest, SamplingRules};
+
+    /// Any JSON value a hand-edited rules file might hold where a field belongs.
+    fn any_value() -> impl Strategy<Value = Value> {
+        prop_oneof![
+            Just(Value::Null),
+            any::<bool>().prop_map(Value::from),
+            any::<i64>().prop_map(Value::from),
+            (-2i64..4).prop_map(Value::from),
+            any::<f64>()
+                .prop_filter("JSON has no NaN/inf", |f| f.is_finite())
+                .prop_map(Value::from),
+            (-0.5f64..1.5).prop_map(Value::from),
+            "[*?a-z/]{0,6}".prop_map(Value::from),
+            Just(json!([])),
+            Just(json!({})),
+        ]
+    }
+
+    proptest! {
+        #[test]
+        fn loading_any_document(
+            version in any_value(),
+            default_target in any_value(),
+            default_rate in any_value(),
+            host in any_value(),
+            method in any_value(),
+            path in any_value(),
+            target in any_value(),
+            rate in any_value(),
+            v1 in any::<bool>(),
+        ) {
+            let host_field = if v1 { "service_name" } else { "host" };
+            let doc = json!({
+                "version": version,
+                "default": { "fixed_target": default_target, "rate": default_rate },
+                "rules": [{ host_field: host, "http_method": method, "url_path": path,
+                            "fixed_target": target, "rate": rate }],
+            });
+            if let Ok(rules) = SamplingRules::from_json(&doc.to_string()) {
+                for rule in rules.rules() {
+                    prop_assert!((0.0..=1.0).contains(&rule.rate()));
+                    prop_assert!(!rule.host().is_empty());
+                }
+                prop_assert!((0.0..=1.0).contains(&rules.default_rate()));
+                let sampler = LocalSampler::new(rules);
+                let request = SamplingRequest::new().with_host("h").with_method("GET").with_url_path("/a");
+                let _ = sampler.should_sample(&request);
+                let _ = sampler.explain(&request);
+            }
+        }
+
+        #[test]
+        fn loading_any_text(text in "[{}\\[\\]\":,0-9a-z. -]{0,64}") {
+            let _ = SamplingRules::from_json(&text);
+        }
+    }
+}

@@ -23,7 +23,9 @@ use crate::clock::{SharedClock, SystemClock};
 /// patterns match the request case-insensitively; an attribute the request does not carry
 /// matches any pattern (Python and Go SDKs; Java instead requires a pattern that matches `""`).
 /// A request carrying none of host, method and path goes to the default rule, as a request-less
-/// decision does in the Python and Java SDKs.
+/// decision does in the Python and Java SDKs. The request's service name and type are not
+/// looked at: local rules have no pattern for them (a version 1 `service_name` pattern is
+/// matched against the host, as in every SDK).
 ///
 /// Counting: each rule has its own reservoir, counted per whole epoch second of the sampler's
 /// [`Clock`](crate::Clock) and per process, as in all SDKs. Taking from it is lock-free (one
