@@ -5,6 +5,7 @@
 //! - [`TraceId`] and [`SegmentId`], the identifiers of traces and of the segments in them.
 //! - [`TraceHeader`], the `X-Amzn-Trace-Id` header: parsed from requests, written on outgoing
 //!   calls ([`TraceHeader::downstream`]) and responses ([`TraceHeader::response`]).
+//! - [`Sampler`], [`LocalSampler`] and [`SamplingRules`], which decide what gets traced.
 //!
 //! # Diagnostics
 //!
@@ -21,6 +22,7 @@ mod clock;
 mod document;
 mod header;
 mod id;
+mod sampling;
 
 pub use clock::{Clock, ManualClock, SharedClock, SystemClock};
 pub use document::{
@@ -34,3 +36,8 @@ pub use header::{
     TraceHeader, is_sqs_message_sampled,
 };
 pub use id::{ParseIdError, SegmentId, TraceId};
+pub use sampling::{
+    DecidingRule, LocalSampler, RulesError, RulesErrorKind, Sampler, SamplingDecision,
+    SamplingExplanation, SamplingReason, SamplingRequest, SamplingRule, SamplingRules,
+    SamplingRulesBuilder, SharedSampler, wildcard_match, wildcard_match_case_sensitive,
+};

@@ -1,0 +1,426 @@
+//! Sampling: which requests get traced.
+//!
+//! A [`Sampler`] looks at a [`SamplingRequest`] (host, method, path, service) and returns a
+//! [`SamplingDecision`]. [`LocalSampler`] applies [`SamplingRules`] loaded from the official
+//! local rules format (versions 1 and 2) or built in code: the first rule whose patterns match
+//! decides, otherwise the default rule; each rule admits `fixed_target` requests per second and
+//! then a `rate` fraction of the rest.
+//!
+//! ```
+//! use xray_core::{LocalSampler, Sampler, SamplingRequest, SamplingRules};
+//!
+//! let rules = SamplingRules::from_json(r#"{
+//!     "version": 2,
+//!     "rules": [{ "description": "health checks", "host": "*", "http_method": "GET",
+//!                 "url_path": "/health*", "fixed_target": 0, "rate": 0.0 }],
+//!     "default": { "fixed_target": 1, "rate": 0.05 }
+//! }"#)?;
+//! let sampler = LocalSampler::new(rules);
+//!
+//! let health = SamplingRequest::new().with_method("GET").with_url_path("/healthz");
+//! assert!(!sampler.should_sample(&health).is_sampled());
+//! # Ok::<(), xray_core::RulesError>(())
+//! ```
+
+use std::fmt;
+use std::sync::Arc;
+
+mod local;
+mod reservoir;
+mod rules;
+mod wildcard;
+
+pub use local::LocalSampler;
+pub use rules::{RulesError, RulesErrorKind, SamplingRule, SamplingRules, SamplingRulesBuilder};
+pub use wildcard::{wildcard_match, wildcard_match_case_sensitive};
+
+/// Decides whether a request is traced.
+///
+/// The recorder holds one as a [`SharedSampler`] and asks it once per incoming request whose
+/// trace header does not already carry a decision. Implementations are called concurrently from
+/// every request thread, so [`should_sample`](Sampler::should_sample) must be cheap and must not
+/// block.
+///
+/// # Examples
+///
+/// A sampler that traces everything, held as the recorder holds one:
+///
+/// ```
+/// use std::sync::Arc;
+/// use xray_core::{
+///     DecidingRule, Sampler, SamplingDecision, SamplingReason, SamplingRequest, SharedSampler,
+/// };
+///
+/// #[derive(Debug)]
+/// struct Always;
+///
+/// impl Sampler for Always {
+///     fn should_sample(&self, _: &SamplingRequest<'_>) -> SamplingDecision {
+///         SamplingDecision::new(true, DecidingRule::LocalDefault, SamplingReason::Rate)
+///     }
+/// }
+///
+/// let sampler: SharedSampler = Arc::new(Always);
+/// assert!(sampler.should_sample(&SamplingRequest::new()).is_sampled());
+/// assert!(sampler.explain(&SamplingRequest::new()).decision().is_sampled());
+/// ```
+pub trait Sampler: Send + Sync + fmt::Debug {
+    /// Decides for one request. A decision counts: it may use up the reservoir of the rule that
+    /// matched.
+    fn should_sample(&self, request: &SamplingRequest<'_>) -> SamplingDecision;
+
+    /// Says which rule would decide `request`, with the counters behind the decision, for
+    /// diagnostics.
+    ///
+    /// Implementations should not count an explanation as a decision. [`LocalSampler`] does not:
+    /// it reads the reservoir without taking from it, so explaining a request and then deciding
+    /// it leaves the same state as deciding it alone. The default implementation only knows the
+    /// decision, so it calls [`should_sample`](Sampler::should_sample), which does count, and
+    /// leaves the rule settings and counters of the explanation at zero.
+    fn explain(&self, request: &SamplingRequest<'_>) -> SamplingExplanation {
+        let decision = self.should_sample(request);
+        let explanation = SamplingExplanation {
+            decision,
+            description: None,
+            fixed_target: 0,
+            rate: 0.0,
+            used_this_second: 0,
+            draw: None,
+        };
+        tracing::debug!(target: "xray_core::sampling", %explanation, "sampling decision explained");
+        explanation
+    }
+}
+
+/// A [`Sampler`] shared by the recorder and its clones.
+pub type SharedSampler = Arc<dyn Sampler>;
+
+// ===== SamplingRequest =====
+
+/// What a sampler may look at in an incoming request. Every attribute is optional and borrowed,
+/// so building one copies no string.
+///
+/// A missing attribute matches any pattern (the Python and Go SDKs' reading, recommended by the
+/// protocol reference); see [`LocalSampler`] for the one exception.
+///
+/// # Examples
+///
+/// ```
+/// use xray_core::SamplingRequest;
+///
+/// let request = SamplingRequest::new()
+///     .with_host("api.example.com")
+///     .with_method("POST")
+///     .with_url_path("/v1/orders")
+///     .with_service_name("orders");
+/// assert_eq!(request.host(), Some("api.example.com"));
+/// assert_eq!(request.service_type(), None);
+/// ```
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Hash)]
+pub struct SamplingRequest<'a> {
+    host: Option<&'a str>,
+    method: Option<&'a str>,
+    url_path: Option<&'a str>,
+    service_name: Option<&'a str>,
+    service_type: Option<&'a str>,
+}
+
+impl<'a> SamplingRequest<'a> {
+    /// A request with no attribute known.
+    pub const fn new() -> Self {
+        Self {
+            host: None,
+            method: None,
+            url_path: None,
+            service_name: None,
+            service_type: None,
+        }
+    }
+
+    /// Sets the `Host` header value.
+    pub const fn with_host(mut self, host: &'a str) -> Self {
+        self.host = Some(host);
+        self
+    }
+
+    /// Sets the HTTP method.
+    pub const fn with_method(mut self, method: &'a str) -> Self {
+        self.method = Some(method);
+        self
+    }
+
+    /// Sets the URL path, without the query string.
+    pub const fn with_url_path(mut self, url_path: &'a str) -> Self {
+        self.url_path = Some(url_path);
+        self
+    }
+
+    /// Sets the service name (the segment name).
+    pub const fn with_service_name(mut self, service_name: &'a str) -> Self {
+        self.service_name = Some(service_name);
+        self
+    }
+
+    /// Sets the service type (the segment origin, such as `AWS::EC2::Instance`).
+    pub const fn with_service_type(mut self, service_type: &'a str) -> Self {
+        self.service_type = Some(service_type);
+        self
+    }
+
+    /// The `Host` header value.
+    pub const fn host(&self) -> Option<&'a str> {
+        self.host
+    }
+
+    /// The HTTP method.
+    pub const fn method(&self) -> Option<&'a str> {
+        self.method
+    }
+
+    /// The URL path.
+    pub const fn url_path(&self) -> Option<&'a str> {
+        self.url_path
+    }
+
+    /// The service name.
+    pub const fn service_name(&self) -> Option<&'a str> {
+        self.service_name
+    }
+
+    /// The service type.
+    pub const fn service_type(&self) -> Option<&'a str> {
+        self.service_type
+    }
+}
+
+// ===== SamplingDecision =====
+
+/// Which rule decided.
+///
+/// Not `Copy`, so that rules known by name (centralized rules) can be added without breaking
+/// callers; the local variants hold no heap data and clone for free.
+///
+/// # Examples
+///
+/// ```
+/// use xray_core::{DecidingRule, LocalSampler, Sampler, SamplingRequest, SamplingRules};
+///
+/// let rules = SamplingRules::from_json(r#"{"version": 2, "default": {"fixed_target": 1, "rate": 0.05},
+///     "rules": [{"host": "*", "http_method": "GET", "url_path": "/a", "fixed_target": 1, "rate": 0}]}"#)?;
+/// let sampler = LocalSampler::new(rules);
+/// let get_b = SamplingRequest::new().with_method("GET").with_url_path("/b");
+/// match sampler.should_sample(&get_b).rule() {
+///     DecidingRule::Local(index) => panic!("rule {index} should not match"),
+///     DecidingRule::LocalDefault => {}
+///     _ => unreachable!("a local sampler decides by local rules"),
+/// }
+/// # Ok::<(), xray_core::RulesError>(())
+/// ```
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+#[non_exhaustive]
+pub enum DecidingRule {
+    /// The local rule at this 0-based position in [`SamplingRules::rules`].
+    Local(usize),
+    /// The local default rule.
+    LocalDefault,
+}
+
+/// How the deciding rule reached its decision.
+///
+/// # Examples
+///
+/// ```
+/// use std::sync::Arc;
+/// use xray_core::{LocalSampler, ManualClock, Sampler, SamplingReason, SamplingRequest};
+///
+/// // The built-in rules: 1 per second, then 5 %. A manual clock keeps both calls in one second.
+/// let clock = Arc::new(ManualClock::new(1_735_689_600_000_000));
+/// let sampler = LocalSampler::default().with_clock(clock);
+/// let request = SamplingRequest::new().with_url_path("/");
+/// assert_eq!(sampler.should_sample(&request).reason(), SamplingReason::Reservoir);
+/// assert_eq!(sampler.should_sample(&request).reason(), SamplingReason::Rate);
+/// ```
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+#[non_exhaustive]
+pub enum SamplingReason {
+    /// The rule's per-second reservoir still had room: sampled.
+    Reservoir,
+    /// The reservoir was used up and the random draw against the rule's rate decided (sampled or
+    /// not).
+    Rate,
+}
+
+/// A sampler's answer for one request.
+///
+/// # Examples
+///
+/// ```
+/// use xray_core::{DecidingRule, LocalSampler, Sampler, SamplingReason, SamplingRequest};
+///
+/// // The built-in rules admit the first request of each second.
+/// let decision = LocalSampler::default().should_sample(&SamplingRequest::new());
+/// assert!(decision.is_sampled());
+/// assert_eq!(decision.rule(), &DecidingRule::LocalDefault);
+/// assert_eq!(decision.reason(), SamplingReason::Reservoir);
+/// ```
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub struct SamplingDecision {
+    sampled: bool,
+    rule: DecidingRule,
+    reason: SamplingReason,
+}
+
+impl SamplingDecision {
+    /// A decision; for [`Sampler`] implementations.
+    pub const fn new(sampled: bool, rule: DecidingRule, reason: SamplingReason) -> Self {
+        Self {
+            sampled,
+            rule,
+            reason,
+        }
+    }
+
+    /// Whether the request is traced.
+    pub const fn is_sampled(&self) -> bool {
+        self.sampled
+    }
+
+    /// The rule that decided.
+    pub const fn rule(&self) -> &DecidingRule {
+        &self.rule
+    }
+
+    /// How the rule decided.
+    pub const fn reason(&self) -> SamplingReason {
+        self.reason
+    }
+
+    /// The name to record in the segment's `aws.xray.sampling_rule_name`. Local rules have none:
+    /// the SDKs record a rule name only for centralized rules.
+    pub fn rule_name(&self) -> Option<&str> {
+        match self.rule {
+            DecidingRule::Local(_) | DecidingRule::LocalDefault => None,
+        }
+    }
+}
+
+// ===== SamplingExplanation =====
+
+/// Why a sampler decided what it did: the rule, its settings and the counters it looked at.
+///
+/// Its `Display` is one line meant for logs; [`Sampler::explain`] also logs it at `DEBUG` level
+/// under the target `xray_core::sampling`.
+///
+/// # Examples
+///
+/// ```
+/// use std::sync::Arc;
+/// use xray_core::{LocalSampler, ManualClock, Sampler, SamplingRequest, SamplingRules};
+///
+/// let rules = SamplingRules::from_json(r#"{
+///     "version": 2,
+///     "rules": [{ "description": "orders", "host": "*", "http_method": "POST",
+///                 "url_path": "/orders", "fixed_target": 2, "rate": 0.1 }],
+///     "default": { "fixed_target": 1, "rate": 0.05 }
+/// }"#)?;
+/// let clock = Arc::new(ManualClock::new(1_735_689_600_000_000));
+/// let sampler = LocalSampler::new(rules).with_clock(clock);
+/// let request = SamplingRequest::new().with_method("POST").with_url_path("/orders");
+///
+/// sampler.should_sample(&request);
+/// let why = sampler.explain(&request);
+/// assert_eq!(why.description(), Some("orders"));
+/// assert_eq!(why.used_this_second(), 1); // the decision above; explaining takes nothing
+/// assert_eq!(why.fixed_target(), 2);
+/// assert!(why.decision().is_sampled());
+/// # Ok::<(), xray_core::RulesError>(())
+/// ```
+#[derive(Debug, Clone, PartialEq)]
+pub struct SamplingExplanation {
+    decision: SamplingDecision,
+    description: Option<String>,
+    fixed_target: u64,
+    rate: f64,
+    used_this_second: u64,
+    draw: Option<f64>,
+}
+
+impl SamplingExplanation {
+    pub(crate) fn new(
+        decision: SamplingDecision,
+        description: Option<String>,
+        fixed_target: u64,
+        rate: f64,
+        used_this_second: u64,
+        draw: Option<f64>,
+    ) -> Self {
+        Self {
+            decision,
+            description,
+            fixed_target,
+            rate,
+            used_this_second,
+            draw,
+        }
+    }
+
+    /// The decision the sampler would make now.
+    pub fn decision(&self) -> &SamplingDecision {
+        &self.decision
+    }
+
+    /// The deciding rule's description, if it has one.
+    pub fn description(&self) -> Option<&str> {
+        self.description.as_deref()
+    }
+
+    /// The deciding rule's reservoir: requests sampled per second before the rate applies.
+    pub fn fixed_target(&self) -> u64 {
+        self.fixed_target
+    }
+
+    /// The deciding rule's rate, applied once the reservoir is used up.
+    pub fn rate(&self) -> f64 {
+        self.rate
+    }
+
+    /// Requests the deciding rule's reservoir admitted in the current second.
+    pub fn used_this_second(&self) -> u64 {
+        self.used_this_second
+    }
+
+    /// The random number in `[0, 1)` compared with the rate (`draw < rate` samples), or `None`
+    /// when the reservoir decided.
+    pub fn draw(&self) -> Option<f64> {
+        self.draw
+    }
+}
+
+impl fmt::Display for SamplingExplanation {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(if self.decision.sampled {
+            "sampled"
+        } else {
+            "not sampled"
+        })?;
+        match self.decision.rule {
+            DecidingRule::Local(index) => write!(f, " by rule {index}")?,
+            DecidingRule::LocalDefault => f.write_str(" by the default rule")?,
+        }
+        if let Some(description) = &self.description {
+            write!(f, " ({description:?})")?;
+        }
+        write!(
+            f,
+            ": reservoir {}/{} used this second",
+            self.used_this_second, self.fixed_target
+        )?;
+        match self.draw {
+            Some(draw) => {
+                let cmp = if draw < self.rate { "<" } else { ">=" };
+                write!(f, ", draw {draw:.4} {cmp} rate {}", self.rate)
+            }
+            None => Ok(()),
+        }
+    }
+}
