@@ -25,6 +25,7 @@ mod aws;
 mod cause;
 mod http;
 mod metadata;
+mod trim;
 
 use std::error::Error;
 
@@ -38,6 +39,7 @@ pub use aws::{Aws, CloudwatchLogs, Ec2, Ecs, Eks, ElasticBeanstalk, Service, Sql
 pub use cause::{Cause, CauseDetails, Exception, StackFrame};
 pub use http::{Http, HttpRequest, HttpResponse, StatusFlags};
 pub use metadata::{DEFAULT_METADATA_NAMESPACE, Metadata, MetadataError};
+pub use trim::Trimmed;
 
 /// The longest name the service accepts, in characters.
 const MAX_NAME_CHARS: usize = 200;
@@ -145,8 +147,9 @@ impl From<&str> for Namespace {
 pub struct Document {
     name: Box<str>,
     id: SegmentId,
-    trace_id: Option<TraceId>,
-    parent_id: Option<SegmentId>,
+    /// `trace_id` and `parent_id`, boxed: most documents are embedded subsegments with neither,
+    /// and an open subsegment should cost as little memory as possible.
+    link: Option<Box<Link>>,
     start_time: f64,
     end_time: EndTime,
     subsegments: Vec<Document>,
@@ -192,6 +195,13 @@ enum NamespaceTag {
     Other,
 }
 
+/// The ids that tie a document into its trace.
+#[derive(Debug, Clone, Default, PartialEq)]
+struct Link {
+    trace_id: Option<TraceId>,
+    parent_id: Option<SegmentId>,
+}
+
 /// Fields most documents never carry: the segment-only strings and `precursor_ids`.
 #[derive(Debug, Clone, Default, PartialEq)]
 struct Rare {
@@ -214,8 +224,7 @@ impl Document {
         Self {
             name: sanitize_name(name),
             id,
-            trace_id: None,
-            parent_id: None,
+            link: None,
             start_time: finite_or_zero(start_time),
             end_time: EndTime::NONE,
             subsegments: Vec::new(),
@@ -257,23 +266,27 @@ impl Document {
     /// The trace id: always set on segments and independent subsegments, optional on embedded
     /// subsegments.
     pub fn trace_id(&self) -> Option<TraceId> {
-        self.trace_id
+        self.link.as_ref().and_then(|l| l.trace_id)
     }
 
     /// Sets the trace id.
     pub fn set_trace_id(&mut self, trace_id: TraceId) {
-        self.trace_id = Some(trace_id);
+        self.link_mut().trace_id = Some(trace_id);
     }
 
     /// The parent: for a segment, the caller's subsegment from the incoming header; for an
     /// independent subsegment, its parent segment or subsegment.
     pub fn parent_id(&self) -> Option<SegmentId> {
-        self.parent_id
+        self.link.as_ref().and_then(|l| l.parent_id)
     }
 
     /// Sets the parent id.
     pub fn set_parent_id(&mut self, parent_id: SegmentId) {
-        self.parent_id = Some(parent_id);
+        self.link_mut().parent_id = Some(parent_id);
+    }
+
+    fn link_mut(&mut self) -> &mut Link {
+        self.link.get_or_insert_with(Box::default)
     }
 
     /// Whether this is a subsegment sent on its own (`"type": "subsegment"`).
@@ -285,8 +298,10 @@ impl Document {
     /// the parent's id, which the service needs to attach it.
     pub fn set_independent(&mut self, trace_id: TraceId, parent_id: SegmentId) {
         self.independent = true;
-        self.trace_id = Some(trace_id);
-        self.parent_id = Some(parent_id);
+        self.link = Some(Box::new(Link {
+            trace_id: Some(trace_id),
+            parent_id: Some(parent_id),
+        }));
     }
 
     /// The subsegment namespace, as written in the document.
@@ -632,11 +647,11 @@ impl Serialize for Document {
         let mut m = s.serialize_map(None)?;
         m.serialize_entry("name", &*self.name)?;
         m.serialize_entry("id", &self.id)?;
-        if let Some(t) = &self.trace_id {
-            m.serialize_entry("trace_id", t)?;
+        if let Some(t) = self.trace_id() {
+            m.serialize_entry("trace_id", &t)?;
         }
-        if let Some(p) = &self.parent_id {
-            m.serialize_entry("parent_id", p)?;
+        if let Some(p) = self.parent_id() {
+            m.serialize_entry("parent_id", &p)?;
         }
         if self.independent {
             m.serialize_entry("type", "subsegment")?;
@@ -833,8 +848,12 @@ impl<'de> Deserialize<'de> for Document {
         Ok(Self {
             name: w.name.unwrap_or_default().into_boxed_str(),
             id: w.id,
-            trace_id: w.trace_id,
-            parent_id: w.parent_id,
+            link: (w.trace_id.is_some() || w.parent_id.is_some()).then(|| {
+                Box::new(Link {
+                    trace_id: w.trace_id,
+                    parent_id: w.parent_id,
+                })
+            }),
             start_time: finite_or_zero(w.start_time.unwrap_or(0.0)),
             end_time: EndTime(w.end_time.map_or(f64::NAN, finite_or_zero)),
             subsegments: w.subsegments.unwrap_or_default(),

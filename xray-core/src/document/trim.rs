@@ -1,0 +1,131 @@
+//! Trimming one document to fit the daemon's datagram size.
+
+use super::{Cause, Document};
+
+/// What [`Document::trim_to_fit`] removed, in the order it tries.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum Trimmed {
+    /// Stack frames of recorded exceptions (counted in each exception's `truncated`).
+    StackFrames,
+    /// The SQL query text, cut to 1,000 characters.
+    SqlQuery,
+    /// All metadata.
+    Metadata,
+    /// All annotations.
+    Annotations,
+}
+
+impl Trimmed {
+    /// The name recorded in the `AWS.xray` metadata namespace under `trimmed`.
+    pub fn as_str(&self) -> &'static str {
+        match self {
+            Trimmed::StackFrames => "stack_frames",
+            Trimmed::SqlQuery => "sql.sanitized_query",
+            Trimmed::Metadata => "metadata",
+            Trimmed::Annotations => "annotations",
+        }
+    }
+}
+
+/// Counts serialized bytes without keeping them.
+struct Counter(usize);
+
+impl std::io::Write for Counter {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        self.0 += buf.len();
+        Ok(buf.len())
+    }
+
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
+}
+
+impl Document {
+    /// The length of this document serialized as JSON.
+    pub fn serialized_len(&self) -> usize {
+        let mut c = Counter(0);
+        let _ = serde_json::to_writer(&mut c, self);
+        c.0
+    }
+
+    /// Removes the largest optional content until the serialized document is at most
+    /// `max_len` bytes: stack frames, then SQL query text, then metadata, then annotations.
+    /// What was removed is listed in the reserved metadata namespace `AWS.xray` under
+    /// `trimmed`, so the trace shows it, and returned. Ids, times, names, flags, `http` and
+    /// `aws` blocks and exception messages are kept.
+    ///
+    /// The recorder calls this only for a document with no subsegments left that is still over
+    /// the daemon's limit.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use xray_core::{Document, SegmentId, Trimmed};
+    ///
+    /// let mut doc = Document::new("big", SegmentId::new(), 1.0);
+    /// doc.put_metadata("blob", &"x".repeat(100_000)).unwrap();
+    /// let trimmed = doc.trim_to_fit(60_000);
+    /// assert_eq!(trimmed, vec![Trimmed::Metadata]);
+    /// assert!(doc.serialized_len() <= 60_000);
+    /// ```
+    pub fn trim_to_fit(&mut self, max_len: usize) -> Vec<Trimmed> {
+        let mut done = Vec::new();
+        // Leave room for the marker itself.
+        let budget = max_len.saturating_sub(96);
+        let steps = [
+            Trimmed::StackFrames,
+            Trimmed::SqlQuery,
+            Trimmed::Metadata,
+            Trimmed::Annotations,
+        ];
+        for step in steps {
+            if self.serialized_len() <= budget {
+                break;
+            }
+            let changed = match step {
+                Trimmed::StackFrames => self.trim_stack_frames(),
+                Trimmed::SqlQuery => self.trim_sql(),
+                Trimmed::Metadata => self.metadata.take().is_some(),
+                Trimmed::Annotations => self.annotations.take().is_some(),
+            };
+            if changed {
+                done.push(step);
+            }
+        }
+        if !done.is_empty() {
+            let names: Vec<&str> = done.iter().map(Trimmed::as_str).collect();
+            let _ = self.put_reserved_metadata("AWS.xray", "trimmed", &names);
+        }
+        done
+    }
+
+    fn trim_stack_frames(&mut self) -> bool {
+        let Some(Cause::Details(details)) = self.cause.as_deref_mut() else {
+            return false;
+        };
+        let mut changed = false;
+        for e in &mut details.exceptions {
+            if !e.stack.is_empty() {
+                e.truncated = e.truncated.saturating_add(e.stack.len() as u32);
+                e.stack = Vec::new();
+                changed = true;
+            }
+        }
+        changed
+    }
+
+    fn trim_sql(&mut self) -> bool {
+        let Some(q) = self.sql.as_mut().and_then(|s| s.sanitized_query.as_mut()) else {
+            return false;
+        };
+        match q.char_indices().nth(1000) {
+            Some((cut, _)) => {
+                q.truncate(cut);
+                true
+            }
+            None => false,
+        }
+    }
+}

@@ -1,0 +1,217 @@
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::thread::JoinHandle;
+use std::time::{Duration, Instant};
+
+use parking_lot::{Condvar, Mutex};
+
+use super::{Datagram, EmitError, Emitter};
+use crate::diag::LogLimiter;
+
+/// Hands datagrams to another [`Emitter`] on a background thread.
+///
+/// The caller only copies the datagram into a bounded buffer (a lock, a copy, and a wake-up
+/// when the sender thread sleeps); the send system calls happen on the sender thread. When the
+/// buffer is full the datagram is dropped, counted, and [`EmitError::Full`] is returned: the
+/// caller is never made to wait. Buffers are reused, so the steady state allocates nothing.
+///
+/// Dropping the emitter sends what is queued and stops the thread.
+///
+/// # Examples
+///
+/// ```
+/// use std::net::UdpSocket;
+/// use std::time::Duration;
+/// use xray_core::{BackgroundEmitter, Datagram, Emitter, UdpEmitter, DAEMON_HEADER};
+///
+/// let daemon = UdpSocket::bind("127.0.0.1:0")?;
+/// let emitter = BackgroundEmitter::new(UdpEmitter::new(daemon.local_addr()?)?);
+///
+/// let mut bytes = DAEMON_HEADER.to_vec();
+/// bytes.extend_from_slice(br#"{"name":"a"}"#);
+/// emitter.emit(Datagram::new(&bytes).unwrap())?;
+/// assert!(emitter.flush(Duration::from_secs(5)));
+///
+/// let mut buf = [0u8; 128];
+/// let n = daemon.recv(&mut buf)?;
+/// assert_eq!(&buf[..n], &bytes[..]);
+/// # Ok::<(), Box<dyn std::error::Error>>(())
+/// ```
+#[derive(Debug)]
+pub struct BackgroundEmitter {
+    shared: Arc<Shared>,
+    thread: Option<JoinHandle<()>>,
+}
+
+#[derive(Debug)]
+struct Shared {
+    queue: Mutex<Queue>,
+    work: Condvar,
+    drained: Condvar,
+    capacity_bytes: usize,
+    dropped: AtomicU64,
+    failed: AtomicU64,
+}
+
+#[derive(Debug, Default)]
+struct Queue {
+    // Length-prefixed datagrams: u32 little-endian length, then the bytes.
+    buf: Vec<u8>,
+    sender_waiting: bool,
+    in_flight: bool,
+    closed: bool,
+}
+
+impl BackgroundEmitter {
+    /// The default buffer size: 4 MiB of queued datagrams.
+    pub const DEFAULT_CAPACITY_BYTES: usize = 4 * 1024 * 1024;
+
+    /// Sends through `inner` on a new thread, with the default buffer size.
+    pub fn new<E: Emitter + 'static>(inner: E) -> Self {
+        Self::with_capacity(inner, Self::DEFAULT_CAPACITY_BYTES)
+    }
+
+    /// Sends through `inner` on a new thread, queueing at most `capacity_bytes` of datagrams.
+    ///
+    /// If the thread cannot be started, datagrams are sent on the caller's thread instead.
+    pub fn with_capacity<E: Emitter + 'static>(inner: E, capacity_bytes: usize) -> Self {
+        let shared = Arc::new(Shared {
+            queue: Mutex::new(Queue::default()),
+            work: Condvar::new(),
+            drained: Condvar::new(),
+            capacity_bytes,
+            dropped: AtomicU64::new(0),
+            failed: AtomicU64::new(0),
+        });
+        let thread_shared = shared.clone();
+        let thread = std::thread::Builder::new()
+            .name("xray-emitter".into())
+            .spawn(move || run(&thread_shared, &inner));
+        match thread {
+            Ok(handle) => Self {
+                shared,
+                thread: Some(handle),
+            },
+            Err(e) => {
+                tracing::error!(
+                    target: "xray_core::emitter",
+                    error = %e,
+                    "could not start the X-Ray emitter thread; segments will not be sent"
+                );
+                shared.queue.lock().closed = true;
+                Self {
+                    shared,
+                    thread: None,
+                }
+            }
+        }
+    }
+
+    /// Datagrams dropped because the buffer was full.
+    pub fn dropped(&self) -> u64 {
+        self.shared.dropped.load(Ordering::Relaxed)
+    }
+
+    /// Datagrams the inner emitter failed to send.
+    pub fn failed(&self) -> u64 {
+        self.shared.failed.load(Ordering::Relaxed)
+    }
+}
+
+fn run(shared: &Shared, inner: &dyn Emitter) {
+    static LOG: LogLimiter = LogLimiter::new(60);
+    let mut batch = Vec::new();
+    loop {
+        {
+            let mut q = shared.queue.lock();
+            while q.buf.is_empty() && !q.closed {
+                q.sender_waiting = true;
+                shared.work.wait(&mut q);
+            }
+            q.sender_waiting = false;
+            if q.buf.is_empty() && q.closed {
+                shared.drained.notify_all();
+                return;
+            }
+            std::mem::swap(&mut q.buf, &mut batch);
+            q.in_flight = true;
+        }
+        let mut rest = &batch[..];
+        while let Some((len, tail)) = rest.split_first_chunk::<4>() {
+            let len = u32::from_le_bytes(*len) as usize;
+            let Some((bytes, tail)) = tail.split_at_checked(len) else {
+                break;
+            };
+            rest = tail;
+            if let Some(datagram) = Datagram::new(bytes)
+                && let Err(e) = inner.emit(datagram)
+            {
+                shared.failed.fetch_add(1, Ordering::Relaxed);
+                if LOG.allow(crate::clock::SystemClock.now_micros()) {
+                    tracing::warn!(
+                        target: "xray_core::emitter",
+                        error = %e,
+                        failed = shared.failed.load(Ordering::Relaxed),
+                        "X-Ray segments could not be sent"
+                    );
+                }
+            }
+        }
+        batch.clear();
+        let mut q = shared.queue.lock();
+        q.in_flight = false;
+        if q.buf.is_empty() {
+            shared.drained.notify_all();
+        }
+    }
+}
+
+use crate::clock::Clock as _;
+
+impl Emitter for BackgroundEmitter {
+    fn emit(&self, datagram: Datagram<'_>) -> Result<(), EmitError> {
+        let bytes = datagram.as_bytes();
+        let mut q = self.shared.queue.lock();
+        if q.closed {
+            return Err(EmitError::Closed);
+        }
+        if q.buf.len() + 4 + bytes.len() > self.shared.capacity_bytes {
+            drop(q);
+            self.shared.dropped.fetch_add(1, Ordering::Relaxed);
+            return Err(EmitError::Full);
+        }
+        q.buf.extend_from_slice(&(bytes.len() as u32).to_le_bytes());
+        q.buf.extend_from_slice(bytes);
+        let wake = q.sender_waiting;
+        q.sender_waiting = false;
+        drop(q);
+        if wake {
+            self.shared.work.notify_one();
+        }
+        Ok(())
+    }
+
+    fn flush(&self, timeout: Duration) -> bool {
+        let deadline = Instant::now() + timeout;
+        let mut q = self.shared.queue.lock();
+        while !q.buf.is_empty() || q.in_flight {
+            if q.closed && self.thread.is_none() {
+                return false;
+            }
+            if self.shared.drained.wait_until(&mut q, deadline).timed_out() {
+                return q.buf.is_empty() && !q.in_flight;
+            }
+        }
+        true
+    }
+}
+
+impl Drop for BackgroundEmitter {
+    fn drop(&mut self) {
+        self.shared.queue.lock().closed = true;
+        self.shared.work.notify_one();
+        if let Some(thread) = self.thread.take() {
+            let _ = thread.join();
+        }
+    }
+}

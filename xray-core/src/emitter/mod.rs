@@ -1,0 +1,121 @@
+//! Sending documents to the X-Ray daemon.
+
+mod background;
+mod memory;
+mod udp;
+
+use std::fmt;
+
+pub use background::BackgroundEmitter;
+pub use memory::InMemoryEmitter;
+pub use udp::UdpEmitter;
+
+/// The header line that starts every datagram sent to the daemon, `\n` included.
+pub const DAEMON_HEADER: &[u8] = b"{\"format\":\"json\",\"version\":1}\n";
+
+/// The most bytes one datagram may hold, daemon header included: 63 KiB.
+///
+/// The daemon reads each datagram into a fixed 64 KiB buffer and the service refuses documents
+/// over 64 kB; the recorder splits or trims anything larger before it reaches an emitter.
+pub const MAX_DATAGRAM_LEN: usize = 63 * 1024;
+
+/// One datagram for the daemon: the [`DAEMON_HEADER`] line followed by one JSON document.
+///
+/// # Examples
+///
+/// ```
+/// use xray_core::Datagram;
+///
+/// let bytes = b"{\"format\":\"json\",\"version\":1}\n{\"name\":\"a\"}";
+/// let datagram = Datagram::new(bytes).unwrap();
+/// assert_eq!(datagram.document(), b"{\"name\":\"a\"}");
+/// ```
+#[derive(Clone, Copy)]
+pub struct Datagram<'a> {
+    bytes: &'a [u8],
+}
+
+impl<'a> Datagram<'a> {
+    /// Wraps bytes that start with [`DAEMON_HEADER`]; `None` otherwise.
+    pub fn new(bytes: &'a [u8]) -> Option<Self> {
+        bytes.starts_with(DAEMON_HEADER).then_some(Self { bytes })
+    }
+
+    /// The whole datagram, header line included: what goes on the wire.
+    pub fn as_bytes(&self) -> &'a [u8] {
+        self.bytes
+    }
+
+    /// The JSON document alone.
+    pub fn document(&self) -> &'a [u8] {
+        self.bytes.get(DAEMON_HEADER.len()..).unwrap_or_default()
+    }
+}
+
+impl fmt::Debug for Datagram<'_> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Datagram")
+            .field("len", &self.bytes.len())
+            .finish()
+    }
+}
+
+/// Why a datagram was not sent. The recorder counts these and logs them at most once per
+/// interval; they never reach application code.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum EmitError {
+    /// Nothing listens at the daemon address (the last send was refused).
+    #[error("the X-Ray daemon refused the datagram (is it running?)")]
+    ConnectionRefused,
+    /// The socket's send buffer or the emitter's queue was full; the datagram was dropped
+    /// rather than block the caller.
+    #[error("the send buffer or queue is full; the datagram was dropped rather than block")]
+    Full,
+    /// The datagram is larger than the network allows.
+    #[error("the datagram is too large to send")]
+    TooLarge,
+    /// The emitter has been shut down.
+    #[error("the emitter is shut down")]
+    Closed,
+    /// Any other I/O error.
+    #[error("sending the datagram failed")]
+    Io(#[source] std::io::Error),
+}
+
+/// Where finished documents go.
+///
+/// The recorder hands an emitter one [`Datagram`] per document, already framed and within
+/// [`MAX_DATAGRAM_LEN`]. Implementations must not block the caller for long: a full buffer is
+/// an [`EmitError::Full`], not a wait.
+pub trait Emitter: Send + Sync + fmt::Debug {
+    /// Sends one datagram.
+    fn emit(&self, datagram: Datagram<'_>) -> Result<(), EmitError>;
+
+    /// Waits until everything accepted so far has been handed to the network (or the timeout
+    /// passes): for short-lived processes before they exit. Returns whether it drained.
+    fn flush(&self, timeout: std::time::Duration) -> bool {
+        let _ = timeout;
+        true
+    }
+}
+
+impl<E: Emitter + ?Sized> Emitter for std::sync::Arc<E> {
+    fn emit(&self, datagram: Datagram<'_>) -> Result<(), EmitError> {
+        (**self).emit(datagram)
+    }
+
+    fn flush(&self, timeout: std::time::Duration) -> bool {
+        (**self).flush(timeout)
+    }
+}
+
+impl<E: Emitter + ?Sized> Emitter for Box<E> {
+    fn emit(&self, datagram: Datagram<'_>) -> Result<(), EmitError> {
+        (**self).emit(datagram)
+    }
+
+    fn flush(&self, timeout: std::time::Duration) -> bool {
+        (**self).flush(timeout)
+    }
+}
