@@ -19,23 +19,41 @@
 #![deny(missing_docs)]
 
 mod clock;
+mod config;
+mod context;
+mod diag;
 mod document;
+mod emitter;
 mod header;
 mod id;
+mod recorder;
 mod sampling;
 
 pub use clock::{Clock, ManualClock, SharedClock, SystemClock};
+pub use config::{
+    ConfigError, ContextMissing, DaemonAddress, ENV_CONTEXT_MISSING, ENV_DAEMON_ADDRESS,
+    ENV_LAMBDA_TASK_ROOT, ENV_LAMBDA_TRACE_ID, ENV_SDK_DISABLED, ENV_SDK_ENABLED, ENV_TRACING_NAME,
+};
+pub use context::{ContextGuard, FutureExt, WithContext, current};
 pub use document::{
     AnnotationError, AnnotationValue, Annotations, Aws, Cause, CauseDetails, CloudwatchLogs,
     DEFAULT_METADATA_NAMESPACE, Document, Ec2, Ecs, Eks, ElasticBeanstalk, Exception, Http,
     HttpRequest, HttpResponse, Metadata, MetadataError, Namespace, Service, Sql, StackFrame,
-    StatusFlags, XraySdk, seconds_from_micros,
+    StatusFlags, Trimmed, XraySdk, seconds_from_micros,
+};
+pub use emitter::{
+    BackgroundEmitter, DAEMON_HEADER, Datagram, EmitError, Emitter, InMemoryEmitter,
+    MAX_DATAGRAM_LEN, UdpEmitter,
 };
 pub use header::{
     DownstreamHeader, ExtraFieldError, ExtraFields, ParseTraceHeaderError, ResponseHeader, Sampled,
     TraceHeader, is_sqs_message_sampled,
 };
 pub use id::{ParseIdError, SegmentId, TraceId};
+pub use recorder::{
+    ContextMissingError, Entity, Recorder, RecorderBuilder, RecorderStats, Segment,
+    SetGlobalRecorderError, Subsegment,
+};
 pub use sampling::{
     DecidingRule, LocalSampler, RulesError, RulesErrorKind, Sampler, SamplingDecision,
     SamplingExplanation, SamplingReason, SamplingRequest, SamplingRule, SamplingRules,

@@ -1,0 +1,499 @@
+use std::fmt;
+use std::future::Future;
+use std::sync::Arc;
+
+use parking_lot::Mutex;
+
+use super::Recorder;
+use super::tree::{Outgoing, ROOT, State, Tree};
+use crate::context::{ContextGuard, WithContext};
+use crate::document::{
+    AnnotationError, AnnotationValue, Cause, Document, MetadataError, Service, XraySdk,
+};
+use crate::header::{Sampled, TraceHeader};
+use crate::id::{SegmentId, TraceId};
+
+/// A reference to a segment or subsegment: what the current context holds, what child
+/// subsegments are begun from, and where annotations, metadata and errors go.
+///
+/// Cloning is cheap (an `Arc` increment) and an `Entity` never ends what it refers to: the
+/// [`Segment`] and [`Subsegment`] owners do, explicitly or when dropped. An entity that is not
+/// recorded (not sampled, SDK disabled, no context) still has ids, so the trace header it
+/// produces carries `Sampled=0` downstream; every recording call on it returns at once and
+/// allocates nothing.
+#[derive(Clone)]
+pub struct Entity {
+    trace_id: TraceId,
+    id: SegmentId,
+    sampled: bool,
+    node: Option<Node>,
+}
+
+#[derive(Clone)]
+struct Node {
+    tree: Arc<Tree>,
+    slot: u32,
+    generation: u32,
+}
+
+impl fmt::Debug for Entity {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Entity")
+            .field("trace_id", &self.trace_id)
+            .field("id", &self.id)
+            .field("sampled", &self.sampled)
+            .field("recording", &self.node.is_some())
+            .finish()
+    }
+}
+
+impl Entity {
+    const fn unrecorded(trace_id: TraceId, id: SegmentId, sampled: bool) -> Self {
+        Self {
+            trace_id,
+            id,
+            sampled,
+            node: None,
+        }
+    }
+
+    /// The trace this entity belongs to.
+    pub fn trace_id(&self) -> TraceId {
+        self.trace_id
+    }
+
+    /// This entity's id: the `Parent` of requests it makes.
+    pub fn id(&self) -> SegmentId {
+        self.id
+    }
+
+    /// Whether the trace is sampled.
+    pub fn is_sampled(&self) -> bool {
+        self.sampled
+    }
+
+    /// Whether anything set on this entity is recorded (sampled and not yet sent).
+    pub fn is_recording(&self) -> bool {
+        self.node.is_some()
+    }
+
+    /// The header to send on a request made from this entity: this trace, this entity as
+    /// parent, and the sampling decision (`Sampled=1` or `Sampled=0`).
+    pub fn trace_header(&self) -> TraceHeader {
+        TraceHeader::new(self.trace_id)
+            .with_parent(self.id)
+            .with_sampled(if self.sampled {
+                Sampled::Yes
+            } else {
+                Sampled::No
+            })
+    }
+
+    /// Makes this entity current on this thread until the guard is dropped.
+    pub fn enter(&self) -> ContextGuard {
+        crate::context::enter(self.clone())
+    }
+
+    /// Begins a subsegment under this entity.
+    pub fn begin_subsegment(&self, name: &str) -> Subsegment {
+        let Some(node) = &self.node else {
+            return Subsegment::unrecorded(self.trace_id, self.sampled);
+        };
+        let recorder = &node.tree.recorder;
+        let id = SegmentId::new();
+        let doc = Document::new(name, id, now_secs(recorder));
+        let opened = node.tree.state.lock().open(node.slot, node.generation, doc);
+        match opened {
+            Some((slot, generation)) => Subsegment {
+                entity: Entity {
+                    trace_id: self.trace_id,
+                    id,
+                    sampled: true,
+                    node: Some(Node {
+                        tree: node.tree.clone(),
+                        slot,
+                        generation,
+                    }),
+                },
+                done: false,
+            },
+            None => {
+                tracing::debug!(
+                    target: "xray_core::recorder",
+                    parent = %self.id,
+                    "subsegment begun under an entity already sent; it is not recorded"
+                );
+                Subsegment::unrecorded(self.trace_id, self.sampled)
+            }
+        }
+    }
+
+    /// Edits this entity's document directly: for fields without a dedicated setter. Does
+    /// nothing when the entity is not recorded. The closure runs under the segment's lock:
+    /// keep it short.
+    pub fn update<R>(&self, f: impl FnOnce(&mut Document) -> R) -> Option<R> {
+        let node = self.node.as_ref()?;
+        node.tree
+            .state
+            .lock()
+            .with_doc(node.slot, node.generation, f)
+    }
+
+    /// Adds an annotation: an indexed key-value pair that filter expressions can search.
+    ///
+    /// A key must be 1 to 500 ASCII letters, digits or `_`; a value a string (up to 1,000
+    /// characters), an integer, a finite float or a bool. A bad one is refused with a typed
+    /// error, logged, and never sent. Entities not recorded accept anything and record nothing.
+    pub fn put_annotation(
+        &self,
+        key: &str,
+        value: impl Into<AnnotationValue>,
+    ) -> Result<(), AnnotationError> {
+        if self.node.is_none() {
+            return Ok(());
+        }
+        self.update(|doc| doc.put_annotation(key, value))
+            .unwrap_or(Ok(()))
+    }
+
+    /// Adds metadata under the `default` namespace: any serializable value, not indexed.
+    pub fn put_metadata<T: serde::Serialize + ?Sized>(
+        &self,
+        key: &str,
+        value: &T,
+    ) -> Result<(), MetadataError> {
+        self.put_metadata_in("default", key, value)
+    }
+
+    /// Adds metadata under `namespace` (namespaces starting with `AWS.` are reserved).
+    pub fn put_metadata_in<T: serde::Serialize + ?Sized>(
+        &self,
+        namespace: &str,
+        key: &str,
+        value: &T,
+    ) -> Result<(), MetadataError> {
+        if self.node.is_none() {
+            return Ok(());
+        }
+        // Serialize outside the lock: user `Serialize` impls are user code.
+        let value = match serde_json::to_value(value) {
+            Ok(v) => v,
+            Err(e) => {
+                let e = MetadataError::NotSerializable(Box::new(e));
+                tracing::warn!(target: "xray_core::document", error = %e, "metadata dropped");
+                return Err(e);
+            }
+        };
+        self.update(|doc| doc.put_metadata_in(namespace, key, &value))
+            .unwrap_or(Ok(()))
+    }
+
+    /// Records an error and its `source()` chain as the cause, and marks the entity as a
+    /// fault (unless an HTTP status already classified it).
+    pub fn add_error(&self, error: &(dyn std::error::Error + 'static)) {
+        if self.node.is_none() {
+            return;
+        }
+        let cause = Cause::from_error(error);
+        self.update(|doc| doc.add_cause(cause));
+    }
+
+    /// Marks the entity as an error (a client-side problem, 4xx).
+    pub fn set_error(&self) {
+        self.update(|doc| doc.set_error(true));
+    }
+
+    /// Marks the entity as throttled (429).
+    pub fn set_throttle(&self) {
+        self.update(|doc| doc.set_throttle(true));
+    }
+
+    /// Marks the entity as a fault (a server-side problem, 5xx).
+    pub fn set_fault(&self) {
+        self.update(|doc| doc.set_fault(true));
+    }
+}
+
+fn now_secs(recorder: &Recorder) -> f64 {
+    crate::document::seconds_from_micros(recorder.inner.clock.now_micros())
+}
+
+/// The compiler that built this crate, for `service.runtime_version`.
+const RUSTC_VERSION: &str = env!("XRAY_RUSTC_VERSION");
+
+// ===== impl Segment =====
+
+/// A segment: one request or unit of work in this service. Ends when [`end`](Self::end) is
+/// called or when dropped; the document is sent when the segment and all its subsegments have
+/// ended.
+///
+/// Derefs to [`Entity`] for annotations, metadata, errors and subsegments.
+pub struct Segment {
+    entity: Entity,
+    requested: bool,
+    rule: Option<Arc<str>>,
+    done: bool,
+}
+
+impl fmt::Debug for Segment {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Segment")
+            .field("entity", &self.entity)
+            .field("requested", &self.requested)
+            .finish()
+    }
+}
+
+impl std::ops::Deref for Segment {
+    type Target = Entity;
+
+    fn deref(&self) -> &Entity {
+        &self.entity
+    }
+}
+
+impl Segment {
+    pub(crate) fn begin(
+        recorder: &Recorder,
+        name: &str,
+        trace_id: TraceId,
+        parent: Option<SegmentId>,
+        sampled: bool,
+        requested: bool,
+        rule: Option<Arc<str>>,
+    ) -> Segment {
+        let id = SegmentId::new();
+        if !sampled {
+            return Segment {
+                entity: Entity::unrecorded(trace_id, id, false),
+                requested,
+                rule: None,
+                done: false,
+            };
+        }
+        let inner = &recorder.inner;
+        let mut doc = Document::new(name, id, now_secs(recorder));
+        doc.set_trace_id(trace_id);
+        if let Some(parent) = parent {
+            doc.set_parent_id(parent);
+        }
+        let mut service = Service::rust();
+        service.version = inner.service_version.as_deref().map(str::to_owned);
+        service.runtime_version = Some(RUSTC_VERSION.to_owned());
+        doc.set_service(service);
+        let mut sdk = XraySdk::rust();
+        sdk.sampling_rule_name = rule.as_deref().map(str::to_owned);
+        doc.aws_mut().xray = Some(sdk);
+        if let Some(origin) = inner.origin.as_deref() {
+            doc.set_origin(origin);
+        }
+        Segment {
+            entity: Entity {
+                trace_id,
+                id,
+                sampled: true,
+                node: Some(Node {
+                    tree: Arc::new(Tree {
+                        recorder: recorder.clone(),
+                        trace_id,
+                        facade: false,
+                        state: Mutex::new(State::new(doc)),
+                    }),
+                    slot: ROOT,
+                    generation: 0,
+                }),
+            },
+            requested,
+            rule,
+            done: false,
+        }
+    }
+
+    pub(crate) fn facade(
+        recorder: &Recorder,
+        trace_id: TraceId,
+        id: SegmentId,
+        sampled: bool,
+    ) -> Segment {
+        let entity = if sampled {
+            let doc = Document::new("facade", id, now_secs(recorder));
+            Entity {
+                trace_id,
+                id,
+                sampled: true,
+                node: Some(Node {
+                    tree: Arc::new(Tree {
+                        recorder: recorder.clone(),
+                        trace_id,
+                        facade: true,
+                        state: Mutex::new(State::new(doc)),
+                    }),
+                    slot: ROOT,
+                    generation: 0,
+                }),
+            }
+        } else {
+            Entity::unrecorded(trace_id, id, false)
+        };
+        Segment {
+            entity,
+            requested: false,
+            rule: None,
+            done: false,
+        }
+    }
+
+    pub(crate) fn unsampled(trace_id: TraceId) -> Segment {
+        Segment {
+            entity: Entity::unrecorded(trace_id, SegmentId::new(), false),
+            requested: false,
+            rule: None,
+            done: false,
+        }
+    }
+
+    /// The entity this segment is, for the context or for passing by hand.
+    pub fn entity(&self) -> &Entity {
+        &self.entity
+    }
+
+    /// The name of the centralized sampling rule that sampled this segment, if one did.
+    pub fn sampling_rule(&self) -> Option<&str> {
+        self.rule.as_deref()
+    }
+
+    /// The `X-Amzn-Trace-Id` a server returns to its caller: `Root`, plus `Sampled` when the
+    /// caller asked with `Sampled=?`.
+    pub fn response_header(&self) -> TraceHeader {
+        let h = TraceHeader::new(self.entity.trace_id);
+        if self.requested {
+            h.with_sampled(if self.entity.sampled {
+                Sampled::Yes
+            } else {
+                Sampled::No
+            })
+        } else {
+            h
+        }
+    }
+
+    /// Runs `fut` with this segment current on every poll, and ends the segment when `fut`
+    /// completes or is dropped.
+    pub fn instrument<F: Future>(self, fut: F) -> WithContext<F> {
+        WithContext::owning_segment(fut, self)
+    }
+
+    /// Ends the segment now.
+    pub fn end(mut self) {
+        self.finish();
+    }
+
+    fn finish(&mut self) {
+        if std::mem::replace(&mut self.done, true) {
+            return;
+        }
+        end_entity(&self.entity);
+    }
+}
+
+impl Drop for Segment {
+    fn drop(&mut self) {
+        self.finish();
+    }
+}
+
+// ===== impl Subsegment =====
+
+/// A subsegment: one piece of work inside a segment (a call to another service, a database
+/// query, a function). Ends when [`end`](Self::end) is called or when dropped.
+///
+/// Derefs to [`Entity`] for annotations, metadata, errors and nested subsegments.
+pub struct Subsegment {
+    entity: Entity,
+    done: bool,
+}
+
+impl fmt::Debug for Subsegment {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Subsegment")
+            .field("entity", &self.entity)
+            .finish()
+    }
+}
+
+impl std::ops::Deref for Subsegment {
+    type Target = Entity;
+
+    fn deref(&self) -> &Entity {
+        &self.entity
+    }
+}
+
+impl Subsegment {
+    /// A subsegment that records nothing (what is returned when there is no context).
+    pub fn none() -> Subsegment {
+        Subsegment {
+            entity: Entity::unrecorded(TraceId::from_parts(0, 0), SegmentId::from_u64(0), false),
+            done: true,
+        }
+    }
+
+    fn unrecorded(trace_id: TraceId, sampled: bool) -> Subsegment {
+        Subsegment {
+            entity: Entity::unrecorded(trace_id, SegmentId::new(), sampled),
+            done: true,
+        }
+    }
+
+    /// The entity this subsegment is.
+    pub fn entity(&self) -> &Entity {
+        &self.entity
+    }
+
+    /// Runs `fut` with this subsegment current on every poll, and ends the subsegment when
+    /// `fut` completes or is dropped.
+    pub fn instrument<F: Future>(self, fut: F) -> WithContext<F> {
+        WithContext::owning(fut, self)
+    }
+
+    /// Ends the subsegment now.
+    pub fn end(mut self) {
+        self.finish();
+    }
+
+    fn finish(&mut self) {
+        if std::mem::replace(&mut self.done, true) {
+            return;
+        }
+        end_entity(&self.entity);
+    }
+}
+
+impl Drop for Subsegment {
+    fn drop(&mut self) {
+        self.finish();
+    }
+}
+
+fn end_entity(entity: &Entity) {
+    let Some(node) = &entity.node else { return };
+    let tree = &node.tree;
+    let recorder = &tree.recorder;
+    let end_time = now_secs(recorder);
+    let mut out = Vec::new();
+    let threshold = recorder.inner.streaming_threshold;
+    tree.state.lock().end(
+        node.slot,
+        node.generation,
+        end_time,
+        tree,
+        threshold,
+        &mut out,
+    );
+    for doc in out {
+        match doc {
+            Outgoing::Segment(doc) => recorder.send(doc, false),
+            Outgoing::Independent(doc) => recorder.send(doc, true),
+        }
+    }
+}

@@ -1,0 +1,307 @@
+//! The recorder: configuration, segments, and where finished documents go.
+
+mod builder;
+mod entity;
+mod send;
+mod tree;
+
+use std::fmt;
+use std::sync::{Arc, OnceLock};
+
+pub use builder::RecorderBuilder;
+pub use entity::{Entity, Segment, Subsegment};
+pub use send::RecorderStats;
+
+use crate::clock::SharedClock;
+use crate::config::ContextMissing;
+use crate::diag::LogLimiter;
+use crate::emitter::Emitter;
+use crate::header::{Sampled, TraceHeader};
+use crate::id::TraceId;
+use crate::sampling::{SamplingRequest, SharedSampler};
+
+/// Creates segments and sends them to the daemon when they are complete.
+///
+/// A `Recorder` is a cheap handle (one `Arc`); clone it freely. Build one with
+/// [`Recorder::builder`], or use the process-wide [`Recorder::global`], which the tower layers,
+/// the AWS SDK interceptor and `#[capture]` use unless given another.
+///
+/// # Examples
+///
+/// ```
+/// use xray_core::{InMemoryEmitter, Recorder};
+///
+/// let emitter = InMemoryEmitter::new();
+/// let recorder = Recorder::builder()
+///     .with_service_name("orders")
+///     .with_emitter(emitter.clone())
+///     .build()?;
+///
+/// let segment = recorder.begin_segment("orders");
+/// let sub = segment.begin_subsegment("load-basket");
+/// sub.put_annotation("items", 3);
+/// sub.end();
+/// segment.end();
+///
+/// let docs = emitter.documents();
+/// assert_eq!(docs[0]["name"], "orders");
+/// assert_eq!(docs[0]["subsegments"][0]["annotations"]["items"], 3);
+/// # Ok::<(), xray_core::ConfigError>(())
+/// ```
+#[derive(Clone)]
+pub struct Recorder {
+    pub(crate) inner: Arc<Inner>,
+}
+
+pub(crate) struct Inner {
+    pub(crate) enabled: bool,
+    pub(crate) service_name: Box<str>,
+    pub(crate) forced_name: Option<Box<str>>,
+    pub(crate) context_missing: ContextMissing,
+    pub(crate) emitter: Box<dyn Emitter>,
+    pub(crate) sampler: SharedSampler,
+    pub(crate) clock: SharedClock,
+    pub(crate) streaming_threshold: usize,
+    pub(crate) honor_upstream: bool,
+    pub(crate) lambda: bool,
+    pub(crate) service_version: Option<Box<str>>,
+    pub(crate) origin: Option<Box<str>>,
+    pub(crate) stats: send::Stats,
+    pub(crate) missing_log: LogLimiter,
+}
+
+impl fmt::Debug for Recorder {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Recorder")
+            .field("enabled", &self.inner.enabled)
+            .field("service_name", &self.inner.service_name)
+            .field("emitter", &self.inner.emitter)
+            .field("sampler", &self.inner.sampler)
+            .field("context_missing", &self.inner.context_missing)
+            .field("streaming_threshold", &self.inner.streaming_threshold)
+            .field("lambda", &self.inner.lambda)
+            .finish()
+    }
+}
+
+/// There was no current segment where one was needed, and the context-missing strategy is
+/// [`ContextMissing::RuntimeError`].
+///
+/// Only the `try_*` calls return it; the others log and carry on.
+#[derive(Debug, Clone, thiserror::Error)]
+#[error("no X-Ray segment is current for {operation:?}")]
+pub struct ContextMissingError {
+    operation: &'static str,
+}
+
+impl ContextMissingError {
+    /// What was attempted without a context.
+    pub fn operation(&self) -> &'static str {
+        self.operation
+    }
+}
+
+static GLOBAL: OnceLock<Recorder> = OnceLock::new();
+
+/// The global recorder was already set (or already read, which fixes it).
+#[derive(Debug, thiserror::Error)]
+#[error("the global X-Ray recorder is already set")]
+pub struct SetGlobalRecorderError {
+    _private: (),
+}
+
+impl Recorder {
+    /// A builder starting from the defaults and the environment; see [`RecorderBuilder`].
+    pub fn builder() -> RecorderBuilder {
+        RecorderBuilder::new()
+    }
+
+    /// The process-wide recorder.
+    ///
+    /// Set it once with [`install_global`](Self::install_global). Until then (or if never set)
+    /// this is a recorder built from the environment with the defaults: the service name is the
+    /// executable's name, the daemon is `127.0.0.1:2000`. If the environment holds a bad value
+    /// the error is logged and the defaults are used. After the first read, the global recorder
+    /// cannot change. The read is one atomic load.
+    pub fn global() -> &'static Recorder {
+        GLOBAL.get_or_init(|| {
+            Recorder::builder().build().unwrap_or_else(|e| {
+                tracing::error!(
+                    target: "xray_core::recorder",
+                    error = %e,
+                    "invalid X-Ray configuration in the environment; using the defaults"
+                );
+                RecorderBuilder::new().assemble(None, false)
+            })
+        })
+    }
+
+    /// Makes this recorder the process-wide one. Fails if one was set or read before.
+    pub fn install_global(self) -> Result<(), SetGlobalRecorderError> {
+        GLOBAL
+            .set(self)
+            .map_err(|_| SetGlobalRecorderError { _private: () })
+    }
+
+    /// A recorder that records nothing and sends nothing.
+    pub fn disabled() -> Recorder {
+        RecorderBuilder::new()
+            .with_enabled(false)
+            .with_service_name("disabled")
+            .assemble(None, false)
+    }
+
+    /// Whether the SDK is enabled (`AWS_XRAY_SDK_ENABLED` and the builder).
+    pub fn is_enabled(&self) -> bool {
+        self.inner.enabled
+    }
+
+    /// The default segment name.
+    pub fn service_name(&self) -> &str {
+        self.inner
+            .forced_name
+            .as_deref()
+            .unwrap_or(&self.inner.service_name)
+    }
+
+    /// Counters of what was sent, split, trimmed and lost.
+    pub fn stats(&self) -> RecorderStats {
+        self.inner.stats.snapshot()
+    }
+
+    /// Waits until the emitter has handed everything to the network (or `timeout` passes).
+    pub fn flush(&self, timeout: std::time::Duration) -> bool {
+        self.inner.emitter.flush(timeout)
+    }
+
+    /// Begins a new trace with a segment named `name`; the sampler decides with only the
+    /// service name known.
+    pub fn begin_segment(&self, name: &str) -> Segment {
+        self.begin_segment_with(name, None, &SamplingRequest::new())
+    }
+
+    /// Begins a segment for an incoming request.
+    ///
+    /// With a `header`, the segment continues its trace (its `Root`, with `Parent` as parent);
+    /// an upstream `Sampled=1` or `Sampled=0` is obeyed unless the recorder ignores upstream
+    /// decisions. Otherwise the sampler decides with `request` (whose service name defaults to
+    /// the segment's name).
+    pub fn begin_segment_with(
+        &self,
+        name: &str,
+        header: Option<&TraceHeader>,
+        request: &SamplingRequest<'_>,
+    ) -> Segment {
+        let inner = &self.inner;
+        let name = inner.forced_name.as_deref().unwrap_or(name);
+        let trace_id = header.map_or_else(TraceId::new, |h| h.root());
+        let parent = header.and_then(|h| h.parent());
+        let upstream = header.map_or(Sampled::Unknown, |h| h.sampled());
+        let requested = upstream == Sampled::Requested;
+        let (sampled, rule) = if !inner.enabled {
+            (false, None)
+        } else {
+            match upstream {
+                Sampled::Yes if inner.honor_upstream => (true, None),
+                Sampled::No if inner.honor_upstream => (false, None),
+                _ => {
+                    let mut req = *request;
+                    if req.service_name().is_none() {
+                        req = req.with_service_name(name);
+                    }
+                    if req.service_type().is_none()
+                        && let Some(origin) = inner.origin.as_deref()
+                    {
+                        req = req.with_service_type(origin);
+                    }
+                    let d = inner.sampler.should_sample(&req);
+                    (d.is_sampled(), d.rule_name().map(Arc::from))
+                }
+            }
+        };
+        Segment::begin(self, name, trace_id, parent, sampled, requested, rule)
+    }
+
+    /// Begins the segment of one AWS Lambda invocation: a facade built from the invocation's
+    /// trace header, never sent itself, under which every subsegment is sent as soon as it
+    /// ends.
+    ///
+    /// Pass the invocation's own header (`lambda_runtime::Context::xray_trace_id`): with
+    /// concurrent invocations in one process, each must use its own. Given `None`, the
+    /// `_X_AMZN_TRACE_ID` environment variable is read, which is right only for
+    /// single-concurrency functions. Without a usable header (`Root` and `Parent`), nothing is
+    /// recorded.
+    pub fn begin_lambda_invocation(&self, trace_header: Option<&str>) -> Segment {
+        let from_env;
+        let raw = match trace_header {
+            Some(h) => Some(h),
+            None => {
+                from_env = std::env::var(crate::config::ENV_LAMBDA_TRACE_ID).ok();
+                from_env.as_deref()
+            }
+        };
+        let header = raw.and_then(|h| h.parse::<TraceHeader>().ok());
+        match header {
+            Some(h) if self.inner.enabled => match h.parent() {
+                Some(parent) => {
+                    Segment::facade(self, h.root(), parent, h.sampled() == Sampled::Yes)
+                }
+                None => Segment::unsampled(h.root()),
+            },
+            Some(h) => Segment::unsampled(h.root()),
+            None => {
+                self.context_missing("begin_lambda_invocation");
+                Segment::unsampled(TraceId::new())
+            }
+        }
+    }
+
+    /// Begins a subsegment under the current entity, or, with no current entity, applies the
+    /// context-missing strategy and returns a subsegment that records nothing.
+    pub fn begin_subsegment(&self, name: &str) -> Subsegment {
+        match crate::context::current().map(|e| e.begin_subsegment(name)) {
+            Some(s) => s,
+            None => {
+                self.context_missing("begin_subsegment");
+                Subsegment::none()
+            }
+        }
+    }
+
+    /// Like [`begin_subsegment`](Self::begin_subsegment), but with the
+    /// [`ContextMissing::RuntimeError`] strategy a missing context is an error.
+    pub fn try_begin_subsegment(&self, name: &str) -> Result<Subsegment, ContextMissingError> {
+        match crate::context::current().map(|e| e.begin_subsegment(name)) {
+            Some(s) => Ok(s),
+            None if self.inner.context_missing == ContextMissing::RuntimeError => {
+                Err(ContextMissingError {
+                    operation: "begin_subsegment",
+                })
+            }
+            None => {
+                self.context_missing("begin_subsegment");
+                Ok(Subsegment::none())
+            }
+        }
+    }
+
+    /// Applies the context-missing strategy for `operation`.
+    pub(crate) fn context_missing(&self, operation: &'static str) {
+        let inner = &self.inner;
+        if inner.context_missing == ContextMissing::IgnoreError || !inner.enabled {
+            return;
+        }
+        inner
+            .stats
+            .context_missing
+            .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        if inner.missing_log.allow(inner.clock.now_micros()) {
+            tracing::error!(
+                target: "xray_core::context",
+                operation,
+                "no X-Ray segment is current; nothing is recorded (enter a segment, or wrap \
+                 futures with `with_context`/`in_current_context`)"
+            );
+        }
+    }
+}

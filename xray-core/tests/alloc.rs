@@ -1,0 +1,94 @@
+//! Heap use of the hot paths, measured with a counting global allocator.
+//!
+//! One test function only: the allocator counts every thread of this process, so nothing else
+//! may run alongside the measured sections.
+
+use std::alloc::{GlobalAlloc, Layout, System};
+use std::sync::atomic::{AtomicUsize, Ordering};
+
+use xray_core::{InMemoryEmitter, Recorder, SamplingRequest, TraceHeader};
+
+struct Counting;
+
+static ALLOCS: AtomicUsize = AtomicUsize::new(0);
+static LIVE_BYTES: AtomicUsize = AtomicUsize::new(0);
+
+// SAFETY: forwards to the system allocator unchanged; only counts.
+#[allow(unsafe_code)]
+unsafe impl GlobalAlloc for Counting {
+    unsafe fn alloc(&self, layout: Layout) -> *mut u8 {
+        ALLOCS.fetch_add(1, Ordering::Relaxed);
+        LIVE_BYTES.fetch_add(layout.size(), Ordering::Relaxed);
+        // SAFETY: same contract as the caller's.
+        unsafe { System.alloc(layout) }
+    }
+
+    unsafe fn dealloc(&self, ptr: *mut u8, layout: Layout) {
+        LIVE_BYTES.fetch_sub(layout.size(), Ordering::Relaxed);
+        // SAFETY: same contract as the caller's.
+        unsafe { System.dealloc(ptr, layout) }
+    }
+
+    unsafe fn realloc(&self, ptr: *mut u8, layout: Layout, new_size: usize) -> *mut u8 {
+        ALLOCS.fetch_add(1, Ordering::Relaxed);
+        LIVE_BYTES.fetch_add(new_size, Ordering::Relaxed);
+        LIVE_BYTES.fetch_sub(layout.size(), Ordering::Relaxed);
+        // SAFETY: same contract as the caller's.
+        unsafe { System.realloc(ptr, layout, new_size) }
+    }
+}
+
+#[global_allocator]
+static GLOBAL: Counting = Counting;
+
+#[test]
+fn heap_use_of_hot_paths() {
+    let emitter = InMemoryEmitter::with_capacity(100_000);
+    let recorder = Recorder::builder()
+        .ignore_environment()
+        .with_emitter(emitter.clone())
+        .build()
+        .unwrap();
+    let header: TraceHeader =
+        "Root=1-5759e988-bd862e3fe1be46a994272793;Parent=53995c3f42cd8ad8;Sampled=0"
+            .parse()
+            .unwrap();
+    let request = SamplingRequest::new();
+
+    // Warm up thread-locals (the id generator, the context stack).
+    {
+        let s = recorder.begin_segment_with("api", Some(&header), &request);
+        let _g = s.enter();
+        let sub = recorder.begin_subsegment("work");
+        sub.put_annotation("order_id", 42).unwrap();
+    }
+
+    // An unsampled segment with one annotated subsegment: no heap allocation at all.
+    let before = ALLOCS.load(Ordering::Relaxed);
+    for _ in 0..1_000 {
+        let s = recorder.begin_segment_with("api", Some(&header), &request);
+        let sub = s.begin_subsegment("work");
+        sub.put_annotation("order_id", 42).unwrap();
+        let _ = sub.trace_header();
+        sub.end();
+        s.end();
+    }
+    assert_eq!(
+        ALLOCS.load(Ordering::Relaxed) - before,
+        0,
+        "unsampled path allocated"
+    );
+
+    // Memory held per open subsegment, with 10,000 open under one sampled segment.
+    let segment = recorder.begin_segment("batch");
+    let base = LIVE_BYTES.load(Ordering::Relaxed);
+    let open: Vec<_> = (0..10_000)
+        .map(|_| segment.begin_subsegment("item"))
+        .collect();
+    let handles = open.capacity() * std::mem::size_of_val(&open[0]);
+    let per_open = (LIVE_BYTES.load(Ordering::Relaxed) - base - handles) / open.len();
+    assert!(per_open <= 200, "{per_open} bytes per open subsegment");
+    drop(open);
+    segment.end();
+    assert_eq!(emitter.len() as u64, recorder.stats().sent);
+}

@@ -1,0 +1,615 @@
+//! The recorder end to end: real UDP sockets on 127.0.0.1, documents parsed back as JSON.
+
+mod util;
+
+use std::collections::{HashMap, HashSet};
+use std::sync::Arc;
+use std::time::Duration;
+
+use serde_json::{Value, json};
+use util::{UdpSink, walk};
+use xray_core::{
+    ContextMissing, DaemonAddress, InMemoryEmitter, LocalSampler, ManualClock, Recorder,
+    RecorderBuilder, SamplingRequest, SamplingRules, SharedSampler, TraceHeader, current,
+};
+
+/// Rules that sample every request, so that tests see every segment.
+fn sample_all() -> SharedSampler {
+    Arc::new(LocalSampler::new(
+        SamplingRules::builder()
+            .with_default(0, 1.0)
+            .build()
+            .unwrap(),
+    ))
+}
+
+fn udp_recorder(sink: &UdpSink) -> Recorder {
+    Recorder::builder()
+        .ignore_environment()
+        .with_sampler(sample_all())
+        .with_service_name("orders")
+        .with_daemon_address(DaemonAddress::new(sink.addr()))
+        .build()
+        .expect("recorder")
+}
+
+fn memory_recorder() -> (Recorder, InMemoryEmitter) {
+    let emitter = InMemoryEmitter::with_capacity(100_000);
+    let recorder = Recorder::builder()
+        .ignore_environment()
+        .with_sampler(sample_all())
+        .with_service_name("orders")
+        .with_emitter(emitter.clone())
+        .build()
+        .expect("recorder");
+    (recorder, emitter)
+}
+
+#[derive(Debug)]
+struct Boom;
+impl std::fmt::Display for Boom {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("inventory unavailable")
+    }
+}
+impl std::error::Error for Boom {}
+
+#[test]
+fn every_field_arrives_over_udp() {
+    let sink = UdpSink::start();
+    let recorder = udp_recorder(&sink);
+    let header: TraceHeader =
+        "Root=1-5759e988-bd862e3fe1be46a994272793;Parent=53995c3f42cd8ad8;Sampled=1"
+            .parse()
+            .unwrap();
+    let segment = recorder.begin_segment_with("orders", Some(&header), &SamplingRequest::new());
+    segment.put_annotation("tenant", "blue").unwrap();
+    segment.put_annotation("priority", true).unwrap();
+    segment
+        .put_metadata("basket", &json!({"items": 3}))
+        .unwrap();
+    let sub = segment.begin_subsegment("load-basket");
+    sub.put_annotation("count", 3).unwrap();
+    sub.add_error(&Boom);
+    let sub_id = sub.id();
+    sub.end();
+    let seg_id = segment.id();
+    segment.end();
+
+    let docs = sink.documents(1);
+    assert_eq!(docs.len(), 1);
+    let d = &docs[0];
+    assert_eq!(d["name"], "orders");
+    assert_eq!(d["id"], seg_id.to_string());
+    assert_eq!(d["trace_id"], "1-5759e988-bd862e3fe1be46a994272793");
+    assert_eq!(d["parent_id"], "53995c3f42cd8ad8");
+    assert!(d["start_time"].as_f64().unwrap() <= d["end_time"].as_f64().unwrap());
+    assert!(d.get("in_progress").is_none());
+    assert_eq!(d["annotations"]["tenant"], "blue");
+    assert_eq!(d["annotations"]["priority"], true);
+    assert_eq!(d["metadata"]["default"]["basket"]["items"], 3);
+    assert_eq!(d["aws"]["xray"]["sdk"], "X-Ray for Rust");
+    let s = &d["subsegments"][0];
+    assert_eq!(s["name"], "load-basket");
+    assert_eq!(s["id"], sub_id.to_string());
+    assert_eq!(s["annotations"]["count"], 3);
+    assert_eq!(s["fault"], true);
+    assert_eq!(
+        s["cause"]["exceptions"][0]["message"],
+        "inventory unavailable"
+    );
+    assert!(
+        s.get("type").is_none(),
+        "embedded subsegments carry no type"
+    );
+    assert_eq!(recorder.stats().sent, 1);
+}
+
+#[test]
+fn a_bad_annotation_is_refused_and_never_sent() {
+    let (recorder, emitter) = memory_recorder();
+    let segment = recorder.begin_segment("orders");
+    assert!(segment.put_annotation("bad key!", 1).is_err());
+    assert!(segment.put_annotation("nan", f64::NAN).is_err());
+    segment.put_annotation("good", 1).unwrap();
+    segment.end();
+    let doc = &emitter.documents()[0];
+    assert_eq!(doc["annotations"], json!({"good": 1}));
+}
+
+#[test]
+fn many_threads_produce_separate_complete_traces() {
+    let sink = UdpSink::start();
+    let recorder = udp_recorder(&sink);
+    let threads = 8;
+    let per_thread = 25;
+    let handles: Vec<_> = (0..threads)
+        .map(|t| {
+            let recorder = recorder.clone();
+            std::thread::spawn(move || {
+                for i in 0..per_thread {
+                    let segment = recorder.begin_segment("orders");
+                    let _g = segment.enter();
+                    segment.put_annotation("thread", t).unwrap();
+                    segment.put_annotation("n", i).unwrap();
+                    for _ in 0..3 {
+                        let sub = recorder.begin_subsegment("work");
+                        sub.put_annotation("thread", t).unwrap();
+                        sub.put_annotation("n", i).unwrap();
+                    }
+                    drop(_g);
+                    segment.end();
+                    // Pace the burst so the loopback socket buffer never overflows.
+                    std::thread::sleep(Duration::from_millis(1));
+                }
+            })
+        })
+        .collect();
+    for h in handles {
+        h.join().unwrap();
+    }
+    let docs = sink.documents(threads * per_thread);
+    assert_eq!(docs.len(), threads * per_thread);
+    let mut traces = HashSet::new();
+    for d in &docs {
+        assert!(traces.insert(d["trace_id"].as_str().unwrap().to_owned()));
+        let subs = d["subsegments"].as_array().unwrap();
+        assert_eq!(subs.len(), 3);
+        for s in subs {
+            assert_eq!(s["annotations"]["thread"], d["annotations"]["thread"]);
+            assert_eq!(s["annotations"]["n"], d["annotations"]["n"]);
+        }
+    }
+}
+
+#[test]
+fn tokio_tasks_keep_their_context_across_awaits_and_threads() {
+    use xray_core::FutureExt;
+    let (recorder, emitter) = memory_recorder();
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_time()
+        .build()
+        .unwrap();
+    rt.block_on(async {
+        let mut tasks = Vec::new();
+        for i in 0..200u32 {
+            let recorder = recorder.clone();
+            let segment = recorder.begin_segment("orders");
+            segment.put_annotation("n", i).unwrap();
+            let expected = segment.id();
+            tasks.push(tokio::spawn(segment.instrument(async move {
+                for _ in 0..3 {
+                    tokio::task::yield_now().await;
+                    assert_eq!(current().map(|e| e.id()), Some(expected));
+                    let sub = recorder.begin_subsegment("step");
+                    sub.put_annotation("n", i).unwrap();
+                    let inner = tokio::spawn(
+                        async move {
+                            tokio::time::sleep(Duration::from_millis(1)).await;
+                            current().map(|e| e.id())
+                        }
+                        .in_current_context(),
+                    );
+                    // Not entered: the spawned task sees the segment, not this subsegment.
+                    assert_eq!(inner.await.unwrap(), Some(expected));
+                    sub.end();
+                }
+            })));
+        }
+        for t in tasks {
+            t.await.unwrap();
+        }
+    });
+    let docs = emitter.documents();
+    assert_eq!(docs.len(), 200);
+    for d in &docs {
+        let subs = d["subsegments"].as_array().unwrap();
+        assert_eq!(subs.len(), 3);
+        for s in subs {
+            assert_eq!(s["annotations"]["n"], d["annotations"]["n"]);
+        }
+    }
+}
+
+#[test]
+fn a_dropped_future_ends_its_subsegment() {
+    let (recorder, emitter) = memory_recorder();
+    let segment = recorder.begin_segment("orders");
+    {
+        let _g = segment.enter();
+        let sub = recorder.begin_subsegment("cancelled");
+        let fut = sub.instrument(std::future::pending::<()>());
+        drop(fut);
+    }
+    segment.end();
+    let docs = emitter.documents();
+    assert_eq!(docs.len(), 1);
+    assert_eq!(docs[0]["subsegments"][0]["name"], "cancelled");
+    assert!(docs[0]["subsegments"][0]["end_time"].is_number());
+}
+
+#[test]
+fn ten_thousand_subsegments_each_arrive_exactly_once() {
+    for threshold in [100, usize::MAX] {
+        let emitter = InMemoryEmitter::with_capacity(100_000);
+        let recorder = Recorder::builder()
+            .ignore_environment()
+            .with_sampler(sample_all())
+            .with_emitter(emitter.clone())
+            .with_streaming_threshold(threshold)
+            .build()
+            .unwrap();
+        let segment = recorder.begin_segment("batch");
+        let mut ids = HashSet::new();
+        for _ in 0..10_000 {
+            let sub = segment.begin_subsegment("item");
+            ids.insert(sub.id().to_string());
+        }
+        let seg_id = segment.id().to_string();
+        segment.end();
+
+        let mut seen = HashMap::new();
+        for raw in emitter.raw_documents() {
+            assert!(
+                raw.len() + util::HEADER.len() <= 63 * 1024,
+                "datagram over budget"
+            );
+            let doc: Value = serde_json::from_slice(&raw).unwrap();
+            let mut all = Vec::new();
+            walk(&doc, &mut all);
+            for e in all {
+                *seen
+                    .entry(e["id"].as_str().unwrap().to_owned())
+                    .or_insert(0) += 1;
+            }
+            if doc.get("type").is_some() {
+                assert_eq!(doc["type"], "subsegment");
+                assert_eq!(doc["parent_id"], seg_id.as_str());
+                assert!(doc["trace_id"].is_string());
+            }
+        }
+        assert_eq!(seen.remove(&seg_id), Some(1), "threshold {threshold}");
+        assert_eq!(seen.len(), 10_000);
+        assert!(seen.values().all(|&n| n == 1));
+        assert_eq!(seen.keys().cloned().collect::<HashSet<_>>(), ids);
+    }
+}
+
+#[test]
+fn streaming_sends_completed_subtrees_ahead_of_the_segment() {
+    let emitter = InMemoryEmitter::new();
+    let recorder = Recorder::builder()
+        .ignore_environment()
+        .with_sampler(sample_all())
+        .with_emitter(emitter.clone())
+        .with_streaming_threshold(2)
+        .build()
+        .unwrap();
+    let segment = recorder.begin_segment("api");
+    let open = segment.begin_subsegment("open");
+    for _ in 0..3 {
+        segment.begin_subsegment("done").end();
+    }
+    // Three completed subsegments exceed the threshold of 2: they left already.
+    assert_eq!(emitter.len(), 3);
+    for d in emitter.documents() {
+        assert_eq!(d["type"], "subsegment");
+        assert_eq!(d["parent_id"], segment.id().to_string());
+    }
+    open.end();
+    segment.end();
+    let docs = emitter.documents();
+    assert_eq!(docs.len(), 4);
+    let seg = &docs[3];
+    assert_eq!(seg["subsegments"].as_array().unwrap().len(), 1);
+    assert_eq!(seg["subsegments"][0]["name"], "open");
+    assert_eq!(recorder.stats().streamed, 3);
+}
+
+#[test]
+fn an_oversize_document_is_split_then_trimmed_never_lost() {
+    let (recorder, emitter) = memory_recorder();
+    let blob = "x".repeat(30_000);
+    let segment = recorder.begin_segment("big");
+    for _ in 0..3 {
+        let s = segment.begin_subsegment("part");
+        s.put_metadata("blob", &blob).unwrap();
+    }
+    let huge = segment.begin_subsegment("huge");
+    huge.put_metadata("blob", &"y".repeat(200_000)).unwrap();
+    huge.put_annotation("kept", true).unwrap();
+    drop(huge);
+    segment.end();
+    let docs = emitter.raw_documents();
+    assert_eq!(
+        docs.len(),
+        5,
+        "four subsegments sent alone, then the segment"
+    );
+    for raw in &docs {
+        assert!(raw.len() + util::HEADER.len() <= 63 * 1024);
+    }
+    let parsed = emitter.documents();
+    let huge = parsed.iter().find(|d| d["name"] == "huge").unwrap();
+    assert_eq!(huge["annotations"]["kept"], true);
+    assert_eq!(huge["type"], "subsegment");
+    let stats = recorder.stats();
+    assert_eq!(stats.split, 4);
+    assert_eq!(stats.truncated, 1);
+    assert_eq!(stats.oversize_dropped, 0);
+}
+
+#[test]
+fn a_daemon_that_is_down_is_counted_not_raised() {
+    // Bind then drop a socket: nothing listens at that port afterwards.
+    let addr = std::net::UdpSocket::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap();
+    let recorder = Recorder::builder()
+        .ignore_environment()
+        .with_sampler(sample_all())
+        .with_daemon_address(DaemonAddress::new(addr))
+        .build()
+        .unwrap();
+    for _ in 0..5 {
+        recorder.begin_segment("orders").end();
+        std::thread::sleep(Duration::from_millis(5));
+    }
+    let stats = recorder.stats();
+    assert_eq!(stats.sent + stats.refused, 5);
+    assert!(stats.refused >= 1, "{stats:?}");
+}
+
+fn env(pairs: &[(&str, &str)]) -> impl Fn(&str) -> Option<String> + Send + Sync + 'static {
+    let map: HashMap<String, String> = pairs
+        .iter()
+        .map(|(k, v)| (k.to_string(), v.to_string()))
+        .collect();
+    move |k| map.get(k).cloned()
+}
+
+#[test]
+fn sdk_disabled_by_environment_records_nothing() {
+    let sink = UdpSink::start();
+    for pairs in [
+        [("AWS_XRAY_SDK_ENABLED", "false")],
+        [("AWS_XRAY_SDK_DISABLED", "true")],
+    ] {
+        let mut pairs = pairs.to_vec();
+        let addr = sink.addr().to_string();
+        pairs.push(("AWS_XRAY_DAEMON_ADDRESS", &addr));
+        let recorder = Recorder::builder().with_env(env(&pairs)).build().unwrap();
+        assert!(!recorder.is_enabled());
+        let segment = recorder.begin_segment("orders");
+        assert!(!segment.is_recording());
+        segment.put_annotation("a", 1).unwrap();
+        segment.begin_subsegment("x").end();
+        segment.end();
+    }
+    assert!(sink.settle(Duration::from_millis(100)).is_empty());
+}
+
+#[test]
+fn environment_overrides_the_builder() {
+    let sink = UdpSink::start();
+    let addr = format!("tcp:127.0.0.1:9 udp:{}", sink.addr());
+    let recorder = Recorder::builder()
+        .with_service_name("from-code")
+        .with_env(env(&[
+            ("AWS_XRAY_DAEMON_ADDRESS", &addr),
+            ("AWS_XRAY_TRACING_NAME", "from-env"),
+        ]))
+        .build()
+        .unwrap();
+    recorder.begin_segment("from-code").end();
+    let docs = sink.documents(1);
+    assert_eq!(docs[0]["name"], "from-env");
+}
+
+#[test]
+fn bad_environment_values_are_typed_errors() {
+    let e = Recorder::builder()
+        .with_env(env(&[("AWS_XRAY_DAEMON_ADDRESS", "nonsense")]))
+        .build()
+        .unwrap_err();
+    assert!(e.to_string().contains("AWS_XRAY_DAEMON_ADDRESS"), "{e}");
+    let e = Recorder::builder()
+        .with_env(env(&[("AWS_XRAY_CONTEXT_MISSING", "PANIC")]))
+        .build()
+        .unwrap_err();
+    assert!(e.to_string().contains("AWS_XRAY_CONTEXT_MISSING"), "{e}");
+}
+
+#[test]
+fn context_missing_strategies() {
+    for (strategy, counted, is_err) in [
+        (ContextMissing::LogError, 1, false),
+        (ContextMissing::IgnoreError, 0, false),
+        (ContextMissing::RuntimeError, 0, true),
+    ] {
+        let recorder = Recorder::builder()
+            .ignore_environment()
+            .with_sampler(sample_all())
+            .with_emitter(InMemoryEmitter::new())
+            .with_context_missing(strategy)
+            .build()
+            .unwrap();
+        let r = recorder.try_begin_subsegment("orphan");
+        assert_eq!(r.is_err(), is_err, "{strategy:?}");
+        if let Ok(sub) = r {
+            assert!(!sub.is_recording());
+        }
+        assert_eq!(recorder.stats().context_missing, counted, "{strategy:?}");
+        // The infallible call never fails the application, whatever the strategy.
+        assert!(!recorder.begin_subsegment("orphan").is_recording());
+    }
+}
+
+#[test]
+fn context_missing_from_the_environment() {
+    let recorder = Recorder::builder()
+        .with_emitter(InMemoryEmitter::new())
+        .with_env(env(&[("AWS_XRAY_CONTEXT_MISSING", "RUNTIME_ERROR")]))
+        .build()
+        .unwrap();
+    assert!(recorder.try_begin_subsegment("orphan").is_err());
+}
+
+#[test]
+fn lambda_facade_sends_each_subsegment_as_it_ends() {
+    let sink = UdpSink::start();
+    let addr = sink.addr().to_string();
+    let recorder = Recorder::builder()
+        .with_env(env(&[
+            ("LAMBDA_TASK_ROOT", "/var/task"),
+            ("AWS_XRAY_DAEMON_ADDRESS", &addr),
+        ]))
+        .build()
+        .unwrap();
+    let header = "Root=1-5759e988-bd862e3fe1be46a994272793;Parent=53995c3f42cd8ad8;Sampled=1";
+    let facade = recorder.begin_lambda_invocation(Some(header));
+    let _g = facade.enter();
+    let a = recorder.begin_subsegment("first");
+    let nested = a.begin_subsegment("nested");
+    nested.end();
+    a.end();
+    // Sent as soon as it ended, before the invocation ends.
+    let docs = sink.documents(2);
+    assert_eq!(docs.len(), 2);
+    let first = docs.iter().find(|d| d["name"] == "first").unwrap();
+    assert_eq!(first["type"], "subsegment");
+    assert_eq!(first["trace_id"], "1-5759e988-bd862e3fe1be46a994272793");
+    assert_eq!(first["parent_id"], "53995c3f42cd8ad8");
+    let nested = docs.iter().find(|d| d["name"] == "nested").unwrap();
+    assert_eq!(nested["parent_id"], first["id"]);
+    recorder.begin_subsegment("second").end();
+    drop(_g);
+    facade.end();
+    let all = sink.settle(Duration::from_millis(100));
+    assert_eq!(all.len(), 3, "the facade itself is never sent");
+
+    // Sampled=0: nothing at all.
+    let unsampled = recorder.begin_lambda_invocation(Some(
+        "Root=1-5759e988-bd862e3fe1be46a994272793;Parent=53995c3f42cd8ad8;Sampled=0",
+    ));
+    assert!(!unsampled.is_recording());
+    unsampled.begin_subsegment("x").end();
+    assert_eq!(sink.settle(Duration::from_millis(100)).len(), 3);
+}
+
+#[test]
+fn concurrent_lambda_invocations_never_share_a_trace() {
+    let (recorder, emitter) = {
+        let emitter = InMemoryEmitter::new();
+        let r = Recorder::builder()
+            .with_env(env(&[("LAMBDA_TASK_ROOT", "/var/task")]))
+            .with_emitter(emitter.clone())
+            .build()
+            .unwrap();
+        (r, emitter)
+    };
+    let handles: Vec<_> = (0..8u32)
+        .map(|i| {
+            let recorder = recorder.clone();
+            std::thread::spawn(move || {
+                let header = format!("Root=1-5759e988-{i:024x};Parent={:016x};Sampled=1", i + 1);
+                for _ in 0..20 {
+                    let facade = recorder.begin_lambda_invocation(Some(&header));
+                    let _g = facade.enter();
+                    let s = recorder.begin_subsegment("handler");
+                    s.put_annotation("invocation", i).unwrap();
+                }
+            })
+        })
+        .collect();
+    for h in handles {
+        h.join().unwrap();
+    }
+    let docs = emitter.documents();
+    assert_eq!(docs.len(), 160);
+    for d in docs {
+        let i = d["annotations"]["invocation"].as_u64().unwrap();
+        assert_eq!(d["trace_id"], format!("1-5759e988-{i:024x}"));
+        assert_eq!(d["parent_id"], format!("{:016x}", i + 1));
+    }
+}
+
+#[test]
+fn unsampled_segments_propagate_but_send_nothing() {
+    let (recorder, emitter) = memory_recorder();
+    let header: TraceHeader = "Root=1-5759e988-bd862e3fe1be46a994272793;Sampled=0"
+        .parse()
+        .unwrap();
+    let segment = recorder.begin_segment_with("orders", Some(&header), &SamplingRequest::new());
+    assert!(!segment.is_sampled());
+    let sub = segment.begin_subsegment("call");
+    let down = sub.trace_header().to_string();
+    assert!(down.starts_with("Root=1-5759e988-bd862e3fe1be46a994272793;Parent="));
+    assert!(down.ends_with(";Sampled=0"));
+    drop(sub);
+    segment.end();
+    assert!(emitter.is_empty());
+}
+
+#[test]
+fn response_header_reports_the_decision_when_asked() {
+    let (recorder, _emitter) = memory_recorder();
+    let asked: TraceHeader = "Root=1-5759e988-bd862e3fe1be46a994272793;Sampled=?"
+        .parse()
+        .unwrap();
+    let s = recorder.begin_segment_with("orders", Some(&asked), &SamplingRequest::new());
+    // The default rules take the first request of each second.
+    assert_eq!(
+        s.response_header().to_string(),
+        "Root=1-5759e988-bd862e3fe1be46a994272793;Sampled=1"
+    );
+    let told: TraceHeader = "Root=1-5759e988-bd862e3fe1be46a994272793;Sampled=1"
+        .parse()
+        .unwrap();
+    let s = recorder.begin_segment_with("orders", Some(&told), &SamplingRequest::new());
+    assert_eq!(
+        s.response_header().to_string(),
+        "Root=1-5759e988-bd862e3fe1be46a994272793"
+    );
+}
+
+#[test]
+fn ignoring_upstream_decisions_at_an_untrusted_edge() {
+    let emitter = InMemoryEmitter::new();
+    let clock = Arc::new(ManualClock::new(1_735_689_600_000_000));
+    let recorder = RecorderBuilder::new()
+        .ignore_environment()
+        .with_emitter(emitter.clone())
+        .with_clock(clock)
+        .with_upstream_decisions(false)
+        .build()
+        .unwrap();
+    let forced: TraceHeader = "Root=1-5759e988-bd862e3fe1be46a994272793;Sampled=1"
+        .parse()
+        .unwrap();
+    let sampled = (0..100)
+        .filter(|_| {
+            recorder
+                .begin_segment_with("edge", Some(&forced), &SamplingRequest::new())
+                .is_sampled()
+        })
+        .count();
+    // One a second from the reservoir, then 5 %: far from the 100 a client asked for.
+    assert!(sampled < 30, "{sampled}");
+}
+
+#[test]
+fn global_recorder_defaults_without_configuration() {
+    // Reading the global recorder without installing one gives a working default.
+    let r = Recorder::global();
+    assert!(!r.service_name().is_empty());
+    assert!(
+        Recorder::builder()
+            .build()
+            .unwrap()
+            .install_global()
+            .is_err()
+    );
+}
