@@ -613,3 +613,58 @@ fn global_recorder_defaults_without_configuration() {
             .is_err()
     );
 }
+
+#[test]
+fn nesting_depth_is_bounded_and_documents_stay_parseable() {
+    let (recorder, emitter) = memory_recorder();
+    let segment = recorder.begin_segment("deep");
+    let mut chain: Vec<xray_core::Subsegment> = Vec::new();
+    for _ in 0..100 {
+        let next = match chain.last() {
+            Some(parent) => parent.begin_subsegment("level"),
+            None => segment.begin_subsegment("level"),
+        };
+        chain.push(next);
+    }
+    while let Some(s) = chain.pop() {
+        s.end();
+    }
+    segment.end();
+    // serde_json refuses input nested deeper than 128 levels: the document must parse.
+    let docs = emitter.documents();
+    assert_eq!(docs.len(), 1);
+    let mut depth = 0;
+    let mut node = &docs[0];
+    while let Some(child) = node.get("subsegments").and_then(|s| s.get(0)) {
+        depth += 1;
+        node = child;
+    }
+    assert_eq!(depth, 48);
+    // One refusal: what would nest under the refused subsegment is not recorded either.
+    assert_eq!(recorder.stats().too_deep, 1);
+}
+
+#[test]
+fn a_segment_waits_for_subsegments_that_outlive_it() {
+    let (recorder, emitter) = memory_recorder();
+    let segment = recorder.begin_segment("api");
+    let background = segment.begin_subsegment("background");
+    segment.end();
+    assert!(
+        emitter.is_empty(),
+        "sent only when every subsegment has ended"
+    );
+    let late = background.begin_subsegment("late child");
+    drop(background);
+    assert!(emitter.is_empty());
+    late.end();
+    let docs = emitter.documents();
+    assert_eq!(docs.len(), 1);
+    assert_eq!(
+        docs[0]["subsegments"][0]["subsegments"][0]["name"],
+        "late child"
+    );
+    let seg_end = docs[0]["end_time"].as_f64().unwrap();
+    let child_end = docs[0]["subsegments"][0]["end_time"].as_f64().unwrap();
+    assert!(child_end >= seg_end);
+}

@@ -5,7 +5,7 @@ use std::sync::Arc;
 use parking_lot::Mutex;
 
 use super::Recorder;
-use super::tree::{Outgoing, ROOT, State, Tree};
+use super::tree::{OpenError, Outgoing, ROOT, State, Tree};
 use crate::context::{ContextGuard, WithContext};
 use crate::document::{
     AnnotationError, AnnotationValue, Cause, Document, MetadataError, Service, XraySdk,
@@ -104,7 +104,7 @@ impl Entity {
         let doc = Document::new(name, id, now_secs(recorder));
         let opened = node.tree.state.lock().open(node.slot, node.generation, doc);
         match opened {
-            Some((slot, generation)) => Subsegment {
+            Ok((slot, generation)) => Subsegment {
                 entity: Entity {
                     trace_id: self.trace_id,
                     id,
@@ -117,12 +117,16 @@ impl Entity {
                 },
                 done: false,
             },
-            None => {
+            Err(OpenError::Gone) => {
                 tracing::debug!(
                     target: "xray_core::recorder",
                     parent = %self.id,
                     "subsegment begun under an entity already sent; it is not recorded"
                 );
+                Subsegment::unrecorded(self.trace_id, self.sampled)
+            }
+            Err(OpenError::TooDeep) => {
+                recorder.too_deep();
                 Subsegment::unrecorded(self.trace_id, self.sampled)
             }
         }

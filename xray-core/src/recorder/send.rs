@@ -25,6 +25,7 @@ pub(crate) struct Stats {
     too_large: AtomicU64,
     other_failures: AtomicU64,
     pub(crate) context_missing: AtomicU64,
+    too_deep: AtomicU64,
     emit_log: LogLimiter,
     size_log: LogLimiter,
 }
@@ -70,6 +71,9 @@ pub struct RecorderStats {
     pub other_failures: u64,
     /// Times code asked for the current segment and there was none.
     pub context_missing: u64,
+    /// Subsegments not recorded because they would nest deeper than 48 levels (what would nest
+    /// under them is not recorded either).
+    pub too_deep: u64,
 }
 
 impl Stats {
@@ -86,6 +90,7 @@ impl Stats {
             too_large: l(&self.too_large),
             other_failures: l(&self.other_failures),
             context_missing: l(&self.context_missing),
+            too_deep: l(&self.too_deep),
         }
     }
 }
@@ -95,6 +100,18 @@ fn bump(a: &AtomicU64) {
 }
 
 impl Recorder {
+    pub(crate) fn too_deep(&self) {
+        let stats = &self.inner.stats;
+        bump(&stats.too_deep);
+        if stats.size_log.allow(self.inner.clock.now_micros()) {
+            tracing::warn!(
+                target: "xray_core::recorder",
+                max_depth = super::tree::MAX_DEPTH,
+                "subsegments nested too deep; the deeper ones are not recorded"
+            );
+        }
+    }
+
     /// Sends a finished document, splitting or trimming it to fit one datagram.
     pub(crate) fn send(&self, doc: Document, streamed: bool) {
         if streamed {

@@ -45,7 +45,21 @@ struct Live {
     doc: Document,
     parent: u32,
     open_children: u32,
+    depth: u16,
 }
+
+/// Why a subsegment could not be added.
+pub(crate) enum OpenError {
+    /// The parent was sent already.
+    Gone,
+    /// The parent is nested [`MAX_DEPTH`] deep.
+    TooDeep,
+}
+
+/// The deepest nesting recorded. Deeper documents would risk the stack of whatever serializes
+/// or parses them (serde_json, for one, refuses input nested more than 128 levels, and every
+/// level of subsegments is two levels of JSON).
+pub(crate) const MAX_DEPTH: u16 = 48;
 
 /// A document leaving the tree.
 pub(crate) enum Outgoing {
@@ -64,6 +78,7 @@ impl State {
                     doc: root,
                     parent: NO_PARENT,
                     open_children: 0,
+                    depth: 0,
                 }),
             }],
             free: Vec::new(),
@@ -94,16 +109,24 @@ impl State {
         parent: u32,
         generation: u32,
         doc: Document,
-    ) -> Option<(u32, u32)> {
-        self.live(parent, generation)?.open_children += 1;
+    ) -> Result<(u32, u32), OpenError> {
+        let p = self.live(parent, generation).ok_or(OpenError::Gone)?;
+        if p.depth >= MAX_DEPTH {
+            return Err(OpenError::TooDeep);
+        }
+        p.open_children += 1;
         let live = Live {
             doc,
             parent,
             open_children: 0,
+            depth: p.depth + 1,
         };
-        Some(match self.free.pop() {
+        Ok(match self.free.pop() {
             Some(i) => {
-                let slot = &mut self.slots[i as usize];
+                // Slots on the free list exist: `take` pushes only indices it found.
+                let Some(slot) = self.slots.get_mut(i as usize) else {
+                    return Err(OpenError::Gone);
+                };
                 slot.live = Some(live);
                 (i, slot.generation)
             }
