@@ -1,17 +1,81 @@
 //! AWS X-Ray instrumentation for Rust.
 //!
-//! `xray-core` holds the vocabulary every other `xray-*` crate speaks:
+//! `xray-core` records what a service does as X-Ray *segments* (one per request or unit of
+//! work) and *subsegments* (the calls and steps inside it), and sends them to the X-Ray daemon,
+//! which forwards them to AWS X-Ray. The other `xray-*` crates build on it: `xray-tower`
+//! (axum and hyper), `xray-aws-sdk` (aws-sdk-rust calls), `xray-macros` (`#[capture]`) and
+//! `xray-local` (a local daemon and trace viewer).
 //!
-//! - [`TraceId`] and [`SegmentId`], the identifiers of traces and of the segments in them.
+//! # Quick start
+//!
+//! ```
+//! use xray_core::{InMemoryEmitter, Recorder};
+//!
+//! // In production: `Recorder::global()`, configured from the environment, sending to the
+//! // daemon at 127.0.0.1:2000. Here the documents are kept in memory.
+//! let emitter = InMemoryEmitter::new();
+//! let recorder = Recorder::builder().with_emitter(emitter.clone()).build()?;
+//!
+//! let segment = recorder.begin_segment("checkout");
+//! {
+//!     let _current = segment.enter();
+//!     let charge = recorder.begin_subsegment("charge-card");
+//!     charge.put_annotation("amount_cents", 4200)?;
+//! } // `charge` ends here
+//! segment.end(); // the segment is sent once it and its subsegments have ended
+//!
+//! assert_eq!(emitter.documents()[0]["subsegments"][0]["name"], "charge-card");
+//! # Ok::<(), Box<dyn std::error::Error>>(())
+//! ```
+//!
+//! # Concepts
+//!
+//! - [`Recorder`]: configuration, sampling and emission. [`Recorder::global`] is the
+//!   process-wide one the integrations use.
+//! - [`Segment`] and [`Subsegment`] own an entity and end it when dropped; [`Entity`] is a cheap
+//!   handle to either, for annotations ([`Entity::put_annotation`]), metadata, errors
+//!   ([`Entity::add_error`]) and any other field ([`Entity::update`] with [`Document`]).
+//! - The current context: [`Entity::enter`] for sync code, [`FutureExt::with_context`],
+//!   [`FutureExt::in_current_context`] and [`Subsegment::instrument`] for futures, which
+//!   re-enter the entity on every poll, whichever thread polls. [`current`] reads it.
 //! - [`TraceHeader`], the `X-Amzn-Trace-Id` header: parsed from requests, written on outgoing
-//!   calls ([`TraceHeader::downstream`]) and responses ([`TraceHeader::response`]).
-//! - [`Sampler`], [`LocalSampler`] and [`SamplingRules`], which decide what gets traced.
+//!   calls ([`Entity::trace_header`], [`TraceHeader::downstream`]) and responses
+//!   ([`Segment::response_header`]).
+//! - [`Sampler`], [`LocalSampler`] and [`SamplingRules`] decide which new traces are recorded.
+//!   Unsampled requests still carry ids, so `Sampled=0` propagates, but record nothing and
+//!   allocate nothing.
+//! - [`Emitter`]: [`UdpEmitter`] (the default), [`BackgroundEmitter`], and [`InMemoryEmitter`]
+//!   for tests. Every datagram stays within [`MAX_DATAGRAM_LEN`]: a segment too large is split
+//!   into independent subsegments, and a single entity too large is trimmed
+//!   ([`Document::trim_to_fit`]), never silently dropped.
+//!
+//! # Environment variables
+//!
+//! Read by [`RecorderBuilder::build`] (and so by [`Recorder::global`]); they override the
+//! builder, as in every official X-Ray SDK.
+//!
+//! | variable | effect |
+//! |---|---|
+//! | `AWS_XRAY_DAEMON_ADDRESS` | the daemon: `host:port`, or `tcp:host:port udp:host:port` |
+//! | `AWS_XRAY_TRACING_NAME` | the name of every segment |
+//! | `AWS_XRAY_CONTEXT_MISSING` | `RUNTIME_ERROR`, `LOG_ERROR` (default) or `IGNORE_ERROR` |
+//! | `AWS_XRAY_SDK_ENABLED` / `AWS_XRAY_SDK_DISABLED` | `false` / `true` turns every call into a no-op |
+//! | `LAMBDA_TASK_ROOT` | in AWS Lambda: see [`Recorder::begin_lambda_invocation`] |
+//!
+//! # AWS Lambda
+//!
+//! Lambda emits the function's segment itself. Call [`Recorder::begin_lambda_invocation`] with
+//! the invocation's trace header (`lambda_runtime::Context::xray_trace_id`) and run the handler
+//! inside it: its subsegments are sent as soon as they end. Each invocation uses its own
+//! header, so concurrent invocations in one process never see each other's trace; the
+//! `_X_AMZN_TRACE_ID` variable is only read as a fallback, and never written.
 //!
 //! # Diagnostics
 //!
 //! The crate never panics and never returns an error into application code because tracing
-//! failed. What goes wrong is reported through the [`tracing`](https://docs.rs/tracing) facade,
-//! under targets that start with `xray_core`.
+//! failed: a daemon that is down, a full buffer or an oversize document are counted
+//! ([`Recorder::stats`]) and logged at most once a minute. Logs go through the
+//! [`tracing`](https://docs.rs/tracing) facade, under targets that start with `xray_core`.
 //!
 //! # Supported Rust versions
 //!
