@@ -59,12 +59,19 @@
 #![deny(missing_docs)]
 
 mod daemon;
+mod filter;
 mod intake;
+mod map;
 pub mod render;
+mod sampling;
+mod server;
 mod store;
 mod trace;
 
 pub use daemon::{Completed, TraceKey, XrayLocal, XrayLocalBuilder};
+pub use filter::{Filter, FilterError};
 pub use intake::DropReason;
+pub use map::{CallStats, MapEdge, MapNode, ServiceMap};
+pub use sampling::{RulesError, SamplingCalls, SamplingRule, SamplingStatistics};
 pub use store::Stats;
 pub use trace::{DocumentError, Entities, Entity, Trace, assemble};
