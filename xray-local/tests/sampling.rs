@@ -353,3 +353,17 @@ fn invalid_rules_are_refused_with_a_reason() {
         Err(RulesError::Read(_))
     ));
 }
+
+#[test]
+fn an_oversize_body_is_refused_without_reading_it_all() {
+    let local = start();
+    let body = format!(r#"{{"NextToken": "{}"}}"#, "x".repeat(1024 * 1024 + 1));
+    let (status, text) = http(local.tcp_addr(), "POST", "/GetSamplingRules", &body);
+    assert_eq!(status, 413, "{text}");
+    let error: Value = serde_json::from_str(&text).unwrap();
+    assert_eq!(error["__type"], "InvalidRequestException");
+    assert_eq!(
+        post_json(local.tcp_addr(), "/GetSamplingRules", "{}").0,
+        200
+    );
+}
