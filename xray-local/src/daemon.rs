@@ -1,7 +1,9 @@
-//! The daemon: a UDP socket read by one background thread, feeding the [`Store`].
+//! The daemon: a UDP socket read by one background thread, feeding the [`Store`], and the TCP
+//! server of [`crate::server`].
 
 use std::io;
-use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr, UdpSocket};
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr, TcpListener, UdpSocket};
+use std::path::Path;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::thread::JoinHandle;
@@ -12,6 +14,10 @@ use socket2::{Domain, Protocol, Socket, Type};
 use xray_core::TraceId;
 
 use crate::intake::{self, DropReason};
+use crate::sampling::{
+    self, RulesError, Sampling, SamplingCalls, SamplingRule, SamplingStatistics,
+};
+use crate::server::{Server, Shared};
 use crate::store::{Stats, Store, StoreConfig};
 use crate::trace::Trace;
 
@@ -25,10 +31,12 @@ const POLL_SHUTDOWN: Duration = Duration::from_millis(250);
 /// At most one warning per drop reason per interval.
 const WARN_INTERVAL: Duration = Duration::from_secs(10);
 
-/// A local X-Ray daemon: receives segment documents over UDP and assembles them into traces.
+/// A local X-Ray daemon: receives segment documents over UDP and assembles them into traces,
+/// and answers the sampling API (and a read API) over TCP.
 ///
-/// The socket is read by one background thread, stopped by [`XrayLocal::shutdown`] or when the
-/// value is dropped. Every method takes `&self`, so the daemon can be shared (for example in an
+/// The UDP socket is read by one background thread; the TCP side is served by a one-thread
+/// tokio runtime on another. Both stop on [`XrayLocal::shutdown`] or when the value is
+/// dropped. Every method takes `&self`, so the daemon can be shared (for example in an
 /// `Arc`) between the code under test and the assertions.
 ///
 /// Waiting methods block the calling thread on a condition variable until what they wait for
@@ -58,9 +66,12 @@ const WARN_INTERVAL: Duration = Duration::from_secs(10);
 #[derive(Debug)]
 pub struct XrayLocal {
     store: Arc<Store>,
+    sampling: Arc<Sampling>,
     udp_addr: SocketAddr,
+    tcp_addr: SocketAddr,
     stop: Arc<AtomicBool>,
     receiver: Mutex<Option<JoinHandle<()>>>,
+    server: Mutex<Option<Server>>,
 }
 
 /// Configures and starts an [`XrayLocal`]; see [`XrayLocal::builder`].
@@ -83,6 +94,9 @@ pub struct XrayLocal {
 #[must_use = "a builder does nothing until `start` is called"]
 pub struct XrayLocalBuilder {
     udp_addr: SocketAddr,
+    tcp_addr: Option<SocketAddr>,
+    rules: Vec<SamplingRule>,
+    rules_page_size: usize,
     max_datagram_size: usize,
     config: StoreConfig,
 }
@@ -91,6 +105,9 @@ impl Default for XrayLocalBuilder {
     fn default() -> Self {
         XrayLocalBuilder {
             udp_addr: SocketAddr::from((Ipv4Addr::LOCALHOST, 2000)),
+            tcp_addr: None,
+            rules: vec![SamplingRule::default_rule()],
+            rules_page_size: 100,
             max_datagram_size: DEFAULT_MAX_DATAGRAM,
             config: StoreConfig {
                 max_traces: 10_000,
@@ -107,6 +124,57 @@ impl XrayLocalBuilder {
     /// it back with [`XrayLocal::udp_addr`].
     pub fn udp_addr(mut self, addr: SocketAddr) -> Self {
         self.udp_addr = addr;
+        self
+    }
+
+    /// The TCP address of the sampling API and read API. Default: the UDP address as given
+    /// (`127.0.0.1:2000`, the AWS daemon's default for both), so port 0 picks a free TCP port
+    /// of its own. Read it back with [`XrayLocal::tcp_addr`].
+    pub fn tcp_addr(mut self, addr: SocketAddr) -> Self {
+        self.tcp_addr = Some(addr);
+        self
+    }
+
+    /// The sampling rules `GetSamplingRules` answers, in this order. A rule named `Default`
+    /// is added at the end if none is given (the service always has one). Default: only the
+    /// service's `Default` rule ([`SamplingRule::default_rule`]).
+    ///
+    /// # Errors
+    ///
+    /// [`RulesError`] when two rules share a name, a name is empty or a `FixedRate` is outside
+    /// 0 to 1.
+    pub fn rules(mut self, rules: Vec<SamplingRule>) -> Result<Self, RulesError> {
+        self.rules = sampling::validate_rules(rules)?;
+        Ok(self)
+    }
+
+    /// The sampling rules, as a JSON array of `SamplingRule` objects (the format of a rules
+    /// file; see [`SamplingRule`]).
+    ///
+    /// # Errors
+    ///
+    /// [`RulesError`] when the text is not such an array or the rules are not valid (see
+    /// [`XrayLocalBuilder::rules`]).
+    pub fn rules_json(mut self, json: &str) -> Result<Self, RulesError> {
+        self.rules = sampling::parse_rules(json)?;
+        Ok(self)
+    }
+
+    /// The sampling rules from a file in the format of [`XrayLocalBuilder::rules_json`].
+    ///
+    /// # Errors
+    ///
+    /// [`RulesError::Read`] when the file cannot be read, else as
+    /// [`XrayLocalBuilder::rules_json`].
+    pub fn rules_file(self, path: impl AsRef<Path>) -> Result<Self, RulesError> {
+        let json = std::fs::read_to_string(path).map_err(RulesError::Read)?;
+        self.rules_json(&json)
+    }
+
+    /// How many rule records one `GetSamplingRules` page holds before a `NextToken` is
+    /// returned. Default 100; at least 1. Lower it to test that a client follows `NextToken`.
+    pub fn rules_page_size(mut self, size: usize) -> Self {
+        self.rules_page_size = size.max(1);
         self
     }
 
@@ -151,14 +219,16 @@ impl XrayLocalBuilder {
         self
     }
 
-    /// Binds the socket and starts the receiving thread.
+    /// Binds the sockets and starts the receiving thread and the TCP server.
     ///
     /// # Errors
     ///
-    /// The address cannot be bound (in use, not local), or the thread cannot be spawned.
+    /// An address cannot be bound (in use, not local), or a thread cannot be spawned.
     pub fn start(self) -> io::Result<XrayLocal> {
         let socket = bind(self.udp_addr)?;
         let udp_addr = socket.local_addr()?;
+        let listener = TcpListener::bind(self.tcp_addr.unwrap_or(self.udp_addr))?;
+        let tcp_addr = listener.local_addr()?;
         // The read timeout is only a fallback: shutdown wakes the thread with a datagram.
         socket.set_read_timeout(Some(POLL_SHUTDOWN))?;
         let store = Arc::new(Store::new(self.config));
@@ -171,14 +241,33 @@ impl XrayLocalBuilder {
             last_warned: [None; DropReason::ALL.len()],
             suppressed: [0; DropReason::ALL.len()],
         };
+        let sampling = Arc::new(Sampling::new(self.rules, self.rules_page_size));
+        let server = Server::start(
+            listener,
+            Arc::new(Shared {
+                store: Arc::clone(&store),
+                sampling: Arc::clone(&sampling),
+            }),
+        )?;
         let handle = std::thread::Builder::new()
             .name("xray-local-udp".into())
-            .spawn(move || receiver.run())?;
+            .spawn(move || receiver.run());
+        let handle = match handle {
+            Ok(handle) => handle,
+            Err(err) => {
+                let mut server = server;
+                server.shutdown();
+                return Err(err);
+            }
+        };
         Ok(XrayLocal {
             store,
+            sampling,
             udp_addr,
+            tcp_addr,
             stop,
             receiver: Mutex::new(Some(handle)),
+            server: Mutex::new(Some(server)),
         })
     }
 }
@@ -238,8 +327,8 @@ impl<T: TraceKey + ?Sized> TraceKey for &T {
 }
 
 impl XrayLocal {
-    /// A builder with the defaults: `127.0.0.1:2000`, 10,000 traces, 256 MiB, 64 KiB
-    /// datagrams, no quiet period, no idle timeout.
+    /// A builder with the defaults: UDP and TCP on `127.0.0.1:2000`, the `Default` sampling
+    /// rule, 10,000 traces, 256 MiB, 64 KiB datagrams, no quiet period, no idle timeout.
     pub fn builder() -> XrayLocalBuilder {
         XrayLocalBuilder::default()
     }
@@ -247,6 +336,54 @@ impl XrayLocal {
     /// The address the socket is bound to (with the real port when port 0 was asked for).
     pub fn udp_addr(&self) -> SocketAddr {
         self.udp_addr
+    }
+
+    /// The address the TCP server (sampling API and read API) is bound to.
+    pub fn tcp_addr(&self) -> SocketAddr {
+        self.tcp_addr
+    }
+
+    /// The value to give an SDK as `AWS_XRAY_DAEMON_ADDRESS`:
+    /// `tcp:127.0.0.1:PORT udp:127.0.0.1:PORT`.
+    pub fn daemon_address(&self) -> String {
+        format!("tcp:{} udp:{}", self.tcp_addr, self.udp_addr)
+    }
+
+    /// The sampling rules `GetSamplingRules` answers now.
+    pub fn sampling_rules(&self) -> Vec<SamplingRule> {
+        self.sampling.rules()
+    }
+
+    /// Replaces the sampling rules; `LastRuleModification` moves to now, so SDKs that report
+    /// statistics next refetch the rules.
+    ///
+    /// # Errors
+    ///
+    /// As [`XrayLocalBuilder::rules`]; the rules in force stay.
+    pub fn set_sampling_rules(&self, rules: Vec<SamplingRule>) -> Result<(), RulesError> {
+        self.sampling.set_rules(sampling::validate_rules(rules)?);
+        Ok(())
+    }
+
+    /// Every sampling statistics document the SDKs reported through `POST /SamplingTargets`,
+    /// in arrival order (the most recent 10,000).
+    pub fn sampling_statistics(&self) -> Vec<SamplingStatistics> {
+        self.sampling.statistics()
+    }
+
+    /// Waits until `until` holds for the statistics received (or `timeout` passes) and returns
+    /// them. The SDKs report every 10 seconds.
+    pub fn wait_for_sampling_statistics(
+        &self,
+        timeout: Duration,
+        until: impl FnMut(&[SamplingStatistics]) -> bool,
+    ) -> Vec<SamplingStatistics> {
+        self.sampling.wait_for_statistics(timeout, until)
+    }
+
+    /// How many sampling API calls were answered.
+    pub fn sampling_calls(&self) -> SamplingCalls {
+        self.sampling.calls()
     }
 
     /// Waits until the trace has settled (it looks complete, see [`Trace::is_complete`], and
@@ -316,6 +453,9 @@ impl XrayLocal {
         }
         if let Some(handle) = self.receiver.lock().take() {
             let _ = handle.join();
+        }
+        if let Some(mut server) = self.server.lock().take() {
+            server.shutdown();
         }
         self.store.shut_down();
     }

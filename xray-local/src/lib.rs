@@ -24,6 +24,38 @@
 //!   [`max_bytes`](XrayLocalBuilder::max_bytes) of documents are kept; the oldest traces are
 //!   evicted and counted.
 //!
+//! - **TCP.** On the TCP address (by default the UDP address, as the AWS daemon does) an HTTP/1.1
+//!   server answers the sampling API the SDKs call through the daemon, and a read API for other
+//!   processes. See [the routes](#tcp-routes).
+//!
+//! # TCP routes
+//!
+//! | route | answer |
+//! |---|---|
+//! | `POST /GetSamplingRules` | `{"SamplingRuleRecords": [{"SamplingRule": {..}, "CreatedAt", "ModifiedAt"}], "NextToken"}`: the [rules](XrayLocalBuilder::rules) in order, [`rules_page_size`](XrayLocalBuilder::rules_page_size) per page; pass the `NextToken` back for the next page |
+//! | `POST /SamplingTargets` | takes `{"SamplingStatisticsDocuments": [..]}` (at most 25) and answers `{"SamplingTargetDocuments": [..], "LastRuleModification", "UnprocessedStatistics"}`; statistics for unknown rules come back unprocessed with `ErrorCode` `"400"` |
+//! | `GET /traces?filter=EXPR` | a JSON array of every trace held (settled or not), by first arrival; with `filter`, the traces matching the [`Filter`] expression (URL-encoded) |
+//! | `GET /traces/{trace_id}` | one trace; 404 when none is held |
+//! | `GET /map?filter=EXPR` | the [`ServiceMap`] of the (matching) traces: `{"nodes": [..], "edges": [..]}` |
+//! | `GET /stats` | the [`Stats`] counters and the sampling API call counts |
+//! | `GET /rules` | the sampling rules as a JSON array |
+//!
+//! Errors answer with an X-Ray style body, `{"__type": "InvalidRequestException", "message":
+//! ".."}` and the same name in the `x-amzn-ErrorType` header: 400 for a body that is not JSON,
+//! a missing or ill-typed field or an unknown route (`UnknownOperationException`), 404
+//! (`ResourceNotFoundException`) for an unknown trace, 413 for a body over 1 MiB.
+//!
+//! **Quota policy.** Each target assigns the rule's `ReservoirSize` split evenly among the
+//! clients that reported statistics for the rule in the last 30 seconds (three reporting
+//! intervals), ordered by `ClientID`; the first `ReservoirSize % clients` of them get one more,
+//! so the shares add up to the reservoir. `FixedRate` is the rule's, `Interval` is 10 seconds
+//! and `ReservoirQuotaTTL` is now + 300 seconds. Every statistics document received is kept
+//! (the latest 10,000) for [`XrayLocal::sampling_statistics`].
+//!
+//! **Rules file.** A JSON array of `SamplingRule` objects, the shape `GetSamplingRules` returns
+//! (see [`SamplingRule`] for the defaults of omitted fields). Without one, the only rule is the
+//! service's `Default`: priority 10000, `ReservoirSize` 1, `FixedRate` 0.05, every pattern `*`.
+//!
 //! # Usage in tests
 //!
 //! ```
@@ -47,11 +79,17 @@
 //! # Ok::<(), Box<dyn std::error::Error>>(())
 //! ```
 //!
+//! In an async test, the waiting methods block: call them through
+//! `tokio::task::spawn_blocking` with the daemon in an `Arc`, as
+//! `spawn_blocking(move || local.wait_for_traces(1, timeout)).await`.
+//!
 //! # The binary
 //!
-//! `xray-local` listens on `127.0.0.1:2000` and prints each trace as it settles, as a timeline
-//! tree. `--udp ADDR` picks another address, `--json` prints each trace as one JSON line
-//! instead. Run `xray-local --help` for the rest.
+//! `xray-local` listens on UDP and TCP `127.0.0.1:2000` and prints each trace as it settles, as
+//! a timeline tree. `--udp ADDR` and `--tcp ADDR` pick other addresses, `--rules FILE` loads
+//! sampling rules, `--json` prints each trace as one JSON line, `--map` prints the service map
+//! whenever traffic pauses. `xray-local query --addr ADDR 'EXPR'` asks a running `xray-local`
+//! for the traces matching a filter expression. Run `xray-local --help` for the rest.
 //!
 //! # Supported Rust versions
 //!
@@ -59,12 +97,19 @@
 #![deny(missing_docs)]
 
 mod daemon;
+mod filter;
 mod intake;
+mod map;
 pub mod render;
+mod sampling;
+mod server;
 mod store;
 mod trace;
 
 pub use daemon::{Completed, TraceKey, XrayLocal, XrayLocalBuilder};
+pub use filter::{Filter, FilterError};
 pub use intake::DropReason;
+pub use map::{CallStats, MapEdge, MapNode, ServiceMap};
+pub use sampling::{RulesError, SamplingCalls, SamplingRule, SamplingStatistics};
 pub use store::Stats;
 pub use trace::{DocumentError, Entities, Entity, Trace, assemble};

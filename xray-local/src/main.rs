@@ -1,20 +1,31 @@
-//! `xray-local`: a local X-Ray daemon that prints each trace as it completes.
+//! `xray-local`: a local X-Ray daemon that prints each trace as it completes, and a client of
+//! its read API.
 
-use std::io::{self, Write};
-use std::net::{SocketAddr, ToSocketAddrs};
+use std::io::{self, Read, Write};
+use std::net::{SocketAddr, TcpStream, ToSocketAddrs};
+use std::path::PathBuf;
 use std::process::ExitCode;
 use std::time::Duration;
 
-use xray_local::{DropReason, Stats, XrayLocal, render};
+use xray_local::{DropReason, Filter, Stats, Trace, XrayLocal, render};
+
+/// How long the query mode waits for the daemon.
+const QUERY_TIMEOUT: Duration = Duration::from_secs(30);
 
 const USAGE: &str = "\
 Usage: xray-local [OPTIONS]
+       xray-local query [--addr ADDR] [--json] [--map] [FILTER]
 
-Listens for X-Ray segment documents over UDP and prints each trace once it completes.
+Listens for X-Ray segment documents over UDP and prints each trace once it completes; answers
+the sampling API (GetSamplingRules, SamplingTargets) and a read API over TCP.
 
 Options:
   --udp ADDR        UDP address to listen on [default: 127.0.0.1:2000]
+  --tcp ADDR        TCP address of the sampling and read API [default: the UDP address]
+  --rules FILE      sampling rules: a JSON array of SamplingRule objects [default: the
+                    service's Default rule, 1 request/s + 5 %]
   --json            print each trace as one JSON line instead of a timeline
+  --map             print the service map of every trace held whenever traffic pauses
   --quiet-ms MS     wait this long without new documents before printing a complete
                     trace [default: 1000]
   --idle-ms MS      print a trace that still looks incomplete after this long without
@@ -22,51 +33,106 @@ Options:
   -h, --help        print this help
   -V, --version     print the version
 
+The first line on stderr gives the bound addresses:
+  xray-local: listening on udp ADDR tcp ADDR
+
+Query mode asks a running xray-local (--addr, its TCP address [default: 127.0.0.1:2000]) for
+the traces matching FILTER, e.g.
+  xray-local query 'annotation.tier = \"gold\" AND fault = true'
+and prints them as timelines (--json: one JSON line each; --map: their service map).
+
 Point an SDK at it with AWS_XRAY_DAEMON_ADDRESS=<ADDR>.";
 
 #[derive(Debug)]
 struct Args {
     udp: SocketAddr,
+    tcp: Option<SocketAddr>,
+    rules: Option<PathBuf>,
     json: bool,
+    map: bool,
     quiet: Duration,
     idle: Duration,
 }
 
+#[derive(Debug)]
+struct Query {
+    addr: SocketAddr,
+    json: bool,
+    map: bool,
+    filter: Option<String>,
+}
+
 enum Command {
     Run(Args),
+    Query(Query),
     Help,
     Version,
+}
+
+fn address(name: &str, text: &str) -> Result<SocketAddr, String> {
+    text.to_socket_addrs()
+        .ok()
+        .and_then(|mut addrs| addrs.next())
+        .ok_or_else(|| format!("{name}: `{text}` is not an address like 127.0.0.1:2000"))
 }
 
 fn parse_args(mut args: impl Iterator<Item = String>) -> Result<Command, String> {
     let mut parsed = Args {
         udp: SocketAddr::from(([127, 0, 0, 1], 2000)),
+        tcp: None,
+        rules: None,
         json: false,
+        map: false,
         quiet: Duration::from_millis(1000),
         idle: Duration::from_millis(10_000),
     };
+    let mut first = true;
     while let Some(arg) = args.next() {
+        if first && arg == "query" {
+            return parse_query(args);
+        }
+        first = false;
         let mut value = |name: &str| args.next().ok_or_else(|| format!("{name} needs a value"));
         match arg.as_str() {
             "-h" | "--help" => return Ok(Command::Help),
             "-V" | "--version" => return Ok(Command::Version),
             "--json" => parsed.json = true,
-            "--udp" => {
-                let text = value("--udp")?;
-                parsed.udp = text
-                    .to_socket_addrs()
-                    .ok()
-                    .and_then(|mut addrs| addrs.next())
-                    .ok_or_else(|| {
-                        format!("--udp: `{text}` is not an address like 127.0.0.1:2000")
-                    })?;
-            }
+            "--map" => parsed.map = true,
+            "--udp" => parsed.udp = address("--udp", &value("--udp")?)?,
+            "--tcp" => parsed.tcp = Some(address("--tcp", &value("--tcp")?)?),
+            "--rules" => parsed.rules = Some(PathBuf::from(value("--rules")?)),
             "--quiet-ms" => parsed.quiet = millis("--quiet-ms", &value("--quiet-ms")?)?,
             "--idle-ms" => parsed.idle = millis("--idle-ms", &value("--idle-ms")?)?,
             other => return Err(format!("unknown argument `{other}`")),
         }
     }
     Ok(Command::Run(parsed))
+}
+
+fn parse_query(mut args: impl Iterator<Item = String>) -> Result<Command, String> {
+    let mut query = Query {
+        addr: SocketAddr::from(([127, 0, 0, 1], 2000)),
+        json: false,
+        map: false,
+        filter: None,
+    };
+    while let Some(arg) = args.next() {
+        match arg.as_str() {
+            "-h" | "--help" => return Ok(Command::Help),
+            "--json" => query.json = true,
+            "--map" => query.map = true,
+            "--addr" => {
+                let text = args.next().ok_or("--addr needs a value")?;
+                query.addr = address("--addr", &text)?;
+            }
+            other if other.starts_with("--") => return Err(format!("unknown argument `{other}`")),
+            _ if query.filter.is_some() => {
+                return Err("give the filter as one argument (quote it)".to_owned());
+            }
+            _ => query.filter = Some(arg),
+        }
+    }
+    Ok(Command::Query(query))
 }
 
 fn millis(name: &str, text: &str) -> Result<Duration, String> {
@@ -78,6 +144,7 @@ fn millis(name: &str, text: &str) -> Result<Duration, String> {
 fn main() -> ExitCode {
     let args = match parse_args(std::env::args().skip(1)) {
         Ok(Command::Run(args)) => args,
+        Ok(Command::Query(query)) => return run_query(&query),
         Ok(Command::Help) => {
             println!("{USAGE}");
             return ExitCode::SUCCESS;
@@ -91,29 +158,61 @@ fn main() -> ExitCode {
             return ExitCode::from(2);
         }
     };
-    let local = match XrayLocal::builder()
+    let mut builder = XrayLocal::builder()
         .udp_addr(args.udp)
         .quiet_period(args.quiet)
-        .idle_timeout(args.idle)
-        .start()
-    {
+        .idle_timeout(args.idle);
+    if let Some(tcp) = args.tcp {
+        builder = builder.tcp_addr(tcp);
+    }
+    if let Some(path) = &args.rules {
+        builder = match builder.rules_file(path) {
+            Ok(builder) => builder,
+            Err(err) => {
+                let cause = std::error::Error::source(&err)
+                    .map(|s| format!(": {s}"))
+                    .unwrap_or_default();
+                eprintln!("xray-local: --rules {}: {err}{cause}", path.display());
+                return ExitCode::from(2);
+            }
+        };
+    }
+    let local = match builder.start() {
         Ok(local) => local,
         Err(err) => {
-            eprintln!("xray-local: cannot listen on udp {}: {err}", args.udp);
+            eprintln!(
+                "xray-local: cannot listen on udp {} / tcp {}: {err}",
+                args.udp,
+                args.tcp.unwrap_or(args.udp)
+            );
             return ExitCode::FAILURE;
         }
     };
-    eprintln!("xray-local: listening on udp {}", local.udp_addr());
+    eprintln!(
+        "xray-local: listening on udp {} tcp {}",
+        local.udp_addr(),
+        local.tcp_addr()
+    );
 
     let mut completed = local.completed();
     let mut reported = Stats::default();
+    let mut map_due = false;
     loop {
-        if let Some(trace) = completed.next_timeout(Duration::from_secs(1)) {
-            let text = if args.json {
-                serde_json::to_string(&trace).unwrap_or_default()
-            } else {
-                render::timeline(&trace)
-            };
+        let settled = completed.next_timeout(Duration::from_secs(1));
+        let text = match &settled {
+            Some(trace) if args.json => Some(serde_json::to_string(trace).unwrap_or_default()),
+            Some(trace) => Some(render::timeline(trace)),
+            // Traffic paused: the map of everything held, once per pause.
+            None if args.map && map_due => {
+                map_due = false;
+                Some(render::service_map(&local.traces()))
+            }
+            None => None,
+        };
+        if settled.is_some() {
+            map_due = true;
+        }
+        if let Some(text) = text {
             let mut stdout = io::stdout().lock();
             // A closed pipe (`xray-local | head`) ends the program quietly.
             if writeln!(stdout, "{text}")
@@ -138,4 +237,109 @@ fn main() -> ExitCode {
         }
         reported = stats;
     }
+}
+
+fn run_query(query: &Query) -> ExitCode {
+    let mut path = String::from("/traces");
+    if let Some(filter) = &query.filter {
+        // Checked here first, to point at the problem in the text as typed.
+        if let Err(err) = Filter::parse(filter) {
+            let _ = writeln!(
+                io::stderr(),
+                "xray-local: the filter is not valid: {err}\n  {filter}\n  {}^",
+                " ".repeat(
+                    filter
+                        .get(..err.position())
+                        .map_or(0, |s| s.chars().count())
+                )
+            );
+            return ExitCode::from(2);
+        }
+        path.push_str("?filter=");
+        path.push_str(&url_encode(filter));
+    }
+    let body = match http_get(query.addr, &path) {
+        Ok((200, body)) => body,
+        Ok((status, body)) => {
+            let message = serde_json::from_str::<serde_json::Value>(&body)
+                .ok()
+                .and_then(|v| v.get("message").and_then(|m| m.as_str()).map(str::to_owned))
+                .unwrap_or(body);
+            let _ = writeln!(
+                io::stderr(),
+                "xray-local: the daemon answered {status}: {message}"
+            );
+            return ExitCode::FAILURE;
+        }
+        Err(err) => {
+            let _ = writeln!(
+                io::stderr(),
+                "xray-local: cannot query {}: {err}",
+                query.addr
+            );
+            return ExitCode::FAILURE;
+        }
+    };
+    let traces: Vec<Trace> = match serde_json::from_str(&body) {
+        Ok(traces) => traces,
+        Err(_) => {
+            let _ = writeln!(
+                io::stderr(),
+                "xray-local: {} did not answer with traces; is it an xray-local?",
+                query.addr
+            );
+            return ExitCode::FAILURE;
+        }
+    };
+    let mut out = String::new();
+    if query.map {
+        out.push_str(&render::service_map(&traces));
+    } else {
+        for trace in &traces {
+            if query.json {
+                out.push_str(&serde_json::to_string(trace).unwrap_or_default());
+            } else {
+                out.push_str(&render::timeline(trace));
+            }
+            out.push('\n');
+        }
+    }
+    let mut stdout = io::stdout().lock();
+    let _ = stdout
+        .write_all(out.as_bytes())
+        .and_then(|()| stdout.flush());
+    ExitCode::SUCCESS
+}
+
+/// A GET over a fresh connection; the daemon answers with a `Content-Length` body and closes.
+fn http_get(addr: SocketAddr, path: &str) -> io::Result<(u16, String)> {
+    let mut stream = TcpStream::connect_timeout(&addr, QUERY_TIMEOUT)?;
+    stream.set_read_timeout(Some(QUERY_TIMEOUT))?;
+    write!(
+        stream,
+        "GET {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n\r\n"
+    )?;
+    let mut response = Vec::new();
+    stream.read_to_end(&mut response)?;
+    let text = String::from_utf8_lossy(&response);
+    let bad = || io::Error::new(io::ErrorKind::InvalidData, "not an HTTP response");
+    let (head, body) = text.split_once("\r\n\r\n").ok_or_else(bad)?;
+    let status = head
+        .split(' ')
+        .nth(1)
+        .and_then(|s| s.parse().ok())
+        .ok_or_else(bad)?;
+    Ok((status, body.to_owned()))
+}
+
+fn url_encode(text: &str) -> String {
+    let mut out = String::with_capacity(text.len() * 3);
+    for b in text.bytes() {
+        if b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'.' | b'~') {
+            out.push(char::from(b));
+        } else {
+            out.push_str(&format!("%{b:02X}"));
+        }
+    }
+    out
 }

@@ -1,4 +1,5 @@
-//! Text rendering of traces, in the shape of the X-Ray console's trace timeline.
+//! Text rendering of traces, in the shape of the X-Ray console's trace timeline and service
+//! map.
 //!
 //! # Examples
 //!
@@ -21,6 +22,7 @@ use std::fmt::Write as _;
 
 use serde_json::Value;
 
+use crate::map::{CallStats, ServiceMap};
 use crate::trace::{Entity, Trace};
 
 /// Characters of the proportional bar.
@@ -284,4 +286,114 @@ fn exceptions(entity: &Entity<'_>) -> Vec<String> {
             .unwrap_or_default(),
         _ => Vec::new(),
     }
+}
+
+/// Renders the service map of these traces (see [`ServiceMap`]) as two tables: the nodes with
+/// their kind, request count, error and fault rates and average latency, then the edges
+/// (`caller -> callee`) with the same statistics as the caller saw them.
+///
+/// # Examples
+///
+/// ```
+/// use serde_json::json;
+///
+/// let traces = xray_local::assemble([json!({
+///     "name": "api", "id": "70de5b6f19ff9a0a", "start_time": 1.0, "end_time": 1.5,
+///     "trace_id": "1-581cf771-a006649127e371903a2de979",
+///     "subsegments": [{"name": "DynamoDB", "id": "70de5b6f19ff9a0b", "namespace": "aws",
+///                      "start_time": 1.1, "end_time": 1.2}],
+/// })])?;
+/// let text = xray_local::render::service_map(&traces);
+/// assert!(text.contains("api -> DynamoDB"));
+/// # Ok::<(), xray_local::DocumentError>(())
+/// ```
+pub fn service_map(traces: &[Trace]) -> String {
+    let map = ServiceMap::from_traces(traces);
+    let mut out = String::new();
+    let _ = writeln!(
+        out,
+        "Service map  {} trace{}  {} node{}  {} edge{}",
+        traces.len(),
+        plural(traces.len()),
+        map.nodes().len(),
+        plural(map.nodes().len()),
+        map.edges().len(),
+        plural(map.edges().len()),
+    );
+    let node_width = map
+        .nodes()
+        .iter()
+        .map(|n| n.name().chars().count())
+        .max()
+        .unwrap_or(0)
+        .clamp("NODE".len(), MAX_NAME_WIDTH);
+    let kind_width = map
+        .nodes()
+        .iter()
+        .map(|n| n.kind().chars().count())
+        .max()
+        .unwrap_or(0)
+        .max("KIND".len());
+    let _ = writeln!(
+        out,
+        "{:<node_width$}  {:<kind_width$}  {}",
+        "NODE",
+        "KIND",
+        stats_header()
+    );
+    for node in map.nodes() {
+        let _ = writeln!(
+            out,
+            "{:<node_width$}  {:<kind_width$}  {}",
+            fit(node.name(), node_width),
+            node.kind(),
+            stats_row(node.stats()),
+        );
+    }
+    let labels: Vec<String> = map
+        .edges()
+        .iter()
+        .map(|e| fit(&format!("{} -> {}", e.from(), e.to()), 2 * MAX_NAME_WIDTH))
+        .collect();
+    let edge_width = labels
+        .iter()
+        .map(|l| l.chars().count())
+        .max()
+        .unwrap_or(0)
+        .max("EDGE".len());
+    out.push('\n');
+    let _ = writeln!(out, "{:<edge_width$}  {}", "EDGE", stats_header());
+    for (edge, label) in map.edges().iter().zip(&labels) {
+        let _ = writeln!(out, "{label:<edge_width$}  {}", stats_row(edge.stats()));
+    }
+    out
+}
+
+fn plural(n: usize) -> &'static str {
+    if n == 1 { "" } else { "s" }
+}
+
+fn stats_header() -> String {
+    format!(
+        "{:>8}  {:>7}  {:>8}  {:>7}  {:>11}",
+        "REQUESTS", "ERROR", "THROTTLE", "FAULT", "AVG"
+    )
+}
+
+fn stats_row(stats: &CallStats) -> String {
+    let pct = |n: u64| {
+        if stats.requests() == 0 {
+            "-".to_owned()
+        } else {
+            format!("{:.1}%", 100.0 * n as f64 / stats.requests() as f64)
+        }
+    };
+    format!(
+        "{:>8}  {:>7}  {:>8}  {:>7}  {:>11}",
+        stats.requests(),
+        pct(stats.errors()),
+        pct(stats.throttles()),
+        pct(stats.faults()),
+        stats.average_latency().map_or_else(|| "-".to_owned(), ms),
+    )
 }

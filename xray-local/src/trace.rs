@@ -2,7 +2,7 @@
 
 use std::collections::{HashMap, HashSet};
 
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 use serde_json::Value;
 use xray_core::TraceId;
 
@@ -18,6 +18,9 @@ const MAX_ATTACH_DEPTH: usize = 256;
 ///
 /// Documents are kept as [`serde_json::Value`] exactly as the SDK sent them, so fields this crate
 /// does not know about are still there to assert on.
+///
+/// It serializes as `{"trace_id", "complete", "segments", "orphans"}` (the form the read API
+/// serves) and deserializes from the same.
 ///
 /// # Examples
 ///
@@ -38,12 +41,12 @@ const MAX_ATTACH_DEPTH: usize = 256;
 /// assert_eq!(trace.entities().count(), 2);
 /// # Ok::<(), xray_local::DocumentError>(())
 /// ```
-#[derive(Debug, Clone, PartialEq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Trace {
     trace_id: TraceId,
     complete: bool,
     segments: Vec<Value>,
-    #[serde(skip_serializing_if = "Vec::is_empty")]
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
     orphans: Vec<Value>,
 }
 

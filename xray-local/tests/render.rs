@@ -31,3 +31,21 @@ fn timeline_matches_the_golden_file() {
         "rendered:\n{rendered}\nexpected:\n{expected}"
     );
 }
+
+#[test]
+fn service_map_matches_the_golden_file() {
+    let fixture = std::fs::read_to_string(data("trace.json")).unwrap();
+    let docs: Vec<Value> = serde_json::from_str(&fixture).unwrap();
+    let traces = xray_local::assemble(docs).unwrap();
+    let rendered = xray_local::render::service_map(&traces);
+
+    let golden = data("trace.map.txt");
+    if std::env::var_os("UPDATE_GOLDEN").is_some() {
+        std::fs::write(&golden, &rendered).unwrap();
+    }
+    let expected = std::fs::read_to_string(&golden).unwrap();
+    assert_eq!(
+        rendered, expected,
+        "rendered:\n{rendered}\nexpected:\n{expected}"
+    );
+}

@@ -70,3 +70,35 @@ pub fn independent(
     json!({"type": "subsegment", "name": name, "id": id, "trace_id": trace_id,
            "parent_id": parent, "start_time": start, "end_time": end})
 }
+
+/// One HTTP/1.1 request over a fresh connection; returns the status and the body.
+pub fn http(addr: SocketAddr, method: &str, path: &str, body: &str) -> (u16, String) {
+    use std::io::{Read, Write};
+    let mut stream = std::net::TcpStream::connect(addr).unwrap();
+    stream.set_read_timeout(Some(WAIT)).unwrap();
+    write!(
+        stream,
+        "{method} {path} HTTP/1.1\r\nHost: {addr}\r\nContent-Type: application/json\r\n\
+         Content-Length: {}\r\nConnection: close\r\n\r\n{body}",
+        body.len()
+    )
+    .unwrap();
+    let mut response = Vec::new();
+    stream.read_to_end(&mut response).unwrap();
+    let text = String::from_utf8(response).unwrap();
+    let (head, body) = text.split_once("\r\n\r\n").unwrap();
+    let status = head.split(' ').nth(1).unwrap().parse().unwrap();
+    (status, body.to_owned())
+}
+
+/// A POST whose answer must be JSON.
+pub fn post_json(addr: SocketAddr, path: &str, body: &str) -> (u16, Value) {
+    let (status, text) = http(addr, "POST", path, body);
+    (status, serde_json::from_str(&text).unwrap())
+}
+
+/// A GET whose answer must be JSON.
+pub fn get_json(addr: SocketAddr, path: &str) -> (u16, Value) {
+    let (status, text) = http(addr, "GET", path, "");
+    (status, serde_json::from_str(&text).unwrap())
+}

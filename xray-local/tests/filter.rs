@@ -1,0 +1,223 @@
+//! Filter expressions: each operator, precedence, errors with positions, and evaluation over
+//! assembled traces.
+
+use std::path::PathBuf;
+
+use serde_json::{Value, json};
+use xray_local::{Filter, Trace};
+
+/// The checked-in multi-service trace: orders-api (500, fault, annotations) calling DynamoDB
+/// and payments (503) which calls Stripe (429).
+fn fixture() -> Trace {
+    let path = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/data/trace.json");
+    let docs: Vec<Value> = serde_json::from_str(&std::fs::read_to_string(path).unwrap()).unwrap();
+    xray_local::assemble(docs).unwrap().remove(0)
+}
+
+/// A healthy one-segment trace.
+fn healthy() -> Trace {
+    xray_local::assemble([json!({
+        "name": "catalog", "id": "70de5b6f19ff9a0a", "start_time": 100.0, "end_time": 100.25,
+        "trace_id": "1-581cf771-a006649127e371903a2de979",
+        "http": {"request": {"method": "get", "url": "http://localhost/items?page=2"},
+                 "response": {"status": 200}},
+        "annotations": {"tier": "gold", "items": 12, "cached": false},
+        "subsegments": [{"name": "cache", "id": "70de5b6f19ff9a0b", "start_time": 100.05,
+                         "end_time": 100.5, "annotations": {"tier": "silver"}}],
+    })])
+    .unwrap()
+    .remove(0)
+}
+
+fn check(expr: &str, fixture_matches: bool, healthy_matches: bool) {
+    let filter = Filter::parse(expr).unwrap_or_else(|e| panic!("{expr}: {e}"));
+    assert_eq!(
+        filter.matches(&fixture()),
+        fixture_matches,
+        "fixture: {expr}"
+    );
+    assert_eq!(
+        filter.matches(&healthy()),
+        healthy_matches,
+        "healthy: {expr}"
+    );
+}
+
+#[test]
+fn annotations_compare_strings_numbers_and_bools() {
+    check(r#"annotation.tenant = "blue""#, true, false);
+    check(r#"annotation.tier = "gold""#, false, true);
+    // Any entity's annotation counts: the subsegment's `silver` too.
+    check(r#"annotation.tier = "silver""#, false, true);
+    check(r#"annotation.tier != "gold""#, false, true);
+    check("annotation.items = 3", true, false);
+    check("annotation.items != 3", false, true);
+    check("annotation.items > 3", false, true);
+    check("annotation.items >= 3", true, true);
+    check("annotation.items < 12", true, false);
+    check("annotation.items <= 12", true, true);
+    check("annotation.items > 1e1", false, true);
+    check("annotation.priority_order = true", true, false);
+    check("annotation.cached = false", false, true);
+    check("annotation.cached = TRUE", false, false);
+    check(r#"annotation.tenant CONTAINS "lu""#, true, false);
+    check(r#"annotation.tenant BEGINSWITH "bl""#, true, false);
+    check(r#"annotation.tenant endswith "ue""#, true, false);
+    // A string never equals a number.
+    check(r#"annotation.items = "3""#, false, false);
+    check("annotation.missing = 1", false, false);
+}
+
+#[test]
+fn services_flags_and_times() {
+    check(r#"service("orders-api")"#, true, false);
+    check(r#"service("payments")"#, true, false);
+    check(r#"service("DynamoDB")"#, true, false);
+    check(r#"service("audit-log")"#, false, false);
+    check(r#"service("catalog")"#, false, true);
+    check("fault = true", true, false);
+    check("fault = false", false, true);
+    check("fault != true", false, true);
+    check("error = true", true, false);
+    check("throttle = true", true, false);
+    check("ok = true", false, true);
+    // orders-api took 197.7 ms; catalog 250 ms.
+    check("responsetime > 0.2", false, true);
+    check("responsetime < 0.2", true, false);
+    check("responsetime >= 0.25", false, true);
+    // The whole healthy trace runs to its subsegment's end: 500 ms.
+    check("duration > 0.4", false, true);
+    check("duration <= 0.2", true, false);
+}
+
+#[test]
+fn http_fields_of_the_root_segment() {
+    check(r#"http.url CONTAINS "/v1/orders""#, true, false);
+    check(r#"http.url BEGINSWITH "http://localhost""#, false, true);
+    check(r#"http.url ENDSWITH "page=2""#, false, true);
+    check(
+        r#"http.url = "https://orders.example.net/v1/orders""#,
+        true,
+        false,
+    );
+    check(r#"http.url != "x""#, true, true);
+    // The root's status, not the payments segment's 503.
+    check("http.status = 500", true, false);
+    check("http.status = 503", false, false);
+    check("http.status >= 500", true, false);
+    check("http.status < 300", false, true);
+    check(r#"http.method = "POST""#, true, false);
+    check(r#"http.method = "GET""#, false, true);
+    check(r#"http.method != "GET""#, true, false);
+}
+
+#[test]
+fn not_binds_tighter_than_and_which_binds_tighter_than_or() {
+    // OR below AND: true OR (false AND false) is true; (true OR false) AND false would be false.
+    check(
+        r#"service("orders-api") OR service("x") AND service("y")"#,
+        true,
+        false,
+    );
+    check(
+        r#"(service("orders-api") OR service("x")) AND service("y")"#,
+        false,
+        false,
+    );
+    // NOT below AND: (NOT false) AND true.
+    check(r#"NOT service("x") AND fault = true"#, true, false);
+    check(
+        r#"NOT (service("orders-api") AND fault = true)"#,
+        false,
+        true,
+    );
+    check(r#"NOT service("orders-api") OR fault = true"#, true, true);
+    check(r#"!fault = true"#, false, true);
+    check("NOT NOT fault = true", true, false);
+    check(
+        r#"annotation.tier = "gold" AND NOT (fault = true OR responsetime > 1)"#,
+        false,
+        true,
+    );
+    check("annotation.missing = 1 OR fault = true", true, false);
+}
+
+fn error_at(expr: &str) -> (usize, &'static str, String) {
+    let err = Filter::parse(expr).expect_err(expr);
+    (err.position(), err.expected(), err.found().to_owned())
+}
+
+#[test]
+fn errors_carry_the_position_and_what_was_expected() {
+    assert_eq!(
+        error_at("fault = "),
+        (8, "`true` or `false`", "end of input".into())
+    );
+    assert_eq!(
+        error_at("fault = yes"),
+        (8, "`true` or `false`", "`yes`".into())
+    );
+    assert_eq!(error_at("fault < true"), (6, "`=` or `!=`", "`<`".into()));
+    assert_eq!(
+        error_at(r#"responsetime > "slow""#),
+        (15, "a number", "`\"slow\"`".into())
+    );
+    assert_eq!(
+        error_at(r#"annotation.tier < "gold""#),
+        (18, "a number", "`\"gold\"`".into())
+    );
+    assert_eq!(
+        error_at("annotation.n CONTAINS 3"),
+        (22, "a quoted string", "`3`".into())
+    );
+    assert_eq!(error_at("annotation. = 1").0, 11);
+    assert_eq!(
+        error_at(r#"service(orders)"#),
+        (8, "a quoted string", "`orders`".into())
+    );
+    assert_eq!(
+        error_at(r#"service("a""#),
+        (11, "`)`", "end of input".into())
+    );
+    assert_eq!(
+        error_at(r#"(fault = true"#),
+        (13, "`)`", "end of input".into())
+    );
+    assert_eq!(
+        error_at("fault = true fault = true"),
+        (13, "`AND`, `OR` or end of input", "`fault`".into())
+    );
+    assert_eq!(error_at("fault = true AND").0, 16);
+    assert_eq!(error_at("bogus = 1").0, 0);
+    assert_eq!(error_at("").0, 0);
+    assert_eq!(
+        error_at(r#"http.url CONTAINS "open"#),
+        (23, "a closing quote", "end of input".into())
+    );
+    assert_eq!(error_at("fault = true # x").0, 13);
+    assert_eq!(
+        error_at("http.status = 5..0"),
+        (14, "a number", "`5..0`".into())
+    );
+    let message = Filter::parse("fault = 1").unwrap_err().to_string();
+    assert_eq!(message, "at byte 8: expected `true` or `false`, found `1`");
+}
+
+#[test]
+fn hostile_input_is_refused_not_recursed() {
+    let deep = format!("{}fault = true{}", "(".repeat(10_000), ")".repeat(10_000));
+    assert!(Filter::parse(&deep).is_err());
+    let nots = format!("{}fault = true", "NOT ".repeat(500));
+    assert!(Filter::parse(&nots).is_err());
+    let nested = format!("{}fault = true{}", "(".repeat(30), ")".repeat(30));
+    assert!(Filter::parse(&nested).unwrap().matches(&fixture()));
+    // Escapes and multi-byte text inside strings.
+    check(r#"annotation.tenant = "bl\ue""#, true, false);
+    assert!(Filter::parse("annotation.é = 1").is_err());
+    assert_eq!(
+        Filter::parse("annotation.k = \"é\" AND ü")
+            .unwrap_err()
+            .position(),
+        24
+    );
+}
