@@ -668,3 +668,32 @@ fn a_segment_waits_for_subsegments_that_outlive_it() {
     let child_end = docs[0]["subsegments"][0]["end_time"].as_f64().unwrap();
     assert!(child_end >= seg_end);
 }
+
+#[test]
+fn ten_thousand_subsegments_over_udp() {
+    let sink = UdpSink::start();
+    let recorder = udp_recorder(&sink);
+    let segment = recorder.begin_segment("batch");
+    let mut ids = HashSet::new();
+    for _ in 0..10_000 {
+        let sub = segment.begin_subsegment("item");
+        ids.insert(sub.id().to_string());
+    }
+    ids.insert(segment.id().to_string());
+    segment.end();
+    let sent = recorder.stats().sent as usize;
+    let datagrams = sink.wait_for(sent);
+    assert_eq!(datagrams.len(), sent, "the loopback socket lost datagrams");
+    let mut seen = HashMap::new();
+    for d in sink.documents(sent) {
+        let mut all = Vec::new();
+        walk(&d, &mut all);
+        for e in all {
+            *seen
+                .entry(e["id"].as_str().unwrap().to_owned())
+                .or_insert(0) += 1;
+        }
+    }
+    assert!(seen.values().all(|&n| n == 1));
+    assert_eq!(seen.keys().cloned().collect::<HashSet<_>>(), ids);
+}

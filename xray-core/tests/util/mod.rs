@@ -23,6 +23,8 @@ pub struct UdpSink {
 impl UdpSink {
     pub fn start() -> UdpSink {
         let socket = UdpSocket::bind("127.0.0.1:0").expect("bind 127.0.0.1:0");
+        // Room for bursts of thousands of datagrams (the kernel caps it at rmem_max).
+        let _ = socket2::SockRef::from(&socket).set_recv_buffer_size(8 << 20);
         socket
             .set_read_timeout(Some(Duration::from_millis(50)))
             .expect("read timeout");
