@@ -697,3 +697,54 @@ fn ten_thousand_subsegments_over_udp() {
     assert!(seen.values().all(|&n| n == 1));
     assert_eq!(seen.keys().cloned().collect::<HashSet<_>>(), ids);
 }
+
+#[test]
+fn one_segment_shared_by_many_threads() {
+    fn assert_send_sync<T: Send + Sync>() {}
+    assert_send_sync::<xray_core::Entity>();
+    assert_send_sync::<xray_core::Segment>();
+    assert_send_sync::<xray_core::Subsegment>();
+
+    let (recorder, emitter) = memory_recorder();
+    let segment = recorder.begin_segment("fan-out");
+    std::thread::scope(|scope| {
+        for t in 0..8 {
+            let entity = segment.entity().clone();
+            scope.spawn(move || {
+                for _ in 0..100 {
+                    let s = entity.begin_subsegment("part");
+                    s.put_annotation("thread", t).unwrap();
+                    let inner = s.begin_subsegment("inner");
+                    drop(s); // the parent ends first; the child keeps it open
+                    inner.end();
+                }
+            });
+        }
+    });
+    segment.end();
+    let docs = emitter.documents();
+    let mut all = Vec::new();
+    for d in &docs {
+        walk(d, &mut all);
+    }
+    assert_eq!(all.iter().filter(|e| e["name"] == "part").count(), 800);
+    assert_eq!(all.iter().filter(|e| e["name"] == "inner").count(), 800);
+}
+
+#[test]
+fn background_sender_and_flush() {
+    let sink = UdpSink::start();
+    let recorder = Recorder::builder()
+        .ignore_environment()
+        .with_sampler(sample_all())
+        .with_daemon_address(DaemonAddress::new(sink.addr()))
+        .with_background_sender(true)
+        .build()
+        .unwrap();
+    for _ in 0..50 {
+        recorder.begin_segment("job").end();
+    }
+    assert!(recorder.flush(Duration::from_secs(5)));
+    assert_eq!(recorder.stats().sent, 50);
+    assert_eq!(sink.wait_for(50).len(), 50);
+}
