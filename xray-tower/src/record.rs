@@ -50,6 +50,18 @@ pub(crate) fn record_panic(entity: &Entity, payload: &(dyn Any + Send)) {
     });
 }
 
+/// The longest string the service keeps in the `http.request` fields, in characters.
+const MAX_FIELD_CHARS: usize = 250;
+
+/// `s` cut to what the service keeps, so a client's oversized header or path is never copied
+/// whole into a document that lives as long as the request.
+pub(crate) fn capped(s: &str) -> String {
+    match s.char_indices().nth(MAX_FIELD_CHARS) {
+        Some((end, _)) => s.get(..end).unwrap_or(s).to_owned(),
+        None => s.to_owned(),
+    }
+}
+
 /// A header value from text this crate wrote (ids and fixed keys, always visible ASCII).
 pub(crate) fn header_value(text: String) -> Option<HeaderValue> {
     match HeaderValue::try_from(text) {

@@ -17,7 +17,8 @@ use http::{HeaderMap, Request, StatusCode};
 use http_body_util::{BodyExt, Full};
 use hyper_util::client::legacy::Client;
 use hyper_util::client::legacy::connect::HttpConnector;
-use hyper_util::rt::TokioExecutor;
+use hyper_util::rt::{TokioExecutor, TokioIo};
+use hyper_util::service::TowerToHyperService;
 use tokio::io::AsyncWriteExt;
 use tokio::sync::{Semaphore, mpsc};
 use tower::{Layer, ServiceExt};
@@ -438,4 +439,63 @@ async fn client_disconnect_mid_request_still_ends_the_segment() {
     assert!(!segment.is_in_progress());
     assert!(segment.end_time().is_some());
     assert!(segment.doc()["http"].get("response").is_none());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn hyper_server_through_the_tower_adapter() {
+    let local = Arc::new(local());
+    let recorder = recorder_for(&local);
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    let echo = XRayLayer::new("hyper-echo")
+        .with_recorder(recorder)
+        .layer(tower::service_fn(
+            |req: Request<hyper::body::Incoming>| async move {
+                let body = req.into_body().collect().await?.to_bytes();
+                Ok::<_, hyper::Error>(http::Response::new(Full::new(body)))
+            },
+        ));
+    tokio::spawn(async move {
+        loop {
+            let Ok((stream, peer)) = listener.accept().await else {
+                return;
+            };
+            // A hyper server loop hands the peer address to the layer as an extension.
+            let svc = echo.clone().map_request(move |mut req: Request<_>| {
+                req.extensions_mut().insert(peer);
+                req
+            });
+            tokio::spawn(
+                hyper::server::conn::http1::Builder::new()
+                    .serve_connection(TokioIo::new(stream), TowerToHyperService::new(svc)),
+            );
+        }
+    });
+
+    let response = plain_client()
+        .request(
+            Request::post(format!("http://{addr}/echo"))
+                .body(Full::new(Bytes::from_static(b"ping")))
+                .unwrap(),
+        )
+        .await
+        .unwrap();
+    let root = root_of(
+        response
+            .headers()
+            .get("x-amzn-trace-id")
+            .map(|v| v.to_str().unwrap().to_owned()),
+    );
+    assert_eq!(
+        response.into_body().collect().await.unwrap().to_bytes(),
+        "ping"
+    );
+
+    let trace = wait_trace(&local, root).await;
+    let segment = trace.find("hyper-echo").unwrap();
+    let http = &segment.doc()["http"];
+    assert_eq!(http["request"]["method"], "POST");
+    assert_eq!(http["request"]["client_ip"], "127.0.0.1");
+    assert_eq!(http["response"]["status"], 200);
+    assert_eq!(http["response"]["content_length"], 4);
 }

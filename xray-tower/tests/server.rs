@@ -431,3 +431,32 @@ async fn disabled_recorder_passes_through() {
     assert!(response.headers().get("x-amzn-trace-id").is_none());
     assert!(emitter.documents().is_empty());
 }
+
+#[tokio::test]
+async fn tracing_name_from_the_environment_wins() {
+    let emitter = xray_core::InMemoryEmitter::new();
+    let recorder = sampling_all()
+        .with_env(|k| (k == xray_core::ENV_TRACING_NAME).then(|| "forced".to_owned()))
+        .with_emitter(emitter.clone())
+        .build()
+        .unwrap();
+    call(app(&recorder), get_req("/ok").body(Body::empty()).unwrap()).await;
+    assert_eq!(only(emitter.documents())["name"], "forced");
+}
+
+#[tokio::test]
+async fn oversized_client_values_are_cut() {
+    let (recorder, emitter) = in_memory();
+    let long = "a".repeat(10_000);
+    let req = get_req(&format!("/ok?{long}"))
+        .header("user-agent", &long)
+        .header("x-forwarded-for", &long)
+        .body(Body::empty())
+        .unwrap();
+    call(app(&recorder), req).await;
+    let doc = only(emitter.documents());
+    let request = &doc["http"]["request"];
+    assert_eq!(request["user_agent"].as_str().unwrap().len(), 250);
+    assert_eq!(request["client_ip"].as_str().unwrap().len(), 250);
+    assert_eq!(request["url"], "http://api.example.com/ok");
+}

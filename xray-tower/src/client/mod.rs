@@ -14,7 +14,7 @@ use xray_core::{HttpRequest, Namespace, Recorder, Subsegment};
 pub use future::ResponseFuture;
 pub use layer::XRayClientLayer;
 
-use crate::record::{X_AMZN_TRACE_ID, header_value};
+use crate::record::{X_AMZN_TRACE_ID, capped, header_value};
 
 /// The service [`XRayClientLayer`] makes: traces every request sent through `S`.
 ///
@@ -102,7 +102,7 @@ impl<S> XRayClient<S> {
         if subsegment.is_recording() {
             let mut request = HttpRequest::default();
             request.method = Some(req.method().as_str().to_owned());
-            request.set_url(&without_userinfo(req.uri()));
+            request.set_url(&capped(&without_userinfo(req.uri())));
             let traced = self.traced;
             subsegment.update(|doc| {
                 doc.set_namespace(Namespace::Remote);

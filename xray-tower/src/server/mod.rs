@@ -19,7 +19,7 @@ pub use future::ResponseFuture;
 pub use layer::XRayLayer;
 
 use crate::naming::SegmentNaming;
-use crate::record::{X_AMZN_TRACE_ID, record_panic};
+use crate::record::{X_AMZN_TRACE_ID, capped, record_panic};
 
 const X_FORWARDED_FOR: HeaderName = HeaderName::from_static("x-forwarded-for");
 
@@ -157,11 +157,11 @@ fn http_request<B>(req: &Request<B>, host: Option<&str>) -> HttpRequest {
     match host {
         Some(host) => {
             let scheme = req.uri().scheme_str().unwrap_or("http");
-            out.set_url(&format!("{scheme}://{host}{path}"));
+            out.set_url(&capped(&format!("{scheme}://{host}{path}")));
         }
-        None => out.set_url(path),
+        None => out.set_url(&capped(path)),
     }
-    out.user_agent = header_str(headers, &USER_AGENT).map(str::to_owned);
+    out.user_agent = header_str(headers, &USER_AGENT).map(capped);
     // The first hop of X-Forwarded-For is the original client as the first proxy saw it; the
     // client can forge it, which `x_forwarded_for: true` tells the reader.
     let forwarded = header_str(headers, &X_FORWARDED_FOR)
@@ -170,7 +170,7 @@ fn http_request<B>(req: &Request<B>, host: Option<&str>) -> HttpRequest {
         .filter(|v| !v.is_empty());
     match forwarded {
         Some(ip) => {
-            out.client_ip = Some(ip.to_owned());
+            out.client_ip = Some(capped(ip));
             out.x_forwarded_for = true;
         }
         None => out.client_ip = peer_addr(req).map(|a| a.ip().to_string()),
