@@ -45,8 +45,9 @@
 //! fails, ends the segment as a fault with the error's message as the cause. A panic in the
 //! inner service or body is caught while polling, recorded the same way, and then resumed, so
 //! what the server does with it (tower-http's `CatchPanic` answering 500, or hyper closing the
-//! connection) is unchanged. A request future or body dropped early (the client went away)
-//! still ends the segment.
+//! connection) is unchanged. Put `CatchPanicLayer` outside `XRayLayer` (added after it with
+//! `Router::layer`): inside, the layer would see only a 500 response, without the cause. A
+//! request future or body dropped early (the client went away) still ends the segment.
 //!
 //! # Feature flags
 //!

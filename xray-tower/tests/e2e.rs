@@ -499,3 +499,39 @@ async fn hyper_server_through_the_tower_adapter() {
     assert_eq!(http["response"]["status"], 200);
     assert_eq!(http["response"]["content_length"], 4);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn handler_panic_under_catch_panic_answers_500_and_records_the_cause() {
+    let local = Arc::new(local());
+    let recorder = recorder_for(&local);
+    // CatchPanic outside the X-Ray layer: the layer records the panic on its way out, then
+    // CatchPanic turns it into a 500. (Inside, the layer would only see a 500 without cause.)
+    let app = Router::new()
+        .route(
+            "/boom",
+            get(|| async {
+                if std::hint::black_box(true) {
+                    panic!("handler exploded");
+                }
+            }),
+        )
+        .layer(XRayLayer::new("caught").with_recorder(recorder))
+        .layer(tower_http::catch_panic::CatchPanicLayer::new());
+    let addr = serve(app).await;
+    let root = "1-8759e988-bd862e3fe1be46a994272793";
+    let (status, _, _) = get_from(
+        &plain_client(),
+        format!("http://{addr}/boom"),
+        Some(&format!("Root={root};Sampled=1")),
+    )
+    .await;
+    assert_eq!(status, 500);
+
+    let trace = wait_trace(&local, root.to_owned()).await;
+    let segment = trace.find("caught").unwrap();
+    assert_eq!(segment.get("fault").and_then(|v| v.as_bool()), Some(true));
+    assert_eq!(
+        segment.doc()["cause"]["exceptions"][0]["message"],
+        "handler exploded"
+    );
+}
