@@ -1,5 +1,69 @@
-//! AWS X-Ray tower layers for HTTP servers and clients.
+//! AWS X-Ray tower layers for HTTP services and clients.
 //!
-//! This crate is a skeleton: the incoming-request layer (`XRayLayer`) and the outgoing-request
-//! layer (`XRayClientLayer`) are not implemented yet.
+//! - [`XRayLayer`] records a segment for every incoming request of an `axum::Router`, a hyper
+//!   service (through hyper-util's `TowerToHyperService`) or any
+//!   `tower::Service<http::Request<B>>`, and makes it the current context while the handler
+//!   runs, so subsegments (`#[capture]` functions, AWS SDK calls, outgoing HTTP calls) nest
+//!   under it.
+//! - [`XRayClientLayer`] records a `remote` subsegment for every outgoing request of a tower
+//!   HTTP client (hyper-util's legacy `Client`, for one) and sends the trace header to the
+//!   callee.
+//!
+//! # Example
+//!
+//! ```no_run
+//! use axum::{Router, routing::get};
+//! use xray_tower::{SegmentNaming, XRayLayer};
+//!
+//! # async fn run() -> std::io::Result<()> {
+//! let app = Router::new()
+//!     .route("/", get(|| async { "ok" }))
+//!     .layer(XRayLayer::new(SegmentNaming::dynamic("*.example.com", "web")));
+//! let listener = tokio::net::TcpListener::bind("0.0.0.0:8080").await?;
+//! axum::serve(listener, app).await
+//! # }
+//! ```
+//!
+//! Both layers use the global recorder ([`xray_core::Recorder::global`]) unless given one
+//! with `with_recorder`.
+//!
+//! # What is recorded
+//!
+//! | where | fields |
+//! |---|---|
+//! | segment | name (see [`SegmentNaming`]), `http.request` (`method`, `url` without query string, `user_agent`, `client_ip`, `x_forwarded_for`), `http.response` (`status`, `content_length`), `error` / `throttle` / `fault` from the status, `cause` for errors and panics |
+//! | subsegment | host name, `namespace: remote`, `http.request` (`method`, `url` without query string or user information), `traced` (optional), `http.response`, flags, `cause` for transport errors |
+//!
+//! `client_ip` is the first `X-Forwarded-For` entry (with `x_forwarded_for: true`), else the
+//! peer address from the request's extensions: axum's `ConnectInfo<SocketAddr>` (with the
+//! `axum` feature and `Router::into_make_service_with_connect_info`) or a `SocketAddr` that a
+//! hyper server loop inserts.
+//!
+//! # Errors and panics
+//!
+//! The layers never fail a request. An inner service that returns an error, or a body that
+//! fails, ends the segment as a fault with the error's message as the cause. A panic in the
+//! inner service or body is caught while polling, recorded the same way, and then resumed, so
+//! what the server does with it (tower-http's `CatchPanic` answering 500, or hyper closing the
+//! connection) is unchanged. Put `CatchPanicLayer` outside `XRayLayer` (added after it with
+//! `Router::layer`): inside, the layer would see only a 500 response, without the cause. A
+//! request future or body dropped early (the client went away) still ends the segment.
+//!
+//! # Feature flags
+//!
+//! - `axum`: read the peer address from axum's `ConnectInfo<SocketAddr>`.
+//!
+//! # Supported Rust versions
+//!
+//! The minimum supported Rust version is 1.94.
 #![deny(missing_docs)]
+
+mod client;
+mod naming;
+mod record;
+mod server;
+
+pub use client::{ResponseFuture as ClientResponseFuture, XRayClient, XRayClientLayer};
+pub use naming::SegmentNaming;
+pub use record::X_AMZN_TRACE_ID;
+pub use server::{ResponseBody, ResponseFuture, XRay, XRayLayer};

@@ -265,6 +265,7 @@ impl RecorderBuilder {
             inner: Arc::new(Inner {
                 enabled,
                 service_name: service_name.into(),
+                daemon,
                 forced_name: forced_name.map(Into::into),
                 context_missing: self.context_missing.unwrap_or_default(),
                 emitter,

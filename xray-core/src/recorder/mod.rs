@@ -13,7 +13,7 @@ pub use entity::{Entity, Segment, Subsegment};
 pub use send::RecorderStats;
 
 use crate::clock::SharedClock;
-use crate::config::ContextMissing;
+use crate::config::{ContextMissing, DaemonAddress};
 use crate::diag::LogLimiter;
 use crate::emitter::Emitter;
 use crate::header::{Sampled, TraceHeader};
@@ -56,6 +56,7 @@ pub struct Recorder {
 pub(crate) struct Inner {
     pub(crate) enabled: bool,
     pub(crate) service_name: Box<str>,
+    pub(crate) daemon: DaemonAddress,
     pub(crate) forced_name: Option<Box<str>>,
     pub(crate) context_missing: ContextMissing,
     pub(crate) emitter: Box<dyn Emitter>,
@@ -162,6 +163,28 @@ impl Recorder {
             .forced_name
             .as_deref()
             .unwrap_or(&self.inner.service_name)
+    }
+
+    /// Where the daemon listens: the configured or default address, whatever the emitter.
+    ///
+    /// HTTP client instrumentation uses it to leave the SDK's own calls to the daemon
+    /// (the sampling API proxy) untraced.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use xray_core::{InMemoryEmitter, Recorder};
+    ///
+    /// let recorder = Recorder::builder()
+    ///     .ignore_environment()
+    ///     .with_daemon_address("127.0.0.1:3000".parse()?)
+    ///     .with_emitter(InMemoryEmitter::new())
+    ///     .build()?;
+    /// assert_eq!(recorder.daemon_address().udp().port(), 3000);
+    /// # Ok::<(), xray_core::ConfigError>(())
+    /// ```
+    pub fn daemon_address(&self) -> DaemonAddress {
+        self.inner.daemon
     }
 
     /// Counters of what was sent, split, trimmed and lost.
