@@ -13,8 +13,8 @@ use std::time::{Duration, Instant};
 use parking_lot::Mutex;
 use serde_json::{Value, json};
 use xray_core::{
-    CentralizedSampler, DecidingRule, InMemoryEmitter, ManualClock, Recorder, Sampler,
-    SamplingDecision, SamplingProxyErrorKind, SamplingReason, SamplingRequest,
+    CentralizedSampler, DaemonAddress, DecidingRule, InMemoryEmitter, ManualClock, Recorder,
+    Sampler, SamplingDecision, SamplingProxyErrorKind, SamplingReason, SamplingRequest,
 };
 
 const T0: u64 = 1_735_689_600; // 2025-01-01T00:00:00Z, epoch seconds
@@ -837,6 +837,49 @@ fn a_segment_sampled_by_a_centralized_rule_records_its_name() {
     let docs = emitter.documents();
     assert_eq!(docs.len(), 1);
     assert_eq!(docs[0]["aws"]["xray"]["sampling_rule_name"], "orders");
+}
+
+#[test]
+fn the_recorder_builder_starts_centralized_sampling_outside_lambda() {
+    let proxy = simple_proxy(
+        vec![record("everything", 1, json!({"FixedRate": 1.0}))],
+        vec![],
+    );
+    let daemon = DaemonAddress::split(closed_port(), proxy.addr);
+    let emitter = InMemoryEmitter::new();
+    let recorder = Recorder::builder()
+        .ignore_environment()
+        .with_daemon_address(daemon)
+        .with_emitter(emitter.clone())
+        .with_centralized_sampling(true)
+        .build()
+        .unwrap();
+    let wait_until = Instant::now() + Duration::from_secs(10);
+    let mut named = false;
+    while !named && Instant::now() < wait_until {
+        recorder.begin_segment("api").end();
+        named = emitter
+            .take()
+            .iter()
+            .any(|d| d["aws"]["xray"]["sampling_rule_name"] == "everything");
+        std::thread::sleep(Duration::from_millis(5));
+    }
+    assert!(named, "the background poller fetched the rules");
+
+    let in_lambda = Recorder::builder()
+        .with_env(move |key| match key {
+            "LAMBDA_TASK_ROOT" => Some("/var/task".to_owned()),
+            "AWS_XRAY_DAEMON_ADDRESS" => Some(daemon.to_string()),
+            _ => None,
+        })
+        .with_centralized_sampling(true)
+        .build()
+        .unwrap();
+    let debug = format!("{in_lambda:?}");
+    assert!(
+        debug.contains("LocalSampler") && !debug.contains("CentralizedSampler"),
+        "{debug}"
+    );
 }
 
 #[test]

@@ -78,7 +78,20 @@ pub(crate) const DEFAULT_INTERVAL_SECS: u64 = 10;
 ///
 /// # Examples
 ///
-/// Built and given to the recorder:
+/// With a recorder, through its builder (never active in AWS Lambda, where the function's
+/// caller decides):
+///
+/// ```no_run
+/// use xray_core::Recorder;
+///
+/// let recorder = Recorder::builder()
+///     .with_daemon_address("127.0.0.1:2000".parse()?)
+///     .with_centralized_sampling(true)
+///     .build()?;
+/// # Ok::<(), xray_core::ConfigError>(())
+/// ```
+///
+/// Or built and given to the recorder:
 ///
 /// ```
 /// use std::sync::Arc;
