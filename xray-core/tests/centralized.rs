@@ -30,6 +30,8 @@ struct Received {
 enum Reply {
     Json(u16, String),
     Chunked(String),
+    /// These bytes, then close.
+    Raw(Vec<u8>),
     /// Accept the request and never answer.
     Hang,
 }
@@ -122,6 +124,9 @@ fn serve(stream: TcpStream, handler: &Handler, log: &Mutex<Vec<Received>>) {
                 let _ = out.write_all(b"\r\n");
             }
             let _ = write!(out, "0\r\nX-Trailer: yes\r\n\r\n");
+        }
+        Reply::Raw(bytes) => {
+            let _ = out.write_all(&bytes);
         }
         Reply::Hang => loop {
             std::thread::park();
@@ -834,9 +839,20 @@ fn a_segment_sampled_by_a_centralized_rule_records_its_name() {
         .build()
         .unwrap();
     recorder.begin_segment("orders").end();
-    let docs = emitter.documents();
+    let docs = emitter.take();
     assert_eq!(docs.len(), 1);
     assert_eq!(docs[0]["aws"]["xray"]["sampling_rule_name"], "orders");
+
+    // Once the rules expire the local rules decide, and a local decision records no name.
+    secs(&clock, 3600);
+    recorder.begin_segment("orders").end(); // the local reservoir's first of the second
+    let docs = emitter.take();
+    assert_eq!(docs.len(), 1);
+    assert!(
+        docs[0]["aws"]["xray"].get("sampling_rule_name").is_none(),
+        "{}",
+        docs[0]
+    );
 }
 
 #[test]
@@ -899,5 +915,129 @@ fn priority_comes_before_name() {
     assert_eq!(
         sampler.should_sample(&SamplingRequest::new()).rule(),
         &centralized("zeta")
+    );
+}
+
+#[test]
+fn broken_http_answers_are_typed_errors() {
+    let big = format!(
+        "HTTP/1.1 200 OK\r\nContent-Length: {}\r\n\r\n{{",
+        2 * 1024 * 1024
+    );
+    let long_header = format!(
+        "HTTP/1.1 200 OK\r\nX-Long: {}\r\n\r\n{{}}",
+        "a".repeat(20_000)
+    );
+    let many_headers = format!("HTTP/1.1 200 OK\r\n{}\r\n{{}}", "X: y\r\n".repeat(500));
+    let huge_chunk = "HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n200000\r\n{";
+    let cases: Vec<(String, SamplingProxyErrorKind)> = vec![
+        ("garbage\r\n\r\n".into(), SamplingProxyErrorKind::Protocol),
+        (
+            "HTTP/1.1 2000 OK\r\n\r\n".into(),
+            SamplingProxyErrorKind::Protocol,
+        ),
+        (
+            "HTTP/1.1 200 OK\r\nContent-Length: x\r\n\r\n".into(),
+            SamplingProxyErrorKind::Protocol,
+        ),
+        (
+            "HTTP/1.1 200 OK\r\nContent-Length: 1\r\nContent-Length: 2\r\n\r\n{}".into(),
+            SamplingProxyErrorKind::Protocol,
+        ),
+        (
+            "HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\nzz\r\n".into(),
+            SamplingProxyErrorKind::Protocol,
+        ),
+        (
+            "HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n1\r\n{}\r\n0\r\n\r\n".into(),
+            SamplingProxyErrorKind::Protocol,
+        ),
+        (big, SamplingProxyErrorKind::TooLarge),
+        (huge_chunk.into(), SamplingProxyErrorKind::TooLarge),
+        (long_header, SamplingProxyErrorKind::Protocol),
+        (many_headers, SamplingProxyErrorKind::Protocol),
+        (
+            "HTTP/1.1 200 OK\r\nContent-Length: 100\r\n\r\n{\"Sampl".into(),
+            SamplingProxyErrorKind::Io,
+        ),
+        (
+            "HTTP/1.1 200 OK\r\nContent-Type: application/json\r\n".into(),
+            SamplingProxyErrorKind::Io,
+        ),
+        (
+            "HTTP/1.1 403 Forbidden\r\nContent-Length: 0\r\n\r\n".into(),
+            SamplingProxyErrorKind::Status,
+        ),
+    ];
+    for (raw, kind) in cases {
+        let bytes = raw.clone().into_bytes();
+        let proxy = Proxy::start(move |_, _| Reply::Raw(bytes.clone()));
+        let sampler = sampler_for(proxy.addr, &clock());
+        let err = sampler.refresh_rules_now().unwrap_err();
+        assert_eq!(err.kind(), kind, "{:?}", &raw[..raw.len().min(80)]);
+        assert!(sampler.rule_names().is_empty());
+    }
+}
+
+#[test]
+fn interim_responses_and_bodies_until_close_are_read() {
+    let body = json!({ "SamplingRuleRecords": [record("Default", 10000, json!({}))] }).to_string();
+    let raw =
+        format!("HTTP/1.1 100 Continue\r\n\r\nHTTP/1.0 200 OK\r\nConnection: close\r\n\r\n{body}");
+    let proxy = Proxy::start(move |_, _| Reply::Raw(raw.clone().into_bytes()));
+    let sampler = sampler_for(proxy.addr, &clock());
+    assert_eq!(sampler.refresh_rules_now().unwrap(), 1);
+}
+
+proptest::proptest! {
+    #![proptest_config(proptest::prelude::ProptestConfig::with_cases(48))]
+
+    /// Whatever bytes come back, the sampler returns an error or rules, and never panics.
+    #[test]
+    fn arbitrary_answers_never_panic(
+        head in proptest::sample::select(vec![
+            "HTTP/1.1 200 OK\r\nContent-Length: 40\r\n\r\n",
+            "HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n",
+            "HTTP/1.1 200 OK\r\n\r\n",
+            "",
+        ]),
+        tail in proptest::collection::vec(proptest::num::u8::ANY, 0..200),
+    ) {
+        let mut bytes = head.as_bytes().to_vec();
+        bytes.extend_from_slice(&tail);
+        let proxy = Proxy::start(move |_, _| Reply::Raw(bytes.clone()));
+        let sampler = sampler_for(proxy.addr, &clock());
+        let _ = sampler.refresh_rules_now();
+        let _ = sampler.should_sample(&SamplingRequest::new());
+    }
+}
+
+#[test]
+fn counters_stay_exact_while_rules_refresh_under_load() {
+    let proxy = simple_proxy(vec![record("all", 1, json!({"FixedRate": 1.0}))], vec![]);
+    let sampler = Arc::new(sampler_for(proxy.addr, &clock()));
+    sampler.refresh_rules_now().unwrap();
+    let deciders: Vec<_> = (0..4)
+        .map(|_| {
+            let sampler = sampler.clone();
+            std::thread::spawn(move || {
+                for _ in 0..2000 {
+                    let decision = sampler.should_sample(&SamplingRequest::new());
+                    assert_eq!(decision.rule(), &centralized("all"));
+                    assert!(decision.is_sampled());
+                }
+            })
+        })
+        .collect();
+    for _ in 0..20 {
+        sampler.refresh_rules_now().unwrap();
+    }
+    for decider in deciders {
+        decider.join().unwrap();
+    }
+    let stats = sampler.statistics("all").unwrap();
+    assert_eq!(
+        (stats.requests(), stats.sampled(), stats.borrowed()),
+        (8000, 8000, 0)
     );
 }
