@@ -418,10 +418,19 @@ fn errors_keep_the_rules_held_so_far() {
     let err = sampler.refresh_rules_now().unwrap_err();
     assert_eq!(err.kind(), SamplingProxyErrorKind::Json);
     assert_eq!(err.status(), None);
+    assert_eq!(err.operation(), "GetSamplingRules");
+    assert_eq!(err.proxy(), proxy.addr);
+    // The message names the failure; the parser's own words stay in the source.
+    let source = std::error::Error::source(&err)
+        .expect("the JSON error")
+        .to_string();
+    assert!(source.contains("EOF"), "{source}");
+    assert!(!err.to_string().contains("EOF"), "{err}");
     let err = sampler.refresh_rules_now().unwrap_err();
     assert_eq!(err.kind(), SamplingProxyErrorKind::Status);
     assert_eq!(err.status(), Some(500));
     assert!(err.to_string().contains("HTTP 500"), "{err}");
+    assert_eq!(std::mem::size_of_val(&err), std::mem::size_of::<usize>());
     let err = sampler.refresh_rules_now().unwrap_err();
     assert_eq!(err.kind(), SamplingProxyErrorKind::Json);
 

@@ -113,8 +113,8 @@ pub(crate) const DEFAULT_INTERVAL_SECS: u64 = 10;
 /// ```
 pub struct CentralizedSampler {
     shared: Arc<Shared>,
-    /// Kept only so that the thread is tied to the sampler in `Debug`; dropping the sampler
-    /// detaches it rather than joining, so a call in flight never blocks the dropper.
+    /// The polling thread, if one runs. Dropping the sampler wakes it and detaches it rather
+    /// than joining, so a call in flight never blocks the dropper.
     poller: Option<std::thread::JoinHandle<()>>,
 }
 
@@ -163,7 +163,8 @@ impl CentralizedSamplerBuilder {
     /// How long a call to the proxy may take to connect, and each read or write (default 2 s,
     /// as the Java SDK); a whole call is cut off after twice this.
     pub fn with_timeout(mut self, timeout: Duration) -> Self {
-        self.timeout = timeout;
+        // The socket APIs refuse a zero timeout.
+        self.timeout = timeout.max(Duration::from_millis(1));
         self
     }
 
@@ -284,7 +285,8 @@ impl CentralizedSampler {
         }
     }
 
-    /// The counters of the rule `name` since its last report, if it is in force.
+    /// The counters of the rule `name` since its last report, if the last successful fetch
+    /// returned that rule.
     pub fn statistics(&self, name: &str) -> Option<RuleStatistics> {
         let guard = self.shared.manifest.read();
         let manifest = guard.as_deref()?;

@@ -49,8 +49,15 @@ const MAX_INTERIM: usize = 4;
 /// assert_eq!(err.operation(), "GetSamplingRules");
 /// ```
 #[derive(Debug, thiserror::Error)]
-#[error("{operation} through the X-Ray daemon at {proxy} failed: {}", Detail(.kind, .status))]
+#[error(transparent)]
 pub struct SamplingProxyError {
+    // Boxed: failures are rare, and a one-pointer `Result` keeps the success path small.
+    inner: Box<Inner>,
+}
+
+#[derive(Debug, thiserror::Error)]
+#[error("{operation} through the X-Ray daemon at {proxy} failed: {}", Detail(.kind, .status))]
+struct Inner {
     kind: SamplingProxyErrorKind,
     operation: &'static str,
     proxy: SocketAddr,
@@ -111,11 +118,13 @@ impl SamplingProxyError {
         proxy: SocketAddr,
     ) -> Self {
         Self {
-            kind,
-            operation,
-            proxy,
-            status: None,
-            source: None,
+            inner: Box::new(Inner {
+                kind,
+                operation,
+                proxy,
+                status: None,
+                source: None,
+            }),
         }
     }
 
@@ -123,28 +132,33 @@ impl SamplingProxyError {
         mut self,
         source: impl std::error::Error + Send + Sync + 'static,
     ) -> Self {
-        self.source = Some(Box::new(source));
+        self.inner.source = Some(Box::new(source));
+        self
+    }
+
+    fn with_status(mut self, status: u16) -> Self {
+        self.inner.status = Some(status);
         self
     }
 
     /// What kind of failure this is.
     pub fn kind(&self) -> SamplingProxyErrorKind {
-        self.kind
+        self.inner.kind
     }
 
     /// The API call that failed: `GetSamplingRules` or `SamplingTargets`.
     pub fn operation(&self) -> &'static str {
-        self.operation
+        self.inner.operation
     }
 
     /// The proxy address that was called.
     pub fn proxy(&self) -> SocketAddr {
-        self.proxy
+        self.inner.proxy
     }
 
     /// The HTTP status, for [`SamplingProxyErrorKind::Status`].
     pub fn status(&self) -> Option<u16> {
-        self.status
+        self.inner.status
     }
 }
 
@@ -205,9 +219,7 @@ pub(crate) fn post_json(
     let mut reader = BufReader::new(deadline);
     let (status, framing) = read_head(&mut reader).map_err(from_io)?;
     if status != 200 {
-        let mut err = fail(SamplingProxyErrorKind::Status);
-        err.status = Some(status);
-        return Err(err);
+        return Err(fail(SamplingProxyErrorKind::Status).with_status(status));
     }
     read_body(&mut reader, framing).map_err(from_io)
 }
