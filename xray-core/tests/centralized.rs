@@ -1050,3 +1050,31 @@ fn counters_stay_exact_while_rules_refresh_under_load() {
         (8000, 8000, 0)
     );
 }
+
+#[test]
+fn unprocessed_statistics_with_a_4xx_code_fetch_the_rules_again() {
+    for (code, fetches) in [("400", 2), ("500", 1)] {
+        let clock = clock();
+        let proxy = Proxy::start(move |r, _| {
+            match r.path.as_str() {
+            "/GetSamplingRules" => rules_page(vec![record("r", 1, json!({}))], None),
+            _ => Reply::Json(
+                200,
+                json!({"SamplingTargetDocuments": [], "LastRuleModification": 0.0,
+                       "UnprocessedStatistics": [{"RuleName": "r", "ErrorCode": code, "Message": "x"}]})
+                .to_string(),
+            ),
+        }
+        });
+        let sampler = sampler_for(proxy.addr, &clock);
+        sampler.refresh_rules_now().unwrap();
+        sampler.should_sample(&SamplingRequest::new());
+        secs(&clock, 10);
+        assert_eq!(sampler.refresh_targets_now().unwrap(), 1);
+        assert_eq!(
+            proxy.received("/GetSamplingRules").len(),
+            fetches,
+            "ErrorCode {code}"
+        );
+    }
+}

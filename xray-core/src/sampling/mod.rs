@@ -4,7 +4,9 @@
 //! [`SamplingDecision`]. [`LocalSampler`] applies [`SamplingRules`] loaded from the official
 //! local rules format (versions 1 and 2) or built in code: the first rule whose patterns match
 //! decides, otherwise the default rule; each rule admits `fixed_target` requests per second and
-//! then a `rate` fraction of the rest.
+//! then a `rate` fraction of the rest. [`CentralizedSampler`] applies the rules managed in
+//! X-Ray, fetched through the daemon, with per-process quotas that X-Ray assigns, and falls back
+//! to a [`LocalSampler`] while it has none.
 //!
 //! ```
 //! use xray_core::{LocalSampler, Sampler, SamplingRequest, SamplingRules};
