@@ -40,13 +40,15 @@ const MAX_INTERIM: usize = 4;
 /// ```
 /// use xray_core::{CentralizedSampler, SamplingProxyErrorKind};
 ///
-/// // Port 9 (discard) on the loopback address: nothing listens there.
-/// let sampler = CentralizedSampler::builder("127.0.0.1:9".parse().unwrap())
+/// // A loopback port that was free a moment ago: nothing listens there.
+/// let closed = std::net::TcpListener::bind("127.0.0.1:0")?.local_addr()?;
+/// let sampler = CentralizedSampler::builder(closed)
 ///     .with_background_polling(false)
 ///     .build();
 /// let err = sampler.refresh_rules_now().unwrap_err();
 /// assert_eq!(err.kind(), SamplingProxyErrorKind::Unreachable);
 /// assert_eq!(err.operation(), "GetSamplingRules");
+/// # Ok::<(), std::io::Error>(())
 /// ```
 #[derive(Debug, thiserror::Error)]
 #[error(transparent)]
