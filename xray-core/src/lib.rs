@@ -119,7 +119,8 @@ pub use recorder::{
     SetGlobalRecorderError, Subsegment,
 };
 pub use sampling::{
-    DecidingRule, LocalSampler, RulesError, RulesErrorKind, Sampler, SamplingDecision,
-    SamplingExplanation, SamplingReason, SamplingRequest, SamplingRule, SamplingRules,
+    CentralizedSampler, CentralizedSamplerBuilder, DecidingRule, LocalSampler, RuleStatistics,
+    RulesError, RulesErrorKind, Sampler, SamplingDecision, SamplingExplanation, SamplingProxyError,
+    SamplingProxyErrorKind, SamplingReason, SamplingRequest, SamplingRule, SamplingRules,
     SamplingRulesBuilder, SharedSampler, wildcard_match, wildcard_match_case_sensitive,
 };

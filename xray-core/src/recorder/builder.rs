@@ -9,7 +9,7 @@ use crate::config::{
 };
 use crate::diag::LogLimiter;
 use crate::emitter::{BackgroundEmitter, EmitError, Emitter, UdpEmitter};
-use crate::sampling::{LocalSampler, SharedSampler};
+use crate::sampling::{CentralizedSampler, LocalSampler, SharedSampler};
 
 type EnvLookup = Box<dyn Fn(&str) -> Option<String> + Send + Sync>;
 
@@ -50,6 +50,7 @@ pub struct RecorderBuilder {
     emitter: Option<Box<dyn Emitter>>,
     background: bool,
     sampler: Option<SharedSampler>,
+    centralized: bool,
     clock: Option<SharedClock>,
     context_missing: Option<ContextMissing>,
     streaming_threshold: Option<usize>,
@@ -68,6 +69,7 @@ impl fmt::Debug for RecorderBuilder {
             .field("emitter", &self.emitter)
             .field("background", &self.background)
             .field("sampler", &self.sampler)
+            .field("centralized", &self.centralized)
             .field("context_missing", &self.context_missing)
             .field("streaming_threshold", &self.streaming_threshold)
             .field("enabled", &self.enabled)
@@ -95,6 +97,7 @@ impl RecorderBuilder {
             emitter: None,
             background: false,
             sampler: None,
+            centralized: false,
             clock: None,
             context_missing: None,
             streaming_threshold: None,
@@ -163,6 +166,16 @@ impl RecorderBuilder {
     /// Decides which new traces are recorded.
     pub fn with_sampler(mut self, sampler: SharedSampler) -> Self {
         self.sampler = Some(sampler);
+        self
+    }
+
+    /// Samples with the rules managed in X-Ray (default `false`): a [`CentralizedSampler`]
+    /// polling the daemon's TCP address, on the recorder's clock, with the default local rules
+    /// as fallback. A sampler given with [`with_sampler`](Self::with_sampler) takes precedence;
+    /// in AWS Lambda (and when the SDK is disabled) the local sampler is kept, since there the
+    /// function's caller decides and no daemon proxy is reachable.
+    pub fn with_centralized_sampling(mut self, centralized: bool) -> Self {
+        self.centralized = centralized;
         self
     }
 
@@ -252,9 +265,15 @@ impl RecorderBuilder {
             emitter
         };
         let clock = self.clock.unwrap_or_else(|| Arc::new(SystemClock));
-        let sampler = self
-            .sampler
-            .unwrap_or_else(|| Arc::new(LocalSampler::default().with_clock(clock.clone())));
+        let sampler: SharedSampler = match self.sampler {
+            Some(sampler) => sampler,
+            None if self.centralized && enabled && !lambda => Arc::new(
+                CentralizedSampler::builder(daemon.tcp())
+                    .with_clock(clock.clone())
+                    .build(),
+            ),
+            None => Arc::new(LocalSampler::default().with_clock(clock.clone())),
+        };
         let streaming_threshold = self.streaming_threshold.unwrap_or(if lambda {
             0
         } else {

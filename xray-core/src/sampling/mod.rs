@@ -4,7 +4,9 @@
 //! [`SamplingDecision`]. [`LocalSampler`] applies [`SamplingRules`] loaded from the official
 //! local rules format (versions 1 and 2) or built in code: the first rule whose patterns match
 //! decides, otherwise the default rule; each rule admits `fixed_target` requests per second and
-//! then a `rate` fraction of the rest.
+//! then a `rate` fraction of the rest. [`CentralizedSampler`] applies the rules managed in
+//! X-Ray, fetched through the daemon, with per-process quotas that X-Ray assigns, and falls back
+//! to a [`LocalSampler`] while it has none.
 //!
 //! ```
 //! use xray_core::{LocalSampler, Sampler, SamplingRequest, SamplingRules};
@@ -25,11 +27,16 @@
 use std::fmt;
 use std::sync::Arc;
 
+mod centralized;
+mod centralized_http;
+mod centralized_poll;
 mod local;
 mod reservoir;
 mod rules;
 mod wildcard;
 
+pub use centralized::{CentralizedSampler, CentralizedSamplerBuilder};
+pub use centralized_http::{SamplingProxyError, SamplingProxyErrorKind};
 pub use local::LocalSampler;
 pub use rules::{RulesError, RulesErrorKind, SamplingRule, SamplingRules, SamplingRulesBuilder};
 pub use wildcard::{wildcard_match, wildcard_match_case_sensitive};
@@ -86,6 +93,7 @@ pub trait Sampler: Send + Sync + fmt::Debug {
             rate: 0.0,
             used_this_second: 0,
             draw: None,
+            statistics: None,
         };
         tracing::debug!(target: "xray_core::sampling", %explanation, "sampling decision explained");
         explanation
@@ -212,6 +220,7 @@ impl<'a> SamplingRequest<'a> {
 /// match sampler.should_sample(&get_b).rule() {
 ///     DecidingRule::Local(index) => panic!("rule {index} should not match"),
 ///     DecidingRule::LocalDefault => {}
+///     DecidingRule::Centralized(name) => panic!("no centralized rule {name} here"),
 ///     _ => unreachable!("a local sampler decides by local rules"),
 /// }
 /// # Ok::<(), xray_core::RulesError>(())
@@ -223,6 +232,9 @@ pub enum DecidingRule {
     Local(usize),
     /// The local default rule.
     LocalDefault,
+    /// The centralized rule of this name, managed in X-Ray and applied by
+    /// [`CentralizedSampler`]; the service's own default rule is `Centralized("Default")`.
+    Centralized(Arc<str>),
 }
 
 /// How the deciding rule reached its decision.
@@ -248,6 +260,9 @@ pub enum SamplingReason {
     /// The reservoir was used up and the random draw against the rule's rate decided (sampled or
     /// not).
     Rate,
+    /// A centralized rule with no valid quota from X-Ray yet (or an expired one) borrowed its
+    /// one request of the second: sampled, and reported as borrowed rather than sampled.
+    Borrow,
 }
 
 /// A sampler's answer for one request.
@@ -298,8 +313,9 @@ impl SamplingDecision {
     /// The name to record in the segment's `aws.xray.sampling_rule_name`. Local rules have none:
     /// the SDKs record a rule name only for centralized rules.
     pub fn rule_name(&self) -> Option<&str> {
-        match self.rule {
+        match &self.rule {
             DecidingRule::Local(_) | DecidingRule::LocalDefault => None,
+            DecidingRule::Centralized(name) => Some(name),
         }
     }
 }
@@ -343,6 +359,7 @@ pub struct SamplingExplanation {
     rate: f64,
     used_this_second: u64,
     draw: Option<f64>,
+    statistics: Option<RuleStatistics>,
 }
 
 impl SamplingExplanation {
@@ -361,7 +378,13 @@ impl SamplingExplanation {
             rate,
             used_this_second,
             draw,
+            statistics: None,
         }
+    }
+
+    pub(crate) fn with_statistics(mut self, statistics: RuleStatistics) -> Self {
+        self.statistics = Some(statistics);
+        self
     }
 
     /// The decision the sampler would make now.
@@ -374,7 +397,9 @@ impl SamplingExplanation {
         self.description.as_deref()
     }
 
-    /// The deciding rule's reservoir: requests sampled per second before the rate applies.
+    /// The deciding rule's reservoir: requests sampled per second before the rate applies. For
+    /// a centralized rule, the quota X-Ray assigned to this process, or 1 while the rule
+    /// borrows, or 0 when it has neither.
     pub fn fixed_target(&self) -> u64 {
         self.fixed_target
     }
@@ -394,6 +419,12 @@ impl SamplingExplanation {
     pub fn draw(&self) -> Option<f64> {
         self.draw
     }
+
+    /// The deciding rule's counters since they were last reported to X-Ray, for centralized
+    /// rules; `None` for local rules, which report nothing.
+    pub fn statistics(&self) -> Option<RuleStatistics> {
+        self.statistics
+    }
 }
 
 impl fmt::Display for SamplingExplanation {
@@ -406,6 +437,10 @@ impl fmt::Display for SamplingExplanation {
         match self.decision.rule {
             DecidingRule::Local(index) => write!(f, " by rule {index}")?,
             DecidingRule::LocalDefault => f.write_str(" by the default rule")?,
+            DecidingRule::Centralized(ref name) => write!(f, " by centralized rule {name:?}")?,
+        }
+        if self.decision.reason == SamplingReason::Borrow {
+            f.write_str(" (borrowed while no quota is assigned)")?;
         }
         if let Some(description) = &self.description {
             write!(f, " ({description:?})")?;
@@ -415,12 +450,60 @@ impl fmt::Display for SamplingExplanation {
             ": reservoir {}/{} used this second",
             self.used_this_second, self.fixed_target
         )?;
-        match self.draw {
-            Some(draw) => {
-                let cmp = if draw < self.rate { "<" } else { ">=" };
-                write!(f, ", draw {draw:.4} {cmp} rate {}", self.rate)
-            }
+        if let Some(draw) = self.draw {
+            let cmp = if draw < self.rate { "<" } else { ">=" };
+            write!(f, ", draw {draw:.4} {cmp} rate {}", self.rate)?;
+        }
+        match self.statistics {
+            Some(s) => write!(
+                f,
+                "; since the last report: {} requests, {} sampled, {} borrowed",
+                s.requests, s.sampled, s.borrowed
+            ),
             None => Ok(()),
         }
+    }
+}
+
+// ===== RuleStatistics =====
+
+/// A centralized rule's counters since they were last reported to X-Ray, as the
+/// `SamplingTargets` call sends them.
+///
+/// Borrowed requests count in [`borrowed`](Self::borrowed) only, not in
+/// [`sampled`](Self::sampled), as the official SDKs report them.
+///
+/// # Examples
+///
+/// ```
+/// use xray_core::{CentralizedSampler, Sampler, SamplingRequest};
+///
+/// // No proxy has answered yet, so the local fallback rules decide and there are no counters.
+/// let sampler = CentralizedSampler::builder("127.0.0.1:9".parse().unwrap())
+///     .with_background_polling(false)
+///     .build();
+/// assert_eq!(sampler.explain(&SamplingRequest::new()).statistics(), None);
+/// ```
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default)]
+pub struct RuleStatistics {
+    pub(crate) requests: u64,
+    pub(crate) sampled: u64,
+    pub(crate) borrowed: u64,
+}
+
+impl RuleStatistics {
+    /// Requests the rule decided.
+    pub fn requests(&self) -> u64 {
+        self.requests
+    }
+
+    /// Requests sampled by the quota or the rate.
+    pub fn sampled(&self) -> u64 {
+        self.sampled
+    }
+
+    /// Requests sampled by borrowing.
+    pub fn borrowed(&self) -> u64 {
+        self.borrowed
     }
 }
