@@ -42,21 +42,23 @@ pub fn begin_in<R: AsRecorder + ?Sized>(recorder: &R, name: &str) -> Option<Subs
 
 #[inline]
 fn begin_inner(recorder: Option<&Recorder>, name: &str) -> Option<Subsegment> {
-    match current() {
-        Some(parent) if parent.is_recording() => {
-            let sub = parent.begin_subsegment(name);
-            if sub.is_recording() {
-                install_panic_hook();
-                Some(sub)
-            } else {
-                None
-            }
-        }
-        Some(_) => None,
+    match crate::context::current_is_recording() {
+        Some(true) => begin_recorded(name),
+        Some(false) => None,
         None => {
             missing(recorder);
             None
         }
+    }
+}
+
+fn begin_recorded(name: &str) -> Option<Subsegment> {
+    let sub = current()?.begin_subsegment(name);
+    if sub.is_recording() {
+        install_panic_hook();
+        Some(sub)
+    } else {
+        None
     }
 }
 
