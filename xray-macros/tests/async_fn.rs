@@ -197,7 +197,7 @@ struct Memory;
 
 #[async_trait::async_trait]
 impl Cache for Memory {
-    #[capture(annotate(key), name = "cache lookup")]
+    #[capture(annotate(key, offset = self.offset()), name = "cache lookup")]
     async fn lookup(&self, key: u32) -> Result<u32, std::fmt::Error> {
         tokio::task::yield_now().await;
         if key == 0 {
@@ -263,6 +263,7 @@ fn methods_traits_async_trait_and_returned_futures() {
     let subs = subs(&doc);
     assert_eq!(subs[0]["annotations"]["region"], "eu");
     assert_eq!(subs[5]["annotations"]["key"], 1);
+    assert_eq!(subs[5]["annotations"]["offset"], 100);
     assert!(subs[5].get("fault").is_none());
     assert_eq!(subs[6]["fault"], true, "{}", subs[6]);
     assert_eq!(
