@@ -114,6 +114,8 @@ pub struct Guard {
     // Field order is drop order: the context is left before the subsegment ends.
     _context: ContextGuard,
     subsegment: Subsegment,
+    /// Called while unwinding already (from a destructor): `panicking()` says nothing then.
+    entered_panicking: bool,
 }
 
 impl Guard {
@@ -123,6 +125,7 @@ impl Guard {
         Self {
             _context: subsegment.enter(),
             subsegment,
+            entered_panicking: std::thread::panicking(),
         }
     }
 
@@ -135,7 +138,7 @@ impl Guard {
 
 impl Drop for Guard {
     fn drop(&mut self) {
-        if std::thread::panicking() {
+        if std::thread::panicking() && !self.entered_panicking {
             record_panic(self.subsegment.entity());
         }
     }
@@ -182,6 +185,7 @@ impl<F: Future> Future for Instrumented<F> {
         let _context = subsegment.enter();
         let guard = PollGuard {
             subsegment: this.subsegment,
+            entered_panicking: std::thread::panicking(),
         };
         let out = this.inner.poll(cx);
         if out.is_ready()
@@ -198,11 +202,13 @@ impl<F: Future> Future for Instrumented<F> {
 /// the check must happen inside `poll`.
 struct PollGuard<'a> {
     subsegment: &'a mut Option<Subsegment>,
+    entered_panicking: bool,
 }
 
 impl Drop for PollGuard<'_> {
     fn drop(&mut self) {
         if std::thread::panicking()
+            && !self.entered_panicking
             && let Some(subsegment) = self.subsegment.take()
         {
             record_panic(subsegment.entity());

@@ -113,3 +113,31 @@ fn a_caught_panic_inside_does_not_mark_the_caller() {
     assert!(subs[1].get("fault").is_none());
     assert!(doc.get("fault").is_none());
 }
+
+struct CleanUp;
+
+impl Drop for CleanUp {
+    fn drop(&mut self) {
+        // Runs while the panic below unwinds: the call returns normally.
+        assert_eq!(explode(0), 0);
+    }
+}
+
+#[test]
+fn a_call_made_while_unwinding_is_no_fault() {
+    let (recorder, emitter) = recorder();
+    let segment = recorder.begin_segment("test");
+    {
+        let _g = segment.enter();
+        let r = catch_unwind(|| {
+            let _clean_up = CleanUp;
+            panic!("unrelated");
+        });
+        assert!(r.is_err());
+    }
+    segment.end();
+    let doc = single(&emitter);
+    let sub = only_sub(&doc);
+    assert_eq!(sub["name"], "explode");
+    assert!(sub.get("fault").is_none(), "{sub}");
+}

@@ -284,3 +284,22 @@ fn raw_identifiers_are_named_without_prefix() {
     let (_, doc) = in_segment(r#type);
     assert_eq!(names(&doc), ["type"]);
 }
+
+#[capture(err)]
+fn unit_with_err() {}
+
+#[capture(err)]
+async fn async_unit_with_err() {}
+
+#[capture]
+fn unit() {}
+
+#[test]
+fn unit_functions_compile_without_lints() {
+    let (_, doc) = in_segment(|| {
+        unit_with_err();
+        unit();
+        let _unused = async_unit_with_err();
+    });
+    assert_eq!(names(&doc), ["unit_with_err", "unit"]);
+}
