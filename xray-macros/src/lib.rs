@@ -88,6 +88,10 @@ use quote::ToTokens;
 /// checked at compile time. `metadata(..)` takes the same forms, for any
 /// [`serde::Serialize`](https://docs.rs/serde) value.
 ///
+/// Nothing is recorded unless named: unlike `#[tracing::instrument]`, which records every
+/// argument unless told to `skip` it, `#[capture]` has no `skip`. X-Ray indexes at most 50
+/// annotations per trace, and arguments often hold what must not leave the process.
+///
 /// The expressions are evaluated before the body runs, and only when the subsegment is
 /// recorded: an unsampled request pays nothing for them, and they must not have side effects
 /// the function relies on.
