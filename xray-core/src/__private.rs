@@ -21,7 +21,7 @@ use crate::context::ContextGuard;
 use crate::document::{AnnotationValue, Cause, StackFrame};
 use crate::recorder::{Entity, Recorder, Subsegment};
 
-pub use crate::context::current;
+use crate::context::current;
 
 // ===== beginning =====
 
