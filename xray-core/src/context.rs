@@ -42,6 +42,19 @@ pub fn current() -> Option<Entity> {
         .flatten()
 }
 
+/// Whether the entity current on this thread is recording (`None`: nothing is current),
+/// without cloning it: the `#[capture]` fast path for unsampled requests.
+pub(crate) fn current_is_recording() -> Option<bool> {
+    STACK
+        .try_with(|s| {
+            s.try_borrow()
+                .ok()
+                .and_then(|s| s.last().map(Entity::is_recording))
+        })
+        .ok()
+        .flatten()
+}
+
 /// Makes an entity current on this thread until dropped. Not `Send`: it must be dropped on
 /// the thread that created it.
 #[must_use = "the entity is current only while the guard lives"]

@@ -82,6 +82,8 @@
 //! The minimum supported Rust version is 1.94.
 #![deny(missing_docs)]
 
+#[doc(hidden)]
+pub mod __private;
 mod clock;
 mod config;
 mod context;
@@ -92,6 +94,10 @@ mod header;
 mod id;
 mod recorder;
 mod sampling;
+
+#[cfg(feature = "macros")]
+#[doc(inline)]
+pub use xray_macros::capture;
 
 pub use clock::{Clock, ManualClock, SharedClock, SystemClock};
 pub use config::{

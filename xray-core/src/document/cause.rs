@@ -233,12 +233,32 @@ impl Cause {
             (this, other) => *this = other,
         }
     }
+
+    /// Describes an error known only by its message (an error type that implements `Display`
+    /// but not `Error`, a panic), with its type if known and the `source()` chain below it.
+    /// Needs no `'static` bound on the error itself, since only its text is kept.
+    pub(crate) fn from_message(
+        message: &dyn fmt::Display,
+        type_name: Option<&str>,
+        source: Option<&(dyn Error + 'static)>,
+    ) -> Self {
+        Self::Details(CauseDetails::from_parts(message, type_name, source))
+    }
 }
 
 impl CauseDetails {
     fn from_chain(err: &(dyn Error + 'static), top_type: Option<&str>) -> Self {
+        Self::from_parts(err, top_type, err.source())
+    }
+
+    fn from_parts(
+        top: &dyn fmt::Display,
+        top_type: Option<&str>,
+        source: Option<&(dyn Error + 'static)>,
+    ) -> Self {
         let mut exceptions: Vec<Exception> = Vec::new();
-        let mut current = Some(err);
+        let mut current = Some(top);
+        let mut below = source;
         while let Some(e) = current {
             if exceptions.len() == MAX_CHAIN {
                 break;
@@ -253,7 +273,8 @@ impl CauseDetails {
                 prev.cause = Some(ex.id);
             }
             exceptions.push(ex);
-            current = e.source();
+            current = below.map(|b| b as &dyn fmt::Display);
+            below = below.and_then(Error::source);
         }
         Self {
             working_directory: std::env::current_dir()

@@ -1,0 +1,8 @@
+use xray_core::capture;
+
+#[capture(annotate(café = 1))]
+fn handler() {}
+
+fn main() {
+    handler();
+}

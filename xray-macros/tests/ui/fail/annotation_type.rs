@@ -1,0 +1,8 @@
+use xray_core::capture;
+
+#[capture(annotate(items, first = items.first()))]
+fn handler(items: Vec<Vec<u8>>) {}
+
+fn main() {
+    handler(vec![]);
+}

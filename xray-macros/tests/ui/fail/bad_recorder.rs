@@ -1,0 +1,8 @@
+use xray_core::capture;
+
+#[capture(recorder = "global")]
+fn handler() {}
+
+fn main() {
+    handler();
+}

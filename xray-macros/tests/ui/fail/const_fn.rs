@@ -1,0 +1,10 @@
+use xray_core::capture;
+
+#[capture]
+const fn answer() -> u32 {
+    42
+}
+
+fn main() {
+    answer();
+}

@@ -1,0 +1,10 @@
+use xray_core::capture;
+
+#[capture(annotate(id, id = id + 1))]
+fn handler(id: u64) -> u64 {
+    id
+}
+
+fn main() {
+    handler(1);
+}

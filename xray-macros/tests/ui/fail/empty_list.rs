@@ -1,0 +1,12 @@
+use xray_core::capture;
+
+#[capture(annotate())]
+fn handler() {}
+
+#[capture(metadata)]
+fn bare() {}
+
+fn main() {
+    handler();
+    bare();
+}

@@ -1,0 +1,10 @@
+use xray_core::capture;
+
+#[capture(metadata(basket))]
+fn handler(items: Vec<u32>) -> usize {
+    items.len()
+}
+
+fn main() {
+    handler(vec![]);
+}

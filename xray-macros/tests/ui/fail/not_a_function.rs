@@ -1,0 +1,10 @@
+use xray_core::capture;
+
+#[capture]
+struct Handler {
+    id: u32,
+}
+
+fn main() {
+    let _ = Handler { id: 1 }.id;
+}

@@ -1,0 +1,8 @@
+use xray_core::capture;
+
+trait Store {
+    #[capture]
+    fn get(&self, key: &str) -> Option<u32>;
+}
+
+fn main() {}
