@@ -8,7 +8,7 @@
 //! two services on 127.0.0.1: `orders`, which prices an order and calls `inventory` to reserve
 //! stock. Both are axum routers with `XRayLayer`; the call between them goes through
 //! `XRayClientLayer`, so each order is one trace across both services. The business functions
-//! are subsegments with annotations. Three orders are sent, one of them for an item out of stock,
+//! are `#[capture]`d: each call is a subsegment with annotations. Three orders are sent, one of them for an item out of stock,
 //! which fails. The example then prints each trace as a timeline, the service map, and exits.
 
 use std::net::SocketAddr;
@@ -25,7 +25,7 @@ use hyper_util::client::legacy::Client;
 use hyper_util::client::legacy::connect::HttpConnector;
 use hyper_util::rt::TokioExecutor;
 use tower::{Layer, ServiceExt};
-use xray_core::{DaemonAddress, LocalSampler, Recorder, SamplingRules};
+use xray_core::{DaemonAddress, LocalSampler, Recorder, SamplingRules, capture};
 use xray_local::XrayLocal;
 use xray_tower::{XRayClient, XRayClientLayer, XRayLayer};
 
@@ -39,23 +39,16 @@ struct Orders {
 
 // ===== inventory =====
 
-/// Reserves stock: a subsegment of the `inventory` segment.
-fn reserve(item: &str, quantity: u32) -> Result<u32, String> {
-    let sub = Recorder::global().begin_subsegment("reserve");
-    let _ = sub.put_annotation("item", item);
-    let _ = sub.put_annotation("quantity", quantity);
+/// Reserves stock: a subsegment of the `inventory` segment, with the item and quantity as
+/// annotations; an `Err` is recorded as the subsegment's cause.
+#[capture(annotate(item, quantity))]
+fn reserve(item: &str, quantity: u32) -> Result<u32, OutOfStock> {
     let left = match item {
         "unobtainium" => 0,
         _ => 40,
     };
     if left < quantity {
-        let err = format!("only {left} {item} left");
-        // A client error (the caller asked for too much), not a fault of this service.
-        sub.update(|doc| {
-            doc.set_error(true);
-            doc.set_cause(xray_core::Cause::from_error(&OutOfStock(err.clone())));
-        });
-        return Err(err);
+        return Err(OutOfStock(format!("only {left} {item} left")));
     }
     Ok(left - quantity)
 }
@@ -76,21 +69,23 @@ async fn reserve_handler(
 ) -> Result<String, (StatusCode, String)> {
     reserve(&item, quantity)
         .map(|left| format!("{left} left"))
-        .map_err(|e| (StatusCode::CONFLICT, e))
+        .map_err(|e| (StatusCode::CONFLICT, e.to_string()))
 }
 
 // ===== orders =====
 
-/// Prices an order: a subsegment of the `orders` segment.
+/// Prices an order: a subsegment of the `orders` segment, the total as an annotation.
+#[capture(annotate(item, total_cents = price_of(item) * u64::from(quantity)))]
 fn price(item: &str, quantity: u32) -> u64 {
-    let sub = Recorder::global().begin_subsegment("price");
-    let cents = match item {
+    price_of(item) * u64::from(quantity)
+}
+
+fn price_of(item: &str) -> u64 {
+    match item {
         "widget" => 250,
         "gadget" => 1_200,
         _ => 99_900,
-    } * u64::from(quantity);
-    let _ = sub.put_annotation("total_cents", cents);
-    cents
+    }
 }
 
 async fn order_handler(
