@@ -1,5 +1,6 @@
 //! The recorder end to end: real UDP sockets on 127.0.0.1, documents parsed back as JSON.
 
+mod support;
 mod util;
 
 use std::collections::{HashMap, HashSet};
@@ -12,6 +13,18 @@ use xray_core::{
     ContextMissing, DaemonAddress, InMemoryEmitter, LocalSampler, ManualClock, Recorder,
     RecorderBuilder, SamplingRequest, SamplingRules, SharedSampler, TraceHeader, current,
 };
+
+/// Validates every document against the segment-document schema (and that no `null` is
+/// written), then hands them back.
+fn checked(docs: Vec<Value>) -> Vec<Value> {
+    static SCHEMA: std::sync::OnceLock<support::Schema> = std::sync::OnceLock::new();
+    let schema = SCHEMA.get_or_init(support::Schema::load);
+    for d in &docs {
+        support::assert_no_null(d, "");
+        schema.assert_valid(d);
+    }
+    docs
+}
 
 /// Rules that sample every request, so that tests see every segment.
 fn sample_all() -> SharedSampler {
@@ -76,7 +89,7 @@ fn every_field_arrives_over_udp() {
     let seg_id = segment.id();
     segment.end();
 
-    let docs = sink.documents(1);
+    let docs = checked(sink.documents(1));
     assert_eq!(docs.len(), 1);
     let d = &docs[0];
     assert_eq!(d["name"], "orders");
@@ -113,7 +126,7 @@ fn a_bad_annotation_is_refused_and_never_sent() {
     assert!(segment.put_annotation("nan", f64::NAN).is_err());
     segment.put_annotation("good", 1).unwrap();
     segment.end();
-    let doc = &emitter.documents()[0];
+    let doc = &checked(emitter.documents())[0];
     assert_eq!(doc["annotations"], json!({"good": 1}));
 }
 
@@ -148,7 +161,7 @@ fn many_threads_produce_separate_complete_traces() {
     for h in handles {
         h.join().unwrap();
     }
-    let docs = sink.documents(threads * per_thread);
+    let docs = checked(sink.documents(threads * per_thread));
     assert_eq!(docs.len(), threads * per_thread);
     let mut traces = HashSet::new();
     for d in &docs {
@@ -201,7 +214,7 @@ fn tokio_tasks_keep_their_context_across_awaits_and_threads() {
             t.await.unwrap();
         }
     });
-    let docs = emitter.documents();
+    let docs = checked(emitter.documents());
     assert_eq!(docs.len(), 200);
     for d in &docs {
         let subs = d["subsegments"].as_array().unwrap();
@@ -223,7 +236,7 @@ fn a_dropped_future_ends_its_subsegment() {
         drop(fut);
     }
     segment.end();
-    let docs = emitter.documents();
+    let docs = checked(emitter.documents());
     assert_eq!(docs.len(), 1);
     assert_eq!(docs[0]["subsegments"][0]["name"], "cancelled");
     assert!(docs[0]["subsegments"][0]["end_time"].is_number());
@@ -293,13 +306,13 @@ fn streaming_sends_completed_subtrees_ahead_of_the_segment() {
     }
     // Three completed subsegments exceed the threshold of 2: they left already.
     assert_eq!(emitter.len(), 3);
-    for d in emitter.documents() {
+    for d in checked(emitter.documents()) {
         assert_eq!(d["type"], "subsegment");
         assert_eq!(d["parent_id"], segment.id().to_string());
     }
     open.end();
     segment.end();
-    let docs = emitter.documents();
+    let docs = checked(emitter.documents());
     assert_eq!(docs.len(), 4);
     let seg = &docs[3];
     assert_eq!(seg["subsegments"].as_array().unwrap().len(), 1);
@@ -330,7 +343,7 @@ fn an_oversize_document_is_split_then_trimmed_never_lost() {
     for raw in &docs {
         assert!(raw.len() + util::HEADER.len() <= 63 * 1024);
     }
-    let parsed = emitter.documents();
+    let parsed = checked(emitter.documents());
     let huge = parsed.iter().find(|d| d["name"] == "huge").unwrap();
     assert_eq!(huge["annotations"]["kept"], true);
     assert_eq!(huge["type"], "subsegment");
@@ -404,7 +417,7 @@ fn environment_overrides_the_builder() {
         .build()
         .unwrap();
     recorder.begin_segment("from-code").end();
-    let docs = sink.documents(1);
+    let docs = checked(sink.documents(1));
     assert_eq!(docs[0]["name"], "from-env");
 }
 
@@ -476,7 +489,7 @@ fn lambda_facade_sends_each_subsegment_as_it_ends() {
     nested.end();
     a.end();
     // Sent as soon as it ended, before the invocation ends.
-    let docs = sink.documents(2);
+    let docs = checked(sink.documents(2));
     assert_eq!(docs.len(), 2);
     let first = docs.iter().find(|d| d["name"] == "first").unwrap();
     assert_eq!(first["type"], "subsegment");
@@ -527,7 +540,7 @@ fn concurrent_lambda_invocations_never_share_a_trace() {
     for h in handles {
         h.join().unwrap();
     }
-    let docs = emitter.documents();
+    let docs = checked(emitter.documents());
     assert_eq!(docs.len(), 160);
     for d in docs {
         let i = d["annotations"]["invocation"].as_u64().unwrap();
@@ -631,7 +644,7 @@ fn nesting_depth_is_bounded_and_documents_stay_parseable() {
     }
     segment.end();
     // serde_json refuses input nested deeper than 128 levels: the document must parse.
-    let docs = emitter.documents();
+    let docs = checked(emitter.documents());
     assert_eq!(docs.len(), 1);
     let mut depth = 0;
     let mut node = &docs[0];
@@ -658,7 +671,7 @@ fn a_segment_waits_for_subsegments_that_outlive_it() {
     drop(background);
     assert!(emitter.is_empty());
     late.end();
-    let docs = emitter.documents();
+    let docs = checked(emitter.documents());
     assert_eq!(docs.len(), 1);
     assert_eq!(
         docs[0]["subsegments"][0]["subsegments"][0]["name"],
@@ -685,7 +698,7 @@ fn ten_thousand_subsegments_over_udp() {
     let datagrams = sink.wait_for(sent);
     assert_eq!(datagrams.len(), sent, "the loopback socket lost datagrams");
     let mut seen = HashMap::new();
-    for d in sink.documents(sent) {
+    for d in checked(sink.documents(sent)) {
         let mut all = Vec::new();
         walk(&d, &mut all);
         for e in all {
@@ -722,7 +735,7 @@ fn one_segment_shared_by_many_threads() {
         }
     });
     segment.end();
-    let docs = emitter.documents();
+    let docs = checked(emitter.documents());
     let mut all = Vec::new();
     for d in &docs {
         walk(d, &mut all);
