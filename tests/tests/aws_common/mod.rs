@@ -1,0 +1,183 @@
+//! Shared setup for the AWS SDK end-to-end tests: a recorder sending to `xray-local`, static
+//! credentials, and a moto server on a free loopback port.
+#![allow(dead_code, unreachable_pub)]
+
+use std::io::{Read, Write};
+use std::net::{SocketAddr, TcpListener, TcpStream};
+use std::process::{Child, Command, Stdio};
+use std::sync::Arc;
+use std::time::Duration;
+
+use xray_core::{DaemonAddress, LocalSampler, Recorder, SamplingRules};
+use xray_local::XrayLocal;
+
+pub const REGION: &str = "us-east-1";
+pub const ACCESS_KEY: &str = "AKIDEXAMPLETESTKEY00";
+pub const SECRET_KEY: &str = "test-secret-key-not-real";
+
+/// A local collector and a recorder that samples everything and sends there.
+pub fn collector_and_recorder() -> (XrayLocal, Recorder) {
+    let local = XrayLocal::builder()
+        .udp_addr("127.0.0.1:0".parse().unwrap())
+        .quiet_period(Duration::from_millis(200))
+        .start()
+        .unwrap();
+    let rules = SamplingRules::builder()
+        .with_default(0, 1.0)
+        .build()
+        .unwrap();
+    let recorder = Recorder::builder()
+        .ignore_environment()
+        .with_service_name("aws-e2e")
+        .with_daemon_address(DaemonAddress::new(local.udp_addr()))
+        .with_sampler(Arc::new(LocalSampler::new(rules)))
+        .build()
+        .unwrap();
+    (local, recorder)
+}
+
+/// A moto server on a free 127.0.0.1 port, stopped when dropped. Records every request it
+/// serves (moto's recorder), so tests can check what the server received.
+pub struct Moto {
+    child: Child,
+    pub endpoint: String,
+    addr: SocketAddr,
+    _dir: TempDir,
+}
+
+impl Moto {
+    pub fn start() -> Moto {
+        ensure_moto_installed();
+        let port = free_port();
+        let dir = TempDir::new();
+        let recording = dir.path.join("recording.jsonl");
+        let child = Command::new("python3")
+            .args([
+                "-m",
+                "moto.server",
+                "-H",
+                "127.0.0.1",
+                "-p",
+                &port.to_string(),
+            ])
+            .env("MOTO_ENABLE_RECORDING", "true")
+            .env("MOTO_RECORDER_FILEPATH", &recording)
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("python3 runs");
+        let addr: SocketAddr = format!("127.0.0.1:{port}").parse().unwrap();
+        let mut moto = Moto {
+            child,
+            endpoint: format!("http://{addr}"),
+            addr,
+            _dir: dir,
+        };
+        moto.wait_ready();
+        moto
+    }
+
+    fn wait_ready(&mut self) {
+        // Bounded: up to 60 s for a cold Python start on a loaded machine.
+        for _ in 0..600 {
+            if let Ok(Some(status)) = self.child.try_wait() {
+                panic!("moto server exited early: {status}");
+            }
+            if let Ok(body) = http_get(self.addr, "/moto-api/data.json")
+                && (body.starts_with("HTTP/1.1 200") || body.starts_with("HTTP/1.0 200"))
+            {
+                return;
+            }
+            std::thread::sleep(Duration::from_millis(100));
+        }
+        panic!("moto server did not become ready");
+    }
+
+    /// Every request moto served since it started, as moto recorded them (headers, method,
+    /// URL).
+    pub fn recorded_requests(&self) -> Vec<serde_json::Value> {
+        let resp = http_get(self.addr, "/moto-api/recorder/download-recording").unwrap();
+        let body = resp.split_once("\r\n\r\n").map(|(_, b)| b).unwrap_or("");
+        body.lines()
+            .filter(|l| !l.trim().is_empty())
+            .filter_map(|l| serde_json::from_str(l).ok())
+            .collect()
+    }
+}
+
+impl Drop for Moto {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// Installs moto with pip when it is missing, so the tests run on a fresh machine.
+fn ensure_moto_installed() {
+    let present = Command::new("python3")
+        .args(["-c", "import moto.server, flask_cors"])
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .status()
+        .is_ok_and(|s| s.success());
+    if present {
+        return;
+    }
+    let status = Command::new("python3")
+        .args(["-m", "pip", "install", "--quiet", "moto[server]"])
+        .status()
+        .expect("python3 runs");
+    assert!(status.success(), "pip install 'moto[server]' failed");
+}
+
+pub fn free_port() -> u16 {
+    TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+fn http_get(addr: SocketAddr, path: &str) -> std::io::Result<String> {
+    let mut s = TcpStream::connect_timeout(&addr, Duration::from_millis(500))?;
+    s.set_read_timeout(Some(Duration::from_secs(10)))?;
+    write!(
+        s,
+        "GET {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n\r\n"
+    )?;
+    let mut out = String::new();
+    s.read_to_string(&mut out)?;
+    Ok(out)
+}
+
+/// A directory removed when dropped.
+pub struct TempDir {
+    pub path: std::path::PathBuf,
+}
+
+impl TempDir {
+    pub fn new() -> TempDir {
+        let path = std::env::temp_dir().join(format!(
+            "xray-aws-test-{}-{}",
+            std::process::id(),
+            xray_core::SegmentId::new()
+        ));
+        std::fs::create_dir_all(&path).unwrap();
+        TempDir { path }
+    }
+}
+
+impl Drop for TempDir {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.path);
+    }
+}
+
+pub fn credentials() -> aws_sdk_dynamodb::config::Credentials {
+    aws_sdk_dynamodb::config::Credentials::new(ACCESS_KEY, SECRET_KEY, None, None, "static-test")
+}
+
+pub fn http_client() -> aws_smithy_runtime_api::client::http::SharedHttpClient {
+    aws_smithy_http_client::Builder::new().build_http()
+}
