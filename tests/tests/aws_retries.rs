@@ -157,3 +157,37 @@ async fn outside_a_segment_calls_succeed_untouched() {
     assert!(get_item(&client).await);
     assert_eq!(server.trace_headers(), vec![None]);
 }
+
+#[tokio::test]
+async fn an_unsampled_trace_records_nothing_and_sends_sampled_0() {
+    let server = ScriptedServer::start(vec![Scripted::json(200, "req-1", ITEM)]);
+    let emitter = xray_core::InMemoryEmitter::new();
+    let rules = xray_core::SamplingRules::builder()
+        .with_default(0, 0.0)
+        .build()
+        .unwrap();
+    let recorder = xray_core::Recorder::builder()
+        .ignore_environment()
+        .with_emitter(emitter.clone())
+        .with_sampler(std::sync::Arc::new(xray_core::LocalSampler::new(rules)))
+        .build()
+        .unwrap();
+    let client = client(&server.endpoint, 1);
+    let segment = recorder.begin_segment("api");
+    assert!(!segment.is_sampled());
+    let trace_id = segment.trace_id();
+    assert!(
+        get_item(&client)
+            .with_context(segment.entity().clone())
+            .await
+    );
+    segment.end();
+    assert!(recorder.flush(Duration::from_secs(5)));
+    assert!(emitter.is_empty());
+    let headers = server.trace_headers();
+    let header = headers[0].as_deref().expect("header sent");
+    let parsed = xray_core::TraceHeader::parse(header).unwrap();
+    assert_eq!(parsed.root(), trace_id);
+    assert_eq!(parsed.sampled(), xray_core::Sampled::No);
+    assert!(parsed.parent().is_some());
+}
