@@ -154,3 +154,50 @@ async fn dynamodb_map_keys_and_list_counts() {
     assert_eq!(blocks[1]["table_count"], 3);
     assert_eq!(blocks[1].get("table_names"), None);
 }
+
+#[tokio::test]
+async fn lambda_members_come_from_the_path_query_headers_and_status() {
+    let server = ScriptedServer::start(vec![Scripted {
+        status: 200,
+        headers: vec![
+            ("content-type", "application/json".to_owned()),
+            ("x-amzn-requestid", "r1".to_owned()),
+            ("x-amz-function-error", "Unhandled".to_owned()),
+        ],
+        body: r#"{"errorMessage":"secret-response-payload"}"#.to_owned(),
+    }]);
+    let client = aws_sdk_lambda::Client::from_conf(
+        aws_sdk_lambda::Config::builder()
+            .region(aws_sdk_lambda::config::Region::new(REGION))
+            .credentials_provider(credentials())
+            .endpoint_url(&server.endpoint)
+            .http_client(http_client())
+            .interceptor(XRayInterceptor::new())
+            .build(),
+    );
+    let blocks = aws_blocks(async {
+        let out = client
+            .invoke()
+            .function_name("resize-image")
+            .qualifier("live")
+            .invocation_type(aws_sdk_lambda::types::InvocationType::RequestResponse)
+            .payload(aws_sdk_lambda::primitives::Blob::new(
+                r#"{"secret":"request-payload"}"#,
+            ))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(out.function_error(), Some("Unhandled"));
+    })
+    .await;
+    assert_eq!(blocks.len(), 1);
+    let aws = &blocks[0];
+    assert_eq!(aws["operation"], "Invoke");
+    assert_eq!(aws["function_name"], "resize-image");
+    assert_eq!(aws["qualifier"], "live");
+    assert_eq!(aws["invocation_type"], "RequestResponse");
+    assert_eq!(aws["status_code"], 200);
+    assert_eq!(aws["function_error"], "Unhandled");
+    assert_eq!(aws["request_id"], "r1");
+    assert!(!aws.to_string().contains("secret"));
+}
