@@ -437,3 +437,35 @@ async fn s3_calls_record_bucket_and_key_from_the_url() {
     let get = the_one(&trace, "S3", "GetObject");
     assert_eq!(content_length(&get), Some(body_len));
 }
+
+#[tokio::test]
+async fn a_presigned_request_gets_no_trace_header() {
+    let (_local, recorder) = collector_and_recorder();
+    let config = aws_sdk_s3::Config::builder()
+        .region(aws_sdk_s3::config::Region::new(REGION))
+        .credentials_provider(credentials())
+        .endpoint_url("http://127.0.0.1:9")
+        .force_path_style(true)
+        .http_client(http_client())
+        .interceptor(XRayInterceptor::new())
+        .build();
+    let client = aws_sdk_s3::Client::from_conf(config);
+    let segment = recorder.begin_segment("presigner");
+    let presigned = client
+        .get_object()
+        .bucket("photos")
+        .key("cat.jpg")
+        .presigned(
+            aws_sdk_s3::presigning::PresigningConfig::expires_in(Duration::from_secs(60)).unwrap(),
+        )
+        .with_context(segment.entity().clone())
+        .await
+        .unwrap();
+    segment.end();
+    assert!(presigned.uri().contains("X-Amz-Signature="));
+    assert!(
+        presigned
+            .headers()
+            .all(|(k, _)| !k.eq_ignore_ascii_case("x-amzn-trace-id"))
+    );
+}

@@ -241,6 +241,11 @@ impl Intercept for XRayInterceptor {
             return Ok(());
         };
         let call = &call.0;
+        // A presigned request (S3 `presigned()`) is handed to the application, not sent: its
+        // headers must stay the signed ones.
+        if is_presigned(context.request().uri()) {
+            return Ok(());
+        }
         if let Err(e) = context
             .request_mut()
             .headers_mut()
@@ -292,6 +297,13 @@ impl Intercept for XRayInterceptor {
         drop(subsegment);
         Ok(())
     }
+}
+
+/// Whether the request carries a query-string signature, as presigned requests do (a sent
+/// request is signed in its `Authorization` header).
+fn is_presigned(uri: &str) -> bool {
+    uri.split_once('?')
+        .is_some_and(|(_, q)| q.split('&').any(|kv| kv.starts_with("X-Amz-Signature=")))
 }
 
 fn insert_fields(doc: &mut Document, fields: Vec<(String, Value)>) {

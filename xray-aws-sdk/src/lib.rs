@@ -15,6 +15,27 @@
 //!
 //! The [`sqs`] module carries traces through Amazon SQS messages.
 //!
+//! # What is recorded
+//!
+//! | field | value |
+//! |---|---|
+//! | `name` | the Smithy service id, as the official SDKs name services: `DynamoDB`, `SQS`, `S3`, `Lambda` |
+//! | `namespace` | `aws` |
+//! | `aws.operation` | the operation, e.g. `GetItem` |
+//! | `aws.region` | the client's region |
+//! | `aws.request_id` | `x-amzn-requestid`, else `x-amz-request-id` |
+//! | `aws.id_2` | S3's `x-amz-id-2` |
+//! | `aws.retries` | attempts minus one |
+//! | `aws.<member>` | whitelisted members: `table_name`, `queue_url`, `bucket_name`, `key`, `function_name`, `consumed_capacity`, `message_id`, ...; map keys (`table_names`) and list counts (`message_count`) where the whitelist asks |
+//! | `http.response` | `status` and `content_length` of the last attempt |
+//! | `error`, `throttle`, `fault` | from the status (4xx, 429, 5xx); a throttling error code sets `throttle` too |
+//! | `cause` | a service error: its code as `type`, its message, `remote: true`; any other failure (connection, timeout) with its error chain, as a fault |
+//!
+//! Item contents, message bodies, object data, payloads and credentials are never recorded:
+//! bodies are read only for the JSON and query protocols, and only whitelisted members are
+//! kept. Calls to X-Ray itself (`GetSamplingRules`, `GetSamplingTargets`, `PutTraceSegments`)
+//! are not traced. A presigned request gets no trace header (it is not sent by the SDK).
+//!
 //! # Usage
 //!
 //! ```
