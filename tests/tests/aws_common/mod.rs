@@ -113,8 +113,14 @@ impl Drop for Moto {
     }
 }
 
-/// Installs moto with pip when it is missing, so the tests run on a fresh machine.
+/// Installs moto with pip when it is missing, so the tests run on a fresh machine; once per
+/// process, so that parallel tests do not race pip.
 fn ensure_moto_installed() {
+    static ONCE: std::sync::Once = std::sync::Once::new();
+    ONCE.call_once(install_moto_if_missing);
+}
+
+fn install_moto_if_missing() {
     let present = Command::new("python3")
         .args(["-c", "import moto.server, flask_cors"])
         .stdout(Stdio::null())
