@@ -191,3 +191,38 @@ async fn an_unsampled_trace_records_nothing_and_sends_sampled_0() {
     assert_eq!(parsed.sampled(), xray_core::Sampled::No);
     assert!(parsed.parent().is_some());
 }
+
+#[tokio::test]
+async fn a_call_cut_short_by_the_operation_timeout_is_a_fault() {
+    // Accepts connections (the kernel does, from the backlog) and never answers.
+    let silent = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let endpoint = format!("http://{}", silent.local_addr().unwrap());
+    let (local, recorder) = collector_and_recorder();
+    let config = aws_sdk_dynamodb::Config::builder()
+        .region(aws_sdk_dynamodb::config::Region::new(REGION))
+        .credentials_provider(credentials())
+        .endpoint_url(&endpoint)
+        .http_client(http_client())
+        .retry_config(RetryConfig::disabled())
+        .timeout_config(
+            aws_sdk_dynamodb::config::timeout::TimeoutConfig::builder()
+                .operation_timeout(Duration::from_millis(300))
+                .build(),
+        )
+        .interceptor(XRayInterceptor::new())
+        .build();
+    let client = aws_sdk_dynamodb::Client::from_conf(config);
+    let segment = recorder.begin_segment("api");
+    let trace_id = segment.trace_id();
+    let ok = get_item(&client)
+        .with_context(segment.entity().clone())
+        .await;
+    segment.end();
+    assert!(!ok);
+    let trace = local.wait_for_trace(trace_id, WAIT).expect("trace arrives");
+    let doc = trace.find("DynamoDB").unwrap().doc().clone();
+    assert_eq!(doc["fault"], true);
+    assert_eq!(doc["aws"]["retries"], 0);
+    assert_eq!(doc["cause"]["exceptions"][0]["type"], "Cancelled");
+    drop(silent);
+}

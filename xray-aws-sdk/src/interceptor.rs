@@ -141,6 +141,32 @@ impl fmt::Debug for AwsCall {
     }
 }
 
+/// An operation whose `read_after_execution` never ran was cut short: its future was dropped,
+/// by the caller or by the SDK's operation timeout (which drops the orchestrator before the
+/// final hooks). Its subsegment says so instead of looking like a success.
+impl Drop for CallState {
+    fn drop(&mut self) {
+        let subsegment = self
+            .subsegment
+            .get_mut()
+            .unwrap_or_else(PoisonError::into_inner)
+            .take();
+        if let Some(subsegment) = subsegment {
+            subsegment.update(|doc| {
+                doc.aws_mut().retries = Some(self.attempts.load(Ordering::Relaxed).saturating_sub(1));
+                let mut ex = Exception::new(
+                    SegmentId::new(),
+                    "the call did not complete: its future was dropped (cancelled, or the operation timed out)",
+                );
+                ex.kind = Some("Cancelled".to_owned());
+                let mut details = CauseDetails::default();
+                details.exceptions.push(ex);
+                doc.add_cause(Cause::Details(details));
+            });
+        }
+    }
+}
+
 impl Storable for AwsCall {
     type Storer = StoreReplace<Self>;
 }
