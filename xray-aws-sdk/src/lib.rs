@@ -29,7 +29,7 @@
 //! | `aws.<member>` | whitelisted members: `table_name`, `queue_url`, `bucket_name`, `key`, `function_name`, `consumed_capacity`, `message_id`, ...; map keys (`table_names`) and list counts (`message_count`) where the whitelist asks |
 //! | `http.response` | `status` and `content_length` of the last attempt |
 //! | `error`, `throttle`, `fault` | from the status (4xx, 429, 5xx); a throttling error code sets `throttle` too |
-//! | `cause` | a service error: its code as `type`, its message, `remote: true`; any other failure (connection, timeout) with its error chain, as a fault |
+//! | `cause` | a service error: its code as `type`, its message, `remote: true`; any other failure (connection, timeout) with its error chain, as a fault; a call cut short (its future dropped, or the operation timeout) as a `Cancelled` fault |
 //!
 //! Item contents, message bodies, object data, payloads and credentials are never recorded:
 //! bodies are read only for the JSON and query protocols, and only whitelisted members are
