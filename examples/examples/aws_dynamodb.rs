@@ -2,8 +2,8 @@
 //! and under it one `DynamoDB` subsegment per call, recorded by `XRayInterceptor`, which also
 //! sends the trace header to DynamoDB.
 //!
-//! The segment is opened by hand in the handler; with a tower layer for incoming requests the
-//! handler would contain only the DynamoDB call.
+//! `XRayLayer` opens the segment for each request (continuing the caller's trace when it sent
+//! `X-Amzn-Trace-Id`), so the handler contains only the DynamoDB call.
 //!
 //! Run it against a local DynamoDB (moto or DynamoDB Local) over plain HTTP, with a local
 //! daemon to see the documents:
@@ -25,10 +25,10 @@ use aws_sdk_dynamodb::types::{
 };
 use axum::Router;
 use axum::extract::{Path, State};
-use axum::http::{HeaderMap, StatusCode};
+use axum::http::StatusCode;
 use axum::routing::get;
 use xray_aws_sdk::XRayInterceptor;
-use xray_core::{FutureExt as _, Recorder, SamplingRequest, TraceHeader};
+use xray_tower::XRayLayer;
 
 const TABLE: &str = "orders";
 
@@ -37,51 +37,23 @@ struct App {
     dynamodb: aws_sdk_dynamodb::Client,
 }
 
-async fn get_order(
-    State(app): State<App>,
-    Path(id): Path<String>,
-    headers: HeaderMap,
-) -> (StatusCode, String) {
-    // Continue the caller's trace when it sent one.
-    let upstream = headers
-        .get("x-amzn-trace-id")
-        .and_then(|v| v.to_str().ok())
-        .and_then(|v| TraceHeader::parse(v).ok());
-    let path = format!("/orders/{id}");
-    let request = SamplingRequest::new()
-        .with_method("GET")
-        .with_url_path(&path);
-    let segment = Recorder::global().begin_segment_with("orders-api", upstream.as_ref(), &request);
-    segment.update(|doc| {
-        let http = doc.http_mut();
-        let req = http.request.get_or_insert_with(Default::default);
-        req.method = Some("GET".into());
-        req.set_url(&path);
-    });
-
-    // Every AWS call made while the segment is current becomes its subsegment.
+async fn get_order(State(app): State<App>, Path(id): Path<String>) -> (StatusCode, String) {
+    // `XRayLayer` made this request's segment current: the DynamoDB call becomes its
+    // subsegment, and the layer records the status this handler returns.
     let result = app
         .dynamodb
         .get_item()
         .table_name(TABLE)
         .key("id", AttributeValue::S(id))
         .send()
-        .with_context(segment.entity().clone())
         .await;
-
-    let (status, body) = match result {
+    match result {
         Ok(out) => match out.item() {
             Some(item) => (StatusCode::OK, format!("{item:?}\n")),
             None => (StatusCode::NOT_FOUND, "no such order\n".to_owned()),
         },
-        Err(err) => {
-            segment.add_error(&err);
-            (StatusCode::BAD_GATEWAY, "storage unavailable\n".to_owned())
-        }
-    };
-    segment.update(|doc| doc.set_http_status(status.as_u16()));
-    segment.end();
-    (status, body)
+        Err(_) => (StatusCode::BAD_GATEWAY, "storage unavailable\n".to_owned()),
+    }
 }
 
 /// Creates the table and one item, so that the example has something to read.
@@ -144,7 +116,8 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
 
     let app = Router::new()
         .route("/orders/{id}", get(get_order))
-        .with_state(App { dynamodb });
+        .with_state(App { dynamodb })
+        .layer(XRayLayer::new("orders-api"));
     let addr: SocketAddr = "127.0.0.1:3000".parse()?;
     let listener = tokio::net::TcpListener::bind(addr).await?;
     println!("listening on http://{addr}");
