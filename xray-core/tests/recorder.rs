@@ -761,3 +761,49 @@ fn background_sender_and_flush() {
     assert_eq!(recorder.stats().sent, 50);
     assert_eq!(sink.wait_for(50).len(), 50);
 }
+
+#[test]
+fn a_rules_file_is_used_and_a_bad_one_falls_back_to_the_defaults() {
+    use xray_core::DecidingRule;
+    let dir = std::env::temp_dir().join(format!("xray-rules-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let good = dir.join("good.json");
+    std::fs::write(
+        &good,
+        r#"{"version": 2, "default": {"fixed_target": 0, "rate": 0.0},
+            "rules": [{"description": "all checkouts", "host": "*", "http_method": "*",
+                       "url_path": "/checkout*", "fixed_target": 0, "rate": 1.0}]}"#,
+    )
+    .unwrap();
+    let bad = dir.join("bad.json");
+    std::fs::write(&bad, r#"{"version": 2, "rules": []}"#).unwrap();
+    let req = SamplingRequest::new().with_url_path("/checkout/42");
+
+    let recorder = Recorder::builder()
+        .ignore_environment()
+        .with_emitter(InMemoryEmitter::new())
+        .with_sampling_rules_file(&good)
+        .build()
+        .unwrap();
+    assert_eq!(
+        recorder.sampler().explain(&req).decision().rule(),
+        &DecidingRule::Local(0)
+    );
+    assert!(recorder.begin_segment_with("api", None, &req).is_sampled());
+
+    for path in [bad, dir.join("missing.json")] {
+        let recorder = Recorder::builder()
+            .ignore_environment()
+            .with_emitter(InMemoryEmitter::new())
+            .with_sampling_rules_file(&path)
+            .build()
+            .expect("a bad rules file never fails the build");
+        assert_eq!(
+            recorder.sampler().explain(&req).decision().rule(),
+            &DecidingRule::LocalDefault,
+            "{}",
+            path.display()
+        );
+    }
+    let _ = std::fs::remove_dir_all(&dir);
+}

@@ -9,7 +9,7 @@ use crate::config::{
 };
 use crate::diag::LogLimiter;
 use crate::emitter::{BackgroundEmitter, EmitError, Emitter, UdpEmitter};
-use crate::sampling::{CentralizedSampler, LocalSampler, SharedSampler};
+use crate::sampling::{CentralizedSampler, LocalSampler, SamplingRules, SharedSampler};
 
 type EnvLookup = Box<dyn Fn(&str) -> Option<String> + Send + Sync>;
 
@@ -51,6 +51,7 @@ pub struct RecorderBuilder {
     background: bool,
     sampler: Option<SharedSampler>,
     centralized: bool,
+    rules_file: Option<std::path::PathBuf>,
     clock: Option<SharedClock>,
     context_missing: Option<ContextMissing>,
     streaming_threshold: Option<usize>,
@@ -98,6 +99,7 @@ impl RecorderBuilder {
             background: false,
             sampler: None,
             centralized: false,
+            rules_file: None,
             clock: None,
             context_missing: None,
             streaming_threshold: None,
@@ -169,9 +171,21 @@ impl RecorderBuilder {
         self
     }
 
+    /// Samples with the local rules in this file (the official SDKs' JSON format, versions 1
+    /// and 2) instead of the default rules; with centralized sampling, these are its fallback.
+    ///
+    /// A file that cannot be read or is malformed does not fail [`build`](Self::build): the
+    /// error, naming the file and the faulty field, is logged at `ERROR` level under the target
+    /// `xray_core::sampling`, and the default rules (one request a second, then 5 %) are used.
+    pub fn with_sampling_rules_file(mut self, path: impl Into<std::path::PathBuf>) -> Self {
+        self.rules_file = Some(path.into());
+        self
+    }
+
     /// Samples with the rules managed in X-Ray (default `false`): a [`CentralizedSampler`]
-    /// polling the daemon's TCP address, on the recorder's clock, with the default local rules
-    /// as fallback. A sampler given with [`with_sampler`](Self::with_sampler) takes precedence;
+    /// polling the daemon's TCP address, on the recorder's clock, with the local rules (the
+    /// default ones, or [`with_sampling_rules_file`](Self::with_sampling_rules_file)'s) as
+    /// fallback. A sampler given with [`with_sampler`](Self::with_sampler) takes precedence;
     /// in AWS Lambda (and when the SDK is disabled) the local sampler is kept, since there the
     /// function's caller decides and no daemon proxy is reachable.
     pub fn with_centralized_sampling(mut self, centralized: bool) -> Self {
@@ -265,14 +279,31 @@ impl RecorderBuilder {
             emitter
         };
         let clock = self.clock.unwrap_or_else(|| Arc::new(SystemClock));
+        let local = || {
+            let rules = match &self.rules_file {
+                Some(path) => SamplingRules::from_file(path).unwrap_or_else(|e| {
+                    tracing::error!(
+                        target: "xray_core::sampling",
+                        path = %path.display(),
+                        error = %e,
+                        "invalid X-Ray sampling rules file; using the default rules (one \
+                         request a second, then 5 %)"
+                    );
+                    SamplingRules::default()
+                }),
+                None => SamplingRules::default(),
+            };
+            LocalSampler::new(rules).with_clock(clock.clone())
+        };
         let sampler: SharedSampler = match self.sampler {
             Some(sampler) => sampler,
             None if self.centralized && enabled && !lambda => Arc::new(
                 CentralizedSampler::builder(daemon.tcp())
                     .with_clock(clock.clone())
+                    .with_fallback(local())
                     .build(),
             ),
-            None => Arc::new(LocalSampler::default().with_clock(clock.clone())),
+            None => Arc::new(local()),
         };
         let streaming_threshold = self.streaming_threshold.unwrap_or(if lambda {
             0

@@ -187,6 +187,12 @@ impl Recorder {
         self.inner.daemon
     }
 
+    /// The sampler deciding new traces; [`Sampler::explain`](crate::Sampler::explain) tells
+    /// why a request would be sampled or not.
+    pub fn sampler(&self) -> &SharedSampler {
+        &self.inner.sampler
+    }
+
     /// Counters of what was sent, split, trimmed and lost.
     pub fn stats(&self) -> RecorderStats {
         self.inner.stats.snapshot()
