@@ -24,10 +24,12 @@ mod annotation;
 mod aws;
 mod cause;
 mod http;
+mod json;
 mod metadata;
 mod trim;
 
 use std::error::Error;
+use std::sync::Arc;
 
 use serde::ser::SerializeMap;
 use serde::{Deserialize, Deserializer, Serialize, Serializer};
@@ -156,10 +158,12 @@ pub struct Document {
     annotations: Option<Box<Annotations>>,
     metadata: Option<Box<Metadata>>,
     http: Option<Box<Http>>,
-    aws: Option<Box<Aws>>,
+    /// Shared: a recorder gives every segment the same SDK block without allocating it.
+    aws: Option<Arc<Aws>>,
     sql: Option<Box<Sql>>,
     cause: Option<Box<Cause>>,
-    service: Option<Box<Service>>,
+    /// Shared like `aws`.
+    service: Option<Arc<Service>>,
     rare: Option<Box<Rare>>,
     // One byte next to the flags; an `Option<Namespace>` field would take 24.
     namespace: NamespaceTag,
@@ -402,7 +406,7 @@ impl Document {
 
     /// Sets the `service` block.
     pub fn set_service(&mut self, service: Service) {
-        self.service = Some(Box::new(service));
+        self.service = Some(Arc::new(service));
     }
 
     // ----- http, aws, sql -----
@@ -446,7 +450,17 @@ impl Document {
 
     /// The `aws` block, created empty if missing.
     pub fn aws_mut(&mut self) -> &mut Aws {
-        self.aws.get_or_insert_with(Box::default)
+        Arc::make_mut(self.aws.get_or_insert_with(Arc::default))
+    }
+
+    /// Sets the `service` block to one shared with other documents (no copy until changed).
+    pub(crate) fn set_shared_service(&mut self, service: Arc<Service>) {
+        self.service = Some(service);
+    }
+
+    /// Sets the `aws` block to one shared with other documents (no copy until changed).
+    pub(crate) fn set_shared_aws(&mut self, aws: Arc<Aws>) {
+        self.aws = Some(aws);
     }
 
     /// The `sql` block.
@@ -860,10 +874,10 @@ impl<'de> Deserialize<'de> for Document {
             annotations: w.annotations.filter(|a| !a.is_empty()).map(Box::new),
             metadata: w.metadata.filter(|m| !m.is_empty()).map(Box::new),
             http: http.map(Box::new),
-            aws: w.aws.map(Box::new),
+            aws: w.aws.map(Arc::new),
             sql: w.sql.map(Box::new),
             cause: w.cause.map(Box::new),
-            service: w.service.map(Box::new),
+            service: w.service.map(Arc::new),
             rare,
             namespace,
             in_progress,
