@@ -1,14 +1,14 @@
 use std::fmt;
 use std::future::Future;
-use std::sync::Arc;
+use std::sync::{Arc, OnceLock};
 
 use parking_lot::Mutex;
 
 use super::Recorder;
-use super::tree::{OpenError, Outgoing, ROOT, State, Tree};
+use super::tree::{OpenError, Outbox, Outgoing, ROOT, State, Tree};
 use crate::context::{ContextGuard, WithContext};
 use crate::document::{
-    AnnotationError, AnnotationValue, Cause, Document, MetadataError, Service, XraySdk,
+    AnnotationError, AnnotationValue, Aws, Cause, Document, MetadataError, Service, XraySdk,
 };
 use crate::header::{Sampled, TraceHeader};
 use crate::id::{SegmentId, TraceId};
@@ -225,6 +225,24 @@ fn now_secs(recorder: &Recorder) -> f64 {
 /// The compiler that built this crate, for `service.runtime_version`.
 const RUSTC_VERSION: &str = env!("XRAY_RUSTC_VERSION");
 
+/// The `service` block of a recorder's segments.
+pub(super) fn service_block(version: Option<String>) -> Service {
+    let mut service = Service::rust();
+    service.version = version;
+    service.runtime_version = Some(RUSTC_VERSION.to_owned());
+    service
+}
+
+/// The `aws` block of segments no sampling rule named: this SDK, shared by all of them.
+fn sdk_block() -> &'static Arc<Aws> {
+    static BLOCK: OnceLock<Arc<Aws>> = OnceLock::new();
+    BLOCK.get_or_init(|| {
+        let mut aws = Aws::default();
+        aws.xray = Some(XraySdk::rust());
+        Arc::new(aws)
+    })
+}
+
 // ===== impl Segment =====
 
 /// A segment: one request or unit of work in this service. Ends when [`end`](Self::end) is
@@ -281,13 +299,16 @@ impl Segment {
         if let Some(parent) = parent {
             doc.set_parent_id(parent);
         }
-        let mut service = Service::rust();
-        service.version = inner.service_version.as_deref().map(str::to_owned);
-        service.runtime_version = Some(RUSTC_VERSION.to_owned());
-        doc.set_service(service);
-        let mut sdk = XraySdk::rust();
-        sdk.sampling_rule_name = rule.as_deref().map(str::to_owned);
-        doc.aws_mut().xray = Some(sdk);
+        // Both blocks are shared, built once: a segment allocates neither.
+        doc.set_shared_service(inner.service.clone());
+        match rule.as_deref() {
+            None => doc.set_shared_aws(sdk_block().clone()),
+            Some(rule) => {
+                let mut sdk = XraySdk::rust();
+                sdk.sampling_rule_name = Some(rule.to_owned());
+                doc.aws_mut().xray = Some(sdk);
+            }
+        }
         if let Some(origin) = inner.origin.as_deref() {
             doc.set_origin(origin);
         }
@@ -484,7 +505,7 @@ fn end_entity(entity: &Entity) {
     let tree = &node.tree;
     let recorder = &tree.recorder;
     let end_time = now_secs(recorder);
-    let mut out = Vec::new();
+    let mut out = Outbox::default();
     let threshold = recorder.inner.streaming_threshold;
     tree.state.lock().end(
         node.slot,

@@ -19,6 +19,7 @@ use crate::id::TraceId;
 pub(crate) const ROOT: u32 = 0;
 const NO_PARENT: u32 = u32::MAX;
 const GROWTH: usize = 256;
+const INITIAL_SLOTS: usize = 4;
 
 pub(crate) struct Tree {
     pub(crate) recorder: Recorder,
@@ -69,18 +70,47 @@ pub(crate) enum Outgoing {
     Independent(Document),
 }
 
+/// The documents one `end` sends: nearly always none or one, which need no allocation.
+#[derive(Default)]
+pub(crate) struct Outbox {
+    first: Option<Outgoing>,
+    more: Vec<Outgoing>,
+}
+
+impl Outbox {
+    fn push(&mut self, doc: Outgoing) {
+        if self.first.is_none() {
+            self.first = Some(doc);
+        } else {
+            self.more.push(doc);
+        }
+    }
+}
+
+impl IntoIterator for Outbox {
+    type Item = Outgoing;
+    type IntoIter = std::iter::Chain<std::option::IntoIter<Outgoing>, std::vec::IntoIter<Outgoing>>;
+
+    fn into_iter(self) -> Self::IntoIter {
+        self.first.into_iter().chain(self.more)
+    }
+}
+
 impl State {
     pub(crate) fn new(root: Document) -> Self {
+        // Room for a few subsegments: most segments never grow the vector.
+        let mut slots = Vec::with_capacity(INITIAL_SLOTS);
+        slots.push(Slot {
+            generation: 0,
+            live: Some(Live {
+                doc: root,
+                parent: NO_PARENT,
+                open_children: 0,
+                depth: 0,
+            }),
+        });
         Self {
-            slots: vec![Slot {
-                generation: 0,
-                live: Some(Live {
-                    doc: root,
-                    parent: NO_PARENT,
-                    open_children: 0,
-                    depth: 0,
-                }),
-            }],
+            slots,
             free: Vec::new(),
             held: 0,
         }
@@ -157,7 +187,7 @@ impl State {
         end_time: f64,
         tree: &Tree,
         threshold: usize,
-        out: &mut Vec<Outgoing>,
+        out: &mut Outbox,
     ) -> bool {
         let Some(live) = self.live(slot, generation) else {
             return false;
@@ -200,7 +230,7 @@ impl State {
     }
 
     /// Sends every completed subtree held by an open entity as an independent subsegment.
-    fn stream(&mut self, trace_id: TraceId, out: &mut Vec<Outgoing>) {
+    fn stream(&mut self, trace_id: TraceId, out: &mut Outbox) {
         for slot in &mut self.slots {
             let Some(l) = slot.live.as_mut() else {
                 continue;
