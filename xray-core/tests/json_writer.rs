@@ -70,6 +70,17 @@ fn time() -> impl Strategy<Value = f64> {
         any::<f64>(),
         -1e10..1e10f64,
         Just(-0.0),
+        // Around zero and on rounding ties.
+        prop::sample::select(vec![
+            -4e-7,
+            4e-7,
+            -5e-7,
+            5e-7,
+            -1.5e-6,
+            2.5e-6,
+            0.4999999e-6
+        ]),
+        (-1_000_000i64..1_000_000).prop_map(|n| n as f64 / 2e6),
         Just(9_007_199_254.0),
         Just(1e300),
     ]

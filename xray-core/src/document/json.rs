@@ -9,6 +9,8 @@
 //! The one textual difference: times are written with all six decimals (`1.500000` where
 //! `serde_json` writes `1.5`); both parse to the same `f64`.
 
+use std::sync::{Arc, OnceLock};
+
 use serde::Serialize;
 
 use super::annotation::{AnnotationValue, Annotations};
@@ -101,9 +103,16 @@ impl Document {
             out.extend_from_slice(b",\"http\":");
             serde_json::to_writer(&mut *out, v)?;
         }
-        if let Some(v) = self.aws.as_deref().filter(|v| **v != Aws::default()) {
-            out.extend_from_slice(b",\"aws\":");
-            write_aws(out, v)?;
+        if let Some(aws) = &self.aws {
+            let (shared, json) = sdk_block_and_json();
+            if Arc::ptr_eq(aws, shared) {
+                // Never changed: `aws_mut` copies a shared block before changing it.
+                out.extend_from_slice(b",\"aws\":");
+                out.extend_from_slice(json);
+            } else if **aws != Aws::default() {
+                out.extend_from_slice(b",\"aws\":");
+                write_aws(out, aws)?;
+            }
         }
         if let Some(v) = self.sql.as_deref().filter(|v| **v != super::Sql::default()) {
             out.extend_from_slice(b",\"sql\":");
@@ -154,6 +163,24 @@ impl Document {
         out.push(b'}');
         Ok(())
     }
+}
+
+/// The `aws` block of segments no sampling rule named (this SDK, nothing else), shared by
+/// all of them, with its JSON written once.
+pub(crate) fn sdk_block() -> &'static Arc<Aws> {
+    &sdk_block_and_json().0
+}
+
+fn sdk_block_and_json() -> &'static (Arc<Aws>, Box<[u8]>) {
+    static BLOCK: OnceLock<(Arc<Aws>, Box<[u8]>)> = OnceLock::new();
+    BLOCK.get_or_init(|| {
+        let mut aws = Aws::default();
+        aws.xray = Some(XraySdk::rust());
+        let mut json = Vec::new();
+        // Writing this block cannot fail: it holds strings only.
+        let _ = write_aws(&mut json, &aws);
+        (Arc::new(aws), json.into_boxed_slice())
+    })
 }
 
 /// `service`, as its derived `Serialize` writes it.
@@ -281,78 +308,175 @@ impl<'a> Fields<'a> {
     }
 }
 
+/// Bytes a JSON string cannot hold as they are: `"`, `\` and the control characters.
+const ESCAPED: [bool; 256] = {
+    let mut t = [false; 256];
+    let mut b = 0;
+    while b < 0x20 {
+        t[b] = true;
+        b += 1;
+    }
+    t[b'"' as usize] = true;
+    t[b'\\' as usize] = true;
+    t
+};
+
 /// A JSON string. Strings without `"`, `\` or control characters (nearly all) are copied as
 /// they are; the others take `serde_json`'s escaping, so the output is the same.
 fn write_str(out: &mut Vec<u8>, s: &str) {
-    if s.bytes().any(|b| b < 0x20 || b == b'"' || b == b'\\') {
+    let bytes = s.as_bytes();
+    if needs_escape(bytes) {
         // Writing a `str` into a `Vec` cannot fail.
         let _ = serde_json::to_writer(&mut *out, s);
         return;
     }
-    out.reserve(s.len() + 2);
+    out.reserve(bytes.len() + 2);
     out.push(b'"');
-    out.extend_from_slice(s.as_bytes());
+    out.extend_from_slice(bytes);
     out.push(b'"');
 }
 
+/// Whether `bytes` holds a byte JSON must escape; eight bytes at a time.
+#[inline]
+fn needs_escape(bytes: &[u8]) -> bool {
+    const ONES: u64 = u64::from_ne_bytes([0x01; 8]);
+    const HIGHS: u64 = u64::from_ne_bytes([0x80; 8]);
+    let (words, rest) = bytes.as_chunks::<8>();
+    for w in words {
+        let x = u64::from_ne_bytes(*w);
+        // The classic word tests: `(v - n * ONES) & !v & HIGHS` is non-zero exactly when
+        // some byte of `v` is below `n` (for n <= 0x80); a byte equal to `c` is a zero byte
+        // of `x ^ c * ONES`.
+        let quote = x ^ (ONES * u64::from(b'"'));
+        let backslash = x ^ (ONES * u64::from(b'\\'));
+        let found = ((x.wrapping_sub(ONES * 0x20) & !x)
+            | (quote.wrapping_sub(ONES) & !quote)
+            | (backslash.wrapping_sub(ONES) & !backslash))
+            & HIGHS;
+        if found != 0 {
+            return true;
+        }
+    }
+    rest.iter().any(|&b| ESCAPED[b as usize])
+}
+
 fn write_segment_id(out: &mut Vec<u8>, id: SegmentId) {
-    let mut buf = [0u8; SegmentId::LEN + 2];
-    let (first, rest) = buf.split_at_mut(1);
-    if let Some((digits, last)) = rest.split_first_chunk_mut::<{ SegmentId::LEN }>() {
+    let mut buf = [b'"'; SegmentId::LEN + 2];
+    if let Some((digits, _)) = buf[1..].split_first_chunk_mut::<{ SegmentId::LEN }>() {
         id.write_to(digits);
-        first[0] = b'"';
-        last[0] = b'"';
     }
     out.extend_from_slice(&buf);
 }
 
 fn write_trace_id(out: &mut Vec<u8>, id: TraceId) {
-    let mut buf = [0u8; TraceId::LEN + 2];
-    let (first, rest) = buf.split_at_mut(1);
-    if let Some((digits, last)) = rest.split_first_chunk_mut::<{ TraceId::LEN }>() {
+    let mut buf = [b'"'; TraceId::LEN + 2];
+    if let Some((digits, _)) = buf[1..].split_first_chunk_mut::<{ TraceId::LEN }>() {
         id.write_to(digits);
-        first[0] = b'"';
-        last[0] = b'"';
     }
     out.extend_from_slice(&buf);
 }
 
 /// Epoch seconds rounded to the microsecond, as `Time` serializes them: the integer number of
 /// microseconds written as seconds, a point and six digits, which parses to the same `f64`.
+#[inline]
 fn write_time(out: &mut Vec<u8>, t: f64) -> Result<(), serde_json::Error> {
     if !t.is_finite() || t.abs() >= MAX_ROUNDED_SECS {
         return serde_json::to_writer(&mut *out, &Time(t));
     }
-    let micros = (t * 1_000_000.0).round();
-    if micros.is_sign_negative() {
-        out.push(b'-');
+    let x = t * 1_000_000.0;
+    // `x.round()` (half away from zero) without a libm call: below 2^53 in magnitude the
+    // truncation and the remainder are exact.
+    let whole = x as i64;
+    let rest = x - whole as f64;
+    let micros = if rest >= 0.5 {
+        whole + 1
+    } else if rest <= -0.5 {
+        whole - 1
+    } else {
+        whole
+    };
+    // `Time` writes -0.0 for a negative time that rounds to zero: so do we.
+    let negative = micros < 0 || (micros == 0 && x.is_sign_negative());
+    let abs = micros.unsigned_abs();
+    let secs = abs / 1_000_000;
+    let frac = (abs % 1_000_000) as u32;
+    if !negative && (1_000_000_000..10_000_000_000).contains(&secs) {
+        // Every time since 2001: ten digits, a point, six decimals, written in pairs.
+        let hi = (secs / 100_000_000) as u32;
+        let lo = (secs % 100_000_000) as u32;
+        let mut buf = [b'.'; 17];
+        let (a, b) = (lo / 10_000, lo % 10_000);
+        let (c, d) = (frac / 10_000, frac % 10_000);
+        for (at, v) in [
+            (0, hi),
+            (2, a / 100),
+            (4, a % 100),
+            (6, b / 100),
+            (8, b % 100),
+            (11, c),
+            (13, d / 100),
+            (15, d % 100),
+        ] {
+            put_pair(&mut buf, at, u64::from(v));
+        }
+        out.extend_from_slice(&buf);
+        return Ok(());
     }
-    // Below 2^53 in magnitude: the conversion is exact.
-    let micros = micros.abs() as u64;
-    write_u64(out, micros / 1_000_000);
-    let frac = micros % 1_000_000;
-    let mut digits = [b'.', b'0', b'0', b'0', b'0', b'0', b'0'];
-    let mut rest = frac;
-    for d in digits.iter_mut().skip(1).rev() {
-        *d = b'0' + (rest % 10) as u8;
-        rest /= 10;
+    // Sign, up to 10 digits of seconds (times are below 9,007,199,254 s), point, 6 decimals.
+    let mut buf = [b'0'; 18];
+    let mut frac = frac;
+    for d in buf[12..].iter_mut().rev() {
+        *d = b'0' + (frac % 10) as u8;
+        frac /= 10;
     }
-    out.extend_from_slice(&digits);
+    buf[11] = b'.';
+    let start = put_digits(&mut buf, 11, secs);
+    let start = if negative {
+        let i = start.saturating_sub(1);
+        buf[i] = b'-';
+        i
+    } else {
+        start
+    };
+    out.extend_from_slice(&buf[start..]);
     Ok(())
 }
 
-fn write_u64(out: &mut Vec<u8>, mut v: u64) {
+fn write_u64(out: &mut Vec<u8>, v: u64) {
     let mut buf = [0u8; 20];
-    let mut i = buf.len();
-    loop {
-        i -= 1;
-        if let Some(d) = buf.get_mut(i) {
-            *d = b'0' + (v % 10) as u8;
-        }
-        v /= 10;
-        if v == 0 || i == 0 {
-            break;
-        }
+    let i = put_digits(&mut buf, 20, v);
+    out.extend_from_slice(&buf[i..]);
+}
+
+const PAIRS: &[u8; 200] = b"0001020304050607080910111213141516171819\
+2021222324252627282930313233343536373839\
+4041424344454647484950515253545556575859\
+6061626364656667686970717273747576777879\
+8081828384858687888990919293949596979899";
+
+/// Writes the two digits of `v` (below 100) at `buf[i..i + 2]`.
+fn put_pair(buf: &mut [u8], i: usize, v: u64) {
+    let v = v as usize * 2;
+    if let (Some(dst), Some(src)) = (buf.get_mut(i..i + 2), PAIRS.get(v..v + 2)) {
+        dst.copy_from_slice(src);
     }
-    out.extend_from_slice(buf.get(i..).unwrap_or_default());
+}
+
+/// Writes the decimal digits of `v` ending just before `buf[end]`; returns where they start.
+/// `buf[..end]` must have room for them (20 bytes hold any `u64`).
+fn put_digits(buf: &mut [u8], end: usize, mut v: u64) -> usize {
+    let mut i = end;
+    while v >= 100 && i >= 2 {
+        i -= 2;
+        put_pair(buf, i, v % 100);
+        v /= 100;
+    }
+    if v >= 10 && i >= 2 {
+        i -= 2;
+        put_pair(buf, i, v);
+    } else if i >= 1 {
+        i -= 1;
+        buf[i] = b'0' + v as u8;
+    }
+    i
 }

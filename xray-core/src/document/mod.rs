@@ -43,6 +43,8 @@ pub use http::{Http, HttpRequest, HttpResponse, StatusFlags};
 pub use metadata::{DEFAULT_METADATA_NAMESPACE, Metadata, MetadataError};
 pub use trim::Trimmed;
 
+pub(crate) use json::sdk_block;
+
 /// The longest name the service accepts, in characters.
 const MAX_NAME_CHARS: usize = 200;
 /// The name used when sanitising leaves nothing: the service refuses an empty name.
@@ -899,6 +901,10 @@ fn finite_or_zero(t: f64) -> f64 {
 /// Keeps the characters the service accepts in a name (Unicode letters, numbers, space
 /// separators, and `_ . : / % & # = + - @`), cut to 200 characters; never empty.
 fn sanitize_name(name: &str) -> Box<str> {
+    // Nearly every name is short ASCII the service accepts as it is: one check, one copy.
+    if (1..=MAX_NAME_CHARS).contains(&name.len()) && name.bytes().all(is_plain_name_byte) {
+        return name.into();
+    }
     let mut out = String::with_capacity(name.len().min(MAX_NAME_CHARS * 4));
     let mut kept = 0;
     let mut dropped = false;
@@ -921,6 +927,15 @@ fn sanitize_name(name: &str) -> Box<str> {
         tracing::debug!(target: "xray_core::document", name = %out, "segment name sanitised");
     }
     out.into_boxed_str()
+}
+
+/// An ASCII byte [`is_name_char`] accepts.
+fn is_plain_name_byte(b: u8) -> bool {
+    b.is_ascii_alphanumeric()
+        || matches!(
+            b,
+            b' ' | b'_' | b'.' | b':' | b'/' | b'%' | b'&' | b'#' | b'=' | b'+' | b'-' | b'@'
+        )
 }
 
 fn is_name_char(c: char) -> bool {

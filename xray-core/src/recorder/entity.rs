@@ -1,6 +1,6 @@
 use std::fmt;
 use std::future::Future;
-use std::sync::{Arc, OnceLock};
+use std::sync::Arc;
 
 use parking_lot::Mutex;
 
@@ -8,7 +8,7 @@ use super::Recorder;
 use super::tree::{OpenError, Outbox, Outgoing, ROOT, State, Tree};
 use crate::context::{ContextGuard, WithContext};
 use crate::document::{
-    AnnotationError, AnnotationValue, Aws, Cause, Document, MetadataError, Service, XraySdk,
+    AnnotationError, AnnotationValue, Cause, Document, MetadataError, Service, XraySdk,
 };
 use crate::header::{Sampled, TraceHeader};
 use crate::id::{SegmentId, TraceId};
@@ -233,16 +233,6 @@ pub(super) fn service_block(version: Option<String>) -> Service {
     service
 }
 
-/// The `aws` block of segments no sampling rule named: this SDK, shared by all of them.
-fn sdk_block() -> &'static Arc<Aws> {
-    static BLOCK: OnceLock<Arc<Aws>> = OnceLock::new();
-    BLOCK.get_or_init(|| {
-        let mut aws = Aws::default();
-        aws.xray = Some(XraySdk::rust());
-        Arc::new(aws)
-    })
-}
-
 // ===== impl Segment =====
 
 /// A segment: one request or unit of work in this service. Ends when [`end`](Self::end) is
@@ -302,7 +292,7 @@ impl Segment {
         // Both blocks are shared, built once: a segment allocates neither.
         doc.set_shared_service(inner.service.clone());
         match rule.as_deref() {
-            None => doc.set_shared_aws(sdk_block().clone()),
+            None => doc.set_shared_aws(crate::document::sdk_block().clone()),
             Some(rule) => {
                 let mut sdk = XraySdk::rust();
                 sdk.sampling_rule_name = Some(rule.to_owned());
