@@ -337,11 +337,28 @@ impl<T: FromStr<Err = ParseIdError>> serde::de::Visitor<'_> for IdVisitor<T> {
 
 const HEX: &[u8; 16] = b"0123456789abcdef";
 
+/// Two lower-case hex digits for every byte value.
+const HEX_PAIRS: [[u8; 2]; 256] = {
+    let mut t = [[0u8; 2]; 256];
+    let mut i = 0;
+    while i < 256 {
+        t[i] = [HEX[i >> 4], HEX[i & 0xf]];
+        i += 1;
+    }
+    t
+};
+
 /// Writes `value` as exactly `buf.len()` lower-case hex digits (the low `4 * len` bits).
 fn write_hex(buf: &mut [u8], mut value: u64) {
-    for b in buf.iter_mut().rev() {
-        *b = HEX[(value & 0xf) as usize];
+    let (pairs, odd) = buf.as_chunks_mut::<2>();
+    // An odd length ends with a single digit: the lowest nibble.
+    if let Some(last) = odd.first_mut() {
+        *last = HEX[(value & 0xf) as usize];
         value >>= 4;
+    }
+    for pair in pairs.iter_mut().rev() {
+        *pair = HEX_PAIRS[(value & 0xff) as usize];
+        value >>= 8;
     }
 }
 

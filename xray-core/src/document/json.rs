@@ -407,18 +407,14 @@ fn write_time(out: &mut Vec<u8>, t: f64) -> Result<(), serde_json::Error> {
         let mut buf = [b'.'; 17];
         let (a, b) = (lo / 10_000, lo % 10_000);
         let (c, d) = (frac / 10_000, frac % 10_000);
-        for (at, v) in [
-            (0, hi),
-            (2, a / 100),
-            (4, a % 100),
-            (6, b / 100),
-            (8, b % 100),
-            (11, c),
-            (13, d / 100),
-            (15, d % 100),
-        ] {
-            put_pair(&mut buf, at, u64::from(v));
-        }
+        put_pair(&mut buf, 0, hi);
+        put_pair(&mut buf, 2, a / 100);
+        put_pair(&mut buf, 4, a % 100);
+        put_pair(&mut buf, 6, b / 100);
+        put_pair(&mut buf, 8, b % 100);
+        put_pair(&mut buf, 11, c);
+        put_pair(&mut buf, 13, d / 100);
+        put_pair(&mut buf, 15, d % 100);
         out.extend_from_slice(&buf);
         return Ok(());
     }
@@ -455,10 +451,11 @@ const PAIRS: &[u8; 200] = b"0001020304050607080910111213141516171819\
 8081828384858687888990919293949596979899";
 
 /// Writes the two digits of `v` (below 100) at `buf[i..i + 2]`.
-fn put_pair(buf: &mut [u8], i: usize, v: u64) {
-    let v = v as usize * 2;
-    if let (Some(dst), Some(src)) = (buf.get_mut(i..i + 2), PAIRS.get(v..v + 2)) {
-        dst.copy_from_slice(src);
+#[inline]
+fn put_pair(buf: &mut [u8], i: usize, v: u32) {
+    if let (Some(dst), Some(src)) = (buf.get_mut(i..i + 2), PAIRS.get(v as usize * 2..)) {
+        dst[0] = src[0];
+        dst[1] = src[1];
     }
 }
 
@@ -468,12 +465,12 @@ fn put_digits(buf: &mut [u8], end: usize, mut v: u64) -> usize {
     let mut i = end;
     while v >= 100 && i >= 2 {
         i -= 2;
-        put_pair(buf, i, v % 100);
+        put_pair(buf, i, (v % 100) as u32);
         v /= 100;
     }
     if v >= 10 && i >= 2 {
         i -= 2;
-        put_pair(buf, i, v);
+        put_pair(buf, i, v as u32);
     } else if i >= 1 {
         i -= 1;
         buf[i] = b'0' + v as u8;

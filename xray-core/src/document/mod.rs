@@ -931,12 +931,24 @@ fn sanitize_name(name: &str) -> Box<str> {
 
 /// An ASCII byte [`is_name_char`] accepts.
 fn is_plain_name_byte(b: u8) -> bool {
-    b.is_ascii_alphanumeric()
-        || matches!(
-            b,
-            b' ' | b'_' | b'.' | b':' | b'/' | b'%' | b'&' | b'#' | b'=' | b'+' | b'-' | b'@'
-        )
+    PLAIN_NAME_BYTES[b as usize]
 }
+
+/// The ASCII bytes [`is_name_char`] accepts, as a table.
+const PLAIN_NAME_BYTES: [bool; 256] = {
+    let mut t = [false; 256];
+    let mut b = 0;
+    while b < 128 {
+        let c = b as u8;
+        t[b] = c.is_ascii_alphanumeric()
+            || matches!(
+                c,
+                b' ' | b'_' | b'.' | b':' | b'/' | b'%' | b'&' | b'#' | b'=' | b'+' | b'-' | b'@'
+            );
+        b += 1;
+    }
+    t
+};
 
 fn is_name_char(c: char) -> bool {
     // \p{Z} is exactly the White_Space characters that are not control characters.
