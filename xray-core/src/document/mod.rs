@@ -637,6 +637,7 @@ impl Document {
     }
 
     /// Embeds `child` in `subsegments`.
+    #[inline]
     pub fn add_subsegment(&mut self, child: Document) {
         self.subsegments.push(child);
     }

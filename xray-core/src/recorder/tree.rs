@@ -78,6 +78,7 @@ pub(crate) struct Outbox {
 }
 
 impl Outbox {
+    #[inline]
     fn push(&mut self, doc: Outgoing) {
         if self.first.is_none() {
             self.first = Some(doc);
@@ -134,6 +135,7 @@ impl State {
     }
 
     /// Adds a child under a live entity; returns its slot and generation.
+    #[inline]
     pub(crate) fn open(
         &mut self,
         parent: u32,
@@ -145,19 +147,21 @@ impl State {
             return Err(OpenError::TooDeep);
         }
         p.open_children += 1;
-        let live = Live {
-            doc,
-            parent,
-            open_children: 0,
-            depth: p.depth + 1,
-        };
+        let depth = p.depth + 1;
+        // `Live` is built where it is stored: a document is 176 bytes, and every move of it
+        // is a copy.
         Ok(match self.free.pop() {
             Some(i) => {
                 // Slots on the free list exist: `take` pushes only indices it found.
                 let Some(slot) = self.slots.get_mut(i as usize) else {
                     return Err(OpenError::Gone);
                 };
-                slot.live = Some(live);
+                slot.live = Some(Live {
+                    doc,
+                    parent,
+                    open_children: 0,
+                    depth,
+                });
                 (i, slot.generation)
             }
             None => {
@@ -169,7 +173,12 @@ impl State {
                 }
                 self.slots.push(Slot {
                     generation: 0,
-                    live: Some(live),
+                    live: Some(Live {
+                        doc,
+                        parent,
+                        open_children: 0,
+                        depth,
+                    }),
                 });
                 (i, 0)
             }
@@ -247,13 +256,17 @@ impl State {
         self.held = 0;
     }
 
+    #[inline]
     fn take(&mut self, slot: u32) -> Option<Live> {
         let s = self.slots.get_mut(slot as usize)?;
-        let live = s.live.take()?;
-        s.generation = s.generation.wrapping_add(1);
-        if slot != ROOT {
-            self.free.push(slot);
+        // Returned as taken, without unwrapping and rewrapping (each a copy of the document).
+        let live = s.live.take();
+        if live.is_some() {
+            s.generation = s.generation.wrapping_add(1);
+            if slot != ROOT {
+                self.free.push(slot);
+            }
         }
-        Some(live)
+        live
     }
 }
