@@ -283,6 +283,21 @@ impl Segment {
                 done: false,
             };
         }
+        Self::begin_recorded(recorder, name, trace_id, id, parent, requested, rule)
+    }
+
+    /// The recording half of [`Segment::begin`], kept out of line so the unsampled path
+    /// stays small.
+    #[inline(never)]
+    fn begin_recorded(
+        recorder: &Recorder,
+        name: &str,
+        trace_id: TraceId,
+        id: SegmentId,
+        parent: Option<SegmentId>,
+        requested: bool,
+        rule: Option<Arc<str>>,
+    ) -> Segment {
         let inner = &recorder.inner;
         let mut doc = Document::new(name, id, now_secs(recorder));
         doc.set_trace_id(trace_id);
@@ -403,11 +418,14 @@ impl Segment {
         self.finish();
     }
 
+    #[inline]
     fn finish(&mut self) {
         if std::mem::replace(&mut self.done, true) {
             return;
         }
-        end_entity(&self.entity);
+        if let Some(node) = &self.entity.node {
+            end_entity(node);
+        }
     }
 }
 
@@ -476,11 +494,14 @@ impl Subsegment {
         self.finish();
     }
 
+    #[inline]
     fn finish(&mut self) {
         if std::mem::replace(&mut self.done, true) {
             return;
         }
-        end_entity(&self.entity);
+        if let Some(node) = &self.entity.node {
+            end_entity(node);
+        }
     }
 }
 
@@ -490,8 +511,7 @@ impl Drop for Subsegment {
     }
 }
 
-fn end_entity(entity: &Entity) {
-    let Some(node) = &entity.node else { return };
+fn end_entity(node: &Node) {
     let tree = &node.tree;
     let recorder = &tree.recorder;
     let end_time = now_secs(recorder);
