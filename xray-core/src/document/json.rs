@@ -20,7 +20,8 @@ use crate::{SegmentId, TraceId};
 
 impl Document {
     /// Appends this document as JSON to `out`: the same JSON value as its `Serialize` impl
-    /// (`serde_json::to_writer`), about twice as fast. This is what the recorder sends.
+    /// (`serde_json::to_writer`), written without `serde`'s generic path. This is what the recorder
+    /// sends.
     ///
     /// Times are written with six decimals (`1735689600.120000` where `serde_json` writes
     /// `1735689600.12`): the same number. On error (which only a broken `serde_json` value
