@@ -28,6 +28,7 @@ mod json;
 mod metadata;
 mod trim;
 
+use std::cell::RefCell;
 use std::error::Error;
 use std::sync::Arc;
 
@@ -149,7 +150,9 @@ impl From<&str> for Namespace {
 /// ```
 #[derive(Debug, Clone, PartialEq)]
 pub struct Document {
-    name: Box<str>,
+    /// Shared: documents made on one thread with the same name share one string (see
+    /// [`shared_name`]).
+    name: Arc<str>,
     id: SegmentId,
     /// `trace_id` and `parent_id`, boxed: most documents are embedded subsegments with neither,
     /// and an open subsegment should cost as little memory as possible.
@@ -863,7 +866,7 @@ impl<'de> Deserialize<'de> for Document {
         });
         let in_progress = w.in_progress.unwrap_or(false);
         Ok(Self {
-            name: w.name.unwrap_or_default().into_boxed_str(),
+            name: w.name.unwrap_or_default().into(),
             id: w.id,
             link: (w.trace_id.is_some() || w.parent_id.is_some()).then(|| {
                 Box::new(Link {
@@ -901,10 +904,11 @@ fn finite_or_zero(t: f64) -> f64 {
 
 /// Keeps the characters the service accepts in a name (Unicode letters, numbers, space
 /// separators, and `_ . : / % & # = + - @`), cut to 200 characters; never empty.
-fn sanitize_name(name: &str) -> Box<str> {
-    // Nearly every name is short ASCII the service accepts as it is: one check, one copy.
+fn sanitize_name(name: &str) -> Arc<str> {
+    // Nearly every name is short ASCII the service accepts as it is: one check, and usually
+    // no copy (see `shared_name`).
     if (1..=MAX_NAME_CHARS).contains(&name.len()) && name.bytes().all(is_plain_name_byte) {
-        return name.into();
+        return shared_name(name);
     }
     let mut out = String::with_capacity(name.len().min(MAX_NAME_CHARS * 4));
     let mut kept = 0;
@@ -927,7 +931,46 @@ fn sanitize_name(name: &str) -> Box<str> {
     if dropped {
         tracing::debug!(target: "xray_core::document", name = %out, "segment name sanitised");
     }
-    out.into_boxed_str()
+    out.into()
+}
+
+/// Names recently made on this thread. A service uses a handful of names over and over:
+/// sharing them saves an allocation and a free per document (a reference count instead).
+struct NameCache {
+    names: [Option<Arc<str>>; NAME_CACHE_LEN],
+    next: usize,
+}
+
+const NAME_CACHE_LEN: usize = 4;
+
+thread_local! {
+    static NAMES: RefCell<NameCache> = const {
+        RefCell::new(NameCache {
+            names: [const { None }; NAME_CACHE_LEN],
+            next: 0,
+        })
+    };
+}
+
+/// `name`, already valid, as a string shared with recent documents of the same name.
+fn shared_name(name: &str) -> Arc<str> {
+    NAMES
+        .try_with(|cache| {
+            let mut cache = cache.try_borrow_mut().ok()?;
+            if let Some(hit) = cache.names.iter().flatten().find(|n| ***n == *name) {
+                return Some(hit.clone());
+            }
+            let fresh: Arc<str> = name.into();
+            let next = cache.next;
+            cache.next = (next + 1) % NAME_CACHE_LEN;
+            if let Some(slot) = cache.names.get_mut(next) {
+                *slot = Some(fresh.clone());
+            }
+            Some(fresh)
+        })
+        .ok()
+        .flatten()
+        .unwrap_or_else(|| name.into())
 }
 
 /// An ASCII byte [`is_name_char`] accepts.
