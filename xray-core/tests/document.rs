@@ -67,6 +67,21 @@ fn names_are_cut_to_200_characters_on_a_char_boundary() {
     json_of(&doc(&long));
 }
 
+proptest! {
+    /// ASCII names, the common case, against the documented rule.
+    #[test]
+    fn ascii_names_keep_exactly_the_accepted_characters(name in "[\\x00-\\x7f]{0,220}") {
+        let kept: String = name
+            .chars()
+            .filter(|c| c.is_ascii_alphanumeric() || " _.:/%&#=+-@".contains(*c))
+            .take(200)
+            .collect();
+        let expected = if kept.is_empty() { "unnamed".to_owned() } else { kept };
+        let d = doc(&name);
+        prop_assert_eq!(d.name(), expected.as_str());
+    }
+}
+
 #[test]
 fn names_are_never_empty() {
     for bad in ["", "???", "\t\n", "<>()"] {

@@ -24,10 +24,13 @@ mod annotation;
 mod aws;
 mod cause;
 mod http;
+mod json;
 mod metadata;
 mod trim;
 
+use std::cell::RefCell;
 use std::error::Error;
+use std::sync::Arc;
 
 use serde::ser::SerializeMap;
 use serde::{Deserialize, Deserializer, Serialize, Serializer};
@@ -40,6 +43,8 @@ pub use cause::{Cause, CauseDetails, Exception, StackFrame};
 pub use http::{Http, HttpRequest, HttpResponse, StatusFlags};
 pub use metadata::{DEFAULT_METADATA_NAMESPACE, Metadata, MetadataError};
 pub use trim::Trimmed;
+
+pub(crate) use json::sdk_block;
 
 /// The longest name the service accepts, in characters.
 const MAX_NAME_CHARS: usize = 200;
@@ -115,8 +120,9 @@ impl From<&str> for Namespace {
 ///
 /// The same type serves segments, subsegments embedded in a parent's `subsegments`, and
 /// independent subsegments sent on their own (see [`Document::set_independent`]). Rarely used
-/// blocks live behind boxes and empty ones allocate nothing, so an open subsegment costs 176
-/// bytes on 64-bit targets plus its name.
+/// blocks live behind pointers and empty ones allocate nothing, so an open subsegment costs
+/// 144 bytes on 64-bit targets plus its name (shared with recent documents of the same name
+/// made on the same thread).
 ///
 /// Names are sanitised when set: characters outside what the service accepts (Unicode letters,
 /// numbers and spaces, and `_ . : / % & # = + - @`) are removed, the result is cut to 200
@@ -145,7 +151,9 @@ impl From<&str> for Namespace {
 /// ```
 #[derive(Debug, Clone, PartialEq)]
 pub struct Document {
-    name: Box<str>,
+    /// Shared: documents made on one thread with the same name share one string (see
+    /// [`shared_name`]).
+    name: Arc<str>,
     id: SegmentId,
     /// `trace_id` and `parent_id`, boxed: most documents are embedded subsegments with neither,
     /// and an open subsegment should cost as little memory as possible.
@@ -156,10 +164,12 @@ pub struct Document {
     annotations: Option<Box<Annotations>>,
     metadata: Option<Box<Metadata>>,
     http: Option<Box<Http>>,
-    aws: Option<Box<Aws>>,
+    /// Shared: a recorder gives every segment the same SDK block without allocating it.
+    aws: Option<Arc<Aws>>,
     sql: Option<Box<Sql>>,
     cause: Option<Box<Cause>>,
-    service: Option<Box<Service>>,
+    /// Shared like `aws`.
+    service: Option<Arc<Service>>,
     rare: Option<Box<Rare>>,
     // One byte next to the flags; an `Option<Namespace>` field would take 24.
     namespace: NamespaceTag,
@@ -402,7 +412,7 @@ impl Document {
 
     /// Sets the `service` block.
     pub fn set_service(&mut self, service: Service) {
-        self.service = Some(Box::new(service));
+        self.service = Some(Arc::new(service));
     }
 
     // ----- http, aws, sql -----
@@ -446,7 +456,17 @@ impl Document {
 
     /// The `aws` block, created empty if missing.
     pub fn aws_mut(&mut self) -> &mut Aws {
-        self.aws.get_or_insert_with(Box::default)
+        Arc::make_mut(self.aws.get_or_insert_with(Arc::default))
+    }
+
+    /// Sets the `service` block to one shared with other documents (no copy until changed).
+    pub(crate) fn set_shared_service(&mut self, service: Arc<Service>) {
+        self.service = Some(service);
+    }
+
+    /// Sets the `aws` block to one shared with other documents (no copy until changed).
+    pub(crate) fn set_shared_aws(&mut self, aws: Arc<Aws>) {
+        self.aws = Some(aws);
     }
 
     /// The `sql` block.
@@ -621,6 +641,7 @@ impl Document {
     }
 
     /// Embeds `child` in `subsegments`.
+    #[inline]
     pub fn add_subsegment(&mut self, child: Document) {
         self.subsegments.push(child);
     }
@@ -846,7 +867,7 @@ impl<'de> Deserialize<'de> for Document {
         });
         let in_progress = w.in_progress.unwrap_or(false);
         Ok(Self {
-            name: w.name.unwrap_or_default().into_boxed_str(),
+            name: w.name.unwrap_or_default().into(),
             id: w.id,
             link: (w.trace_id.is_some() || w.parent_id.is_some()).then(|| {
                 Box::new(Link {
@@ -860,10 +881,10 @@ impl<'de> Deserialize<'de> for Document {
             annotations: w.annotations.filter(|a| !a.is_empty()).map(Box::new),
             metadata: w.metadata.filter(|m| !m.is_empty()).map(Box::new),
             http: http.map(Box::new),
-            aws: w.aws.map(Box::new),
+            aws: w.aws.map(Arc::new),
             sql: w.sql.map(Box::new),
             cause: w.cause.map(Box::new),
-            service: w.service.map(Box::new),
+            service: w.service.map(Arc::new),
             rare,
             namespace,
             in_progress,
@@ -884,7 +905,12 @@ fn finite_or_zero(t: f64) -> f64 {
 
 /// Keeps the characters the service accepts in a name (Unicode letters, numbers, space
 /// separators, and `_ . : / % & # = + - @`), cut to 200 characters; never empty.
-fn sanitize_name(name: &str) -> Box<str> {
+fn sanitize_name(name: &str) -> Arc<str> {
+    // Nearly every name is short ASCII the service accepts as it is: one check, and usually
+    // no copy (see `shared_name`).
+    if (1..=MAX_NAME_CHARS).contains(&name.len()) && name.bytes().all(is_plain_name_byte) {
+        return shared_name(name);
+    }
     let mut out = String::with_capacity(name.len().min(MAX_NAME_CHARS * 4));
     let mut kept = 0;
     let mut dropped = false;
@@ -906,8 +932,68 @@ fn sanitize_name(name: &str) -> Box<str> {
     if dropped {
         tracing::debug!(target: "xray_core::document", name = %out, "segment name sanitised");
     }
-    out.into_boxed_str()
+    out.into()
 }
+
+/// Names recently made on this thread. A service uses a handful of names over and over:
+/// sharing them saves an allocation and a free per document (a reference count instead).
+struct NameCache {
+    names: [Option<Arc<str>>; NAME_CACHE_LEN],
+    next: usize,
+}
+
+const NAME_CACHE_LEN: usize = 4;
+
+thread_local! {
+    static NAMES: RefCell<NameCache> = const {
+        RefCell::new(NameCache {
+            names: [const { None }; NAME_CACHE_LEN],
+            next: 0,
+        })
+    };
+}
+
+/// `name`, already valid, as a string shared with recent documents of the same name.
+fn shared_name(name: &str) -> Arc<str> {
+    NAMES
+        .try_with(|cache| {
+            let mut cache = cache.try_borrow_mut().ok()?;
+            if let Some(hit) = cache.names.iter().flatten().find(|n| ***n == *name) {
+                return Some(hit.clone());
+            }
+            let fresh: Arc<str> = name.into();
+            let next = cache.next;
+            cache.next = (next + 1) % NAME_CACHE_LEN;
+            if let Some(slot) = cache.names.get_mut(next) {
+                *slot = Some(fresh.clone());
+            }
+            Some(fresh)
+        })
+        .ok()
+        .flatten()
+        .unwrap_or_else(|| name.into())
+}
+
+/// An ASCII byte [`is_name_char`] accepts.
+fn is_plain_name_byte(b: u8) -> bool {
+    PLAIN_NAME_BYTES[b as usize]
+}
+
+/// The ASCII bytes [`is_name_char`] accepts, as a table.
+const PLAIN_NAME_BYTES: [bool; 256] = {
+    let mut t = [false; 256];
+    let mut b = 0;
+    while b < 128 {
+        let c = b as u8;
+        t[b] = c.is_ascii_alphanumeric()
+            || matches!(
+                c,
+                b' ' | b'_' | b'.' | b':' | b'/' | b'%' | b'&' | b'#' | b'=' | b'+' | b'-' | b'@'
+            );
+        b += 1;
+    }
+    t
+};
 
 fn is_name_char(c: char) -> bool {
     // \p{Z} is exactly the White_Space characters that are not control characters.

@@ -324,7 +324,7 @@ impl RecorderBuilder {
                 streaming_threshold,
                 honor_upstream: self.honor_upstream,
                 lambda,
-                service_version: self.service_version.map(Into::into),
+                service: Arc::new(super::entity::service_block(self.service_version)),
                 origin: self.origin.map(Into::into),
                 stats: send::Stats::default(),
                 missing_log: LogLimiter::new(60),

@@ -5,7 +5,7 @@ use std::sync::Arc;
 use parking_lot::Mutex;
 
 use super::Recorder;
-use super::tree::{OpenError, Outgoing, ROOT, State, Tree};
+use super::tree::{OpenError, Outbox, Outgoing, ROOT, State, Tree};
 use crate::context::{ContextGuard, WithContext};
 use crate::document::{
     AnnotationError, AnnotationValue, Cause, Document, MetadataError, Service, XraySdk,
@@ -225,6 +225,14 @@ fn now_secs(recorder: &Recorder) -> f64 {
 /// The compiler that built this crate, for `service.runtime_version`.
 const RUSTC_VERSION: &str = env!("XRAY_RUSTC_VERSION");
 
+/// The `service` block of a recorder's segments.
+pub(super) fn service_block(version: Option<String>) -> Service {
+    let mut service = Service::rust();
+    service.version = version;
+    service.runtime_version = Some(RUSTC_VERSION.to_owned());
+    service
+}
+
 // ===== impl Segment =====
 
 /// A segment: one request or unit of work in this service. Ends when [`end`](Self::end) is
@@ -275,19 +283,37 @@ impl Segment {
                 done: false,
             };
         }
+        Self::begin_recorded(recorder, name, trace_id, id, parent, requested, rule)
+    }
+
+    /// The recording half of [`Segment::begin`], kept out of line so the unsampled path
+    /// stays small.
+    #[inline(never)]
+    fn begin_recorded(
+        recorder: &Recorder,
+        name: &str,
+        trace_id: TraceId,
+        id: SegmentId,
+        parent: Option<SegmentId>,
+        requested: bool,
+        rule: Option<Arc<str>>,
+    ) -> Segment {
         let inner = &recorder.inner;
         let mut doc = Document::new(name, id, now_secs(recorder));
         doc.set_trace_id(trace_id);
         if let Some(parent) = parent {
             doc.set_parent_id(parent);
         }
-        let mut service = Service::rust();
-        service.version = inner.service_version.as_deref().map(str::to_owned);
-        service.runtime_version = Some(RUSTC_VERSION.to_owned());
-        doc.set_service(service);
-        let mut sdk = XraySdk::rust();
-        sdk.sampling_rule_name = rule.as_deref().map(str::to_owned);
-        doc.aws_mut().xray = Some(sdk);
+        // Both blocks are shared, built once: a segment allocates neither.
+        doc.set_shared_service(inner.service.clone());
+        match rule.as_deref() {
+            None => doc.set_shared_aws(crate::document::sdk_block().clone()),
+            Some(rule) => {
+                let mut sdk = XraySdk::rust();
+                sdk.sampling_rule_name = Some(rule.to_owned());
+                doc.aws_mut().xray = Some(sdk);
+            }
+        }
         if let Some(origin) = inner.origin.as_deref() {
             doc.set_origin(origin);
         }
@@ -392,11 +418,14 @@ impl Segment {
         self.finish();
     }
 
+    #[inline]
     fn finish(&mut self) {
         if std::mem::replace(&mut self.done, true) {
             return;
         }
-        end_entity(&self.entity);
+        if let Some(node) = &self.entity.node {
+            end_entity(node);
+        }
     }
 }
 
@@ -465,11 +494,14 @@ impl Subsegment {
         self.finish();
     }
 
+    #[inline]
     fn finish(&mut self) {
         if std::mem::replace(&mut self.done, true) {
             return;
         }
-        end_entity(&self.entity);
+        if let Some(node) = &self.entity.node {
+            end_entity(node);
+        }
     }
 }
 
@@ -479,12 +511,11 @@ impl Drop for Subsegment {
     }
 }
 
-fn end_entity(entity: &Entity) {
-    let Some(node) = &entity.node else { return };
+fn end_entity(node: &Node) {
     let tree = &node.tree;
     let recorder = &tree.recorder;
     let end_time = now_secs(recorder);
-    let mut out = Vec::new();
+    let mut out = Outbox::default();
     let threshold = recorder.inner.streaming_threshold;
     tree.state.lock().end(
         node.slot,

@@ -65,7 +65,8 @@ pub(crate) struct Inner {
     pub(crate) streaming_threshold: usize,
     pub(crate) honor_upstream: bool,
     pub(crate) lambda: bool,
-    pub(crate) service_version: Option<Box<str>>,
+    /// The `service` block of every segment, built once.
+    pub(crate) service: Arc<crate::document::Service>,
     pub(crate) origin: Option<Box<str>>,
     pub(crate) stats: send::Stats,
     pub(crate) missing_log: LogLimiter,

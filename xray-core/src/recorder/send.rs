@@ -214,5 +214,5 @@ impl Recorder {
 fn serialize(doc: &Document, buf: &mut Vec<u8>) -> bool {
     buf.clear();
     buf.extend_from_slice(DAEMON_HEADER);
-    serde_json::to_writer(&mut *buf, doc).is_ok() && buf.len() <= MAX_DATAGRAM_LEN
+    doc.write_json(buf).is_ok() && buf.len() <= MAX_DATAGRAM_LEN
 }

@@ -19,6 +19,7 @@ use crate::id::TraceId;
 pub(crate) const ROOT: u32 = 0;
 const NO_PARENT: u32 = u32::MAX;
 const GROWTH: usize = 256;
+const INITIAL_SLOTS: usize = 4;
 
 pub(crate) struct Tree {
     pub(crate) recorder: Recorder,
@@ -69,18 +70,48 @@ pub(crate) enum Outgoing {
     Independent(Document),
 }
 
+/// The documents one `end` sends: nearly always none or one, which need no allocation.
+#[derive(Default)]
+pub(crate) struct Outbox {
+    first: Option<Outgoing>,
+    more: Vec<Outgoing>,
+}
+
+impl Outbox {
+    #[inline]
+    fn push(&mut self, doc: Outgoing) {
+        if self.first.is_none() {
+            self.first = Some(doc);
+        } else {
+            self.more.push(doc);
+        }
+    }
+}
+
+impl IntoIterator for Outbox {
+    type Item = Outgoing;
+    type IntoIter = std::iter::Chain<std::option::IntoIter<Outgoing>, std::vec::IntoIter<Outgoing>>;
+
+    fn into_iter(self) -> Self::IntoIter {
+        self.first.into_iter().chain(self.more)
+    }
+}
+
 impl State {
     pub(crate) fn new(root: Document) -> Self {
+        // Room for a few subsegments: most segments never grow the vector.
+        let mut slots = Vec::with_capacity(INITIAL_SLOTS);
+        slots.push(Slot {
+            generation: 0,
+            live: Some(Live {
+                doc: root,
+                parent: NO_PARENT,
+                open_children: 0,
+                depth: 0,
+            }),
+        });
         Self {
-            slots: vec![Slot {
-                generation: 0,
-                live: Some(Live {
-                    doc: root,
-                    parent: NO_PARENT,
-                    open_children: 0,
-                    depth: 0,
-                }),
-            }],
+            slots,
             free: Vec::new(),
             held: 0,
         }
@@ -104,6 +135,7 @@ impl State {
     }
 
     /// Adds a child under a live entity; returns its slot and generation.
+    #[inline]
     pub(crate) fn open(
         &mut self,
         parent: u32,
@@ -115,19 +147,21 @@ impl State {
             return Err(OpenError::TooDeep);
         }
         p.open_children += 1;
-        let live = Live {
-            doc,
-            parent,
-            open_children: 0,
-            depth: p.depth + 1,
-        };
+        let depth = p.depth + 1;
+        // `Live` is built where it is stored: a document is 176 bytes, and every move of it
+        // is a copy.
         Ok(match self.free.pop() {
             Some(i) => {
                 // Slots on the free list exist: `take` pushes only indices it found.
                 let Some(slot) = self.slots.get_mut(i as usize) else {
                     return Err(OpenError::Gone);
                 };
-                slot.live = Some(live);
+                slot.live = Some(Live {
+                    doc,
+                    parent,
+                    open_children: 0,
+                    depth,
+                });
                 (i, slot.generation)
             }
             None => {
@@ -139,7 +173,12 @@ impl State {
                 }
                 self.slots.push(Slot {
                     generation: 0,
-                    live: Some(live),
+                    live: Some(Live {
+                        doc,
+                        parent,
+                        open_children: 0,
+                        depth,
+                    }),
                 });
                 (i, 0)
             }
@@ -157,7 +196,7 @@ impl State {
         end_time: f64,
         tree: &Tree,
         threshold: usize,
-        out: &mut Vec<Outgoing>,
+        out: &mut Outbox,
     ) -> bool {
         let Some(live) = self.live(slot, generation) else {
             return false;
@@ -200,7 +239,7 @@ impl State {
     }
 
     /// Sends every completed subtree held by an open entity as an independent subsegment.
-    fn stream(&mut self, trace_id: TraceId, out: &mut Vec<Outgoing>) {
+    fn stream(&mut self, trace_id: TraceId, out: &mut Outbox) {
         for slot in &mut self.slots {
             let Some(l) = slot.live.as_mut() else {
                 continue;
@@ -217,13 +256,17 @@ impl State {
         self.held = 0;
     }
 
+    #[inline]
     fn take(&mut self, slot: u32) -> Option<Live> {
         let s = self.slots.get_mut(slot as usize)?;
-        let live = s.live.take()?;
-        s.generation = s.generation.wrapping_add(1);
-        if slot != ROOT {
-            self.free.push(slot);
+        // Returned as taken, without unwrapping and rewrapping (each a copy of the document).
+        let live = s.live.take();
+        if live.is_some() {
+            s.generation = s.generation.wrapping_add(1);
+            if slot != ROOT {
+                self.free.push(slot);
+            }
         }
-        Some(live)
+        live
     }
 }

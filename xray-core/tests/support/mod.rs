@@ -90,6 +90,11 @@ pub(crate) fn to_checked_json(schema: &Schema, doc: &xray_core::Document) -> Val
     let value: Value = serde_json::from_str(&text).expect("output is JSON");
     assert_no_null(&value, "");
     schema.assert_valid(&value);
+    // The recorder sends what `write_json` writes: it must be the same document.
+    let mut sent = Vec::new();
+    doc.write_json(&mut sent).expect("document writes");
+    let sent: Value = serde_json::from_slice(&sent).expect("write_json output is JSON");
+    assert_eq!(sent, value, "write_json and Serialize differ");
     value
 }
 
