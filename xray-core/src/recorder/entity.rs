@@ -57,6 +57,25 @@ impl Entity {
         }
     }
 
+    /// The root of a new tree: a sampled segment, or a Lambda facade.
+    fn root(recorder: &Recorder, trace_id: TraceId, doc: Document, facade: bool) -> Self {
+        Self {
+            trace_id,
+            id: doc.id(),
+            sampled: true,
+            node: Some(Node {
+                tree: Arc::new(Tree {
+                    recorder: recorder.clone(),
+                    trace_id,
+                    facade,
+                    state: Mutex::new(State::new(doc)),
+                }),
+                slot: ROOT,
+                generation: 0,
+            }),
+        }
+    }
+
     /// The trace this entity belongs to.
     pub fn trace_id(&self) -> TraceId {
         self.trace_id
@@ -105,7 +124,7 @@ impl Entity {
         let opened = node.tree.state.lock().open(node.slot, node.generation, doc);
         match opened {
             Ok((slot, generation)) => Subsegment {
-                entity: Entity {
+                owner: Owner::new(Entity {
                     trace_id: self.trace_id,
                     id,
                     sampled: true,
@@ -114,8 +133,7 @@ impl Entity {
                         slot,
                         generation,
                     }),
-                },
-                done: false,
+                }),
             },
             Err(OpenError::Gone) => {
                 tracing::debug!(
@@ -241,16 +259,15 @@ pub(super) fn service_block(version: Option<String>) -> Service {
 ///
 /// Derefs to [`Entity`] for annotations, metadata, errors and subsegments.
 pub struct Segment {
-    entity: Entity,
+    owner: Owner,
     requested: bool,
     rule: Option<Arc<str>>,
-    done: bool,
 }
 
 impl fmt::Debug for Segment {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("Segment")
-            .field("entity", &self.entity)
+            .field("entity", &self.owner.entity)
             .field("requested", &self.requested)
             .finish()
     }
@@ -260,7 +277,7 @@ impl std::ops::Deref for Segment {
     type Target = Entity;
 
     fn deref(&self) -> &Entity {
-        &self.entity
+        &self.owner.entity
     }
 }
 
@@ -277,10 +294,9 @@ impl Segment {
         let id = SegmentId::new();
         if !sampled {
             return Segment {
-                entity: Entity::unrecorded(trace_id, id, false),
+                owner: Owner::new(Entity::unrecorded(trace_id, id, false)),
                 requested,
                 rule: None,
-                done: false,
             };
         }
         Self::begin_recorded(recorder, name, trace_id, id, parent, requested, rule)
@@ -318,24 +334,9 @@ impl Segment {
             doc.set_origin(origin);
         }
         Segment {
-            entity: Entity {
-                trace_id,
-                id,
-                sampled: true,
-                node: Some(Node {
-                    tree: Arc::new(Tree {
-                        recorder: recorder.clone(),
-                        trace_id,
-                        facade: false,
-                        state: Mutex::new(State::new(doc)),
-                    }),
-                    slot: ROOT,
-                    generation: 0,
-                }),
-            },
+            owner: Owner::new(Entity::root(recorder, trace_id, doc, false)),
             requested,
             rule,
-            done: false,
         }
     }
 
@@ -347,44 +348,28 @@ impl Segment {
     ) -> Segment {
         let entity = if sampled {
             let doc = Document::new("facade", id, now_secs(recorder));
-            Entity {
-                trace_id,
-                id,
-                sampled: true,
-                node: Some(Node {
-                    tree: Arc::new(Tree {
-                        recorder: recorder.clone(),
-                        trace_id,
-                        facade: true,
-                        state: Mutex::new(State::new(doc)),
-                    }),
-                    slot: ROOT,
-                    generation: 0,
-                }),
-            }
+            Entity::root(recorder, trace_id, doc, true)
         } else {
             Entity::unrecorded(trace_id, id, false)
         };
         Segment {
-            entity,
+            owner: Owner::new(entity),
             requested: false,
             rule: None,
-            done: false,
         }
     }
 
     pub(crate) fn unsampled(trace_id: TraceId) -> Segment {
         Segment {
-            entity: Entity::unrecorded(trace_id, SegmentId::new(), false),
+            owner: Owner::new(Entity::unrecorded(trace_id, SegmentId::new(), false)),
             requested: false,
             rule: None,
-            done: false,
         }
     }
 
     /// The entity this segment is, for the context or for passing by hand.
     pub fn entity(&self) -> &Entity {
-        &self.entity
+        &self.owner.entity
     }
 
     /// The name of the centralized sampling rule that sampled this segment, if one did.
@@ -395,9 +380,9 @@ impl Segment {
     /// The `X-Amzn-Trace-Id` a server returns to its caller: `Root`, plus `Sampled` when the
     /// caller asked with `Sampled=?`.
     pub fn response_header(&self) -> TraceHeader {
-        let h = TraceHeader::new(self.entity.trace_id);
+        let h = TraceHeader::new(self.owner.entity.trace_id);
         if self.requested {
-            h.with_sampled(if self.entity.sampled {
+            h.with_sampled(if self.owner.entity.sampled {
                 Sampled::Yes
             } else {
                 Sampled::No
@@ -415,23 +400,7 @@ impl Segment {
 
     /// Ends the segment now.
     pub fn end(mut self) {
-        self.finish();
-    }
-
-    #[inline]
-    fn finish(&mut self) {
-        if std::mem::replace(&mut self.done, true) {
-            return;
-        }
-        if let Some(node) = &self.entity.node {
-            end_entity(node);
-        }
-    }
-}
-
-impl Drop for Segment {
-    fn drop(&mut self) {
-        self.finish();
+        self.owner.finish();
     }
 }
 
@@ -442,14 +411,13 @@ impl Drop for Segment {
 ///
 /// Derefs to [`Entity`] for annotations, metadata, errors and nested subsegments.
 pub struct Subsegment {
-    entity: Entity,
-    done: bool,
+    owner: Owner,
 }
 
 impl fmt::Debug for Subsegment {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("Subsegment")
-            .field("entity", &self.entity)
+            .field("entity", &self.owner.entity)
             .finish()
     }
 }
@@ -458,7 +426,7 @@ impl std::ops::Deref for Subsegment {
     type Target = Entity;
 
     fn deref(&self) -> &Entity {
-        &self.entity
+        &self.owner.entity
     }
 }
 
@@ -466,21 +434,23 @@ impl Subsegment {
     /// A subsegment that records nothing (what is returned when there is no context).
     pub fn none() -> Subsegment {
         Subsegment {
-            entity: Entity::unrecorded(TraceId::from_parts(0, 0), SegmentId::from_u64(0), false),
-            done: true,
+            owner: Owner::new(Entity::unrecorded(
+                TraceId::from_parts(0, 0),
+                SegmentId::from_u64(0),
+                false,
+            )),
         }
     }
 
     fn unrecorded(trace_id: TraceId, sampled: bool) -> Subsegment {
         Subsegment {
-            entity: Entity::unrecorded(trace_id, SegmentId::new(), sampled),
-            done: true,
+            owner: Owner::new(Entity::unrecorded(trace_id, SegmentId::new(), sampled)),
         }
     }
 
     /// The entity this subsegment is.
     pub fn entity(&self) -> &Entity {
-        &self.entity
+        &self.owner.entity
     }
 
     /// Runs `fut` with this subsegment current on every poll, and ends the subsegment when
@@ -491,7 +461,24 @@ impl Subsegment {
 
     /// Ends the subsegment now.
     pub fn end(mut self) {
-        self.finish();
+        self.owner.finish();
+    }
+}
+
+// ===== impl Owner =====
+
+/// Ends its entity once: at `finish`, or when dropped. What [`Segment`] and [`Subsegment`]
+/// share; an entity that is not recorded has nothing to end.
+struct Owner {
+    entity: Entity,
+    done: bool,
+}
+
+impl Owner {
+    #[inline]
+    fn new(entity: Entity) -> Self {
+        let done = entity.node.is_none();
+        Self { entity, done }
     }
 
     #[inline]
@@ -505,7 +492,8 @@ impl Subsegment {
     }
 }
 
-impl Drop for Subsegment {
+impl Drop for Owner {
+    #[inline]
     fn drop(&mut self) {
         self.finish();
     }
