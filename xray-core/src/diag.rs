@@ -36,6 +36,13 @@ impl LogLimiter {
     }
 }
 
+impl Default for LogLimiter {
+    /// One line a minute, the interval every diagnostic of the crate uses.
+    fn default() -> Self {
+        LogLimiter::new(60)
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

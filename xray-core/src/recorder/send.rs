@@ -30,12 +30,6 @@ pub(crate) struct Stats {
     size_log: LogLimiter,
 }
 
-impl Default for LogLimiter {
-    fn default() -> Self {
-        LogLimiter::new(60)
-    }
-}
-
 /// Counters of a [`Recorder`]'s output, since it was built.
 ///
 /// # Examples
