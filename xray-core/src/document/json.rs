@@ -43,6 +43,15 @@ impl Document {
     /// # Ok::<(), xray_core::AnnotationError>(())
     /// ```
     pub fn write_json(&self, out: &mut Vec<u8>) -> Result<(), serde_json::Error> {
+        self.write_fields(out)?;
+        let mut open = false;
+        self.write_subsegments(out, &mut open)?;
+        close_subsegments(out, open);
+        Ok(())
+    }
+
+    /// Writes everything up to the `subsegments` array: `{`, then every field but that one.
+    pub(crate) fn write_fields(&self, out: &mut Vec<u8>) -> Result<(), serde_json::Error> {
         out.extend_from_slice(b"{\"name\":");
         write_str(out, &self.name);
         out.extend_from_slice(b",\"id\":");
@@ -151,18 +160,42 @@ impl Document {
             }
             out.push(b']');
         }
-        if !self.subsegments.is_empty() {
-            out.extend_from_slice(b",\"subsegments\":");
-            let mut sep = b'[';
-            for child in &self.subsegments {
-                out.push(sep);
-                sep = b',';
-                child.write_json(out)?;
-            }
-            out.push(b']');
-        }
-        out.push(b'}');
         Ok(())
+    }
+
+    /// Writes this document's own subsegments as elements of the `subsegments` array, opening
+    /// it (`,"subsegments":[`) before the first one; `open` tells whether it is open.
+    pub(crate) fn write_subsegments(
+        &self,
+        out: &mut Vec<u8>,
+        open: &mut bool,
+    ) -> Result<(), serde_json::Error> {
+        for child in &self.subsegments {
+            open_element(out, open);
+            child.write_json(out)?;
+        }
+        Ok(())
+    }
+}
+
+/// Starts one element of the `subsegments` array, opening the array first if it is not open.
+#[inline]
+pub(crate) fn open_element(out: &mut Vec<u8>, open: &mut bool) {
+    if *open {
+        out.push(b',');
+    } else {
+        out.extend_from_slice(b",\"subsegments\":[");
+        *open = true;
+    }
+}
+
+/// Closes the `subsegments` array if it was opened, then the document.
+#[inline]
+pub(crate) fn close_subsegments(out: &mut Vec<u8>, open: bool) {
+    if open {
+        out.extend_from_slice(b"]}");
+    } else {
+        out.push(b'}');
     }
 }
 

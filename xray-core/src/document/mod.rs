@@ -44,7 +44,7 @@ pub use http::{Http, HttpRequest, HttpResponse, StatusFlags};
 pub use metadata::{DEFAULT_METADATA_NAMESPACE, Metadata, MetadataError};
 pub use trim::Trimmed;
 
-pub(crate) use json::sdk_block;
+pub(crate) use json::{close_subsegments, open_element, sdk_block};
 
 /// The longest name the service accepts, in characters.
 const MAX_NAME_CHARS: usize = 200;

@@ -515,7 +515,7 @@ fn end_entity(node: &Node) {
     );
     for doc in out {
         match doc {
-            Outgoing::Segment(doc) => recorder.send(doc, false),
+            Outgoing::Segment(arena) => recorder.send_segment(arena),
             Outgoing::Independent(doc) => recorder.send(doc, true),
         }
     }

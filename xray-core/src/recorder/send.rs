@@ -4,6 +4,7 @@ use std::cell::RefCell;
 use std::sync::atomic::{AtomicU64, Ordering};
 
 use super::Recorder;
+use super::tree::Arena;
 use crate::diag::LogLimiter;
 use crate::document::Document;
 use crate::emitter::{DAEMON_HEADER, Datagram, EmitError, MAX_DATAGRAM_LEN};
@@ -111,20 +112,21 @@ impl Recorder {
         if streamed {
             bump(&self.inner.stats.streamed);
         }
-        let mut buf = BUF
-            .try_with(|b| b.try_borrow_mut().map(|mut b| std::mem::take(&mut *b)).ok())
-            .ok()
-            .flatten()
-            .unwrap_or_default();
-        self.send_with(doc, &mut buf);
-        // Keep the buffer for the next document, unless one huge document grew it.
-        if buf.capacity() <= 4 * MAX_DATAGRAM_LEN {
-            let _ = BUF.try_with(|b| {
-                if let Ok(mut b) = b.try_borrow_mut() {
-                    *b = buf;
-                }
-            });
-        }
+        with_buf(|buf| self.send_with(doc, buf));
+    }
+
+    /// Sends a completed segment straight from its tree; only one over the size budget is
+    /// first turned into a plain document to be split or trimmed.
+    pub(crate) fn send_segment(&self, arena: Arena) {
+        with_buf(|buf| {
+            buf.clear();
+            buf.extend_from_slice(DAEMON_HEADER);
+            if arena.write_json(buf).is_ok() && buf.len() <= MAX_DATAGRAM_LEN {
+                self.emit(buf);
+            } else if let Some(doc) = arena.into_document() {
+                self.send_with(doc, buf);
+            }
+        });
     }
 
     fn send_with(&self, mut doc: Document, buf: &mut Vec<u8>) {
@@ -201,6 +203,24 @@ impl Recorder {
                 }
             }
         }
+    }
+}
+
+/// Runs `f` with this thread's serialization buffer (a fresh one if it is in use).
+fn with_buf(f: impl FnOnce(&mut Vec<u8>)) {
+    let mut buf = BUF
+        .try_with(|b| b.try_borrow_mut().map(|mut b| std::mem::take(&mut *b)).ok())
+        .ok()
+        .flatten()
+        .unwrap_or_default();
+    f(&mut buf);
+    // Keep the buffer for the next document, unless one huge document grew it.
+    if buf.capacity() <= 4 * MAX_DATAGRAM_LEN {
+        let _ = BUF.try_with(|b| {
+            if let Ok(mut b) = b.try_borrow_mut() {
+                *b = buf;
+            }
+        });
     }
 }
 

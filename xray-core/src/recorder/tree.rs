@@ -1,23 +1,27 @@
 //! The live tree of one sampled segment.
 //!
-//! Every entity of the segment (the segment and its open subsegments) sits in a slot of one
-//! vector behind one mutex. A handle is the tree's `Arc` plus a slot index and a generation, so
-//! beginning a subsegment costs one short lock and no allocation of its own beyond its name,
-//! and a stale handle (its entity already ended and its slot reused) can never touch another
-//! entity. The lock is never held while user code runs or while anything is sent.
+//! Every entity of the segment sits in a slot of one vector behind one mutex. A handle is the
+//! tree's `Arc` plus a slot index and a generation, so beginning a subsegment costs one short
+//! lock and no allocation of its own beyond its name, and a stale handle (its entity already
+//! ended and its slot reused) can never touch another entity. The lock is never held while
+//! user code runs or while anything is sent.
 //!
-//! When an entity has ended and all its children have, its document is moved into its parent's
-//! `subsegments`: completed subtrees travel up as plain documents, and the segment's document
-//! is complete, ready to serialize, the moment its last entity ends.
+//! A document stays in its slot from the moment it begins until it is sent: an entity that has
+//! ended, with all its children, is only marked done and linked into its parent's list of
+//! completed children. Nothing is moved on the way, so ending a subsegment costs a few stores,
+//! and when the segment completes the whole vector leaves the lock at once (an [`Arena`]) and
+//! is written out as one nested document. Completed subtrees sent ahead of their segment
+//! (streaming, Lambda) are taken out of the vector as plain [`Document`]s, freeing their slots.
 
 use parking_lot::Mutex;
 
 use super::Recorder;
-use crate::document::Document;
+use crate::document::{Document, close_subsegments, open_element};
 use crate::id::TraceId;
 
 pub(crate) const ROOT: u32 = 0;
-const NO_PARENT: u32 = u32::MAX;
+/// No slot: the root's parent, the end of a list of children.
+const NONE: u32 = u32::MAX;
 const GROWTH: usize = 256;
 const INITIAL_SLOTS: usize = 4;
 
@@ -32,21 +36,27 @@ pub(crate) struct Tree {
 pub(crate) struct State {
     slots: Vec<Slot>,
     free: Vec<u32>,
-    /// Completed subsegments held in the documents of open entities.
+    /// Completed subsegments held under open entities.
     held: usize,
 }
 
-struct Slot {
+pub(crate) struct Slot {
     generation: u32,
-    live: Option<Live>,
+    entry: Option<Entry>,
 }
 
-/// An entity not yet sent. It has ended once its document has an end time.
-struct Live {
+/// An entity not yet sent.
+struct Entry {
     doc: Document,
     parent: u32,
     open_children: u32,
+    /// Children that have completed, in the order they did, linked through `next_sibling`.
+    first_child: u32,
+    last_child: u32,
+    next_sibling: u32,
     depth: u16,
+    /// Ended, with every child: it waits in its parent's list to be sent.
+    done: bool,
 }
 
 /// Why a subsegment could not be added.
@@ -65,7 +75,7 @@ pub(crate) const MAX_DEPTH: u16 = 48;
 /// A document leaving the tree.
 pub(crate) enum Outgoing {
     /// The finished segment, with every subsegment not already sent.
-    Segment(Document),
+    Segment(Arena),
     /// A completed subtree sent ahead of its segment.
     Independent(Document),
 }
@@ -103,12 +113,7 @@ impl State {
         let mut slots = Vec::with_capacity(INITIAL_SLOTS);
         slots.push(Slot {
             generation: 0,
-            live: Some(Live {
-                doc: root,
-                parent: NO_PARENT,
-                open_children: 0,
-                depth: 0,
-            }),
+            entry: Some(Entry::new(root, NONE, 0)),
         });
         Self {
             slots,
@@ -117,21 +122,22 @@ impl State {
         }
     }
 
-    fn live(&mut self, slot: u32, generation: u32) -> Option<&mut Live> {
+    fn live(&mut self, slot: u32, generation: u32) -> Option<&mut Entry> {
         self.slots
             .get_mut(slot as usize)
             .filter(|s| s.generation == generation)
-            .and_then(|s| s.live.as_mut())
+            .and_then(|s| s.entry.as_mut())
+            .filter(|e| !e.done)
     }
 
-    /// Runs `f` on the document of a live entity; `None` if it has been sent already.
+    /// Runs `f` on the document of a live entity; `None` if it has completed already.
     pub(crate) fn with_doc<R>(
         &mut self,
         slot: u32,
         generation: u32,
         f: impl FnOnce(&mut Document) -> R,
     ) -> Option<R> {
-        self.live(slot, generation).map(|l| f(&mut l.doc))
+        self.live(slot, generation).map(|e| f(&mut e.doc))
     }
 
     /// Adds a child under a live entity; returns its slot and generation.
@@ -148,20 +154,15 @@ impl State {
         }
         p.open_children += 1;
         let depth = p.depth + 1;
-        // `Live` is built where it is stored: a document is 176 bytes, and every move of it
-        // is a copy.
+        // The entry is built where it is stored: a document is 144 bytes, and every move of
+        // it is a copy.
         Ok(match self.free.pop() {
             Some(i) => {
-                // Slots on the free list exist: `take` pushes only indices it found.
+                // Slots on the free list exist: `take_subtree` pushes only indices it found.
                 let Some(slot) = self.slots.get_mut(i as usize) else {
                     return Err(OpenError::Gone);
                 };
-                slot.live = Some(Live {
-                    doc,
-                    parent,
-                    open_children: 0,
-                    depth,
-                });
+                slot.entry = Some(Entry::new(doc, parent, depth));
                 (i, slot.generation)
             }
             None => {
@@ -173,12 +174,7 @@ impl State {
                 }
                 self.slots.push(Slot {
                     generation: 0,
-                    live: Some(Live {
-                        doc,
-                        parent,
-                        open_children: 0,
-                        depth,
-                    }),
+                    entry: Some(Entry::new(doc, parent, depth)),
                 });
                 (i, 0)
             }
@@ -187,7 +183,7 @@ impl State {
 
     /// Ends a live entity at `end_time`. Returns false if it had ended already.
     ///
-    /// Completed entities move into their parents; documents ready to send are pushed to
+    /// Completed entities join their parents' lists; documents ready to send are pushed to
     /// `out`. `threshold` is the streaming threshold (0 sends every completed subtree at once).
     pub(crate) fn end(
         &mut self,
@@ -198,39 +194,57 @@ impl State {
         threshold: usize,
         out: &mut Outbox,
     ) -> bool {
-        let Some(live) = self.live(slot, generation) else {
+        let Some(entry) = self.live(slot, generation) else {
             return false;
         };
-        if live.doc.end_time().is_some() {
+        if entry.doc.end_time().is_some() {
             return false;
         }
-        live.doc.set_end_time(end_time);
+        entry.doc.set_end_time(end_time);
 
         let mut cur = slot;
         let mut completed_any = false;
-        while let Some(Slot { live: Some(l), .. }) = self.slots.get(cur as usize) {
-            if l.doc.end_time().is_none() || l.open_children > 0 {
+        while let Some(Slot {
+            generation: g,
+            entry: Some(e),
+        }) = self.slots.get_mut(cur as usize)
+        {
+            if e.doc.end_time().is_none() || e.open_children > 0 {
                 break;
             }
-            let Some(l) = self.take(cur) else { break };
-            if l.parent == NO_PARENT {
+            // Done: handles to it no longer reach it.
+            e.done = true;
+            *g = g.wrapping_add(1);
+            let parent = e.parent;
+            if parent == NONE {
                 if !tree.facade {
-                    out.push(Outgoing::Segment(l.doc));
+                    out.push(Outgoing::Segment(Arena {
+                        slots: std::mem::take(&mut self.slots),
+                    }));
                 }
                 return true;
             }
-            let Some(parent) = self
+            let Some(p) = self
                 .slots
-                .get_mut(l.parent as usize)
-                .and_then(|s| s.live.as_mut())
+                .get_mut(parent as usize)
+                .and_then(|s| s.entry.as_mut())
             else {
                 break;
             };
-            parent.open_children -= 1;
-            parent.doc.add_subsegment(l.doc);
+            p.open_children -= 1;
+            let last = std::mem::replace(&mut p.last_child, cur);
+            if last == NONE {
+                p.first_child = cur;
+            } else if let Some(prev) = self
+                .slots
+                .get_mut(last as usize)
+                .and_then(|s| s.entry.as_mut())
+            {
+                prev.next_sibling = cur;
+            }
             self.held += 1;
             completed_any = true;
-            cur = l.parent;
+            cur = parent;
         }
         if completed_any && (tree.facade || self.held > threshold) {
             self.stream(tree.trace_id, out);
@@ -240,33 +254,96 @@ impl State {
 
     /// Sends every completed subtree held by an open entity as an independent subsegment.
     fn stream(&mut self, trace_id: TraceId, out: &mut Outbox) {
-        for slot in &mut self.slots {
-            let Some(l) = slot.live.as_mut() else {
+        for i in 0..self.slots.len() {
+            let Some(e) = self.slots.get_mut(i).and_then(|s| s.entry.as_mut()) else {
                 continue;
             };
-            if l.doc.subsegments().is_empty() {
+            if e.done || e.first_child == NONE {
                 continue;
             }
-            let parent_id = l.doc.id();
-            for mut child in l.doc.subsegments_mut().drain(..) {
-                child.set_independent(trace_id, parent_id);
-                out.push(Outgoing::Independent(child));
+            let parent_id = e.doc.id();
+            let mut child = std::mem::replace(&mut e.first_child, NONE);
+            e.last_child = NONE;
+            while let Some((mut doc, next)) = self.take_subtree(child) {
+                doc.set_independent(trace_id, parent_id);
+                out.push(Outgoing::Independent(doc));
+                child = next;
             }
         }
         self.held = 0;
     }
 
-    #[inline]
-    fn take(&mut self, slot: u32) -> Option<Live> {
-        let s = self.slots.get_mut(slot as usize)?;
-        // Returned as taken, without unwrapping and rewrapping (each a copy of the document).
-        let live = s.live.take();
-        if live.is_some() {
-            s.generation = s.generation.wrapping_add(1);
-            if slot != ROOT {
-                self.free.push(slot);
-            }
+    /// Takes a completed subtree out as one document, freeing its slots; returns it with its
+    /// next sibling. `None` for [`NONE`], the end of a list.
+    fn take_subtree(&mut self, slot: u32) -> Option<(Document, u32)> {
+        let e = self.slots.get_mut(slot as usize)?.entry.take()?;
+        self.free.push(slot);
+        let mut doc = e.doc;
+        let mut child = e.first_child;
+        while let Some((d, next)) = self.take_subtree(child) {
+            doc.add_subsegment(d);
+            child = next;
         }
-        live
+        Some((doc, e.next_sibling))
+    }
+}
+
+impl Entry {
+    #[inline]
+    fn new(doc: Document, parent: u32, depth: u16) -> Self {
+        Self {
+            doc,
+            parent,
+            open_children: 0,
+            first_child: NONE,
+            last_child: NONE,
+            next_sibling: NONE,
+            depth,
+            done: false,
+        }
+    }
+}
+
+/// A completed segment: every entity of its tree, the root at [`ROOT`], each linked to its
+/// completed children.
+pub(crate) struct Arena {
+    slots: Vec<Slot>,
+}
+
+impl Arena {
+    fn entry(&self, slot: u32) -> Option<&Entry> {
+        self.slots.get(slot as usize)?.entry.as_ref()
+    }
+
+    /// Writes the segment as one JSON document, subsegments nested.
+    pub(crate) fn write_json(&self, out: &mut Vec<u8>) -> Result<(), serde_json::Error> {
+        self.write_entry(ROOT, out)
+    }
+
+    fn write_entry(&self, slot: u32, out: &mut Vec<u8>) -> Result<(), serde_json::Error> {
+        let Some(e) = self.entry(slot) else {
+            return Ok(());
+        };
+        e.doc.write_fields(out)?;
+        let mut open = false;
+        e.doc.write_subsegments(out, &mut open)?;
+        let mut child = e.first_child;
+        while let Some(c) = self.entry(child) {
+            open_element(out, &mut open);
+            self.write_entry(child, out)?;
+            child = c.next_sibling;
+        }
+        close_subsegments(out, open);
+        Ok(())
+    }
+
+    /// The segment as one plain document, subsegments nested (for splitting and trimming).
+    pub(crate) fn into_document(self) -> Option<Document> {
+        let mut state = State {
+            slots: self.slots,
+            free: Vec::new(),
+            held: 0,
+        };
+        state.take_subtree(ROOT).map(|(doc, _)| doc)
     }
 }
