@@ -231,8 +231,14 @@ impl Document {
     ///
     /// A start time that is NaN or infinite becomes 0: JSON cannot carry it.
     pub fn new(name: &str, id: SegmentId, start_time: f64) -> Self {
+        Self::with_name(SanitizedName::new(name), id, start_time)
+    }
+
+    /// [`Document::new`] with a name already sanitised.
+    #[inline]
+    pub(crate) fn with_name(name: SanitizedName, id: SegmentId, start_time: f64) -> Self {
         Self {
-            name: sanitize_name(name),
+            name: name.0,
             id,
             link: None,
             start_time: finite_or_zero(start_time),
@@ -905,6 +911,16 @@ fn finite_or_zero(t: f64) -> f64 {
 
 /// Keeps the characters the service accepts in a name (Unicode letters, numbers, space
 /// separators, and `_ . : / % & # = + - @`), cut to 200 characters; never empty.
+/// A name as documents carry it: sanitised, and shared with other documents of the same name.
+pub(crate) struct SanitizedName(Arc<str>);
+
+impl SanitizedName {
+    #[inline]
+    pub(crate) fn new(name: &str) -> Self {
+        Self(sanitize_name(name))
+    }
+}
+
 fn sanitize_name(name: &str) -> Arc<str> {
     // Nearly every name is short ASCII the service accepts as it is: one check, and usually
     // no copy (see `shared_name`).

@@ -8,7 +8,8 @@ use super::Recorder;
 use super::tree::{OpenError, Outbox, Outgoing, ROOT, State, Tree};
 use crate::context::{ContextGuard, WithContext};
 use crate::document::{
-    AnnotationError, AnnotationValue, Cause, Document, MetadataError, Service, XraySdk,
+    AnnotationError, AnnotationValue, Cause, Document, MetadataError, SanitizedName, Service,
+    XraySdk,
 };
 use crate::header::{Sampled, TraceHeader};
 use crate::id::{SegmentId, TraceId};
@@ -120,8 +121,13 @@ impl Entity {
         };
         let recorder = &node.tree.recorder;
         let id = SegmentId::new();
-        let doc = Document::new(name, id, now_secs(recorder));
-        let opened = node.tree.state.lock().open(node.slot, node.generation, doc);
+        let name = SanitizedName::new(name);
+        let start = now_secs(recorder);
+        let opened = node
+            .tree
+            .state
+            .lock()
+            .open(node.slot, node.generation, name, id, start);
         match opened {
             Ok((slot, generation)) => Subsegment {
                 owner: Owner::new(Entity {

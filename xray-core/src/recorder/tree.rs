@@ -16,8 +16,8 @@
 use parking_lot::Mutex;
 
 use super::Recorder;
-use crate::document::{Document, close_subsegments, open_element};
-use crate::id::TraceId;
+use crate::document::{Document, SanitizedName, close_subsegments, open_element};
+use crate::id::{SegmentId, TraceId};
 
 pub(crate) const ROOT: u32 = 0;
 /// No slot: the root's parent, the end of a list of children.
@@ -146,7 +146,9 @@ impl State {
         &mut self,
         parent: u32,
         generation: u32,
-        doc: Document,
+        name: SanitizedName,
+        id: SegmentId,
+        start_time: f64,
     ) -> Result<(u32, u32), OpenError> {
         let p = self.live(parent, generation).ok_or(OpenError::Gone)?;
         if p.depth >= MAX_DEPTH {
@@ -154,19 +156,9 @@ impl State {
         }
         p.open_children += 1;
         let depth = p.depth + 1;
-        // The entry is built where it is stored: a document is 144 bytes, and every move of
-        // it is a copy.
-        Ok(match self.free.pop() {
-            Some(i) => {
-                // Slots on the free list exist: `take_subtree` pushes only indices it found.
-                let Some(slot) = self.slots.get_mut(i as usize) else {
-                    return Err(OpenError::Gone);
-                };
-                slot.entry = Some(Entry::new(doc, parent, depth));
-                (i, slot.generation)
-            }
+        let i = match self.free.pop() {
+            Some(i) => i,
             None => {
-                let i = self.slots.len() as u32;
                 // Past a few hundred entities grow in fixed steps, not by doubling: an open
                 // subsegment then costs its slot plus at most a small fraction of slack.
                 if self.slots.len() == self.slots.capacity() && self.slots.capacity() >= GROWTH {
@@ -174,11 +166,23 @@ impl State {
                 }
                 self.slots.push(Slot {
                     generation: 0,
-                    entry: Some(Entry::new(doc, parent, depth)),
+                    entry: None,
                 });
-                (i, 0)
+                self.slots.len() as u32 - 1
             }
-        })
+        };
+        // Slots on the free list exist: `take_subtree` pushes only indices it found.
+        let Some(slot) = self.slots.get_mut(i as usize) else {
+            return Err(OpenError::Gone);
+        };
+        // The document is built where it is stored, not moved there: it is 144 bytes, and
+        // every move of it is a copy.
+        slot.entry = Some(Entry::new(
+            Document::with_name(name, id, start_time),
+            parent,
+            depth,
+        ));
+        Ok((i, slot.generation))
     }
 
     /// Ends a live entity at `end_time`. Returns false if it had ended already.
