@@ -290,6 +290,57 @@ fn ten_thousand_subsegments_each_arrive_exactly_once() {
 }
 
 #[test]
+fn nested_subtrees_arrive_whole_in_the_order_they_completed() {
+    let (recorder, emitter) = memory_recorder();
+    let segment = recorder.begin_segment("root");
+    let a = segment.begin_subsegment("a");
+    let b = segment.begin_subsegment("b");
+    let a1 = a.begin_subsegment("a1");
+    let a1x = a1.begin_subsegment("a1x");
+    let a_id = a.id();
+    // `a` ends first but completes last: its subtree is still open.
+    a.end();
+    assert!(a1.is_recording(), "a child outlives its ended parent");
+    b.end();
+    a1x.end();
+    a1.put_annotation("late", true).unwrap();
+    a1.end();
+    // A document embedded by hand comes before the subsegments recorded under the segment.
+    segment.update(|doc| {
+        doc.add_subsegment(xray_core::Document::new(
+            "manual",
+            xray_core::SegmentId::new(),
+            1.0,
+        ))
+    });
+    segment.end();
+
+    let docs = checked(emitter.documents());
+    assert_eq!(docs.len(), 1);
+    let names = |d: &Value| -> Vec<String> {
+        d["subsegments"]
+            .as_array()
+            .map(|a| {
+                a.iter()
+                    .map(|s| s["name"].as_str().unwrap().to_owned())
+                    .collect()
+            })
+            .unwrap_or_default()
+    };
+    let root = &docs[0];
+    assert_eq!(names(root), ["manual", "b", "a"]);
+    let a = &root["subsegments"][2];
+    assert_eq!(a["id"], a_id.to_string());
+    assert_eq!(names(a), ["a1"]);
+    assert_eq!(a["subsegments"][0]["annotations"]["late"], true);
+    assert_eq!(names(&a["subsegments"][0]), ["a1x"]);
+    assert!(root["subsegments"][1].get("subsegments").is_none());
+    // Read back as a `Document`, the tree serializes to the same JSON value.
+    let doc: xray_core::Document = serde_json::from_value(root.clone()).unwrap();
+    assert_eq!(&serde_json::to_value(&doc).unwrap(), root);
+}
+
+#[test]
 fn streaming_sends_completed_subtrees_ahead_of_the_segment() {
     let emitter = InMemoryEmitter::new();
     let recorder = Recorder::builder()
