@@ -62,6 +62,7 @@ fn the_recursion_detection_header_is_replaced() {
     let trace = local
         .wait_for_trace(trace_id, Duration::from_secs(20))
         .expect("trace arrives");
+    xray_testkit::assert_all_valid(trace.segments().iter().chain(trace.orphans()));
     let sub = trace.find("DynamoDB").unwrap();
     let ours = format!("Root={trace_id};Parent={};Sampled=1", sub.id().unwrap());
 

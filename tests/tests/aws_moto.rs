@@ -175,6 +175,7 @@ async fn dynamodb_calls_are_subsegments_with_whitelisted_parameters() {
     segment.end();
 
     let trace = local.wait_for_trace(trace_id, WAIT).expect("trace arrives");
+    xray_testkit::assert_all_valid(trace.segments().iter().chain(trace.orphans()));
     let root = trace.find("orders-api").unwrap();
     assert!(root.is_segment());
 
@@ -302,6 +303,7 @@ async fn sqs_calls_are_subsegments_and_messages_carry_the_trace() {
     segment.end();
 
     let trace = local.wait_for_trace(trace_id, WAIT).expect("trace arrives");
+    xray_testkit::assert_all_valid(trace.segments().iter().chain(trace.orphans()));
     let create = the_one(&trace, "SQS", "CreateQueue");
     assert_common(&create, &segment_id);
     assert_eq!(aws(&create)["queue_name"], "jobs");
@@ -415,6 +417,7 @@ async fn s3_calls_record_bucket_and_key_from_the_url() {
     segment.end();
 
     let trace = local.wait_for_trace(trace_id, WAIT).expect("trace arrives");
+    xray_testkit::assert_all_valid(trace.segments().iter().chain(trace.orphans()));
     let create = the_one(&trace, "S3", "CreateBucket");
     assert_common(&create, &segment_id);
     assert_eq!(aws(&create)["bucket_name"], "photos");

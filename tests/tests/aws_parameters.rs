@@ -22,6 +22,7 @@ async fn aws_blocks<F: std::future::Future<Output = ()>>(call: F) -> Vec<Value> 
     call.with_context(segment.entity().clone()).await;
     segment.end();
     let trace = local.wait_for_trace(trace_id, WAIT).expect("trace arrives");
+    xray_testkit::assert_all_valid(trace.segments().iter().chain(trace.orphans()));
     let root = trace.find("api").unwrap();
     root.doc()["subsegments"]
         .as_array()

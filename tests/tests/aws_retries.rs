@@ -53,6 +53,7 @@ async fn traced_get_item(server: &ScriptedServer, max_attempts: u32) -> (bool, V
         .await;
     segment.end();
     let trace = local.wait_for_trace(trace_id, WAIT).expect("trace arrives");
+    xray_testkit::assert_all_valid(trace.segments().iter().chain(trace.orphans()));
     let subs: Vec<_> = trace.find_all("DynamoDB").collect();
     assert_eq!(
         subs.len(),
@@ -141,6 +142,7 @@ async fn a_connection_failure_is_a_fault_without_status() {
     segment.end();
     assert!(!ok);
     let trace = local.wait_for_trace(trace_id, WAIT).expect("trace arrives");
+    xray_testkit::assert_all_valid(trace.segments().iter().chain(trace.orphans()));
     let sub = trace.find("DynamoDB").unwrap();
     let doc = sub.doc();
     assert_eq!(doc["fault"], true);
@@ -220,6 +222,7 @@ async fn a_call_cut_short_by_the_operation_timeout_is_a_fault() {
     segment.end();
     assert!(!ok);
     let trace = local.wait_for_trace(trace_id, WAIT).expect("trace arrives");
+    xray_testkit::assert_all_valid(trace.segments().iter().chain(trace.orphans()));
     let doc = trace.find("DynamoDB").unwrap().doc().clone();
     assert_eq!(doc["fault"], true);
     assert_eq!(doc["aws"]["retries"], 0);

@@ -54,6 +54,7 @@ fn rules_from_the_daemon_decide_and_statistics_flow_back() {
     let trace = daemon
         .wait_for_trace(trace_id, Duration::from_secs(10))
         .expect("sampled trace arrives");
+    xray_testkit::assert_all_valid(trace.segments().iter().chain(trace.orphans()));
     let doc = &trace.segments()[0];
     assert_eq!(doc["aws"]["xray"]["sampling_rule_name"], "Default");
 

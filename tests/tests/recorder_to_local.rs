@@ -48,6 +48,7 @@ fn a_streamed_segment_is_reassembled_by_the_daemon() {
     let trace = daemon
         .wait_for_trace(trace_id, Duration::from_secs(10))
         .expect("the trace arrives");
+    xray_testkit::assert_all_valid(trace.segments().iter().chain(trace.orphans()));
     assert!(trace.is_complete());
     assert_eq!(trace.segments().len(), 1);
     assert!(trace.orphans().is_empty());
@@ -73,6 +74,7 @@ fn an_oversize_segment_is_split_and_reassembled() {
     let trace = daemon
         .wait_for_trace(trace_id, Duration::from_secs(10))
         .expect("the trace arrives");
+    xray_testkit::assert_all_valid(trace.segments().iter().chain(trace.orphans()));
     assert_eq!(trace.find_all("chunk").count(), 6);
     assert!(trace.orphans().is_empty());
     assert_eq!(daemon.stats().dropped_total(), 0);

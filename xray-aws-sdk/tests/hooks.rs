@@ -100,7 +100,7 @@ fn run(x: &Exchange) -> Option<serde_json::Value> {
     drop(ctx);
     drop(cfg);
     segment.end();
-    let docs = emitter.documents();
+    let docs = xray_testkit::checked(emitter.documents());
     docs.first()
         .and_then(|d| d["subsegments"].as_array())
         .and_then(|s| s.first().cloned())

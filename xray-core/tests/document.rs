@@ -6,7 +6,7 @@ mod support;
 use std::backtrace::Backtrace;
 use std::error::Error;
 use std::fmt;
-use std::sync::{Arc, LazyLock, Mutex};
+use std::sync::{Arc, Mutex};
 
 use proptest::prelude::*;
 use serde_json::{Value, json};
@@ -25,11 +25,9 @@ fn doc(name: &str) -> Document {
     d
 }
 
-static SCHEMA: LazyLock<Schema> = LazyLock::new(Schema::load);
-
 /// The JSON of `d`, after checking it has no null and passes the segment schema.
 fn json_of(d: &Document) -> Value {
-    to_checked_json(&SCHEMA, d)
+    to_checked_json(Schema::get(), d)
 }
 
 // ===== size =====

@@ -23,8 +23,8 @@ fn refuses(schema: &Schema, doc: &Value) -> bool {
 
 #[test]
 fn the_schema_refuses_broken_documents() {
-    let schema = Schema::load();
-    assert!(!refuses(&schema, &valid_segment()));
+    let schema = Schema::get();
+    assert!(!refuses(schema, &valid_segment()));
 
     let breakages: [(&str, Value); 8] = [
         ("/name", json!("")),
@@ -40,22 +40,22 @@ fn the_schema_refuses_broken_documents() {
         let mut doc = valid_segment();
         let key = path.trim_start_matches('/');
         doc[key] = value.clone();
-        assert!(refuses(&schema, &doc), "{path} = {value} accepted");
+        assert!(refuses(schema, &doc), "{path} = {value} accepted");
     }
 
     let mut sub = valid_segment();
     sub["type"] = json!("subsegment");
     assert!(
-        refuses(&schema, &sub),
+        refuses(schema, &sub),
         "independent subsegment without parent_id accepted"
     );
     sub["parent_id"] = json!("53995c3f42cd8ad8");
-    assert!(!refuses(&schema, &sub));
+    assert!(!refuses(schema, &sub));
 }
 
 #[test]
 fn sanitised_names_satisfy_the_schema_pattern() {
-    let schema = Schema::load();
+    let schema = Schema::get();
     let names = [
         "plain",
         "with space and_.:/%&#=+-@",
@@ -70,9 +70,9 @@ fn sanitised_names_satisfy_the_schema_pattern() {
     for name in names {
         let mut d = Document::new(name, SegmentId::new(), 1.0);
         d.set_trace_id(TraceId::new());
-        to_checked_json(&schema, &d);
+        to_checked_json(schema, &d);
     }
     let mut long = Document::new(&"界".repeat(300), SegmentId::new(), 1.0);
     long.set_trace_id(TraceId::new());
-    to_checked_json(&schema, &long);
+    to_checked_json(schema, &long);
 }

@@ -182,12 +182,12 @@ fn assertions(vector: &Value) -> &[Value] {
 
 #[test]
 fn built_scenarios_pass_the_vector_assertions() {
-    let schema = Schema::load();
+    let schema = Schema::get();
     let mut failures = Vec::new();
     for file in vector_files() {
         let vector = load_json(&format!("segment_docs/{file}"));
         let doc = build(&file, &vector);
-        let json = to_checked_json(&schema, &doc);
+        let json = to_checked_json(schema, &doc);
         for f in check_assertions(&json, assertions(&vector)) {
             failures.push(format!("{file}: {f}\n{json:#}"));
         }
@@ -197,13 +197,13 @@ fn built_scenarios_pass_the_vector_assertions() {
 
 #[test]
 fn example_documents_round_trip_through_our_types() {
-    let schema = Schema::load();
+    let schema = Schema::get();
     let mut failures = Vec::new();
     for file in vector_files() {
         let vector = load_json(&format!("segment_docs/{file}"));
         let doc: Document = serde_json::from_value(vector["document"].clone())
             .unwrap_or_else(|e| panic!("{file}: example does not parse: {e}"));
-        let json = to_checked_json(&schema, &doc);
+        let json = to_checked_json(schema, &doc);
         for f in check_assertions(&json, assertions(&vector)) {
             failures.push(format!("{file}: {f}\n{json:#}"));
         }

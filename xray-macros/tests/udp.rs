@@ -81,6 +81,7 @@ fn a_captured_call_tree_arrives_whole() {
     let trace = local
         .wait_for_trace(trace_id, Duration::from_secs(10))
         .expect("the trace arrives");
+    xray_testkit::assert_all_valid(trace.segments().iter().chain(trace.orphans()));
     assert!(trace.is_complete());
     let checkout = trace.find("checkout").expect("checkout");
     assert_eq!(checkout.parent().and_then(|p| p.name()), Some("shop"));

@@ -76,7 +76,7 @@ async fn records_a_remote_subsegment_and_sends_its_id() {
     let trace_id = segment.trace_id();
     segment.end();
 
-    let docs = emitter.documents();
+    let docs = xray_testkit::checked(emitter.documents());
     let call = &subsegments(&docs[0])[0];
     assert_eq!(call["name"], "orders.internal");
     assert_eq!(call["namespace"], "remote");
@@ -125,7 +125,7 @@ async fn status_classes_map_to_flags() {
             .await
             .unwrap();
         segment.end();
-        let docs = emitter.documents();
+        let docs = xray_testkit::checked(emitter.documents());
         let call = &subsegments(&docs[0])[0];
         let flag = |k: &str| call.get(k).and_then(Value::as_bool).unwrap_or(false);
         assert_eq!(
@@ -158,7 +158,7 @@ async fn unsampled_trace_is_propagated_as_sampled_0() {
         .await
         .unwrap();
     segment.end();
-    assert!(emitter.documents().is_empty());
+    assert!(xray_testkit::checked(emitter.documents()).is_empty());
     let sent: TraceHeader = sent_header(&seen).unwrap().parse().unwrap();
     assert_eq!(sent.root().to_string(), ROOT);
     assert_eq!(sent.sampled(), xray_core::Sampled::No);
@@ -184,7 +184,7 @@ async fn no_context_sends_the_request_unchanged() {
             .unwrap();
         assert_eq!(response.status(), 200);
         assert_eq!(sent_header(&seen), None);
-        assert!(emitter.documents().is_empty());
+        assert!(xray_testkit::checked(emitter.documents()).is_empty());
         assert_eq!(recorder.stats().context_missing, 1, "{strategy:?}");
     }
 }
@@ -213,7 +213,7 @@ async fn calls_to_the_daemon_are_not_traced() {
             .unwrap();
     }
     segment.end();
-    let docs = emitter.documents();
+    let docs = xray_testkit::checked(emitter.documents());
     assert!(docs[0].get("subsegments").is_none(), "{:#?}", docs[0]);
     assert!(
         seen.lock()
@@ -243,7 +243,7 @@ async fn transport_error_is_a_fault_with_cause() {
         .expect_err("the error comes through");
     assert_eq!(err.kind(), std::io::ErrorKind::ConnectionRefused);
     segment.end();
-    let docs = emitter.documents();
+    let docs = xray_testkit::checked(emitter.documents());
     let call = &subsegments(&docs[0])[0];
     assert_eq!(call["fault"], true);
     assert_eq!(

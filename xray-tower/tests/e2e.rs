@@ -148,10 +148,12 @@ fn root_of(answered: Option<String>) -> String {
 
 async fn wait_trace(local: &Arc<XrayLocal>, id: String) -> Trace {
     let local = local.clone();
-    tokio::task::spawn_blocking(move || local.wait_for_trace(&id, WAIT))
+    let trace = tokio::task::spawn_blocking(move || local.wait_for_trace(&id, WAIT))
         .await
         .unwrap()
-        .expect("the trace settles")
+        .expect("the trace settles");
+    xray_testkit::assert_all_valid(trace.segments().iter().chain(trace.orphans()));
+    trace
 }
 
 /// Checks the A → B shape of a trace and returns B's segment's view of the remote call id.
@@ -304,6 +306,9 @@ async fn a_thousand_concurrent_requests_make_a_thousand_traces() {
         .await
         .unwrap();
     assert_eq!(traces.len(), N);
+    for trace in &traces {
+        xray_testkit::assert_all_valid(trace.segments().iter().chain(trace.orphans()));
+    }
     let ids: HashSet<String> = traces.iter().map(|t| t.id().to_string()).collect();
     assert_eq!(ids, roots);
     for trace in &traces {

@@ -73,7 +73,7 @@ async fn records_request_and_response() {
     let response = call(app(&recorder), req).await;
     assert_eq!(response.body(), "fine");
 
-    let doc = only(emitter.documents());
+    let doc = only(xray_testkit::checked(emitter.documents()));
     assert_eq!(doc["name"], "api");
     let http = &doc["http"];
     assert_eq!(http["request"]["method"], "GET");
@@ -99,7 +99,7 @@ async fn client_ip_from_connect_info_without_forwarded_for() {
     let peer: SocketAddr = "192.0.2.7:5555".parse().unwrap();
     req.extensions_mut().insert(ConnectInfo(peer));
     call(app(&recorder), req).await;
-    let doc = only(emitter.documents());
+    let doc = only(xray_testkit::checked(emitter.documents()));
     assert_eq!(doc["http"]["request"]["client_ip"], "192.0.2.7");
     assert!(doc["http"]["request"].get("x_forwarded_for").is_none());
 }
@@ -123,7 +123,7 @@ async fn status_classes_map_to_flags() {
             .unwrap();
         let response = call(app(&recorder), req).await;
         assert_eq!(response.status().as_u16(), status);
-        let doc = only(emitter.documents());
+        let doc = only(xray_testkit::checked(emitter.documents()));
         assert_eq!(doc["http"]["response"]["status"], status);
         let flag = |k: &str| doc.get(k).and_then(Value::as_bool).unwrap_or(false);
         assert_eq!(
@@ -145,7 +145,7 @@ async fn continues_upstream_trace() {
         .body(Body::empty())
         .unwrap();
     let response = call(app(&recorder), req).await;
-    let doc = only(emitter.documents());
+    let doc = only(xray_testkit::checked(emitter.documents()));
     assert_eq!(doc["trace_id"], ROOT);
     assert_eq!(doc["parent_id"], "53995c3f42cd8ad8");
     // Not asked with `Sampled=?`: only the root comes back.
@@ -164,7 +164,7 @@ async fn upstream_not_sampled_records_nothing_but_answers() {
         .unwrap();
     let response = call(app(&recorder), req).await;
     assert_eq!(response.body(), "worked");
-    assert!(emitter.documents().is_empty());
+    assert!(xray_testkit::checked(emitter.documents()).is_empty());
     assert_eq!(
         response.headers()["x-amzn-trace-id"],
         format!("Root={ROOT}")
@@ -222,7 +222,7 @@ async fn malformed_header_starts_a_new_trace() {
             .body(Body::empty())
             .unwrap();
         let response = call(app(&recorder), req).await;
-        let doc = only(emitter.documents());
+        let doc = only(xray_testkit::checked(emitter.documents()));
         assert!(doc.get("parent_id").is_none());
         let answered = response.headers()["x-amzn-trace-id"].to_str().unwrap();
         let answered: TraceHeader = answered.parse().unwrap();
@@ -238,7 +238,7 @@ async fn handler_work_nests_under_the_segment() {
     let (recorder, emitter) = in_memory();
     let req = get_req("/work").body(Body::empty()).unwrap();
     call(app(&recorder), req).await;
-    let doc = only(emitter.documents());
+    let doc = only(xray_testkit::checked(emitter.documents()));
     let subs = doc["subsegments"].as_array().expect("subsegments");
     let load = subs.iter().find(|s| s["name"] == "load").expect("load");
     assert_eq!(load["annotations"]["rows"], 3);
@@ -257,8 +257,7 @@ async fn dynamic_naming_uses_matching_hosts_only() {
             .unwrap();
         call(app.clone(), req).await;
     }
-    let names: Vec<_> = emitter
-        .documents()
+    let names: Vec<_> = xray_testkit::checked(emitter.documents())
         .iter()
         .map(|d| d["name"].clone())
         .collect();
@@ -278,7 +277,7 @@ async fn inner_error_is_a_fault_with_cause() {
         .await
         .expect_err("the inner error comes through unchanged");
     assert_eq!(err, "backend unavailable");
-    let doc = only(emitter.documents());
+    let doc = only(xray_testkit::checked(emitter.documents()));
     assert_eq!(doc["fault"], true);
     assert_eq!(
         doc["cause"]["exceptions"][0]["message"],
@@ -303,7 +302,7 @@ async fn panicking_handler_is_a_fault_and_still_panics() {
     let req = get_req("/boom").body(Body::empty()).unwrap();
     let joined = tokio::spawn(app.oneshot(req)).await;
     assert!(joined.expect_err("the panic goes on").is_panic());
-    let doc = only(emitter.documents());
+    let doc = only(xray_testkit::checked(emitter.documents()));
     assert_eq!(doc["fault"], true);
     let exception = &doc["cause"]["exceptions"][0];
     assert_eq!(exception["message"], "handler exploded");
@@ -331,9 +330,9 @@ async fn dropped_request_future_still_ends_the_segment() {
     let mut fut = Box::pin(fut);
     // Poll once so the request is under way, then give up on it.
     assert!(futures_poll_once(fut.as_mut()).await.is_none());
-    assert!(emitter.documents().is_empty());
+    assert!(xray_testkit::checked(emitter.documents()).is_empty());
     drop(fut);
-    let doc = only(emitter.documents());
+    let doc = only(xray_testkit::checked(emitter.documents()));
     assert!(doc["end_time"].as_f64().is_some());
     assert!(doc["http"].get("response").is_none());
 }
@@ -376,7 +375,10 @@ async fn streaming_body_ends_the_segment_after_the_last_chunk() {
     tx.send(Ok(Bytes::from_static(b"hello "))).unwrap();
     let first = body.frame().await.unwrap().unwrap().into_data().unwrap();
     assert_eq!(first, "hello ");
-    assert!(emitter.documents().is_empty(), "still sending");
+    assert!(
+        xray_testkit::checked(emitter.documents()).is_empty(),
+        "still sending"
+    );
 
     clock.advance_micros(2_000_000);
     tx.send(Ok(Bytes::from_static(b"world"))).unwrap();
@@ -384,7 +386,7 @@ async fn streaming_body_ends_the_segment_after_the_last_chunk() {
     body.frame().await.unwrap().unwrap();
     assert!(body.frame().await.is_none());
 
-    let doc = only(emitter.documents());
+    let doc = only(xray_testkit::checked(emitter.documents()));
     let start_s = start as f64 / 1e6;
     assert_eq!(doc["start_time"].as_f64().unwrap(), start_s);
     assert_eq!(doc["end_time"].as_f64().unwrap(), start_s + 3.0);
@@ -413,7 +415,7 @@ async fn failing_body_is_a_fault() {
         .await
         .expect_err("body fails");
     assert_eq!(err, "disk gone");
-    let doc = only(emitter.documents());
+    let doc = only(xray_testkit::checked(emitter.documents()));
     assert_eq!(doc["fault"], true);
     assert_eq!(doc["cause"]["exceptions"][0]["message"], "disk gone");
 }
@@ -429,7 +431,7 @@ async fn disabled_recorder_passes_through() {
     let response = call(app(&recorder), get_req("/ok").body(Body::empty()).unwrap()).await;
     assert_eq!(response.body(), "fine");
     assert!(response.headers().get("x-amzn-trace-id").is_none());
-    assert!(emitter.documents().is_empty());
+    assert!(xray_testkit::checked(emitter.documents()).is_empty());
 }
 
 #[tokio::test]
@@ -441,7 +443,10 @@ async fn tracing_name_from_the_environment_wins() {
         .build()
         .unwrap();
     call(app(&recorder), get_req("/ok").body(Body::empty()).unwrap()).await;
-    assert_eq!(only(emitter.documents())["name"], "forced");
+    assert_eq!(
+        only(xray_testkit::checked(emitter.documents()))["name"],
+        "forced"
+    );
 }
 
 #[tokio::test]
@@ -454,7 +459,7 @@ async fn oversized_client_values_are_cut() {
         .body(Body::empty())
         .unwrap();
     call(app(&recorder), req).await;
-    let doc = only(emitter.documents());
+    let doc = only(xray_testkit::checked(emitter.documents()));
     let request = &doc["http"]["request"];
     assert_eq!(request["user_agent"].as_str().unwrap().len(), 250);
     assert_eq!(request["client_ip"].as_str().unwrap().len(), 250);

@@ -21,68 +21,7 @@ pub(crate) fn load_json(rel: &str) -> Value {
 
 // ===== schema =====
 
-/// The saved draft-04 segment-document schema, as two validators: the root one for segments,
-/// and `#/definitions/subsegment` for subsegments.
-pub(crate) struct Schema {
-    segment: jsonschema::Validator,
-    subsegment: jsonschema::Validator,
-}
-
-impl Schema {
-    pub(crate) fn load() -> Self {
-        let root = load_json("xray-segmentdocument-schema-v1.0.0.json");
-        let segment = jsonschema::draft4::new(&root).expect("segment schema compiles");
-        // Same definitions, with the root pointing at the subsegment definition.
-        let sub = json!({
-            "$schema": root["$schema"].clone(),
-            "definitions": root["definitions"].clone(),
-            "$ref": "#/definitions/subsegment",
-        });
-        let subsegment = jsonschema::draft4::new(&sub).expect("subsegment schema compiles");
-        Self {
-            segment,
-            subsegment,
-        }
-    }
-
-    /// Panics with every schema error when `doc` is not a valid document; see
-    /// [`Schema::errors`].
-    pub(crate) fn assert_valid(&self, doc: &Value) {
-        let errors = self.errors(doc);
-        assert!(errors.is_empty(), "{}\n{doc:#}", errors.join("\n"));
-    }
-
-    /// Every reason `doc` is not a valid document.
-    ///
-    /// A document with `trace_id` and without `"type": "subsegment"` is a segment; anything else
-    /// is a subsegment. Independent subsegments must also carry `trace_id` and `parent_id`
-    /// (spec §2.14), which the schema's subsegment definition does not require.
-    ///
-    /// No field is stripped: the saved schema declares no `additionalProperties: false` outside
-    /// `annotations`, so the fields it predates (`aws.xray`, `aws.eks`, `aws.cloudwatch_logs`,
-    /// `service.runtime*`, `retries`, `id_2`, per-operation `aws` fields, `x_forwarded_for` on
-    /// subsegments, `traced`) pass its checks untouched.
-    pub(crate) fn errors(&self, doc: &Value) -> Vec<String> {
-        let is_segment = doc.get("trace_id").is_some() && doc.get("type").is_none();
-        let (validator, kind) = if is_segment {
-            (&self.segment, "segment")
-        } else {
-            (&self.subsegment, "subsegment")
-        };
-        let mut errors: Vec<String> = validator
-            .iter_errors(doc)
-            .map(|e| format!("{kind} schema: {e} at {}", e.instance_path()))
-            .collect();
-        if doc.get("type") == Some(&json!("subsegment")) {
-            for field in ["trace_id", "parent_id"] {
-                if doc.get(field).is_none() {
-                    errors.push(format!("independent subsegment without {field}"));
-                }
-            }
-        }
-        errors
-    }
-}
+pub(crate) use xray_testkit::Schema;
 
 /// Serializes `doc`, checks it contains no `null`, validates it, and returns the JSON.
 pub(crate) fn to_checked_json(schema: &Schema, doc: &xray_core::Document) -> Value {

@@ -48,7 +48,7 @@ pub fn in_segment<R>(f: impl FnOnce() -> R) -> (R, Value) {
 }
 
 pub fn single(emitter: &InMemoryEmitter) -> Value {
-    let mut docs = emitter.take();
+    let mut docs = xray_testkit::checked(emitter.take());
     assert_eq!(docs.len(), 1, "expected one document: {docs:#?}");
     docs.remove(0)
 }

@@ -1,0 +1,151 @@
+//! Test support shared by the xray-rs crates' tests: the published X-Ray segment-document
+//! schema (draft-04, saved in `xray-core/tests/data/`) as a validator, so that every crate's
+//! tests check what they send against the same reference.
+//!
+//! # Examples
+//!
+//! ```
+//! use serde_json::json;
+//!
+//! let segment = json!({
+//!     "name": "orders",
+//!     "id": "70de5b6f19ff9a0a",
+//!     "trace_id": "1-581cf771-a006649127e371903a2de979",
+//!     "start_time": 1478293361.271,
+//!     "end_time": 1478293361.449,
+//! });
+//! assert!(xray_testkit::schema_errors(&segment).is_empty());
+//! xray_testkit::assert_valid(&segment);
+//!
+//! let mut broken = segment.clone();
+//! broken["id"] = json!("not-an-id");
+//! assert!(!xray_testkit::schema_errors(&broken).is_empty());
+//! ```
+#![deny(missing_docs)]
+
+use std::sync::OnceLock;
+
+use serde_json::{Value, json};
+
+/// The saved segment-document schema, as published with the X-Ray SDKs.
+const SCHEMA: &str =
+    include_str!("../../xray-core/tests/data/xray-segmentdocument-schema-v1.0.0.json");
+
+/// The schema as two validators: the root one for segments, and `#/definitions/subsegment`
+/// for subsegments.
+pub struct Schema {
+    segment: jsonschema::Validator,
+    subsegment: jsonschema::Validator,
+}
+
+impl std::fmt::Debug for Schema {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Schema").finish_non_exhaustive()
+    }
+}
+
+impl Schema {
+    /// The schema, compiled once per process.
+    pub fn get() -> &'static Schema {
+        static COMPILED: OnceLock<Schema> = OnceLock::new();
+        COMPILED.get_or_init(Schema::compile)
+    }
+
+    fn compile() -> Self {
+        let root: Value = serde_json::from_str(SCHEMA).expect("the saved schema is JSON");
+        let segment = jsonschema::draft4::new(&root).expect("segment schema compiles");
+        // Same definitions, with the root pointing at the subsegment definition.
+        let sub = json!({
+            "$schema": root["$schema"].clone(),
+            "definitions": root["definitions"].clone(),
+            "$ref": "#/definitions/subsegment",
+        });
+        let subsegment = jsonschema::draft4::new(&sub).expect("subsegment schema compiles");
+        Self {
+            segment,
+            subsegment,
+        }
+    }
+
+    /// Panics with every schema error when `doc` is not a valid document; see
+    /// [`Schema::errors`].
+    pub fn assert_valid(&self, doc: &Value) {
+        let errors = self.errors(doc);
+        assert!(errors.is_empty(), "{}\n{doc:#}", errors.join("\n"));
+    }
+
+    /// Every reason `doc` is not a valid document.
+    ///
+    /// A document with `trace_id` and without `"type": "subsegment"` is a segment; anything
+    /// else is a subsegment. Independent subsegments must also carry `trace_id` and
+    /// `parent_id` (the protocol requires them; the schema's subsegment definition does not),
+    /// and no value anywhere may be `null` (the SDKs omit what they do not know).
+    ///
+    /// No field is stripped: the saved schema declares no `additionalProperties: false`
+    /// outside `annotations`, so the fields it predates (`aws.xray`, `aws.eks`,
+    /// `aws.cloudwatch_logs`, `service.runtime*`, `retries`, `id_2`, per-operation `aws`
+    /// fields, `x_forwarded_for` on subsegments, `traced`) pass its checks untouched.
+    pub fn errors(&self, doc: &Value) -> Vec<String> {
+        let is_segment = doc.get("trace_id").is_some() && doc.get("type").is_none();
+        let (validator, kind) = if is_segment {
+            (&self.segment, "segment")
+        } else {
+            (&self.subsegment, "subsegment")
+        };
+        let mut errors: Vec<String> = validator
+            .iter_errors(doc)
+            .map(|e| format!("{kind} schema: {e} at {}", e.instance_path()))
+            .collect();
+        if doc.get("type") == Some(&json!("subsegment")) {
+            for field in ["trace_id", "parent_id"] {
+                if doc.get(field).is_none() {
+                    errors.push(format!("independent subsegment without {field}"));
+                }
+            }
+        }
+        nulls(doc, "", &mut errors);
+        errors
+    }
+}
+
+fn nulls(v: &Value, at: &str, errors: &mut Vec<String>) {
+    match v {
+        Value::Null => errors.push(format!("null at {at:?}")),
+        Value::Array(a) => {
+            for (i, x) in a.iter().enumerate() {
+                nulls(x, &format!("{at}/{i}"), errors);
+            }
+        }
+        Value::Object(o) => {
+            for (k, x) in o {
+                nulls(x, &format!("{at}/{k}"), errors);
+            }
+        }
+        _ => {}
+    }
+}
+
+/// Every reason `doc` is not a valid segment or subsegment document (empty when it is).
+pub fn schema_errors(doc: &Value) -> Vec<String> {
+    Schema::get().errors(doc)
+}
+
+/// Panics with every schema error when `doc` is not a valid segment or subsegment document.
+pub fn assert_valid(doc: &Value) {
+    Schema::get().assert_valid(doc);
+}
+
+/// Checks every document: for a trace's documents (`trace.segments()`, `trace.orphans()`).
+pub fn assert_all_valid<'a>(docs: impl IntoIterator<Item = &'a Value>) {
+    for d in docs {
+        assert_valid(d);
+    }
+}
+
+/// Checks every document and returns them: for `emitter.documents()` and the like.
+pub fn checked(docs: Vec<Value>) -> Vec<Value> {
+    for d in &docs {
+        assert_valid(d);
+    }
+    docs
+}
