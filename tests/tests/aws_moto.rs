@@ -442,8 +442,8 @@ async fn s3_calls_record_bucket_and_key_from_the_url() {
 }
 
 #[tokio::test]
-async fn a_presigned_request_gets_no_trace_header() {
-    let (_local, recorder) = collector_and_recorder();
+async fn a_presigned_request_gets_no_trace_header_and_no_subsegment() {
+    let (local, recorder) = collector_and_recorder();
     let config = aws_sdk_s3::Config::builder()
         .region(aws_sdk_s3::config::Region::new(REGION))
         .credentials_provider(credentials())
@@ -454,6 +454,7 @@ async fn a_presigned_request_gets_no_trace_header() {
         .build();
     let client = aws_sdk_s3::Client::from_conf(config);
     let segment = recorder.begin_segment("presigner");
+    let trace_id = segment.trace_id();
     let presigned = client
         .get_object()
         .bucket("photos")
@@ -471,4 +472,9 @@ async fn a_presigned_request_gets_no_trace_header() {
             .headers()
             .all(|(k, _)| !k.eq_ignore_ascii_case("x-amzn-trace-id"))
     );
+    // Nothing was called: the segment arrives without an S3 subsegment.
+    let trace = local.wait_for_trace(trace_id, WAIT).expect("trace arrives");
+    xray_testkit::assert_all_valid(trace.segments().iter().chain(trace.orphans()));
+    assert!(trace.find("presigner").is_some());
+    assert_eq!(trace.entities().count(), 1, "{trace:#?}");
 }

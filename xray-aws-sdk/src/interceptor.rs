@@ -128,6 +128,9 @@ struct CallState {
     header: String,
     attempts: AtomicU32,
     request_read: AtomicBool,
+    /// A presigned request: prepared for the application to send, never sent by the SDK. Its
+    /// subsegment is discarded, as no call happened.
+    presigned: AtomicBool,
     protocol: Mutex<Protocol>,
 }
 
@@ -152,6 +155,10 @@ impl Drop for CallState {
             .unwrap_or_else(PoisonError::into_inner)
             .take();
         if let Some(subsegment) = subsegment {
+            if *self.presigned.get_mut() {
+                subsegment.discard();
+                return;
+            }
             subsegment.update(|doc| {
                 doc.aws_mut().retries = Some(self.attempts.load(Ordering::Relaxed).saturating_sub(1));
                 let mut ex = Exception::new(
@@ -236,6 +243,7 @@ impl Intercept for XRayInterceptor {
             header,
             attempts: AtomicU32::new(0),
             request_read: AtomicBool::new(false),
+            presigned: AtomicBool::new(false),
             protocol: Mutex::new(Protocol::Rest),
         };
         cfg.interceptor_state().store_put(AwsCall(Arc::new(state)));
@@ -268,8 +276,9 @@ impl Intercept for XRayInterceptor {
         };
         let call = &call.0;
         // A presigned request (S3 `presigned()`) is handed to the application, not sent: its
-        // headers must stay the signed ones.
+        // headers must stay the signed ones, and there is no call to record.
         if is_presigned(context.request().uri()) {
+            call.presigned.store(true, Ordering::Relaxed);
             return Ok(());
         }
         if let Err(e) = context
@@ -316,6 +325,12 @@ impl Intercept for XRayInterceptor {
             .lock()
             .unwrap_or_else(PoisonError::into_inner)
             .take();
+        if call.presigned.load(Ordering::Relaxed) {
+            if let Some(subsegment) = subsegment {
+                subsegment.discard();
+            }
+            return Ok(());
+        }
         if call.entity.is_recording() {
             let outcome = Outcome::read(call, context);
             call.entity.update(|doc| outcome.apply(doc));

@@ -34,7 +34,8 @@
 //! Item contents, message bodies, object data, payloads and credentials are never recorded:
 //! bodies are read only for the JSON and query protocols, and only whitelisted members are
 //! kept. Calls to X-Ray itself (`GetSamplingRules`, `GetSamplingTargets`, `PutTraceSegments`)
-//! are not traced. A presigned request gets no trace header (it is not sent by the SDK).
+//! are not traced. A presigned request gets no trace header and no subsegment: the SDK
+//! prepares it but never sends it.
 //!
 //! # Usage
 //!

@@ -340,6 +340,61 @@ fn nested_subtrees_arrive_whole_in_the_order_they_completed() {
 }
 
 #[test]
+fn a_discarded_subsegment_and_everything_under_it_is_left_out() {
+    for threshold in [0, 100] {
+        let emitter = InMemoryEmitter::new();
+        let recorder = Recorder::builder()
+            .ignore_environment()
+            .with_sampler(sample_all())
+            .with_emitter(emitter.clone())
+            .with_streaming_threshold(threshold)
+            .build()
+            .unwrap();
+        let segment = recorder.begin_segment("root");
+        let prepared = segment.begin_subsegment("prepared");
+        let inner = prepared.begin_subsegment("inner");
+        let done_inner = prepared.begin_subsegment("done-inner");
+        // Discarded while its children are open: each goes when it ends, even with streaming
+        // (threshold 0) sending every other completed subtree at once.
+        prepared.discard();
+        done_inner.end();
+        segment.begin_subsegment("kept").end();
+        inner.put_annotation("still", true).unwrap();
+        inner.end();
+        segment.end();
+
+        let docs = checked(emitter.documents());
+        let mut names = Vec::new();
+        for d in &docs {
+            walk_names(d, &mut names);
+        }
+        names.sort();
+        assert_eq!(names, ["kept", "root"], "threshold {threshold}");
+        assert_eq!(recorder.stats().oversize_dropped, 0);
+    }
+}
+
+fn walk_names(doc: &Value, out: &mut Vec<String>) {
+    out.push(doc["name"].as_str().unwrap().to_owned());
+    for s in doc["subsegments"].as_array().into_iter().flatten() {
+        walk_names(s, out);
+    }
+}
+
+#[test]
+fn a_segment_completes_when_its_last_open_child_is_discarded() {
+    let (recorder, emitter) = memory_recorder();
+    let segment = recorder.begin_segment("root");
+    let sub = segment.begin_subsegment("prepared");
+    segment.end();
+    assert!(emitter.documents().is_empty(), "a child is still open");
+    sub.discard();
+    let docs = checked(emitter.documents());
+    assert_eq!(docs.len(), 1);
+    assert!(docs[0].get("subsegments").is_none());
+}
+
+#[test]
 fn streaming_sends_completed_subtrees_ahead_of_the_segment() {
     let emitter = InMemoryEmitter::new();
     let recorder = Recorder::builder()

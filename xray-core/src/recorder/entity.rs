@@ -469,6 +469,34 @@ impl Subsegment {
     pub fn end(mut self) {
         self.owner.finish();
     }
+
+    /// Ends the subsegment without recording it: it, and everything begun under it, is left
+    /// out of the trace. For work that turned out not to be worth a subsegment, such as a
+    /// request that was prepared but never sent.
+    ///
+    /// Subsegments begun under it may still be open; they are dropped when they end. Those
+    /// already sent ahead of the segment (streaming, Lambda) stay sent.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use xray_core::{InMemoryEmitter, Recorder};
+    ///
+    /// let emitter = InMemoryEmitter::new();
+    /// let recorder = Recorder::builder().with_emitter(emitter.clone()).build()?;
+    /// let segment = recorder.begin_segment("job");
+    /// segment.begin_subsegment("kept").end();
+    /// segment.begin_subsegment("never sent").discard();
+    /// segment.end();
+    ///
+    /// let doc = &emitter.documents()[0];
+    /// assert_eq!(doc["subsegments"].as_array().unwrap().len(), 1);
+    /// assert_eq!(doc["subsegments"][0]["name"], "kept");
+    /// # Ok::<(), xray_core::ConfigError>(())
+    /// ```
+    pub fn discard(mut self) {
+        self.owner.discard();
+    }
 }
 
 // ===== impl Owner =====
@@ -493,7 +521,16 @@ impl Owner {
             return;
         }
         if let Some(node) = &self.entity.node {
-            end_entity(node);
+            end_entity(node, false);
+        }
+    }
+
+    fn discard(&mut self) {
+        if std::mem::replace(&mut self.done, true) {
+            return;
+        }
+        if let Some(node) = &self.entity.node {
+            end_entity(node, true);
         }
     }
 }
@@ -505,20 +542,26 @@ impl Drop for Owner {
     }
 }
 
-fn end_entity(node: &Node) {
+fn end_entity(node: &Node, discard: bool) {
     let tree = &node.tree;
     let recorder = &tree.recorder;
     let end_time = now_secs(recorder);
     let mut out = Outbox::default();
     let threshold = recorder.inner.streaming_threshold;
-    tree.state.lock().end(
-        node.slot,
-        node.generation,
-        end_time,
-        tree,
-        threshold,
-        &mut out,
-    );
+    {
+        let mut state = tree.state.lock();
+        if discard {
+            state.discard(node.slot, node.generation);
+        }
+        state.end(
+            node.slot,
+            node.generation,
+            end_time,
+            tree,
+            threshold,
+            &mut out,
+        );
+    }
     for doc in out {
         match doc {
             Outgoing::Segment(arena) => recorder.send_segment(arena),

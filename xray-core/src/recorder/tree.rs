@@ -57,6 +57,8 @@ struct Entry {
     depth: u16,
     /// Ended, with every child: it waits in its parent's list to be sent.
     done: bool,
+    /// Not to be sent: when it completes, it and its subtree are dropped.
+    discarded: bool,
 }
 
 /// Why a subsegment could not be added.
@@ -185,6 +187,14 @@ impl State {
         Ok((i, slot.generation))
     }
 
+    /// Marks a live subsegment to be dropped with its subtree once that completes, instead of
+    /// being sent (the root has no parent to leave, and is never marked).
+    pub(crate) fn discard(&mut self, slot: u32, generation: u32) {
+        if let Some(entry) = self.live(slot, generation) {
+            entry.discarded = entry.parent != NONE;
+        }
+    }
+
     /// Ends a live entity at `end_time`. Returns false if it had ended already.
     ///
     /// Completed entities join their parents' lists; documents ready to send are pushed to
@@ -220,6 +230,7 @@ impl State {
             e.done = true;
             *g = g.wrapping_add(1);
             let parent = e.parent;
+            let discarded = e.discarded;
             if parent == NONE {
                 if !tree.facade {
                     out.push(Outgoing::Segment(Arena {
@@ -236,6 +247,14 @@ impl State {
                 break;
             };
             p.open_children -= 1;
+            if discarded {
+                // Dropped with its subtree; the parent may have completed with it. Completed
+                // children dropped with it stay counted in `held`: at worst the next stream
+                // comes early.
+                let _ = self.take_subtree(cur);
+                cur = parent;
+                continue;
+            }
             let last = std::mem::replace(&mut p.last_child, cur);
             if last == NONE {
                 p.first_child = cur;
@@ -262,7 +281,8 @@ impl State {
             let Some(e) = self.slots.get_mut(i).and_then(|s| s.entry.as_mut()) else {
                 continue;
             };
-            if e.done || e.first_child == NONE {
+            // A discarded entity keeps its completed children, to drop them with it.
+            if e.done || e.discarded || e.first_child == NONE {
                 continue;
             }
             let parent_id = e.doc.id();
@@ -304,6 +324,7 @@ impl Entry {
             next_sibling: NONE,
             depth,
             done: false,
+            discarded: false,
         }
     }
 }
