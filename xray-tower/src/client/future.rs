@@ -4,9 +4,7 @@ use std::pin::Pin;
 use std::task::{Context, Poll};
 
 use http::Response;
-use xray_core::{HttpResponse, Subsegment};
-
-use crate::record::record_error;
+use xray_core::Subsegment;
 
 pin_project_lite::pin_project! {
     /// The response future of [`XRayClient`](super::XRayClient).
@@ -46,26 +44,12 @@ where
         let out = std::task::ready!(this.inner.poll(cx));
         if let Some(subsegment) = this.subsegment.take() {
             match &out {
-                Ok(response) => {
-                    let status = response.status().as_u16();
-                    let length = response
-                        .headers()
-                        .get(http::header::CONTENT_LENGTH)
-                        .and_then(|v| v.to_str().ok())
-                        .and_then(|v| v.trim().parse::<i64>().ok());
-                    subsegment.update(|doc| {
-                        doc.set_http_status(status);
-                        if length.is_some() {
-                            doc.http_mut()
-                                .response
-                                .get_or_insert_with(HttpResponse::default)
-                                .content_length = length;
-                        }
-                    });
-                }
-                Err(error) => record_error(&subsegment, error),
+                Ok(response) => super::end_call::<E>(
+                    subsegment,
+                    Ok((response.status().as_u16(), response.headers())),
+                ),
+                Err(error) => super::end_call(subsegment, Err(error)),
             }
-            subsegment.end();
         }
         Poll::Ready(out)
     }

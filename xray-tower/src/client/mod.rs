@@ -7,14 +7,14 @@ use std::fmt;
 use std::net::{IpAddr, Ipv4Addr};
 use std::task::{Context, Poll};
 
-use http::{Request, Response, Uri};
+use http::{HeaderMap, Request, Response, Uri};
 use tower::Service;
-use xray_core::{HttpRequest, Namespace, Recorder, Subsegment};
+use xray_core::{HttpRequest, HttpResponse, Namespace, Recorder, Subsegment};
 
 pub use future::ResponseFuture;
 pub use layer::XRayClientLayer;
 
-use crate::record::{X_AMZN_TRACE_ID, capped, header_value};
+use crate::record::{X_AMZN_TRACE_ID, capped, header_value, record_error};
 
 /// The service [`XRayClientLayer`] makes: traces every request sent through `S`.
 ///
@@ -79,47 +79,123 @@ impl<S> XRayClient<S> {
     /// Begins the call's subsegment and sets the request's trace header; `None` when the call
     /// is not traced (SDK disabled, a call to the daemon, no current context).
     fn begin<B>(&self, req: &mut Request<B>) -> Option<Subsegment> {
-        let recorder = self.recorder();
-        if !recorder.is_enabled() || is_daemon(recorder, req.uri()) {
-            return None;
-        }
-        let host = req
-            .uri()
-            .host()
-            .or_else(|| {
-                req.headers()
-                    .get(http::header::HOST)
-                    .and_then(|h| h.to_str().ok())
-            })
-            .unwrap_or("unknown host");
-        let Some(parent) = xray_core::current() else {
-            // Applies the context-missing strategy (log, ignore); the request goes out as it
-            // came, without a header, so the callee decides for itself.
-            drop(recorder.begin_subsegment(host));
-            return None;
+        let uri = req.uri();
+        let host = uri.host().or_else(|| {
+            req.headers()
+                .get(http::header::HOST)
+                .and_then(|h| h.to_str().ok())
+        });
+        let call = Call {
+            method: req.method().as_str(),
+            host,
+            port: uri.port_u16().or(match uri.scheme_str() {
+                Some("https") => Some(443),
+                Some("http") => Some(80),
+                _ => None,
+            }),
+            url: without_userinfo(uri),
         };
-        let subsegment = parent.begin_subsegment(host);
-        if subsegment.is_recording() {
-            let mut request = HttpRequest::default();
-            request.method = Some(req.method().as_str().to_owned());
-            request.set_url(&capped(&without_userinfo(req.uri())));
-            let traced = self.traced;
+        // The request's parts are copied out first: the headers are written below.
+        let call = call.into_owned();
+        begin_call(self.recorder(), self.traced, &call, req.headers_mut())
+    }
+}
+
+/// What a traced call records of an outgoing request, whatever the client.
+pub(crate) struct Call<'a> {
+    pub(crate) method: &'a str,
+    /// The host, as the URL (or the `Host` header) names it.
+    pub(crate) host: Option<&'a str>,
+    /// The port the request goes to, the scheme's default if the URL has none.
+    pub(crate) port: Option<u16>,
+    /// The URL as recorded: without user information or query string.
+    pub(crate) url: String,
+}
+
+/// [`Call`] with its borrowed parts copied, so the request can be changed afterwards.
+pub(crate) struct OwnedCall {
+    method: String,
+    host: Option<String>,
+    port: Option<u16>,
+    url: String,
+}
+
+impl Call<'_> {
+    pub(crate) fn into_owned(self) -> OwnedCall {
+        OwnedCall {
+            method: self.method.to_owned(),
+            host: self.host.map(str::to_owned),
+            port: self.port,
+            url: self.url,
+        }
+    }
+}
+
+/// Begins the subsegment of an outgoing call and sets its trace header in `headers`; `None`
+/// when the call is not traced (SDK disabled, a call to the daemon, no current context).
+pub(crate) fn begin_call(
+    recorder: &Recorder,
+    traced: bool,
+    call: &OwnedCall,
+    headers: &mut HeaderMap,
+) -> Option<Subsegment> {
+    if !recorder.is_enabled() || is_daemon(recorder, call.host.as_deref(), call.port) {
+        return None;
+    }
+    let host = call.host.as_deref().unwrap_or("unknown host");
+    let Some(parent) = xray_core::current() else {
+        // Applies the context-missing strategy (log, ignore); the request goes out as it
+        // came, without a header, so the callee decides for itself.
+        drop(recorder.begin_subsegment(host));
+        return None;
+    };
+    let subsegment = parent.begin_subsegment(host);
+    if subsegment.is_recording() {
+        let mut request = HttpRequest::default();
+        request.method = Some(call.method.clone());
+        request.set_url(&capped(&call.url));
+        subsegment.update(|doc| {
+            doc.set_namespace(Namespace::Remote);
+            doc.set_traced(traced);
+            doc.http_mut().request = Some(request);
+        });
+    }
+    // Root, Parent = this subsegment, Sampled=1|0: the unsampled decision is propagated
+    // too, so the callee does not start recording a trace nobody records upstream.
+    let mut text = String::with_capacity(80);
+    subsegment.trace_header().write_to(&mut text);
+    if let Some(value) = header_value(text) {
+        // `insert` replaces: a header already on the request names another parent.
+        headers.insert(X_AMZN_TRACE_ID, value);
+    }
+    Some(subsegment)
+}
+
+/// Ends a call's subsegment with its outcome: the response's status and `Content-Length`, or
+/// the transport error as the cause (a fault).
+pub(crate) fn end_call<E: fmt::Display>(
+    subsegment: Subsegment,
+    outcome: Result<(u16, &HeaderMap), &E>,
+) {
+    match outcome {
+        Ok((status, headers)) => {
+            let length = headers
+                .get(http::header::CONTENT_LENGTH)
+                .and_then(|v| v.to_str().ok())
+                .and_then(|v| v.trim().parse::<i64>().ok());
             subsegment.update(|doc| {
-                doc.set_namespace(Namespace::Remote);
-                doc.set_traced(traced);
-                doc.http_mut().request = Some(request);
+                doc.set_http_status(status);
+                if length.is_some() {
+                    doc.http_mut()
+                        .response
+                        .get_or_insert_with(HttpResponse::default)
+                        .content_length = length;
+                }
             });
         }
-        // Root, Parent = this subsegment, Sampled=1|0: the unsampled decision is propagated
-        // too, so the callee does not start recording a trace nobody records upstream.
-        let mut text = String::with_capacity(80);
-        subsegment.trace_header().write_to(&mut text);
-        if let Some(value) = header_value(text) {
-            // `insert` replaces: a header already on the request names another parent.
-            req.headers_mut().insert(X_AMZN_TRACE_ID, value);
-        }
-        Some(subsegment)
+        Err(error) => record_error(&subsegment, error),
     }
+    subsegment.end();
 }
 
 /// The URL as recorded: no user information (it can hold a password); the query string is cut
@@ -137,10 +213,12 @@ fn without_userinfo(uri: &Uri) -> String {
     }
 }
 
-/// Whether `uri` points at the daemon (its UDP or TCP address), which the SDK itself calls
-/// for sampling rules: tracing those calls would trace the tracer.
-fn is_daemon(recorder: &Recorder, uri: &Uri) -> bool {
-    let Some(host) = uri.host() else { return false };
+/// Whether a call to `host:port` goes to the daemon (its UDP or TCP address), which the SDK
+/// itself calls for sampling rules: tracing those calls would trace the tracer.
+fn is_daemon(recorder: &Recorder, host: Option<&str>, port: Option<u16>) -> bool {
+    let (Some(host), Some(port)) = (host, port) else {
+        return false;
+    };
     let host = host.trim_start_matches('[').trim_end_matches(']');
     let ip = if host.eq_ignore_ascii_case("localhost") {
         IpAddr::V4(Ipv4Addr::LOCALHOST)
@@ -150,10 +228,6 @@ fn is_daemon(recorder: &Recorder, uri: &Uri) -> bool {
             Err(_) => return false,
         }
     };
-    let port = uri.port_u16().unwrap_or(match uri.scheme_str() {
-        Some("https") => 443,
-        _ => 80,
-    });
     let daemon = recorder.daemon_address();
     [daemon.udp(), daemon.tcp()]
         .iter()

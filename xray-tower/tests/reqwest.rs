@@ -1,0 +1,179 @@
+//! XRayMiddleware on a real reqwest client, calling a real HTTP server on 127.0.0.1.
+
+mod support;
+
+use std::net::SocketAddr;
+use std::sync::{Arc, Mutex};
+
+use axum::Router;
+use axum::http::{HeaderMap, StatusCode};
+use axum::routing::any;
+use reqwest_middleware::{ClientBuilder, ClientWithMiddleware};
+use serde_json::Value;
+use xray_core::{ContextMissing, FutureExt, Recorder, Sampled, TraceHeader};
+use xray_tower::XRayMiddleware;
+
+use support::{in_memory, sampling_all};
+
+/// The headers of every request the server received.
+type Seen = Arc<Mutex<Vec<HeaderMap>>>;
+
+/// An HTTP server on a free loopback port answering `status` with a 5-byte body.
+async fn server(status: u16) -> (SocketAddr, Seen) {
+    let seen: Seen = Arc::default();
+    let kept = seen.clone();
+    let app = Router::new().fallback(any(move |headers: HeaderMap| {
+        let kept = kept.clone();
+        async move {
+            kept.lock().unwrap().push(headers);
+            (StatusCode::from_u16(status).unwrap(), "hello")
+        }
+    }));
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    tokio::spawn(async move { axum::serve(listener, app).await });
+    (addr, seen)
+}
+
+fn client(recorder: &Recorder) -> ClientWithMiddleware {
+    ClientBuilder::new(reqwest::Client::new())
+        .with(
+            XRayMiddleware::new()
+                .with_recorder(recorder.clone())
+                .with_traced(true),
+        )
+        .build()
+}
+
+fn trace_headers(seen: &Seen) -> Vec<Option<String>> {
+    seen.lock()
+        .unwrap()
+        .iter()
+        .map(|h| {
+            h.get("x-amzn-trace-id")
+                .map(|v| v.to_str().unwrap().to_owned())
+        })
+        .collect()
+}
+
+fn subsegments(doc: &Value) -> &Vec<Value> {
+    doc["subsegments"].as_array().expect("subsegments")
+}
+
+#[tokio::test]
+async fn records_a_remote_subsegment_and_sends_its_id() {
+    let (recorder, emitter) = in_memory();
+    let (addr, seen) = server(503).await;
+    let segment = recorder.begin_segment("caller");
+    let url = format!("http://user:secret@{addr}/v1/orders?id=7");
+    let response = client(&recorder)
+        .post(&url)
+        .header(
+            "x-amzn-trace-id",
+            "Root=1-00000000-000000000000000000000000;Sampled=1",
+        )
+        .send()
+        .with_context(segment.entity().clone())
+        .await
+        .unwrap();
+    // The application sees the response as the server sent it.
+    assert_eq!(response.status(), 503);
+    assert_eq!(response.text().await.unwrap(), "hello");
+    let trace_id = segment.trace_id();
+    segment.end();
+
+    let docs = xray_testkit::checked(emitter.documents());
+    let call = &subsegments(&docs[0])[0];
+    assert_eq!(call["name"], "127.0.0.1");
+    assert_eq!(call["namespace"], "remote");
+    assert_eq!(call["traced"], true);
+    assert_eq!(call["http"]["request"]["method"], "POST");
+    assert_eq!(
+        call["http"]["request"]["url"],
+        format!("http://{addr}/v1/orders")
+    );
+    assert_eq!(call["http"]["response"]["status"], 503);
+    assert_eq!(call["http"]["response"]["content_length"], 5);
+    assert_eq!(call["fault"], true);
+
+    // One header, replacing the application's, naming the subsegment as parent.
+    let sent = trace_headers(&seen);
+    assert_eq!(sent.len(), 1);
+    let header: TraceHeader = sent[0].as_deref().unwrap().parse().unwrap();
+    assert_eq!(header.root(), trace_id);
+    assert_eq!(
+        header.parent().unwrap().to_string(),
+        call["id"].as_str().unwrap()
+    );
+    assert_eq!(header.sampled(), Sampled::Yes);
+}
+
+#[tokio::test]
+async fn a_connection_error_is_a_fault_with_its_cause() {
+    let (recorder, emitter) = in_memory();
+    // Bound, then closed: nothing listens there.
+    let closed = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap();
+    let segment = recorder.begin_segment("caller");
+    let result = client(&recorder)
+        .get(format!("http://{closed}/"))
+        .send()
+        .with_context(segment.entity().clone())
+        .await;
+    assert!(result.is_err(), "the error reaches the application");
+    segment.end();
+
+    let docs = xray_testkit::checked(emitter.documents());
+    let call = &subsegments(&docs[0])[0];
+    assert_eq!(call["fault"], true);
+    assert!(call["http"].get("response").is_none());
+    let exception = &call["cause"]["exceptions"][0];
+    assert!(
+        exception["message"].as_str().is_some_and(|m| !m.is_empty()),
+        "{call:#}"
+    );
+}
+
+#[tokio::test]
+async fn no_context_sends_the_request_unchanged() {
+    let emitter = xray_core::InMemoryEmitter::new();
+    let recorder = sampling_all()
+        .with_emitter(emitter.clone())
+        .with_context_missing(ContextMissing::RuntimeError)
+        .build()
+        .unwrap();
+    let (addr, seen) = server(200).await;
+    let response = client(&recorder)
+        .get(format!("http://{addr}/"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), 200);
+    assert_eq!(trace_headers(&seen), [None]);
+    assert!(emitter.documents().is_empty());
+    assert_eq!(recorder.stats().context_missing, 1);
+}
+
+#[tokio::test]
+async fn calls_to_the_daemon_are_not_traced() {
+    let (addr, seen) = server(200).await;
+    let emitter = xray_core::InMemoryEmitter::new();
+    let recorder = sampling_all()
+        .with_emitter(emitter.clone())
+        .with_daemon_address(addr.to_string().parse().unwrap())
+        .build()
+        .unwrap();
+    let segment = recorder.begin_segment("caller");
+    client(&recorder)
+        .post(format!("http://{addr}/GetSamplingRules"))
+        .send()
+        .with_context(segment.entity().clone())
+        .await
+        .unwrap();
+    segment.end();
+    let docs = xray_testkit::checked(emitter.documents());
+    assert!(docs[0].get("subsegments").is_none(), "{:#?}", docs[0]);
+    assert_eq!(trace_headers(&seen), [None]);
+}
