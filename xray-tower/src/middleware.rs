@@ -5,7 +5,7 @@ use reqwest::{Request, Response};
 use reqwest_middleware::{Middleware, Next};
 use xray_core::{Recorder, Subsegment};
 
-use crate::client::{Call, begin_call, end_call};
+use crate::client::{Call, begin_call, end_call, set_header};
 
 /// A [`reqwest_middleware::Middleware`] that records a `remote` subsegment for every request
 /// of a `reqwest` client and sends the trace header to the callee: what
@@ -69,11 +69,12 @@ impl XRayMiddleware {
             method: req.method().as_str(),
             host: url.host_str(),
             port: url.port_or_known_default(),
-            url: recorded_url(url),
-        }
-        .into_owned();
+            url: &|| recorded_url(url),
+        };
         let recorder = self.recorder.as_ref().unwrap_or_else(|| Recorder::global());
-        begin_call(recorder, self.traced, &call, req.headers_mut())
+        let (subsegment, header) = begin_call(recorder, self.traced, &call)?;
+        set_header(req.headers_mut(), header);
+        Some(subsegment)
     }
 }
 

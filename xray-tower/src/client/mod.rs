@@ -7,7 +7,7 @@ use std::fmt;
 use std::net::{IpAddr, Ipv4Addr};
 use std::task::{Context, Poll};
 
-use http::{HeaderMap, Request, Response, Uri};
+use http::{HeaderMap, HeaderValue, Request, Response, Uri};
 use tower::Service;
 use xray_core::{HttpRequest, HttpResponse, Namespace, Recorder, Subsegment};
 
@@ -93,11 +93,11 @@ impl<S> XRayClient<S> {
                 Some("http") => Some(80),
                 _ => None,
             }),
-            url: without_userinfo(uri),
+            url: &|| without_userinfo(uri),
         };
-        // The request's parts are copied out first: the headers are written below.
-        let call = call.into_owned();
-        begin_call(self.recorder(), self.traced, &call, req.headers_mut())
+        let (subsegment, header) = begin_call(self.recorder(), self.traced, &call)?;
+        set_header(req.headers_mut(), header);
+        Some(subsegment)
     }
 }
 
@@ -108,41 +108,22 @@ pub(crate) struct Call<'a> {
     pub(crate) host: Option<&'a str>,
     /// The port the request goes to, the scheme's default if the URL has none.
     pub(crate) port: Option<u16>,
-    /// The URL as recorded: without user information or query string.
-    pub(crate) url: String,
+    /// The URL as recorded: without user information or query string. Made only for a call
+    /// that is recorded.
+    pub(crate) url: &'a dyn Fn() -> String,
 }
 
-/// [`Call`] with its borrowed parts copied, so the request can be changed afterwards.
-pub(crate) struct OwnedCall {
-    method: String,
-    host: Option<String>,
-    port: Option<u16>,
-    url: String,
-}
-
-impl Call<'_> {
-    pub(crate) fn into_owned(self) -> OwnedCall {
-        OwnedCall {
-            method: self.method.to_owned(),
-            host: self.host.map(str::to_owned),
-            port: self.port,
-            url: self.url,
-        }
-    }
-}
-
-/// Begins the subsegment of an outgoing call and sets its trace header in `headers`; `None`
+/// Begins the subsegment of an outgoing call; returns it with the trace header to send. `None`
 /// when the call is not traced (SDK disabled, a call to the daemon, no current context).
 pub(crate) fn begin_call(
     recorder: &Recorder,
     traced: bool,
-    call: &OwnedCall,
-    headers: &mut HeaderMap,
-) -> Option<Subsegment> {
-    if !recorder.is_enabled() || is_daemon(recorder, call.host.as_deref(), call.port) {
+    call: &Call<'_>,
+) -> Option<(Subsegment, Option<HeaderValue>)> {
+    if !recorder.is_enabled() || is_daemon(recorder, call.host, call.port) {
         return None;
     }
-    let host = call.host.as_deref().unwrap_or("unknown host");
+    let host = call.host.unwrap_or("unknown host");
     let Some(parent) = xray_core::current() else {
         // Applies the context-missing strategy (log, ignore); the request goes out as it
         // came, without a header, so the callee decides for itself.
@@ -152,8 +133,8 @@ pub(crate) fn begin_call(
     let subsegment = parent.begin_subsegment(host);
     if subsegment.is_recording() {
         let mut request = HttpRequest::default();
-        request.method = Some(call.method.clone());
-        request.set_url(&capped(&call.url));
+        request.method = Some(call.method.to_owned());
+        request.set_url(&capped(&(call.url)()));
         subsegment.update(|doc| {
             doc.set_namespace(Namespace::Remote);
             doc.set_traced(traced);
@@ -164,11 +145,15 @@ pub(crate) fn begin_call(
     // too, so the callee does not start recording a trace nobody records upstream.
     let mut text = String::with_capacity(80);
     subsegment.trace_header().write_to(&mut text);
-    if let Some(value) = header_value(text) {
+    Some((subsegment, header_value(text)))
+}
+
+/// Sets the trace header [`begin_call`] made.
+pub(crate) fn set_header(headers: &mut HeaderMap, value: Option<HeaderValue>) {
+    if let Some(value) = value {
         // `insert` replaces: a header already on the request names another parent.
         headers.insert(X_AMZN_TRACE_ID, value);
     }
-    Some(subsegment)
 }
 
 /// Ends a call's subsegment with its outcome: the response's status and `Content-Length`, or
