@@ -374,6 +374,34 @@ fn a_discarded_subsegment_and_everything_under_it_is_left_out() {
     }
 }
 
+#[test]
+fn nothing_under_a_discarded_subsegment_is_streamed() {
+    let emitter = InMemoryEmitter::new();
+    let recorder = Recorder::builder()
+        .ignore_environment()
+        .with_sampler(sample_all())
+        .with_emitter(emitter.clone())
+        .with_streaming_threshold(0)
+        .build()
+        .unwrap();
+    let segment = recorder.begin_segment("root");
+    let doomed = segment.begin_subsegment("doomed");
+    let child = doomed.begin_subsegment("child");
+    let handle = doomed.entity().clone();
+    doomed.discard();
+    // Completes under `child`, which is open and not itself discarded.
+    child.begin_subsegment("grandchild").end();
+    let late = handle.begin_subsegment("begun-after");
+    late.end();
+    child.end();
+    segment.end();
+    let mut names = Vec::new();
+    for d in checked(emitter.documents()) {
+        walk_names(&d, &mut names);
+    }
+    assert_eq!(names, ["root"]);
+}
+
 fn walk_names(doc: &Value, out: &mut Vec<String>) {
     out.push(doc["name"].as_str().unwrap().to_owned());
     for s in doc["subsegments"].as_array().into_iter().flatten() {

@@ -281,11 +281,18 @@ impl State {
             let Some(e) = self.slots.get_mut(i).and_then(|s| s.entry.as_mut()) else {
                 continue;
             };
-            // A discarded entity keeps its completed children, to drop them with it.
-            if e.done || e.discarded || e.first_child == NONE {
+            if e.done || e.first_child == NONE {
                 continue;
             }
             let parent_id = e.doc.id();
+            // A discarded entity, and anything under one, keeps its completed children, to
+            // drop them with it.
+            if self.doomed(i as u32) {
+                continue;
+            }
+            let Some(e) = self.slots.get_mut(i).and_then(|s| s.entry.as_mut()) else {
+                continue;
+            };
             let mut child = std::mem::replace(&mut e.first_child, NONE);
             e.last_child = NONE;
             while let Some((mut doc, next)) = self.take_subtree(child) {
@@ -295,6 +302,17 @@ impl State {
             }
         }
         self.held = 0;
+    }
+
+    /// Whether the entity in `slot`, or one of its ancestors, is discarded.
+    fn doomed(&self, mut slot: u32) -> bool {
+        while let Some(e) = self.slots.get(slot as usize).and_then(|s| s.entry.as_ref()) {
+            if e.discarded {
+                return true;
+            }
+            slot = e.parent;
+        }
+        false
     }
 
     /// Takes a completed subtree out as one document, freeing its slots; returns it with its
