@@ -12,6 +12,8 @@
 //! and when the segment completes the whole vector leaves the lock at once (an [`Arena`]) and
 //! is written out as one nested document. Completed subtrees sent ahead of their segment
 //! (streaming, Lambda) are taken out of the vector as plain [`Document`]s, freeing their slots.
+//! A discarded subsegment is dropped with its subtree once that completes, and nothing under
+//! it is streamed.
 
 use parking_lot::Mutex;
 
