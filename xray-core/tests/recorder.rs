@@ -17,12 +17,7 @@ use xray_core::{
 /// Validates every document against the segment-document schema (and that no `null` is
 /// written), then hands them back.
 fn checked(docs: Vec<Value>) -> Vec<Value> {
-    let schema = support::Schema::get();
-    for d in &docs {
-        support::assert_no_null(d, "");
-        schema.assert_valid(d);
-    }
-    docs
+    xray_testkit::checked(docs)
 }
 
 /// Rules that sample every request, so that tests see every segment.
@@ -43,6 +38,20 @@ fn udp_recorder(sink: &UdpSink) -> Recorder {
         .with_daemon_address(DaemonAddress::new(sink.addr()))
         .build()
         .expect("recorder")
+}
+
+/// A recorder sampling everything into memory, streaming past `threshold` completed
+/// subsegments.
+fn streaming_recorder(threshold: usize) -> (Recorder, InMemoryEmitter) {
+    let emitter = InMemoryEmitter::with_capacity(100_000);
+    let recorder = Recorder::builder()
+        .ignore_environment()
+        .with_sampler(sample_all())
+        .with_emitter(emitter.clone())
+        .with_streaming_threshold(threshold)
+        .build()
+        .expect("recorder");
+    (recorder, emitter)
 }
 
 fn memory_recorder() -> (Recorder, InMemoryEmitter) {
@@ -244,14 +253,7 @@ fn a_dropped_future_ends_its_subsegment() {
 #[test]
 fn ten_thousand_subsegments_each_arrive_exactly_once() {
     for threshold in [100, usize::MAX] {
-        let emitter = InMemoryEmitter::with_capacity(100_000);
-        let recorder = Recorder::builder()
-            .ignore_environment()
-            .with_sampler(sample_all())
-            .with_emitter(emitter.clone())
-            .with_streaming_threshold(threshold)
-            .build()
-            .unwrap();
+        let (recorder, emitter) = streaming_recorder(threshold);
         let segment = recorder.begin_segment("batch");
         let mut ids = HashSet::new();
         for _ in 0..10_000 {
@@ -342,14 +344,7 @@ fn nested_subtrees_arrive_whole_in_the_order_they_completed() {
 #[test]
 fn a_discarded_subsegment_and_everything_under_it_is_left_out() {
     for threshold in [0, 100] {
-        let emitter = InMemoryEmitter::new();
-        let recorder = Recorder::builder()
-            .ignore_environment()
-            .with_sampler(sample_all())
-            .with_emitter(emitter.clone())
-            .with_streaming_threshold(threshold)
-            .build()
-            .unwrap();
+        let (recorder, emitter) = streaming_recorder(threshold);
         let segment = recorder.begin_segment("root");
         let prepared = segment.begin_subsegment("prepared");
         let inner = prepared.begin_subsegment("inner");
@@ -376,14 +371,7 @@ fn a_discarded_subsegment_and_everything_under_it_is_left_out() {
 
 #[test]
 fn nothing_under_a_discarded_subsegment_is_streamed() {
-    let emitter = InMemoryEmitter::new();
-    let recorder = Recorder::builder()
-        .ignore_environment()
-        .with_sampler(sample_all())
-        .with_emitter(emitter.clone())
-        .with_streaming_threshold(0)
-        .build()
-        .unwrap();
+    let (recorder, emitter) = streaming_recorder(0);
     let segment = recorder.begin_segment("root");
     let doomed = segment.begin_subsegment("doomed");
     let child = doomed.begin_subsegment("child");
@@ -424,14 +412,7 @@ fn a_segment_completes_when_its_last_open_child_is_discarded() {
 
 #[test]
 fn streaming_sends_completed_subtrees_ahead_of_the_segment() {
-    let emitter = InMemoryEmitter::new();
-    let recorder = Recorder::builder()
-        .ignore_environment()
-        .with_sampler(sample_all())
-        .with_emitter(emitter.clone())
-        .with_streaming_threshold(2)
-        .build()
-        .unwrap();
+    let (recorder, emitter) = streaming_recorder(2);
     let segment = recorder.begin_segment("api");
     let open = segment.begin_subsegment("open");
     for _ in 0..3 {

@@ -102,13 +102,8 @@ impl Middleware for XRayMiddleware {
         let subsegment = self.begin(&mut req);
         let result = next.run(req, extensions).await;
         if let Some(subsegment) = subsegment {
-            match &result {
-                Ok(response) => end_call::<reqwest_middleware::Error>(
-                    subsegment,
-                    Ok((response.status().as_u16(), response.headers())),
-                ),
-                Err(error) => end_call(subsegment, Err(error)),
-            }
+            let outcome = result.as_ref().map(|r| (r.status().as_u16(), r.headers()));
+            end_call(subsegment, outcome);
         }
         result
     }

@@ -49,14 +49,17 @@ impl Fields {
     }
 }
 
-fn capped(mut s: String) -> String {
-    if s.len() > MAX_STRING {
-        let mut end = MAX_STRING;
-        while !s.is_char_boundary(end) {
-            end -= 1;
-        }
-        s.truncate(end);
+/// The longest prefix of `s` kept, cut at a character boundary.
+fn capped(s: &str) -> &str {
+    let mut end = s.len().min(MAX_STRING);
+    while !s.is_char_boundary(end) {
+        end -= 1;
     }
+    s.get(..end).unwrap_or_default()
+}
+
+fn capped_owned(mut s: String) -> String {
+    s.truncate(capped(&s).len());
     s
 }
 
@@ -78,25 +81,18 @@ impl Visit for Fields {
     }
 
     fn record_str(&mut self, field: &Field, value: &str) {
-        let end = value.len().min(MAX_STRING);
-        let mut end = end;
-        while !value.is_char_boundary(end) {
-            end -= 1;
-        }
-        self.0.push((
-            field.name(),
-            Value::Str(value.get(..end).unwrap_or_default().to_owned()),
-        ));
+        self.0
+            .push((field.name(), Value::Str(capped(value).to_owned())));
     }
 
     fn record_error(&mut self, field: &Field, value: &(dyn std::error::Error + 'static)) {
         self.0
-            .push((field.name(), Value::Str(capped(value.to_string()))));
+            .push((field.name(), Value::Str(capped_owned(value.to_string()))));
     }
 
     fn record_debug(&mut self, field: &Field, value: &dyn fmt::Debug) {
         self.0
-            .push((field.name(), Value::Str(capped(format!("{value:?}")))));
+            .push((field.name(), Value::Str(capped_owned(format!("{value:?}")))));
     }
 }
 

@@ -517,20 +517,21 @@ impl Owner {
 
     #[inline]
     fn finish(&mut self) {
-        if std::mem::replace(&mut self.done, true) {
-            return;
-        }
-        if let Some(node) = &self.entity.node {
-            end_entity(node, false);
-        }
+        self.close(false);
     }
 
     fn discard(&mut self) {
+        self.close(true);
+    }
+
+    /// Ends the entity, or discards it, unless that was done already.
+    #[inline]
+    fn close(&mut self, discard: bool) {
         if std::mem::replace(&mut self.done, true) {
             return;
         }
         if let Some(node) = &self.entity.node {
-            end_entity(node, true);
+            end_entity(node, discard);
         }
     }
 }

@@ -280,21 +280,20 @@ impl State {
     /// Sends every completed subtree held by an open entity as an independent subsegment.
     fn stream(&mut self, trace_id: TraceId, out: &mut Outbox) {
         for i in 0..self.slots.len() {
-            let Some(e) = self.slots.get_mut(i).and_then(|s| s.entry.as_mut()) else {
-                continue;
-            };
-            if e.done || e.first_child == NONE {
-                continue;
-            }
-            let parent_id = e.doc.id();
+            let open_with_children = self
+                .slots
+                .get(i)
+                .and_then(|s| s.entry.as_ref())
+                .is_some_and(|e| !e.done && e.first_child != NONE);
             // A discarded entity, and anything under one, keeps its completed children, to
             // drop them with it.
-            if self.doomed(i as u32) {
+            if !open_with_children || self.doomed(i as u32) {
                 continue;
             }
             let Some(e) = self.slots.get_mut(i).and_then(|s| s.entry.as_mut()) else {
                 continue;
             };
+            let parent_id = e.doc.id();
             let mut child = std::mem::replace(&mut e.first_child, NONE);
             e.last_child = NONE;
             while let Some((mut doc, next)) = self.take_subtree(child) {

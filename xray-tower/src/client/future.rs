@@ -43,13 +43,8 @@ where
         let this = self.project();
         let out = std::task::ready!(this.inner.poll(cx));
         if let Some(subsegment) = this.subsegment.take() {
-            match &out {
-                Ok(response) => super::end_call::<E>(
-                    subsegment,
-                    Ok((response.status().as_u16(), response.headers())),
-                ),
-                Err(error) => super::end_call(subsegment, Err(error)),
-            }
+            let outcome = out.as_ref().map(|r| (r.status().as_u16(), r.headers()));
+            super::end_call(subsegment, outcome);
         }
         Poll::Ready(out)
     }
