@@ -69,7 +69,7 @@ fn an_oversize_segment_is_split_and_reassembled() {
         s.put_metadata("rows", &vec!["x".repeat(100); 150]).unwrap();
     }
     segment.end();
-    assert_eq!(recorder.stats().split, 6);
+    assert_eq!(recorder.stats().transport.split, 6);
 
     let trace = daemon
         .wait_for_trace(trace_id, Duration::from_secs(10))

@@ -44,10 +44,16 @@
 //! - [`Sampler`], [`LocalSampler`] and [`SamplingRules`] decide which new traces are recorded.
 //!   Unsampled requests still carry ids, so `Sampled=0` propagates, but record nothing and
 //!   allocate nothing.
-//! - [`Emitter`]: [`UdpEmitter`] (the default), [`BackgroundEmitter`], and [`InMemoryEmitter`]
-//!   for tests. Every datagram stays within [`MAX_DATAGRAM_LEN`]: a segment too large is split
-//!   into independent subsegments, and a single entity too large is trimmed
-//!   ([`Document::trim_to_fit`]), never silently dropped.
+//! - [`Transport`]: where finished segments go. The recorder hands it a [`Finished`] view of
+//!   each completed segment tree or independent subsegment, never bytes, and reads its
+//!   [`TransportStats`] into [`Recorder::stats`]. [`SegmentTransport`] (the default) sends
+//!   segment documents to the daemon, one datagram each, within [`MAX_DATAGRAM_LEN`]: a
+//!   segment too large is split into independent subsegments, and a single entity too large
+//!   is trimmed ([`Document::trim_to_fit`]), never silently dropped. Write your own against the
+//!   trait (its docs have an example) and pass it to [`RecorderBuilder::with_transport`].
+//! - [`Emitter`], the datagram sink under the UDP transports: [`UdpEmitter`] (the default),
+//!   [`BackgroundEmitter`] (a bounded queue and a sender thread), and [`InMemoryEmitter`] for
+//!   tests.
 //!
 //! # Environment variables
 //!
@@ -74,7 +80,8 @@
 //!
 //! The crate never panics and never returns an error into application code because tracing
 //! failed: a daemon that is down, a full buffer or an oversize document are counted
-//! ([`Recorder::stats`]) and logged at most once a minute. Logs go through the
+//! ([`Recorder::stats`]) and logged at most once a minute. [`Recorder::flush`] says what was
+//! sent and what was lost since the previous flush. Logs go through the
 //! [`tracing`](https://docs.rs/tracing) facade, under targets that start with `xray_core`.
 //!
 //! # Supported Rust versions
@@ -94,6 +101,7 @@ mod header;
 mod id;
 mod recorder;
 mod sampling;
+mod transport;
 
 #[cfg(feature = "macros")]
 #[doc(inline)]
@@ -112,7 +120,7 @@ pub use document::{
     StatusFlags, Trimmed, XraySdk, seconds_from_micros,
 };
 pub use emitter::{
-    BackgroundEmitter, DAEMON_HEADER, Datagram, EmitError, Emitter, InMemoryEmitter,
+    BackgroundEmitter, DAEMON_HEADER, Datagram, Delivery, EmitError, Emitter, InMemoryEmitter,
     MAX_DATAGRAM_LEN, UdpEmitter,
 };
 pub use header::{
@@ -129,4 +137,8 @@ pub use sampling::{
     RulesError, RulesErrorKind, Sampler, SamplingDecision, SamplingExplanation, SamplingProxyError,
     SamplingProxyErrorKind, SamplingReason, SamplingRequest, SamplingRule, SamplingRules,
     SamplingRulesBuilder, SharedSampler, wildcard_match, wildcard_match_case_sensitive,
+};
+pub use transport::{
+    Children, Finished, FinishedEntity, FinishedKind, FlushOutcome, SegmentTransport, Transport,
+    TransportCounters, TransportErrorKind, TransportStats,
 };

@@ -90,5 +90,5 @@ fn heap_use_of_hot_paths() {
     assert!(per_open <= 200, "{per_open} bytes per open subsegment");
     drop(open);
     segment.end();
-    assert_eq!(emitter.len() as u64, recorder.stats().sent);
+    assert_eq!(emitter.len() as u64, recorder.stats().transport.sent);
 }

@@ -11,7 +11,8 @@ use serde_json::{Value, json};
 use util::{UdpSink, walk};
 use xray_core::{
     ContextMissing, DaemonAddress, InMemoryEmitter, LocalSampler, ManualClock, Recorder,
-    RecorderBuilder, SamplingRequest, SamplingRules, SharedSampler, TraceHeader, current,
+    RecorderBuilder, SamplingRequest, SamplingRules, SharedSampler, TraceHeader,
+    TransportErrorKind, current,
 };
 
 /// Validates every document against the segment-document schema (and that no `null` is
@@ -123,7 +124,7 @@ fn every_field_arrives_over_udp() {
         s.get("type").is_none(),
         "embedded subsegments carry no type"
     );
-    assert_eq!(recorder.stats().sent, 1);
+    assert_eq!(recorder.stats().transport.sent, 1);
 }
 
 #[test]
@@ -365,7 +366,7 @@ fn a_discarded_subsegment_and_everything_under_it_is_left_out() {
         }
         names.sort();
         assert_eq!(names, ["kept", "root"], "threshold {threshold}");
-        assert_eq!(recorder.stats().oversize_dropped, 0);
+        assert_eq!(recorder.stats().transport.dropped_too_large, 0);
     }
 }
 
@@ -461,10 +462,10 @@ fn an_oversize_document_is_split_then_trimmed_never_lost() {
     let huge = parsed.iter().find(|d| d["name"] == "huge").unwrap();
     assert_eq!(huge["annotations"]["kept"], true);
     assert_eq!(huge["type"], "subsegment");
-    let stats = recorder.stats();
+    let stats = recorder.stats().transport;
     assert_eq!(stats.split, 4);
     assert_eq!(stats.truncated, 1);
-    assert_eq!(stats.oversize_dropped, 0);
+    assert_eq!(stats.dropped_too_large, 0);
 }
 
 #[test]
@@ -484,9 +485,15 @@ fn a_daemon_that_is_down_is_counted_not_raised() {
         recorder.begin_segment("orders").end();
         std::thread::sleep(Duration::from_millis(5));
     }
-    let stats = recorder.stats();
-    assert_eq!(stats.sent + stats.refused, 5);
-    assert!(stats.refused >= 1, "{stats:?}");
+    let stats = recorder.stats().transport;
+    assert_eq!(stats.queued, 5);
+    assert_eq!(stats.sent + stats.failed, 5);
+    assert!(stats.failed >= 1, "{stats:?}");
+    assert_eq!(
+        stats.last_error,
+        Some(TransportErrorKind::Refused),
+        "{stats:?}"
+    );
 }
 
 fn env(pairs: &[(&str, &str)]) -> impl Fn(&str) -> Option<String> + Send + Sync + 'static {
@@ -808,7 +815,7 @@ fn ten_thousand_subsegments_over_udp() {
     }
     ids.insert(segment.id().to_string());
     segment.end();
-    let sent = recorder.stats().sent as usize;
+    let sent = recorder.stats().transport.sent as usize;
     let datagrams = sink.wait_for(sent);
     assert_eq!(datagrams.len(), sent, "the loopback socket lost datagrams");
     let mut seen = HashMap::new();
@@ -871,8 +878,8 @@ fn background_sender_and_flush() {
     for _ in 0..50 {
         recorder.begin_segment("job").end();
     }
-    assert!(recorder.flush(Duration::from_secs(5)));
-    assert_eq!(recorder.stats().sent, 50);
+    assert!(recorder.flush(Duration::from_secs(5)).is_complete());
+    assert_eq!(recorder.stats().transport.sent, 50);
     assert_eq!(sink.wait_for(50).len(), 50);
 }
 

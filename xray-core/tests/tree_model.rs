@@ -192,8 +192,8 @@ fn run(ops: &[Op], threshold: usize) {
             assert!(arrived.is_none(), "node {i} ({id}) arrived but must not");
         }
     }
-    let stats = recorder.stats();
-    assert_eq!(stats.oversize_dropped, 0);
+    let stats = recorder.stats().transport;
+    assert_eq!(stats.dropped_too_large, 0);
     assert_eq!(stats.sent as usize, docs.len());
 }
 

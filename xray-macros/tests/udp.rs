@@ -76,7 +76,7 @@ fn a_captured_call_tree_arrives_whole() {
         .unwrap();
     assert_eq!(n, 2);
     segment.end();
-    assert!(recorder.flush(Duration::from_secs(5)));
+    assert!(recorder.flush(Duration::from_secs(5)).is_complete());
 
     let trace = local
         .wait_for_trace(trace_id, Duration::from_secs(10))

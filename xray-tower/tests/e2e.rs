@@ -299,7 +299,7 @@ async fn a_thousand_concurrent_requests_make_a_thousand_traces() {
     assert_eq!(stats.received(), 2 * N as u64, "{stats:?}");
     assert_eq!(stats.accepted(), 2 * N as u64, "{stats:?}");
     assert_eq!(stats.dropped_total(), 0);
-    assert_eq!(recorder.stats().sent, 2 * N as u64);
+    assert_eq!(recorder.stats().transport.sent, 2 * N as u64);
 
     let waiting = local.clone();
     let traces = tokio::task::spawn_blocking(move || waiting.wait_for_traces(N, WAIT))

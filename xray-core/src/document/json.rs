@@ -43,11 +43,8 @@ impl Document {
     /// # Ok::<(), xray_core::AnnotationError>(())
     /// ```
     pub fn write_json(&self, out: &mut Vec<u8>) -> Result<(), serde_json::Error> {
-        self.write_fields(out)?;
-        let mut open = false;
-        self.write_subsegments(out, &mut open)?;
-        close_subsegments(out, open);
-        Ok(())
+        // The one writer walks entities through the view every transport sees.
+        crate::transport::FinishedEntity::plain(self).write_json(out)
     }
 
     /// Writes everything up to the `subsegments` array: `{`, then every field but that one.
@@ -159,20 +156,6 @@ impl Document {
                 write_segment_id(out, *id);
             }
             out.push(b']');
-        }
-        Ok(())
-    }
-
-    /// Writes this document's own subsegments as elements of the `subsegments` array, opening
-    /// it (`,"subsegments":[`) before the first one; `open` tells whether it is open.
-    pub(crate) fn write_subsegments(
-        &self,
-        out: &mut Vec<u8>,
-        open: &mut bool,
-    ) -> Result<(), serde_json::Error> {
-        for child in &self.subsegments {
-            open_element(out, open);
-            child.write_json(out)?;
         }
         Ok(())
     }

@@ -28,26 +28,12 @@ impl Trimmed {
     }
 }
 
-/// Counts serialized bytes without keeping them.
-struct Counter(usize);
-
-impl std::io::Write for Counter {
-    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
-        self.0 += buf.len();
-        Ok(buf.len())
-    }
-
-    fn flush(&mut self) -> std::io::Result<()> {
-        Ok(())
-    }
-}
-
 impl Document {
-    /// The length of this document serialized as JSON.
+    /// The length of this document as the transports write it ([`write_json`](Self::write_json)).
     pub fn serialized_len(&self) -> usize {
-        let mut c = Counter(0);
-        let _ = serde_json::to_writer(&mut c, self);
-        c.0
+        let mut out = Vec::new();
+        let _ = self.write_json(&mut out);
+        out.len()
     }
 
     /// Removes the largest optional content until the serialized document is at most
@@ -56,8 +42,9 @@ impl Document {
     /// `trimmed`, so the trace shows it, and returned. Ids, times, names, flags, `http` and
     /// `aws` blocks and exception messages are kept.
     ///
-    /// The recorder calls this only for a document with no subsegments left that is still over
-    /// the daemon's limit.
+    /// Sizes are measured with the writer that sends ([`write_json`](Self::write_json)), the
+    /// `trimmed` marker included. [`SegmentTransport`](crate::SegmentTransport) calls this
+    /// only for a document with no subsegments left that is still over the daemon's limit.
     ///
     /// # Examples
     ///
@@ -72,8 +59,6 @@ impl Document {
     /// ```
     pub fn trim_to_fit(&mut self, max_len: usize) -> Vec<Trimmed> {
         let mut done = Vec::new();
-        // Leave room for the marker itself.
-        let budget = max_len.saturating_sub(96);
         let steps = [
             Trimmed::StackFrames,
             Trimmed::SqlQuery,
@@ -81,7 +66,7 @@ impl Document {
             Trimmed::Annotations,
         ];
         for step in steps {
-            if self.serialized_len() <= budget {
+            if self.serialized_len() <= max_len {
                 break;
             }
             let changed = match step {
@@ -92,11 +77,10 @@ impl Document {
             };
             if changed {
                 done.push(step);
+                // The marker counts in the size measured next.
+                let names: Vec<&str> = done.iter().map(Trimmed::as_str).collect();
+                let _ = self.put_reserved_metadata("AWS.xray", "trimmed", &names);
             }
-        }
-        if !done.is_empty() {
-            let names: Vec<&str> = done.iter().map(Trimmed::as_str).collect();
-            let _ = self.put_reserved_metadata("AWS.xray", "trimmed", &names);
         }
         done
     }

@@ -56,7 +56,9 @@ struct Shared {
     drained: Condvar,
     capacity_bytes: usize,
     dropped: AtomicU64,
+    sent: AtomicU64,
     failed: AtomicU64,
+    last_error: parking_lot::Mutex<Option<crate::TransportErrorKind>>,
 }
 
 #[derive(Debug, Default)]
@@ -91,7 +93,9 @@ impl BackgroundEmitter {
             drained: Condvar::new(),
             capacity_bytes,
             dropped: AtomicU64::new(0),
+            sent: AtomicU64::new(0),
             failed: AtomicU64::new(0),
+            last_error: parking_lot::Mutex::new(None),
         });
         let thread_shared = shared.clone();
         let thread = std::thread::Builder::new()
@@ -163,10 +167,12 @@ fn run(shared: &Shared, inner: &dyn Emitter) {
                 break;
             };
             rest = tail;
-            if let Some(datagram) = Datagram::new(bytes)
-                && let Err(e) = inner.emit(datagram)
-            {
+            let Some(datagram) = Datagram::new(bytes) else {
+                continue;
+            };
+            if let Err(e) = inner.emit(datagram) {
                 shared.failed.fetch_add(1, Ordering::Relaxed);
+                *shared.last_error.lock() = Some(e.kind());
                 if LOG.allow(crate::clock::SystemClock.now_micros()) {
                     tracing::warn!(
                         target: "xray_core::emitter",
@@ -175,6 +181,8 @@ fn run(shared: &Shared, inner: &dyn Emitter) {
                         "X-Ray segments could not be sent"
                     );
                 }
+            } else {
+                shared.sent.fetch_add(1, Ordering::Relaxed);
             }
         }
         batch.clear();
@@ -233,6 +241,14 @@ impl Emitter for BackgroundEmitter {
             }
         }
         true
+    }
+
+    fn delivery(&self) -> Option<super::Delivery> {
+        Some(super::Delivery {
+            sent: self.shared.sent.load(Ordering::Relaxed),
+            failed: self.shared.failed.load(Ordering::Relaxed),
+            last_error: *self.shared.last_error.lock(),
+        })
     }
 }
 

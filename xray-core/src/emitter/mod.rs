@@ -1,4 +1,4 @@
-//! Sending documents to the X-Ray daemon.
+//! Datagram sinks: where the UDP transports' datagrams go.
 
 mod background;
 mod memory;
@@ -60,7 +60,7 @@ impl fmt::Debug for Datagram<'_> {
     }
 }
 
-/// Why a datagram was not sent. The recorder counts these and logs them at most once per
+/// Why a datagram was not sent. The transport counts these and logs them at most once per
 /// interval; they never reach application code.
 #[derive(Debug, thiserror::Error)]
 #[non_exhaustive]
@@ -83,9 +83,9 @@ pub enum EmitError {
     Io(#[source] std::io::Error),
 }
 
-/// Where finished documents go.
+/// Where datagrams go: the sink under [`SegmentTransport`](crate::SegmentTransport).
 ///
-/// The recorder hands an emitter one [`Datagram`] per document, already framed and within
+/// The transport hands an emitter one [`Datagram`] per document, already framed and within
 /// [`MAX_DATAGRAM_LEN`]. Implementations must not block the caller for long: a full buffer is
 /// an [`EmitError::Full`], not a wait.
 pub trait Emitter: Send + Sync + fmt::Debug {
@@ -98,6 +98,26 @@ pub trait Emitter: Send + Sync + fmt::Debug {
         let _ = timeout;
         true
     }
+
+    /// For an emitter that sends later, such as a queue: what it has sent and failed to send
+    /// since it was made. `None` (the default) means a datagram accepted by
+    /// [`emit`](Self::emit) has been sent.
+    fn delivery(&self) -> Option<Delivery> {
+        None
+    }
+}
+
+/// What an emitter that sends later has done with the datagrams it accepted; see
+/// [`Emitter::delivery`].
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct Delivery {
+    /// Datagrams handed to the network.
+    pub sent: u64,
+    /// Datagrams the send failed for.
+    pub failed: u64,
+    /// The kind of the last failure.
+    pub last_error: Option<crate::TransportErrorKind>,
 }
 
 impl<E: Emitter + ?Sized> Emitter for std::sync::Arc<E> {
@@ -108,6 +128,10 @@ impl<E: Emitter + ?Sized> Emitter for std::sync::Arc<E> {
     fn flush(&self, timeout: std::time::Duration) -> bool {
         (**self).flush(timeout)
     }
+
+    fn delivery(&self) -> Option<Delivery> {
+        (**self).delivery()
+    }
 }
 
 impl<E: Emitter + ?Sized> Emitter for Box<E> {
@@ -117,5 +141,9 @@ impl<E: Emitter + ?Sized> Emitter for Box<E> {
 
     fn flush(&self, timeout: std::time::Duration) -> bool {
         (**self).flush(timeout)
+    }
+
+    fn delivery(&self) -> Option<Delivery> {
+        (**self).delivery()
     }
 }

@@ -10,6 +10,7 @@ use crate::config::{
 use crate::diag::LogLimiter;
 use crate::emitter::{BackgroundEmitter, EmitError, Emitter, UdpEmitter};
 use crate::sampling::{CentralizedSampler, LocalSampler, SamplingRules, SharedSampler};
+use crate::transport::{SegmentTransport, Transport};
 
 type EnvLookup = Box<dyn Fn(&str) -> Option<String> + Send + Sync>;
 
@@ -48,6 +49,7 @@ pub struct RecorderBuilder {
     service_name: Option<String>,
     daemon: Option<DaemonAddress>,
     emitter: Option<Box<dyn Emitter>>,
+    transport: Option<Box<dyn Transport>>,
     background: bool,
     sampler: Option<SharedSampler>,
     centralized: bool,
@@ -68,6 +70,7 @@ impl fmt::Debug for RecorderBuilder {
             .field("service_name", &self.service_name)
             .field("daemon", &self.daemon)
             .field("emitter", &self.emitter)
+            .field("transport", &self.transport)
             .field("background", &self.background)
             .field("sampler", &self.sampler)
             .field("centralized", &self.centralized)
@@ -96,6 +99,7 @@ impl RecorderBuilder {
             service_name: None,
             daemon: None,
             emitter: None,
+            transport: None,
             background: false,
             sampler: None,
             centralized: false,
@@ -151,13 +155,22 @@ impl RecorderBuilder {
         self
     }
 
-    /// Sends documents through `emitter` instead of UDP to the daemon.
+    /// Sends the datagrams through `emitter` instead of a UDP socket to the daemon (the
+    /// transport, [`SegmentTransport`] by default, still frames them).
     pub fn with_emitter<E: Emitter + 'static>(mut self, emitter: E) -> Self {
         self.emitter = Some(Box::new(emitter));
         self
     }
 
-    /// Sends from a background thread: the caller only queues the document (bounded; what does
+    /// Hands finished segments to `transport` instead of the default [`SegmentTransport`]
+    /// (segment documents over UDP to the daemon). It takes precedence over
+    /// [`with_emitter`](Self::with_emitter) and [`with_background_sender`](Self::with_background_sender).
+    pub fn with_transport<T: Transport + 'static>(mut self, transport: T) -> Self {
+        self.transport = Some(Box::new(transport));
+        self
+    }
+
+    /// Sends from a background thread: the caller only queues the datagram (bounded; what does
     /// not fit is dropped and counted). Applies to the default UDP emitter and to one given
     /// with [`with_emitter`](Self::with_emitter).
     pub fn with_background_sender(mut self, background: bool) -> Self {
@@ -258,7 +271,7 @@ impl RecorderBuilder {
         let daemon = self.daemon.unwrap_or_default();
         let emitter: Box<dyn Emitter> = match self.emitter {
             Some(e) => e,
-            None if !enabled => Box::new(Unavailable),
+            None if !enabled || self.transport.is_some() => Box::new(Unavailable),
             None => match UdpEmitter::new(daemon.udp()) {
                 Ok(e) => Box::new(e),
                 Err(e) => {
@@ -278,6 +291,9 @@ impl RecorderBuilder {
         } else {
             emitter
         };
+        let transport = self
+            .transport
+            .unwrap_or_else(|| Box::new(SegmentTransport::new(emitter)));
         let clock = self.clock.unwrap_or_else(|| Arc::new(SystemClock));
         let local = || {
             let rules = match &self.rules_file {
@@ -318,7 +334,7 @@ impl RecorderBuilder {
                 daemon,
                 forced_name: forced_name.map(Into::into),
                 context_missing: self.context_missing.unwrap_or_default(),
-                emitter,
+                transport,
                 sampler,
                 clock,
                 streaming_threshold,
@@ -327,6 +343,7 @@ impl RecorderBuilder {
                 service: Arc::new(super::entity::service_block(self.service_version)),
                 origin: self.origin.map(Into::into),
                 stats: send::Stats::default(),
+                flushed: Default::default(),
                 missing_log: LogLimiter::new(60),
             }),
         }

@@ -565,8 +565,8 @@ fn end_entity(node: &Node, discard: bool) {
     }
     for doc in out {
         match doc {
-            Outgoing::Segment(arena) => recorder.send_segment(arena),
-            Outgoing::Independent(doc) => recorder.send(doc, true),
+            Outgoing::Segment(arena) => recorder.send_segment(tree.trace_id, &arena),
+            Outgoing::Independent(doc) => recorder.send_independent(&doc, tree.facade),
         }
     }
 }

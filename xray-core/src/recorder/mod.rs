@@ -11,14 +11,15 @@ use std::sync::{Arc, OnceLock};
 pub use builder::RecorderBuilder;
 pub use entity::{Entity, Segment, Subsegment};
 pub use send::RecorderStats;
+pub(crate) use tree::{Arena, ROOT};
 
 use crate::clock::SharedClock;
 use crate::config::{ContextMissing, DaemonAddress};
 use crate::diag::LogLimiter;
-use crate::emitter::Emitter;
 use crate::header::{Sampled, TraceHeader};
 use crate::id::TraceId;
 use crate::sampling::{SamplingRequest, SharedSampler};
+use crate::transport::{FlushOutcome, Transport, TransportStats};
 
 /// Creates segments and sends them to the daemon when they are complete.
 ///
@@ -59,7 +60,7 @@ pub(crate) struct Inner {
     pub(crate) daemon: DaemonAddress,
     pub(crate) forced_name: Option<Box<str>>,
     pub(crate) context_missing: ContextMissing,
-    pub(crate) emitter: Box<dyn Emitter>,
+    pub(crate) transport: Box<dyn Transport>,
     pub(crate) sampler: SharedSampler,
     pub(crate) clock: SharedClock,
     pub(crate) streaming_threshold: usize,
@@ -69,6 +70,8 @@ pub(crate) struct Inner {
     pub(crate) service: Arc<crate::document::Service>,
     pub(crate) origin: Option<Box<str>>,
     pub(crate) stats: send::Stats,
+    /// The transport's counters at the last flush, to tell what that flush covers.
+    pub(crate) flushed: parking_lot::Mutex<TransportStats>,
     pub(crate) missing_log: LogLimiter,
 }
 
@@ -77,7 +80,7 @@ impl fmt::Debug for Recorder {
         f.debug_struct("Recorder")
             .field("enabled", &self.inner.enabled)
             .field("service_name", &self.inner.service_name)
-            .field("emitter", &self.inner.emitter)
+            .field("transport", &self.inner.transport)
             .field("sampler", &self.inner.sampler)
             .field("context_missing", &self.inner.context_missing)
             .field("streaming_threshold", &self.inner.streaming_threshold)
@@ -194,14 +197,66 @@ impl Recorder {
         &self.inner.sampler
     }
 
-    /// Counters of what was sent, split, trimmed and lost.
+    /// Counters of what was recorded, and of what the transport sent, split, trimmed and lost.
     pub fn stats(&self) -> RecorderStats {
-        self.inner.stats.snapshot()
+        self.stats_snapshot()
     }
 
-    /// Waits until the emitter has handed everything to the network (or `timeout` passes).
-    pub fn flush(&self, timeout: std::time::Duration) -> bool {
-        self.inner.emitter.flush(timeout)
+    /// Waits until the transport has sent everything exported so far, or `timeout` passes:
+    /// for short-lived processes, before they exit. It never waits past `timeout`.
+    ///
+    /// The outcome covers what was exported since the previous flush: what was sent, what was
+    /// lost (dropped or failed), and what is still pending. Only
+    /// [`is_complete`](FlushOutcome::is_complete) means nothing was lost.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use std::sync::Arc;
+    /// use std::time::Duration;
+    /// use xray_core::{InMemoryEmitter, LocalSampler, Recorder, SamplingRules};
+    ///
+    /// let all = SamplingRules::builder().with_default(0, 1.0).build()?;
+    /// let recorder = Recorder::builder()
+    ///     .ignore_environment()
+    ///     .with_sampler(Arc::new(LocalSampler::new(all)))
+    ///     .with_emitter(InMemoryEmitter::with_capacity(1))
+    ///     .build()?;
+    /// recorder.begin_segment("kept").end();
+    /// recorder.begin_segment("no room").end();
+    /// let outcome = recorder.flush(Duration::from_secs(1));
+    /// assert_eq!((outcome.sent, outcome.lost), (1, 1));
+    /// assert!(!outcome.is_complete());
+    /// assert!(recorder.flush(Duration::from_secs(1)).is_complete()); // nothing new
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
+    pub fn flush(&self, timeout: std::time::Duration) -> FlushOutcome {
+        self.settle(timeout, |t, deadline| t.flush(deadline))
+    }
+
+    /// Flushes within `timeout`, then shuts the transport down: for the end of the process.
+    /// It never waits past `timeout`.
+    pub fn shutdown(&self, timeout: std::time::Duration) -> FlushOutcome {
+        self.settle(timeout, |t, deadline| t.shutdown(deadline))
+    }
+
+    fn settle(
+        &self,
+        timeout: std::time::Duration,
+        f: impl FnOnce(&dyn Transport, std::time::Instant) -> bool,
+    ) -> FlushOutcome {
+        let deadline = std::time::Instant::now() + timeout;
+        // One flush at a time, so that each outcome covers its own span of exports.
+        let mut last = self.inner.flushed.lock();
+        f(&*self.inner.transport, deadline);
+        let now = self.inner.transport.stats();
+        let outcome = FlushOutcome {
+            sent: now.sent.saturating_sub(last.sent),
+            lost: now.lost().saturating_sub(last.lost()),
+            pending: now.pending(),
+        };
+        *last = now;
+        outcome
     }
 
     /// Begins a new trace with a segment named `name`; the sampler decides with only the

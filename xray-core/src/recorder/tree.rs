@@ -10,7 +10,7 @@
 //! ended, with all its children, is only marked done and linked into its parent's list of
 //! completed children. Nothing is moved on the way, so ending a subsegment costs a few stores,
 //! and when the segment completes the whole vector leaves the lock at once (an [`Arena`]) and
-//! is written out as one nested document. Completed subtrees sent ahead of their segment
+//! is handed to the transport as one [`Finished`](crate::Finished) view. Completed subtrees sent ahead of their segment
 //! (streaming, Lambda) are taken out of the vector as plain [`Document`]s, freeing their slots.
 //! A discarded subsegment is dropped with its subtree once that completes, and nothing under
 //! it is streamed.
@@ -18,7 +18,7 @@
 use parking_lot::Mutex;
 
 use super::Recorder;
-use crate::document::{Document, SanitizedName, close_subsegments, open_element};
+use crate::document::{Document, SanitizedName};
 use crate::id::{SegmentId, TraceId};
 
 pub(crate) const ROOT: u32 = 0;
@@ -359,35 +359,15 @@ impl Arena {
         self.slots.get(slot as usize)?.entry.as_ref()
     }
 
-    /// Writes the segment as one JSON document, subsegments nested.
-    pub(crate) fn write_json(&self, out: &mut Vec<u8>) -> Result<(), serde_json::Error> {
-        self.write_entry(ROOT, out)
+    /// The document in `slot` and its next sibling, if the slot holds an entity.
+    pub(crate) fn node(&self, slot: u32) -> Option<(&Document, Option<u32>)> {
+        let e = self.entry(slot)?;
+        Some((&e.doc, (e.next_sibling != NONE).then_some(e.next_sibling)))
     }
 
-    fn write_entry(&self, slot: u32, out: &mut Vec<u8>) -> Result<(), serde_json::Error> {
-        let Some(e) = self.entry(slot) else {
-            return Ok(());
-        };
-        e.doc.write_fields(out)?;
-        let mut open = false;
-        e.doc.write_subsegments(out, &mut open)?;
-        let mut child = e.first_child;
-        while let Some(c) = self.entry(child) {
-            open_element(out, &mut open);
-            self.write_entry(child, out)?;
-            child = c.next_sibling;
-        }
-        close_subsegments(out, open);
-        Ok(())
-    }
-
-    /// The segment as one plain document, subsegments nested (for splitting and trimming).
-    pub(crate) fn into_document(self) -> Option<Document> {
-        let mut state = State {
-            slots: self.slots,
-            free: Vec::new(),
-            held: 0,
-        };
-        state.take_subtree(ROOT).map(|(doc, _)| doc)
+    /// The first completed child of the entity in `slot`.
+    pub(crate) fn first_child(&self, slot: u32) -> Option<u32> {
+        let e = self.entry(slot)?;
+        (e.first_child != NONE).then_some(e.first_child)
     }
 }

@@ -1,0 +1,200 @@
+//! Segment documents for the X-Ray daemon: the daemon framing, the 64 KB split and trim.
+
+use std::cell::RefCell;
+use std::time::Instant;
+
+use super::{Finished, Transport, TransportCounters, TransportErrorKind, TransportStats};
+use crate::clock::{Clock as _, SystemClock};
+use crate::diag::LogLimiter;
+use crate::document::Document;
+use crate::emitter::{DAEMON_HEADER, Datagram, EmitError, Emitter, MAX_DATAGRAM_LEN};
+
+thread_local! {
+    // One reusable serialization buffer per thread: the steady state allocates nothing here.
+    static BUF: RefCell<Vec<u8>> = const { RefCell::new(Vec::new()) };
+}
+
+/// Sends X-Ray segment documents, one per datagram, through an [`Emitter`]: the X-Ray daemon's
+/// own protocol, and the recorder's default transport (with a [`UdpEmitter`] to
+/// `AWS_XRAY_DAEMON_ADDRESS`).
+///
+/// Each datagram is the [`DAEMON_HEADER`] line and one JSON document, at most
+/// [`MAX_DATAGRAM_LEN`] bytes. A segment too large for one is split: each subsegment is sent
+/// on its own as an independent subsegment (recursively), then the segment without them. A
+/// single entity still too large is trimmed ([`Document::trim_to_fit`]), and dropped only if
+/// even that is not enough. All of it is counted in [`TransportStats`] (`split`, `truncated`,
+/// `dropped_too_large`).
+///
+/// [`UdpEmitter`]: crate::UdpEmitter
+///
+/// # Examples
+///
+/// ```
+/// use xray_core::{InMemoryEmitter, Recorder, SegmentTransport};
+///
+/// let emitter = InMemoryEmitter::new();
+/// let recorder = Recorder::builder()
+///     .ignore_environment()
+///     .with_transport(SegmentTransport::new(emitter.clone()))
+///     .build()?;
+/// recorder.begin_segment("job").end();
+/// assert_eq!(emitter.documents()[0]["name"], "job");
+/// # Ok::<(), xray_core::ConfigError>(())
+/// ```
+#[derive(Debug)]
+pub struct SegmentTransport {
+    emitter: Box<dyn Emitter>,
+    counters: TransportCounters,
+    size_log: LogLimiter,
+}
+
+impl SegmentTransport {
+    /// Sends through `emitter`.
+    pub fn new<E: Emitter + 'static>(emitter: E) -> Self {
+        Self {
+            emitter: Box::new(emitter),
+            counters: TransportCounters::new(),
+            size_log: LogLimiter::default(),
+        }
+    }
+
+    /// The emitter datagrams go through.
+    pub fn emitter(&self) -> &dyn Emitter {
+        &*self.emitter
+    }
+
+    /// Sends a plain document, splitting or trimming it to fit one datagram.
+    fn send_document(&self, mut doc: Document, buf: &mut Vec<u8>) {
+        if serialize(&doc, buf) {
+            self.emit(buf);
+            return;
+        }
+        if !doc.subsegments().is_empty() {
+            // Too large as a whole: send each child on its own (recursively split in turn),
+            // then the parent without them.
+            let trace_id = doc.trace_id();
+            let parent_id = doc.id();
+            for mut child in std::mem::take(doc.subsegments_mut()) {
+                if let Some(trace_id) = trace_id {
+                    child.set_independent(trace_id, parent_id);
+                }
+                self.counters.split(1);
+                self.send_document(child, buf);
+            }
+            self.send_document(doc, buf);
+            return;
+        }
+        let before = buf.len();
+        let trimmed = doc.trim_to_fit(MAX_DATAGRAM_LEN - DAEMON_HEADER.len());
+        if serialize(&doc, buf) {
+            self.counters.truncated(1);
+            if self.size_log.allow(SystemClock.now_micros()) {
+                tracing::warn!(
+                    target: "xray_core::transport",
+                    id = %doc.id(),
+                    name = %doc.name(),
+                    bytes = before,
+                    trimmed = ?trimmed,
+                    "X-Ray document over the 64 KB limit; large fields were trimmed to send it"
+                );
+            }
+            self.emit(buf);
+        } else {
+            self.counters.queued(1);
+            self.counters.dropped_too_large(1);
+            if self.size_log.allow(SystemClock.now_micros()) {
+                tracing::error!(
+                    target: "xray_core::transport",
+                    id = %doc.id(),
+                    name = %doc.name(),
+                    bytes = buf.len(),
+                    "X-Ray document over the 64 KB limit even after trimming; not sent"
+                );
+            }
+        }
+    }
+
+    fn emit(&self, buf: &[u8]) {
+        let Some(datagram) = Datagram::new(buf) else {
+            return;
+        };
+        self.counters.queued(1);
+        match self.emitter.emit(datagram) {
+            // An emitter that sends later counts what it sends itself.
+            Ok(()) if self.emitter.delivery().is_some() => {}
+            Ok(()) => self.counters.sent(1),
+            Err(EmitError::Full) => self.counters.dropped_full(1),
+            Err(EmitError::TooLarge) => self.counters.dropped_too_large(1),
+            Err(e) => self.counters.failed(1, e.kind()),
+        }
+    }
+}
+
+impl Transport for SegmentTransport {
+    fn export(&self, finished: &Finished<'_>) {
+        with_buf(|buf| {
+            buf.clear();
+            buf.extend_from_slice(DAEMON_HEADER);
+            if finished.write_json(buf).is_ok() && buf.len() <= MAX_DATAGRAM_LEN {
+                self.emit(buf);
+            } else {
+                self.send_document(finished.to_document(), buf);
+            }
+        });
+    }
+
+    fn flush(&self, deadline: Instant) -> bool {
+        let timeout = deadline.saturating_duration_since(Instant::now());
+        self.emitter.flush(timeout) && self.stats().pending() == 0
+    }
+
+    fn stats(&self) -> TransportStats {
+        let mut stats = self.counters.snapshot();
+        if let Some(d) = self.emitter.delivery() {
+            stats.sent = d.sent;
+            stats.failed += d.failed;
+            if d.last_error.is_some() {
+                stats.last_error = d.last_error;
+            }
+        }
+        stats
+    }
+}
+
+impl EmitError {
+    /// The neutral kind of this error.
+    pub fn kind(&self) -> TransportErrorKind {
+        match self {
+            EmitError::ConnectionRefused => TransportErrorKind::Refused,
+            EmitError::Full => TransportErrorKind::Io,
+            EmitError::TooLarge => TransportErrorKind::TooLarge,
+            EmitError::Closed => TransportErrorKind::Closed,
+            EmitError::Io(_) => TransportErrorKind::Io,
+        }
+    }
+}
+
+/// Runs `f` with this thread's serialization buffer (a fresh one if it is in use).
+fn with_buf(f: impl FnOnce(&mut Vec<u8>)) {
+    let mut buf = BUF
+        .try_with(|b| b.try_borrow_mut().map(|mut b| std::mem::take(&mut *b)).ok())
+        .ok()
+        .flatten()
+        .unwrap_or_default();
+    f(&mut buf);
+    // Keep the buffer for the next document, unless one huge document grew it.
+    if buf.capacity() <= 4 * MAX_DATAGRAM_LEN {
+        let _ = BUF.try_with(|b| {
+            if let Ok(mut b) = b.try_borrow_mut() {
+                *b = buf;
+            }
+        });
+    }
+}
+
+/// Writes header + document into `buf`; true if the result fits one datagram.
+fn serialize(doc: &Document, buf: &mut Vec<u8>) -> bool {
+    buf.clear();
+    buf.extend_from_slice(DAEMON_HEADER);
+    doc.write_json(buf).is_ok() && buf.len() <= MAX_DATAGRAM_LEN
+}
