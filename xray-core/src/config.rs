@@ -16,6 +16,9 @@ pub const ENV_SDK_ENABLED: &str = "AWS_XRAY_SDK_ENABLED";
 pub const ENV_SDK_DISABLED: &str = "AWS_XRAY_SDK_DISABLED";
 /// Set by AWS Lambda in every function's environment.
 pub const ENV_LAMBDA_TASK_ROOT: &str = "LAMBDA_TASK_ROOT";
+/// The transport finished segments go through: `udp` (segment documents, the default) or
+/// `otlp-udp` (OpenTelemetry spans in `T1S` datagrams, with the `otlp` feature).
+pub const ENV_TRANSPORT: &str = "XRAY_TRANSPORT";
 /// Set by AWS Lambda to the current invocation's trace header in single-concurrency functions.
 pub const ENV_LAMBDA_TRACE_ID: &str = "_X_AMZN_TRACE_ID";
 
@@ -51,6 +54,14 @@ pub enum ConfigError {
     ContextMissing {
         /// The value given.
         value: String,
+    },
+    /// The transport is not one of the known names, or needs a feature not compiled in.
+    #[error("invalid transport {value:?} (XRAY_TRANSPORT): {reason}")]
+    Transport {
+        /// The value given.
+        value: String,
+        /// What is wrong with it.
+        reason: &'static str,
     },
 }
 
@@ -247,6 +258,54 @@ impl FromStr for ContextMissing {
             Err(ConfigError::ContextMissing {
                 value: s.chars().take(64).collect(),
             })
+        }
+    }
+}
+
+/// Which built-in transport the recorder sends through, over the daemon address (or the
+/// emitter given to the builder). Read from `XRAY_TRANSPORT`; see
+/// [`RecorderBuilder::with_transport_kind`](crate::RecorderBuilder::with_transport_kind).
+///
+/// # Examples
+///
+/// ```
+/// use xray_core::TransportKind;
+///
+/// assert_eq!("udp".parse::<TransportKind>()?, TransportKind::Segments);
+/// assert!("carrier-pigeon".parse::<TransportKind>().is_err());
+/// # Ok::<(), xray_core::ConfigError>(())
+/// ```
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+#[non_exhaustive]
+pub enum TransportKind {
+    /// Segment documents, one per UDP datagram, to the daemon: `udp`. The default.
+    #[default]
+    Segments,
+    /// OpenTelemetry spans, base64 protobuf in `T1S` UDP datagrams, to the daemon address
+    /// (AWS Lambda's X-Ray endpoint takes them): `otlp-udp`. Needs the `otlp` feature.
+    #[cfg(feature = "otlp")]
+    OtlpUdp,
+}
+
+impl FromStr for TransportKind {
+    type Err = ConfigError;
+
+    /// Case-insensitive: `udp` (or `segments`), `otlp-udp`.
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        let t = s.trim();
+        let err = |reason| ConfigError::Transport {
+            value: s.chars().take(64).collect(),
+            reason,
+        };
+        if t.eq_ignore_ascii_case("udp") || t.eq_ignore_ascii_case("segments") {
+            Ok(Self::Segments)
+        } else if t.eq_ignore_ascii_case("otlp-udp") {
+            #[cfg(feature = "otlp")]
+            return Ok(Self::OtlpUdp);
+            #[cfg(not(feature = "otlp"))]
+            Err(err("this build of xray-core lacks the `otlp` feature"))
+        } else {
+            Err(err("expected `udp` or `otlp-udp`"))
         }
     }
 }

@@ -67,6 +67,7 @@
 //! | `AWS_XRAY_CONTEXT_MISSING` | `RUNTIME_ERROR`, `LOG_ERROR` (default) or `IGNORE_ERROR` |
 //! | `AWS_XRAY_SDK_ENABLED` / `AWS_XRAY_SDK_DISABLED` | `false` / `true` turns every call into a no-op |
 //! | `LAMBDA_TASK_ROOT` | in AWS Lambda: see [`Recorder::begin_lambda_invocation`] |
+//! | `XRAY_TRANSPORT` | `udp` (segment documents, the default) or `otlp-udp` (OpenTelemetry spans as `T1S` datagrams, `otlp` feature); see [`TransportKind`] |
 //!
 //! # AWS Lambda
 //!
@@ -84,6 +85,13 @@
 //! sent and what was lost since the previous flush. Logs go through the
 //! [`tracing`](https://docs.rs/tracing) facade, under targets that start with `xray_core`.
 //!
+//! # Feature flags
+//!
+//! | feature | default | what it adds |
+//! |---|---|---|
+//! | `macros` | yes | `#[capture]` (brings in `syn`) |
+//! | `otlp` | no | `OtlpUdpTransport`: spans in the AWS distributions' `T1S` UDP framing, with the segment-to-span mapping X-Ray's translator reads (brings in `opentelemetry-proto` and `prost`) |
+//!
 //! # Supported Rust versions
 //!
 //! The minimum supported Rust version is 1.94.
@@ -100,6 +108,8 @@ mod emitter;
 mod header;
 mod id;
 mod recorder;
+#[cfg(feature = "otlp")]
+mod otlp;
 mod sampling;
 mod transport;
 
@@ -111,6 +121,7 @@ pub use clock::{Clock, ManualClock, SharedClock, SystemClock};
 pub use config::{
     ConfigError, ContextMissing, DaemonAddress, ENV_CONTEXT_MISSING, ENV_DAEMON_ADDRESS,
     ENV_LAMBDA_TASK_ROOT, ENV_LAMBDA_TRACE_ID, ENV_SDK_DISABLED, ENV_SDK_ENABLED, ENV_TRACING_NAME,
+    ENV_TRANSPORT, TransportKind,
 };
 pub use context::{ContextGuard, FutureExt, WithContext, current};
 pub use document::{
@@ -142,3 +153,5 @@ pub use transport::{
     Children, Finished, FinishedEntity, FinishedKind, FlushOutcome, SegmentTransport, Transport,
     TransportCounters, TransportErrorKind, TransportStats,
 };
+#[cfg(feature = "otlp")]
+pub use transport::{MAX_OTLP_REQUEST_LEN, OTLP_SAMPLED_PREFIX, OtlpUdpTransport};

@@ -5,7 +5,8 @@ use super::{Inner, Recorder, send};
 use crate::clock::{SharedClock, SystemClock};
 use crate::config::{
     self, ConfigError, ContextMissing, DaemonAddress, ENV_CONTEXT_MISSING, ENV_DAEMON_ADDRESS,
-    ENV_LAMBDA_TASK_ROOT, ENV_SDK_DISABLED, ENV_SDK_ENABLED, ENV_TRACING_NAME,
+    ENV_LAMBDA_TASK_ROOT, ENV_SDK_DISABLED, ENV_SDK_ENABLED, ENV_TRACING_NAME, ENV_TRANSPORT,
+    TransportKind,
 };
 use crate::diag::LogLimiter;
 use crate::emitter::{BackgroundEmitter, EmitError, Emitter, UdpEmitter};
@@ -26,6 +27,7 @@ type EnvLookup = Box<dyn Fn(&str) -> Option<String> + Send + Sync>;
 /// | `AWS_XRAY_SDK_ENABLED` | `false` disables the SDK: every call is a no-op |
 /// | `AWS_XRAY_SDK_DISABLED` | `true` disables the SDK |
 /// | `LAMBDA_TASK_ROOT` | set in AWS Lambda: subsegments are sent as soon as they end |
+/// | `XRAY_TRANSPORT` | `udp` (default) or `otlp-udp`: see [`with_transport_kind`](Self::with_transport_kind); a bad value fails [`build`](Self::build) |
 ///
 /// Without configuration: the service name is the executable's file name, the daemon is
 /// `127.0.0.1:2000`, sampling uses the default rules (one request a second, then 5 %), and
@@ -50,6 +52,7 @@ pub struct RecorderBuilder {
     daemon: Option<DaemonAddress>,
     emitter: Option<Box<dyn Emitter>>,
     transport: Option<Box<dyn Transport>>,
+    transport_kind: TransportKind,
     background: bool,
     sampler: Option<SharedSampler>,
     centralized: bool,
@@ -71,6 +74,7 @@ impl fmt::Debug for RecorderBuilder {
             .field("daemon", &self.daemon)
             .field("emitter", &self.emitter)
             .field("transport", &self.transport)
+            .field("transport_kind", &self.transport_kind)
             .field("background", &self.background)
             .field("sampler", &self.sampler)
             .field("centralized", &self.centralized)
@@ -100,6 +104,7 @@ impl RecorderBuilder {
             daemon: None,
             emitter: None,
             transport: None,
+            transport_kind: TransportKind::Segments,
             background: false,
             sampler: None,
             centralized: false,
@@ -167,6 +172,16 @@ impl RecorderBuilder {
     /// [`with_emitter`](Self::with_emitter) and [`with_background_sender`](Self::with_background_sender).
     pub fn with_transport<T: Transport + 'static>(mut self, transport: T) -> Self {
         self.transport = Some(Box::new(transport));
+        self
+    }
+
+    /// Which built-in transport carries finished segments over the daemon address (or the
+    /// emitter given with [`with_emitter`](Self::with_emitter)): segment documents (the
+    /// default) or, with the `otlp` feature, OpenTelemetry spans in `T1S` datagrams.
+    /// `XRAY_TRANSPORT` overrides it; [`with_transport`](Self::with_transport) takes
+    /// precedence over both.
+    pub fn with_transport_kind(mut self, kind: TransportKind) -> Self {
+        self.transport_kind = kind;
         self
     }
 
@@ -243,13 +258,16 @@ impl RecorderBuilder {
     }
 
     /// Builds the recorder. Fails only on a malformed environment value
-    /// (`AWS_XRAY_DAEMON_ADDRESS`, `AWS_XRAY_CONTEXT_MISSING`).
+    /// (`AWS_XRAY_DAEMON_ADDRESS`, `AWS_XRAY_CONTEXT_MISSING`, `XRAY_TRANSPORT`).
     pub fn build(mut self) -> Result<Recorder, ConfigError> {
         let env = self.env.take();
         let get = |k: &str| env.as_ref().and_then(|e| e(k)).filter(|v| !v.is_empty());
 
         if let Some(v) = get(ENV_DAEMON_ADDRESS) {
             self.daemon = Some(v.parse()?);
+        }
+        if let Some(v) = get(ENV_TRANSPORT) {
+            self.transport_kind = v.parse()?;
         }
         if let Some(v) = get(ENV_CONTEXT_MISSING) {
             self.context_missing = Some(v.parse()?);
@@ -291,9 +309,16 @@ impl RecorderBuilder {
         } else {
             emitter
         };
-        let transport = self
-            .transport
-            .unwrap_or_else(|| Box::new(SegmentTransport::new(emitter)));
+        let service_name = self.service_name.unwrap_or_else(default_service_name);
+        let transport: Box<dyn Transport> = match (self.transport, self.transport_kind) {
+            (Some(t), _) => t,
+            (None, TransportKind::Segments) => Box::new(SegmentTransport::new(emitter)),
+            #[cfg(feature = "otlp")]
+            (None, TransportKind::OtlpUdp) => Box::new(crate::transport::OtlpUdpTransport::new(
+                emitter,
+                &service_name,
+            )),
+        };
         let clock = self.clock.unwrap_or_else(|| Arc::new(SystemClock));
         let local = || {
             let rules = match &self.rules_file {
@@ -326,7 +351,6 @@ impl RecorderBuilder {
         } else {
             Self::DEFAULT_STREAMING_THRESHOLD
         });
-        let service_name = self.service_name.unwrap_or_else(default_service_name);
         Recorder {
             inner: Arc::new(Inner {
                 enabled,

@@ -5,16 +5,21 @@
 //! and goes on. Each transport owns its framing, its size budget, its batching and its retries,
 //! and counts what became of what it was given in neutral [`TransportStats`].
 
+#[cfg(feature = "otlp")]
+mod otlp_udp;
 mod segment;
 mod stats;
 
 use std::fmt;
 use std::time::Instant;
 
+#[cfg(feature = "otlp")]
+pub use otlp_udp::{MAX_OTLP_REQUEST_LEN, OTLP_SAMPLED_PREFIX, OtlpUdpTransport};
 pub use segment::SegmentTransport;
 pub use stats::{FlushOutcome, TransportCounters, TransportErrorKind, TransportStats};
 
 use crate::document::{Document, close_subsegments, open_element};
+use crate::emitter::{Datagram, EmitError, Emitter};
 use crate::id::{SegmentId, TraceId};
 use crate::recorder::Arena;
 
@@ -135,6 +140,48 @@ impl<T: Transport + ?Sized> Transport for Box<T> {
 
     fn stats(&self) -> TransportStats {
         (**self).stats()
+    }
+}
+
+/// Hands one framed datagram to `emitter` and counts the outcome: an item queued, then sent,
+/// dropped or failed. An emitter that sends later counts what it sends itself.
+pub(crate) fn emit_counted(emitter: &dyn Emitter, counters: &TransportCounters, bytes: &[u8]) {
+    let Some(datagram) = Datagram::new(bytes) else {
+        return;
+    };
+    counters.queued(1);
+    match emitter.emit(datagram) {
+        Ok(()) if emitter.delivery().is_some() => {}
+        Ok(()) => counters.sent(1),
+        Err(EmitError::Full) => counters.dropped_full(1),
+        Err(EmitError::TooLarge) => counters.dropped_too_large(1),
+        Err(e) => counters.failed(1, e.kind()),
+    }
+}
+
+/// The counters of a datagram transport, with what its emitter sent later (if it does).
+pub(crate) fn stats_with_delivery(counters: &TransportCounters, emitter: &dyn Emitter) -> TransportStats {
+    let mut stats = counters.snapshot();
+    if let Some(d) = emitter.delivery() {
+        stats.sent = d.sent;
+        stats.failed += d.failed;
+        if d.last_error.is_some() {
+            stats.last_error = d.last_error;
+        }
+    }
+    stats
+}
+
+impl EmitError {
+    /// The neutral kind of this error.
+    pub fn kind(&self) -> TransportErrorKind {
+        match self {
+            EmitError::ConnectionRefused => TransportErrorKind::Refused,
+            EmitError::Full => TransportErrorKind::Io,
+            EmitError::TooLarge => TransportErrorKind::TooLarge,
+            EmitError::Closed => TransportErrorKind::Closed,
+            EmitError::Io(_) => TransportErrorKind::Io,
+        }
     }
 }
 

@@ -3,11 +3,11 @@
 use std::cell::RefCell;
 use std::time::Instant;
 
-use super::{Finished, Transport, TransportCounters, TransportErrorKind, TransportStats};
+use super::{Finished, Transport, TransportCounters, TransportStats};
 use crate::clock::{Clock as _, SystemClock};
 use crate::diag::LogLimiter;
 use crate::document::Document;
-use crate::emitter::{DAEMON_HEADER, Datagram, EmitError, Emitter, MAX_DATAGRAM_LEN};
+use crate::emitter::{DAEMON_HEADER, Emitter, MAX_DATAGRAM_LEN};
 
 thread_local! {
     // One reusable serialization buffer per thread: the steady state allocates nothing here.
@@ -115,18 +115,7 @@ impl SegmentTransport {
     }
 
     fn emit(&self, buf: &[u8]) {
-        let Some(datagram) = Datagram::new(buf) else {
-            return;
-        };
-        self.counters.queued(1);
-        match self.emitter.emit(datagram) {
-            // An emitter that sends later counts what it sends itself.
-            Ok(()) if self.emitter.delivery().is_some() => {}
-            Ok(()) => self.counters.sent(1),
-            Err(EmitError::Full) => self.counters.dropped_full(1),
-            Err(EmitError::TooLarge) => self.counters.dropped_too_large(1),
-            Err(e) => self.counters.failed(1, e.kind()),
-        }
+        super::emit_counted(&*self.emitter, &self.counters, buf);
     }
 }
 
@@ -149,28 +138,7 @@ impl Transport for SegmentTransport {
     }
 
     fn stats(&self) -> TransportStats {
-        let mut stats = self.counters.snapshot();
-        if let Some(d) = self.emitter.delivery() {
-            stats.sent = d.sent;
-            stats.failed += d.failed;
-            if d.last_error.is_some() {
-                stats.last_error = d.last_error;
-            }
-        }
-        stats
-    }
-}
-
-impl EmitError {
-    /// The neutral kind of this error.
-    pub fn kind(&self) -> TransportErrorKind {
-        match self {
-            EmitError::ConnectionRefused => TransportErrorKind::Refused,
-            EmitError::Full => TransportErrorKind::Io,
-            EmitError::TooLarge => TransportErrorKind::TooLarge,
-            EmitError::Closed => TransportErrorKind::Closed,
-            EmitError::Io(_) => TransportErrorKind::Io,
-        }
+        super::stats_with_delivery(&self.counters, &*self.emitter)
     }
 }
 
