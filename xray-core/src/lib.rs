@@ -107,9 +107,9 @@ mod document;
 mod emitter;
 mod header;
 mod id;
-mod recorder;
 #[cfg(feature = "otlp")]
-mod otlp;
+pub mod otlp;
+mod recorder;
 mod sampling;
 mod transport;
 

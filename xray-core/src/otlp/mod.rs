@@ -1,8 +1,14 @@
 //! Finished entities as OpenTelemetry spans: the segment-to-span mapping X-Ray's own
 //! translator reads back, and the packing of spans into `ExportTraceServiceRequest`s within a
-//! byte budget. Shared by the OTLP transports.
+//! byte budget. Shared by the OTLP transports (`OtlpUdpTransport` here, and the OTLP/HTTP
+//! transport of the `xray-otlp-http` crate). Requires the `otlp` feature.
+//!
+//! The span types are those of [`opentelemetry_proto`] (re-exported as [`proto`]), generated
+//! from the OpenTelemetry protobuf definitions.
 
 mod mapping;
+
+pub use opentelemetry_proto as proto;
 
 use opentelemetry_proto::tonic::collector::trace::v1::ExportTraceServiceRequest;
 use opentelemetry_proto::tonic::common::v1::InstrumentationScope;
@@ -23,8 +29,26 @@ fn scope() -> InstrumentationScope {
 
 /// Every entity of `finished` as a span, parents before children, with the resource they
 /// share. `service_name` names the resource of independent subsegments, whose segment is not
-/// at hand.
-pub(crate) fn spans(finished: &Finished<'_>, service_name: &str) -> (Resource, Vec<Span>) {
+/// at hand; a segment's resource is named after the segment.
+///
+/// Each span carries the segment fields as the attributes X-Ray's OpenTelemetry translator
+/// reads, so that X-Ray rebuilds the same segment document from it.
+///
+/// # Examples
+///
+/// ```
+/// use xray_core::{Document, Finished, FinishedKind, SegmentId, TraceId};
+///
+/// let trace_id = TraceId::new();
+/// let mut doc = Document::new("orders", SegmentId::new(), 1.0);
+/// doc.set_trace_id(trace_id);
+/// doc.set_end_time(2.0);
+/// let finished = Finished::from_document(FinishedKind::Segment, trace_id, &doc);
+/// let (_resource, spans) = xray_core::otlp::to_spans(&finished, "orders");
+/// assert_eq!(spans.len(), 1);
+/// assert_eq!(spans[0].span_id, doc.id().as_u64().to_be_bytes());
+/// ```
+pub fn to_spans(finished: &Finished<'_>, service_name: &str) -> (Resource, Vec<Span>) {
     let trace_id = finished.trace_id();
     let root = finished.root();
     let doc = root.document();

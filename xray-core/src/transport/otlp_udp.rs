@@ -31,6 +31,20 @@ pub const MAX_OTLP_REQUEST_LEN: usize =
 /// `dropped_too_large`. The counters count datagrams: an item is one datagram of spans.
 /// Only sampled traces are recorded, so every datagram is `T1S`.
 ///
+/// # What X-Ray makes of the spans
+///
+/// The fields X-Ray's translator has a rule for arrive in their places. Those it has none for
+/// (`in_progress`, `traced`, `precursor_ids`, `resource_arn`, exception ids and chains,
+/// `cause.working_directory`, DynamoDB's `consistent_read`, and a few more) travel in the
+/// reserved metadata namespace `AWS.xray.segment` as JSON-pointer corrections, so they
+/// arrive as that metadata rather than in their fields; a reader that applies them rebuilds
+/// the document exactly (the crate's round-trip tests check this with an independent
+/// implementation of the translator). Stacks are written in the Java format, the
+/// one the translator parses into frames for every SDK it knows, and the resource says
+/// `telemetry.sdk.language = java` because the translator picks its stack parser from that
+/// attribute: X-Ray then shows the frames, at the price of an SDK name that ends in
+/// "for java".
+///
 /// Requires the `otlp` feature. Choose it with
 /// [`RecorderBuilder::with_transport_kind`](crate::RecorderBuilder::with_transport_kind) or
 /// `XRAY_TRANSPORT=otlp-udp`, or build one over any [`Emitter`].
@@ -101,7 +115,7 @@ fn append_base64(input: &[u8], out: &mut Vec<u8>) {
 
 impl Transport for OtlpUdpTransport {
     fn export(&self, finished: &Finished<'_>) {
-        let (resource, spans) = crate::otlp::spans(finished, &self.service_name);
+        let (resource, spans) = crate::otlp::to_spans(finished, &self.service_name);
         let mut proto = Vec::new();
         let mut datagram = Vec::with_capacity(MAX_DATAGRAM_LEN);
         crate::otlp::pack(

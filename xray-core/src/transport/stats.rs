@@ -38,7 +38,8 @@ pub struct TransportStats {
     pub dropped_too_large: u64,
     /// Items lost to a failure: refused, unreachable, rejected, timed out, shut down.
     pub failed: u64,
-    /// Send attempts repeated after a failure that might pass (throttling, 5xx, timeouts).
+    /// Items sent again after a failure that might pass (throttling, 5xx, timeouts), once per
+    /// retry.
     pub retried: u64,
     /// Entities sent apart from their parent because the whole was over the size limit.
     pub split: u64,
@@ -198,6 +199,12 @@ impl TransportCounters {
     /// A failure of `kind` that is being retried (`n` items in the attempt).
     pub fn retried(&self, n: u64, kind: TransportErrorKind) {
         add(&self.retried, n);
+        self.last_error.store(kind.code(), Ordering::Relaxed);
+    }
+
+    /// A problem of `kind` that lost nothing (an unreadable answer to a success, say): it
+    /// shows as `last_error` and counts no item.
+    pub fn noted(&self, kind: TransportErrorKind) {
         self.last_error.store(kind.code(), Ordering::Relaxed);
     }
 
