@@ -160,7 +160,10 @@ pub(crate) fn emit_counted(emitter: &dyn Emitter, counters: &TransportCounters, 
 }
 
 /// The counters of a datagram transport, with what its emitter sent later (if it does).
-pub(crate) fn stats_with_delivery(counters: &TransportCounters, emitter: &dyn Emitter) -> TransportStats {
+pub(crate) fn stats_with_delivery(
+    counters: &TransportCounters,
+    emitter: &dyn Emitter,
+) -> TransportStats {
     let mut stats = counters.snapshot();
     if let Some(d) = emitter.delivery() {
         stats.sent = d.sent;
