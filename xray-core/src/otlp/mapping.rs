@@ -185,9 +185,12 @@ pub(crate) fn span(
     }
 
     let message = cause(&mut m, doc, client, end, status_error);
-    let env = segment.then(|| facts(doc));
-    aws(&mut m, doc, env.as_ref());
-    segment_fields(&mut m, doc, env.as_ref());
+    if segment {
+        segment_env(&mut m, doc);
+    } else {
+        aws(&mut m, doc, None);
+        segment_fields(&mut m, doc, None);
+    }
     annotations(&mut m, doc);
     metadata(&mut m, doc);
 
@@ -839,6 +842,63 @@ fn aws(m: &mut Mapped, doc: &Document, env: Option<&Facts<'_>>) {
         .filter(|a| **a != Aws::default())
         .and_then(|a| serde_json::to_value(a).ok());
     m.diff(&mut String::from("/aws"), native.as_ref(), want.as_ref());
+}
+
+/// What a segment's `aws` and `service` blocks and its origin add to its span.
+struct EnvPart {
+    aws: Option<Aws>,
+    service: Option<Service>,
+    origin: Option<String>,
+    attributes: Vec<KeyValue>,
+    residual: Map<String, Value>,
+}
+
+thread_local! {
+    static LAST_ENV: std::cell::RefCell<Option<EnvPart>> = const { std::cell::RefCell::new(None) };
+}
+
+/// [`aws`] and [`segment_fields`] for a segment. What they add depends only on its `aws` and
+/// `service` blocks and its origin, which are the same for every segment a recorder makes: it
+/// is computed once per thread and reused while those stay equal.
+fn segment_env(m: &mut Mapped, doc: &Document) {
+    let reuse = |part: &EnvPart, m: &mut Mapped| {
+        m.attributes.extend(part.attributes.iter().cloned());
+        for (k, v) in &part.residual {
+            m.residual.insert(k.clone(), v.clone());
+        }
+    };
+    let hit = LAST_ENV
+        .try_with(|last| {
+            let last = last.borrow();
+            match &*last {
+                Some(p)
+                    if p.aws.as_ref() == doc.aws()
+                        && p.service.as_ref() == doc.service()
+                        && p.origin.as_deref() == doc.origin() =>
+                {
+                    reuse(p, m);
+                    true
+                }
+                _ => false,
+            }
+        })
+        .unwrap_or(false);
+    if hit {
+        return;
+    }
+    let env = facts(doc);
+    let mut part = Mapped::default();
+    aws(&mut part, doc, Some(&env));
+    segment_fields(&mut part, doc, Some(&env));
+    let part = EnvPart {
+        aws: doc.aws().cloned(),
+        service: doc.service().cloned(),
+        origin: doc.origin().map(str::to_owned),
+        attributes: part.attributes,
+        residual: part.residual,
+    };
+    reuse(&part, m);
+    let _ = LAST_ENV.try_with(|last| *last.borrow_mut() = Some(part));
 }
 
 /// `origin` (`determineAwsOrigin`) and `service` (`makeService`), which the translator takes

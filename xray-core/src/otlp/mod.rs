@@ -119,6 +119,7 @@ pub(crate) fn pack(
             }],
         };
         buf.clear();
+        buf.reserve(request.encoded_len());
         if request.encode(buf).is_ok() {
             emit(buf, n);
         }

@@ -10,6 +10,7 @@ mod otlp_udp;
 mod segment;
 mod stats;
 
+use std::cell::RefCell;
 use std::fmt;
 use std::time::Instant;
 
@@ -19,7 +20,7 @@ pub use segment::SegmentTransport;
 pub use stats::{FlushOutcome, TransportCounters, TransportErrorKind, TransportStats};
 
 use crate::document::{Document, close_subsegments, open_element};
-use crate::emitter::{Datagram, EmitError, Emitter};
+use crate::emitter::{Datagram, EmitError, Emitter, MAX_DATAGRAM_LEN};
 use crate::id::{SegmentId, TraceId};
 use crate::recorder::Arena;
 
@@ -140,6 +141,29 @@ impl<T: Transport + ?Sized> Transport for Box<T> {
 
     fn stats(&self) -> TransportStats {
         (**self).stats()
+    }
+}
+
+thread_local! {
+    // One reusable serialization buffer per thread: the steady state allocates nothing here.
+    static BUF: RefCell<Vec<u8>> = const { RefCell::new(Vec::new()) };
+}
+
+/// Runs `f` with this thread's serialization buffer (a fresh one if it is in use).
+pub(crate) fn with_buf(f: impl FnOnce(&mut Vec<u8>)) {
+    let mut buf = BUF
+        .try_with(|b| b.try_borrow_mut().map(|mut b| std::mem::take(&mut *b)).ok())
+        .ok()
+        .flatten()
+        .unwrap_or_default();
+    f(&mut buf);
+    // Keep the buffer for the next document, unless one huge document grew it.
+    if buf.capacity() <= 4 * MAX_DATAGRAM_LEN {
+        let _ = BUF.try_with(|b| {
+            if let Ok(mut b) = b.try_borrow_mut() {
+                *b = buf;
+            }
+        });
     }
 }
 

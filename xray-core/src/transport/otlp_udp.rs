@@ -8,6 +8,11 @@ use base64::Engine as _;
 use super::{Finished, Transport, TransportCounters, TransportStats};
 use crate::emitter::{DAEMON_HEADER, Emitter, MAX_DATAGRAM_LEN};
 
+thread_local! {
+    // The encoded request, reused like the datagram buffer.
+    static PROTO: std::cell::RefCell<Vec<u8>> = const { std::cell::RefCell::new(Vec::new()) };
+}
+
 /// The prefix of a datagram of sampled spans.
 pub const OTLP_SAMPLED_PREFIX: &[u8] = b"T1S";
 
@@ -116,19 +121,23 @@ fn append_base64(input: &[u8], out: &mut Vec<u8>) {
 impl Transport for OtlpUdpTransport {
     fn export(&self, finished: &Finished<'_>) {
         let (resource, spans) = crate::otlp::to_spans(finished, &self.service_name);
-        let mut proto = Vec::new();
-        let mut datagram = Vec::with_capacity(MAX_DATAGRAM_LEN);
-        crate::otlp::pack(
-            &resource,
-            spans,
-            MAX_OTLP_REQUEST_LEN,
-            &mut proto,
-            |bytes, _spans| self.emit(bytes, &mut datagram),
-            |_span| {
-                self.counters.queued(1);
-                self.counters.dropped_too_large(1);
-            },
-        );
+        super::with_buf(|datagram| {
+            let mut proto = PROTO.with(|p| std::mem::take(&mut *p.borrow_mut()));
+            crate::otlp::pack(
+                &resource,
+                spans,
+                MAX_OTLP_REQUEST_LEN,
+                &mut proto,
+                |bytes, _spans| self.emit(bytes, datagram),
+                |_span| {
+                    self.counters.queued(1);
+                    self.counters.dropped_too_large(1);
+                },
+            );
+            if proto.capacity() <= 2 * MAX_DATAGRAM_LEN {
+                PROTO.with(|p| *p.borrow_mut() = proto);
+            }
+        });
     }
 
     fn flush(&self, deadline: Instant) -> bool {

@@ -1,18 +1,12 @@
 //! Segment documents for the X-Ray daemon: the daemon framing, the 64 KB split and trim.
 
-use std::cell::RefCell;
 use std::time::Instant;
 
-use super::{Finished, Transport, TransportCounters, TransportStats};
+use super::{Finished, Transport, TransportCounters, TransportStats, with_buf};
 use crate::clock::{Clock as _, SystemClock};
 use crate::diag::LogLimiter;
 use crate::document::Document;
 use crate::emitter::{DAEMON_HEADER, Emitter, MAX_DATAGRAM_LEN};
-
-thread_local! {
-    // One reusable serialization buffer per thread: the steady state allocates nothing here.
-    static BUF: RefCell<Vec<u8>> = const { RefCell::new(Vec::new()) };
-}
 
 /// Sends X-Ray segment documents, one per datagram, through an [`Emitter`]: the X-Ray daemon's
 /// own protocol, and the recorder's default transport (with a [`UdpEmitter`] to
@@ -139,24 +133,6 @@ impl Transport for SegmentTransport {
 
     fn stats(&self) -> TransportStats {
         super::stats_with_delivery(&self.counters, &*self.emitter)
-    }
-}
-
-/// Runs `f` with this thread's serialization buffer (a fresh one if it is in use).
-fn with_buf(f: impl FnOnce(&mut Vec<u8>)) {
-    let mut buf = BUF
-        .try_with(|b| b.try_borrow_mut().map(|mut b| std::mem::take(&mut *b)).ok())
-        .ok()
-        .flatten()
-        .unwrap_or_default();
-    f(&mut buf);
-    // Keep the buffer for the next document, unless one huge document grew it.
-    if buf.capacity() <= 4 * MAX_DATAGRAM_LEN {
-        let _ = BUF.try_with(|b| {
-            if let Ok(mut b) = b.try_borrow_mut() {
-                *b = buf;
-            }
-        });
     }
 }
 
