@@ -148,14 +148,24 @@ fn lambda_subsegments_are_marked_as_such() {
     assert_eq!(seen[0].parent, Some("53995c3f42cd8ad8".parse().unwrap()));
 }
 
+/// A link slower than any producer: each datagram takes 2 ms to go out.
+#[derive(Debug)]
+struct SlowLink(UdpEmitter);
+
+impl xray_core::Emitter for SlowLink {
+    fn emit(&self, datagram: xray_core::Datagram<'_>) -> Result<(), xray_core::EmitError> {
+        std::thread::sleep(Duration::from_millis(2));
+        self.0.emit(datagram)
+    }
+}
+
 #[test]
 fn a_flush_after_a_burst_into_a_full_queue_reports_the_loss() {
     let sink = UdpSocket::bind("127.0.0.1:0").unwrap();
-    // Room for a couple of datagrams only: most of the burst must be dropped.
-    let queue = BackgroundEmitter::with_capacity(
-        UdpEmitter::new(sink.local_addr().unwrap()).unwrap(),
-        2048,
-    );
+    // Room for a few datagrams only, before a link that takes 2 ms a datagram: most of the
+    // burst must be dropped.
+    let slow = SlowLink(UdpEmitter::new(sink.local_addr().unwrap()).unwrap());
+    let queue = BackgroundEmitter::with_capacity(slow, 2048);
     let recorder = Recorder::builder()
         .ignore_environment()
         .with_sampler(sample_all())
@@ -181,7 +191,7 @@ fn a_flush_after_a_burst_into_a_full_queue_reports_the_loss() {
     while sink.recv(&mut buf).is_ok() {
         received += 1;
     }
-    assert_eq!(received, outcome.sent);
+    assert_eq!(received, outcome.sent, "{outcome:?} {stats:?}");
 
     // The next flush covers only what came after.
     recorder.begin_segment("alone").end();
@@ -285,4 +295,53 @@ fn trimming_measures_with_the_writer_that_sends() {
             assert_eq!(json["metadata"]["AWS.xray"]["trimmed"][0], "metadata");
         }
     }
+}
+
+#[test]
+fn a_batch_of_datagrams_goes_out_in_order() {
+    use xray_core::{Datagram, Emitter};
+    let sink = UdpSocket::bind("127.0.0.1:0").unwrap();
+    sink.set_read_timeout(Some(Duration::from_secs(2))).unwrap();
+    let emitter = UdpEmitter::new(sink.local_addr().unwrap()).unwrap();
+    // More than one `sendmmsg` call holds (64), in sizes that vary.
+    let bytes: Vec<Vec<u8>> = (0..150)
+        .map(|i| {
+            let mut b = DAEMON_HEADER.to_vec();
+            b.extend(format!("{{\"name\":\"{}\"}}", "n".repeat(i)).bytes());
+            b
+        })
+        .collect();
+    let datagrams: Vec<Datagram<'_>> = bytes.iter().filter_map(|b| Datagram::new(b)).collect();
+    let mut failures = Vec::new();
+    let sent = emitter.emit_batch(&datagrams, &mut |e| failures.push(e.to_string()));
+    assert_eq!(sent, 150, "{failures:?}");
+    let mut buf = vec![0u8; 1024];
+    for expected in &bytes {
+        let n = sink.recv(&mut buf).unwrap();
+        assert_eq!(&buf[..n], &expected[..]);
+    }
+}
+
+#[test]
+fn a_batch_to_nobody_reports_each_refusal_and_goes_on() {
+    use xray_core::{Datagram, Emitter};
+    let addr = UdpSocket::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap();
+    let emitter = UdpEmitter::new(addr).unwrap();
+    let mut b = DAEMON_HEADER.to_vec();
+    b.extend_from_slice(br#"{"name":"a"}"#);
+    let datagrams = vec![Datagram::new(&b).unwrap(); 10];
+    let mut total_sent = 0;
+    let mut refused = 0;
+    for _ in 0..5 {
+        total_sent += emitter.emit_batch(&datagrams, &mut |e| {
+            assert!(matches!(e, xray_core::EmitError::ConnectionRefused), "{e}");
+            refused += 1;
+        });
+        std::thread::sleep(Duration::from_millis(2));
+    }
+    assert_eq!(total_sent + refused, 50);
+    assert!(refused > 0);
 }

@@ -11,7 +11,9 @@ use crate::diag::LogLimiter;
 /// Hands datagrams to another [`Emitter`] on a background thread.
 ///
 /// The caller only copies the datagram into a bounded buffer (a lock and a copy); the send
-/// system calls happen on the sender thread. When the buffer is full the datagram is dropped,
+/// system calls happen on the sender thread, a batch at a time
+/// ([`Emitter::emit_batch`]: one `sendmmsg` call for up to 64 datagrams with a
+/// [`UdpEmitter`](crate::UdpEmitter) on Linux). When the buffer is full the datagram is dropped,
 /// counted, and [`EmitError::Full`] is returned: the caller is never made to wait. Buffers are
 /// reused, so the steady state allocates nothing.
 ///
@@ -161,30 +163,30 @@ fn run(shared: &Shared, inner: &dyn Emitter) {
             q.in_flight = true;
         }
         let mut rest = &batch[..];
+        let mut datagrams = Vec::new();
         while let Some((len, tail)) = rest.split_first_chunk::<4>() {
             let len = u32::from_le_bytes(*len) as usize;
             let Some((bytes, tail)) = tail.split_at_checked(len) else {
                 break;
             };
             rest = tail;
-            let Some(datagram) = Datagram::new(bytes) else {
-                continue;
-            };
-            if let Err(e) = inner.emit(datagram) {
-                shared.failed.fetch_add(1, Ordering::Relaxed);
-                *shared.last_error.lock() = Some(e.kind());
-                if LOG.allow(crate::clock::SystemClock.now_micros()) {
-                    tracing::warn!(
-                        target: "xray_core::emitter",
-                        error = %e,
-                        failed = shared.failed.load(Ordering::Relaxed),
-                        "X-Ray segments could not be sent"
-                    );
-                }
-            } else {
-                shared.sent.fetch_add(1, Ordering::Relaxed);
-            }
+            datagrams.extend(Datagram::new(bytes));
         }
+        // One system call for many datagrams where the emitter can (`sendmmsg`).
+        let sent = inner.emit_batch(&datagrams, &mut |e| {
+            shared.failed.fetch_add(1, Ordering::Relaxed);
+            *shared.last_error.lock() = Some(e.kind());
+            if LOG.allow(crate::clock::SystemClock.now_micros()) {
+                tracing::warn!(
+                    target: "xray_core::emitter",
+                    error = %e,
+                    failed = shared.failed.load(Ordering::Relaxed),
+                    "X-Ray segments could not be sent"
+                );
+            }
+        });
+        shared.sent.fetch_add(sent as u64, Ordering::Relaxed);
+        drop(datagrams);
         batch.clear();
         let mut q = shared.queue.lock();
         q.in_flight = false;

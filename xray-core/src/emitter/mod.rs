@@ -99,6 +99,21 @@ pub trait Emitter: Send + Sync + fmt::Debug {
         true
     }
 
+    /// Sends `datagrams` in order, as [`emit`](Self::emit) would one by one, and returns how
+    /// many were sent; `failed` hears why each of the others was not. The default sends one at
+    /// a time; [`UdpEmitter`] sends a batch with one `sendmmsg` system call where the system
+    /// has it.
+    fn emit_batch(&self, datagrams: &[Datagram<'_>], failed: &mut dyn FnMut(EmitError)) -> usize {
+        let mut sent = 0;
+        for d in datagrams {
+            match self.emit(*d) {
+                Ok(()) => sent += 1,
+                Err(e) => failed(e),
+            }
+        }
+        sent
+    }
+
     /// For an emitter that sends later, such as a queue: what it has sent and failed to send
     /// since it was made. `None` (the default) means a datagram accepted by
     /// [`emit`](Self::emit) has been sent.
@@ -129,6 +144,10 @@ impl<E: Emitter + ?Sized> Emitter for std::sync::Arc<E> {
         (**self).flush(timeout)
     }
 
+    fn emit_batch(&self, datagrams: &[Datagram<'_>], failed: &mut dyn FnMut(EmitError)) -> usize {
+        (**self).emit_batch(datagrams, failed)
+    }
+
     fn delivery(&self) -> Option<Delivery> {
         (**self).delivery()
     }
@@ -141,6 +160,10 @@ impl<E: Emitter + ?Sized> Emitter for Box<E> {
 
     fn flush(&self, timeout: std::time::Duration) -> bool {
         (**self).flush(timeout)
+    }
+
+    fn emit_batch(&self, datagrams: &[Datagram<'_>], failed: &mut dyn FnMut(EmitError)) -> usize {
+        (**self).emit_batch(datagrams, failed)
     }
 
     fn delivery(&self) -> Option<Delivery> {
