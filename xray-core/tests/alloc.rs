@@ -79,6 +79,34 @@ fn heap_use_of_hot_paths() {
         "unsampled path allocated"
     );
 
+    // The same, unsampled by the sampler (a rule that samples nothing) rather than by the
+    // header, with a metadata entry too.
+    let none = xray_core::SamplingRules::builder()
+        .with_default(0, 0.0)
+        .build()
+        .unwrap();
+    let by_sampler = Recorder::builder()
+        .ignore_environment()
+        .with_sampler(std::sync::Arc::new(xray_core::LocalSampler::new(none)))
+        .with_emitter(emitter.clone())
+        .build()
+        .unwrap();
+    by_sampler.begin_segment_with("api", None, &request).end();
+    let before = ALLOCS.load(Ordering::Relaxed);
+    for _ in 0..1_000 {
+        let s = by_sampler.begin_segment_with("api", None, &request);
+        let sub = s.begin_subsegment("work");
+        sub.put_annotation("order_id", 42).unwrap();
+        let _ = sub.put_metadata("basket", &3);
+        sub.end();
+        s.end();
+    }
+    assert_eq!(
+        ALLOCS.load(Ordering::Relaxed) - before,
+        0,
+        "the path unsampled by the sampler allocated"
+    );
+
     // Memory held per open subsegment, with 10,000 open under one sampled segment.
     let segment = recorder.begin_segment("batch");
     let base = LIVE_BYTES.load(Ordering::Relaxed);

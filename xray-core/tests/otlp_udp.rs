@@ -165,3 +165,35 @@ fn a_span_too_large_for_a_datagram_is_dropped_and_counted_not_the_others() {
     let stats = recorder.stats().transport;
     assert_eq!(stats.dropped_too_large, 1, "{stats:?}");
 }
+
+#[test]
+fn a_receiver_that_is_down_is_counted_not_raised() {
+    // Nothing listens at this address.
+    let addr = UdpSocket::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap();
+    let all = SamplingRules::builder()
+        .with_default(0, 1.0)
+        .build()
+        .unwrap();
+    let recorder = Recorder::builder()
+        .ignore_environment()
+        .with_sampler(Arc::new(LocalSampler::new(all)))
+        .with_daemon_address(DaemonAddress::new(addr))
+        .with_transport_kind(TransportKind::OtlpUdp)
+        .build()
+        .unwrap();
+    for _ in 0..5 {
+        recorder.begin_segment("orders").end();
+        std::thread::sleep(Duration::from_millis(5));
+    }
+    let stats = recorder.stats().transport;
+    assert_eq!(stats.queued, 5);
+    assert_eq!(stats.sent + stats.failed, 5, "{stats:?}");
+    assert!(stats.failed >= 1, "{stats:?}");
+    assert_eq!(
+        stats.last_error,
+        Some(xray_core::TransportErrorKind::Refused)
+    );
+}
