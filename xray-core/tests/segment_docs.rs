@@ -264,22 +264,10 @@ mod otlp {
     fn ensure_decoder() {
         static ONCE: std::sync::Once = std::sync::Once::new();
         ONCE.call_once(|| {
-            let present = Command::new("python3")
-                .args([
-                    "-c",
-                    "import opentelemetry.proto.collector.trace.v1.trace_service_pb2",
-                ])
-                .stdout(Stdio::null())
-                .stderr(Stdio::null())
-                .status()
-                .is_ok_and(|s| s.success());
-            if !present {
-                let status = Command::new("python3")
-                    .args(["-m", "pip", "install", "--quiet", "opentelemetry-proto"])
-                    .status()
-                    .expect("python3 runs");
-                assert!(status.success(), "pip install opentelemetry-proto failed");
-            }
+            xray_testkit::ensure_python_package(
+                "import opentelemetry.proto.collector.trace.v1.trace_service_pb2",
+                "opentelemetry-proto",
+            )
         });
     }
 

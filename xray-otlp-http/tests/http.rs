@@ -4,7 +4,7 @@
 use std::collections::VecDeque;
 use std::io::Read as _;
 use std::net::SocketAddr;
-use std::process::{Command, Stdio};
+use std::process::Command;
 use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime};
 
@@ -430,19 +430,8 @@ fn expired_credentials_are_not_used() {
 
 /// Makes sure python3 can import botocore (it comes with moto, which CI installs).
 fn ensure_botocore() {
-    let present = Command::new("python3")
-        .args(["-c", "import botocore"])
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .status()
-        .is_ok_and(|s| s.success());
-    if !present {
-        let status = Command::new("python3")
-            .args(["-m", "pip", "install", "--quiet", "botocore"])
-            .status()
-            .expect("python3 runs");
-        assert!(status.success(), "pip install botocore failed");
-    }
+    static ONCE: std::sync::Once = std::sync::Once::new();
+    ONCE.call_once(|| xray_testkit::ensure_python_package("import botocore", "botocore"));
 }
 
 #[test]

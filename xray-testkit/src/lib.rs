@@ -149,3 +149,27 @@ pub fn checked(docs: Vec<Value>) -> Vec<Value> {
     }
     docs
 }
+
+/// Makes sure `python3` can run `import_check` (a line of Python, such as `import botocore`),
+/// installing `pip_spec` with pip when it cannot, so that tests relying on a PyPI package run
+/// on a fresh machine. Panics if python3 is missing or the install fails.
+///
+/// Call it once per package and process (behind a `std::sync::Once`), so that parallel tests
+/// do not race pip.
+pub fn ensure_python_package(import_check: &str, pip_spec: &str) {
+    use std::process::{Command, Stdio};
+    let present = Command::new("python3")
+        .args(["-c", import_check])
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .status()
+        .is_ok_and(|s| s.success());
+    if present {
+        return;
+    }
+    let status = Command::new("python3")
+        .args(["-m", "pip", "install", "--quiet", pip_spec])
+        .status()
+        .expect("python3 runs");
+    assert!(status.success(), "pip install {pip_spec} failed");
+}

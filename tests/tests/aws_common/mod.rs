@@ -121,20 +121,7 @@ fn ensure_moto_installed() {
 }
 
 fn install_moto_if_missing() {
-    let present = Command::new("python3")
-        .args(["-c", "import moto.server, flask_cors"])
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .status()
-        .is_ok_and(|s| s.success());
-    if present {
-        return;
-    }
-    let status = Command::new("python3")
-        .args(["-m", "pip", "install", "--quiet", "moto[server]"])
-        .status()
-        .expect("python3 runs");
-    assert!(status.success(), "pip install 'moto[server]' failed");
+    xray_testkit::ensure_python_package("import moto.server, flask_cors", "moto[server]");
 }
 
 pub fn free_port() -> u16 {
