@@ -30,6 +30,9 @@ const RECV_BUFFER: usize = 4 * 1024 * 1024;
 const POLL_SHUTDOWN: Duration = Duration::from_millis(250);
 /// At most one warning per drop reason per interval.
 const WARN_INTERVAL: Duration = Duration::from_secs(10);
+/// Datagram bytes parsed and waiting to be filed; past it, documents are dropped as
+/// [`DropReason::Backlog`].
+const INTAKE_QUEUE_BYTES: usize = 64 * 1024 * 1024;
 
 /// A local X-Ray daemon: receives segment documents over UDP and assembles them into traces,
 /// and answers the sampling API (and a read API) over TCP.
@@ -70,7 +73,9 @@ pub struct XrayLocal {
     udp_addr: SocketAddr,
     tcp_addr: SocketAddr,
     stop: Arc<AtomicBool>,
+    intake: Arc<Intake>,
     receiver: Mutex<Option<JoinHandle<()>>>,
+    filer: Mutex<Option<JoinHandle<()>>>,
     server: Mutex<Option<Server>>,
 }
 
@@ -231,11 +236,16 @@ impl XrayLocalBuilder {
         let tcp_addr = listener.local_addr()?;
         // The read timeout is only a fallback: shutdown wakes the thread with a datagram.
         socket.set_read_timeout(Some(POLL_SHUTDOWN))?;
-        let store = Arc::new(Store::new(self.config));
+        let store = Arc::new(Store::new(
+            self.config,
+            crate::store::SocketDrops::of(&socket),
+        ));
         let stop = Arc::new(AtomicBool::new(false));
+        let intake = Arc::new(Intake::new(INTAKE_QUEUE_BYTES));
         let receiver = Receiver {
             socket,
             store: Arc::clone(&store),
+            intake: Arc::clone(&intake),
             stop: Arc::clone(&stop),
             max_datagram_size: self.max_datagram_size,
             last_warned: [None; DropReason::ALL.len()],
@@ -249,12 +259,28 @@ impl XrayLocalBuilder {
                 sampling: Arc::clone(&sampling),
             }),
         )?;
+        let filer = {
+            let (intake, store) = (Arc::clone(&intake), Arc::clone(&store));
+            std::thread::Builder::new()
+                .name("xray-local-file".into())
+                .spawn(move || intake.file_into(&store))
+        };
+        let filer = match filer {
+            Ok(handle) => handle,
+            Err(err) => {
+                let mut server = server;
+                server.shutdown();
+                return Err(err);
+            }
+        };
         let handle = std::thread::Builder::new()
             .name("xray-local-udp".into())
             .spawn(move || receiver.run());
         let handle = match handle {
             Ok(handle) => handle,
             Err(err) => {
+                intake.close();
+                let _ = filer.join();
                 let mut server = server;
                 server.shutdown();
                 return Err(err);
@@ -266,7 +292,9 @@ impl XrayLocalBuilder {
             udp_addr,
             tcp_addr,
             stop,
+            intake,
             receiver: Mutex::new(Some(handle)),
+            filer: Mutex::new(Some(filer)),
             server: Mutex::new(Some(server)),
         })
     }
@@ -454,6 +482,11 @@ impl XrayLocal {
         if let Some(handle) = self.receiver.lock().take() {
             let _ = handle.join();
         }
+        // What was read is filed before the store closes.
+        self.intake.close();
+        if let Some(handle) = self.filer.lock().take() {
+            let _ = handle.join();
+        }
         if let Some(mut server) = self.server.lock().take() {
             server.shutdown();
         }
@@ -504,11 +537,80 @@ impl Iterator for Completed<'_> {
     }
 }
 
+// ===== impl Intake =====
+
+/// The queue between the socket reader and the store: the reader only parses and queues, so
+/// a store busy with readers never holds up the socket.
+#[derive(Debug)]
+struct Intake {
+    queue: Mutex<IntakeQueue>,
+    ready: parking_lot::Condvar,
+    max_bytes: usize,
+}
+
+#[derive(Debug, Default)]
+struct IntakeQueue {
+    docs: Vec<(intake::Document, usize, Instant)>,
+    bytes: usize,
+    closed: bool,
+}
+
+impl Intake {
+    fn new(max_bytes: usize) -> Self {
+        Intake {
+            queue: Mutex::new(IntakeQueue::default()),
+            ready: parking_lot::Condvar::new(),
+            max_bytes,
+        }
+    }
+
+    /// Queues a parsed document; false if the queue is full.
+    fn push(&self, doc: intake::Document, size: usize) -> bool {
+        let mut q = self.queue.lock();
+        if q.bytes + size > self.max_bytes {
+            return false;
+        }
+        let was_empty = q.docs.is_empty();
+        q.bytes += size;
+        q.docs.push((doc, size, Instant::now()));
+        drop(q);
+        if was_empty {
+            self.ready.notify_one();
+        }
+        true
+    }
+
+    fn close(&self) {
+        self.queue.lock().closed = true;
+        self.ready.notify_all();
+    }
+
+    /// Moves queued documents into the store, a batch at a time, until closed and empty.
+    fn file_into(&self, store: &Store) {
+        let mut batch = Vec::new();
+        loop {
+            {
+                let mut q = self.queue.lock();
+                while q.docs.is_empty() && !q.closed {
+                    self.ready.wait(&mut q);
+                }
+                if q.docs.is_empty() {
+                    return;
+                }
+                std::mem::swap(&mut q.docs, &mut batch);
+                q.bytes = 0;
+            }
+            store.insert_batch(std::mem::take(&mut batch));
+        }
+    }
+}
+
 // ===== impl Receiver =====
 
 struct Receiver {
     socket: UdpSocket,
     store: Arc<Store>,
+    intake: Arc<Intake>,
     stop: Arc<AtomicBool>,
     max_datagram_size: usize,
     last_warned: [Option<Instant>; DropReason::ALL.len()],
@@ -533,7 +635,11 @@ impl Receiver {
                         continue;
                     }
                     match intake::parse_datagram(datagram) {
-                        Ok(doc) => self.store.insert(doc, len, Instant::now()),
+                        Ok(doc) => {
+                            if !self.intake.push(doc, len) {
+                                self.drop_datagram(DropReason::Backlog);
+                            }
+                        }
                         Err(reason) => self.drop_datagram(reason),
                     }
                 }

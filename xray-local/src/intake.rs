@@ -48,11 +48,14 @@ pub enum DropReason {
     /// An independent subsegment (`"type": "subsegment"`) has no `parent_id`, or a `parent_id`
     /// is present but not 16 hex digits.
     InvalidParentId,
+    /// Valid, but the queue between the socket reader and the store was full: documents
+    /// arrived faster than they could be filed, for longer than the queue could absorb.
+    Backlog,
 }
 
 impl DropReason {
     /// Every reason, in declaration order.
-    pub const ALL: [DropReason; 10] = [
+    pub const ALL: [DropReason; 11] = [
         DropReason::Oversize,
         DropReason::MissingBody,
         DropReason::InvalidHeader,
@@ -63,6 +66,7 @@ impl DropReason {
         DropReason::InvalidTraceId,
         DropReason::InvalidStartTime,
         DropReason::InvalidParentId,
+        DropReason::Backlog,
     ];
 
     /// A short `snake_case` name, stable across releases.
@@ -78,6 +82,7 @@ impl DropReason {
             DropReason::InvalidTraceId => "invalid_trace_id",
             DropReason::InvalidStartTime => "invalid_start_time",
             DropReason::InvalidParentId => "invalid_parent_id",
+            DropReason::Backlog => "backlog",
         }
     }
 
@@ -101,6 +106,9 @@ impl DropReason {
             DropReason::InvalidStartTime => "`start_time` is missing or not a number",
             DropReason::InvalidParentId => {
                 "`parent_id` is missing on an independent subsegment or not 16 hex digits"
+            }
+            DropReason::Backlog => {
+                "the intake queue is full: documents arrive faster than they are filed"
             }
         }
     }

@@ -196,6 +196,7 @@ fn main() -> ExitCode {
 
     let mut completed = local.completed();
     let mut reported = Stats::default();
+    let mut last_report: Option<std::time::Instant> = None;
     let mut map_due = false;
     loop {
         let settled = completed.next_timeout(Duration::from_secs(1));
@@ -224,16 +225,35 @@ fn main() -> ExitCode {
         }
         // The library logs through `tracing`, which this binary does not install: report
         // drops here instead, once per second at most.
+        if last_report.is_some_and(|t| t.elapsed() < Duration::from_secs(1)) {
+            continue;
+        }
+        last_report = Some(std::time::Instant::now());
         let stats = local.stats();
+        let mut lines = Vec::new();
         for reason in DropReason::ALL {
             let new = stats.dropped(reason) - reported.dropped(reason);
             if new > 0 {
-                // Not `eprintln!`, which panics when stderr is closed.
-                let _ = writeln!(
-                    io::stderr(),
-                    "xray-local: dropped {new} datagram(s): {reason}"
-                );
+                lines.push(format!("dropped {new} datagram(s): {reason}"));
             }
+        }
+        let kernel = stats.kernel_dropped().unwrap_or(0);
+        let kernel = kernel.saturating_sub(reported.kernel_dropped().unwrap_or(0));
+        if kernel > 0 {
+            lines.push(format!(
+                "the system dropped {kernel} datagram(s): the socket's receive buffer was full"
+            ));
+        }
+        let evicted = stats.evicted_unsettled() - reported.evicted_unsettled();
+        if evicted > 0 {
+            lines.push(format!(
+                "evicted {evicted} trace(s) before they were shown complete, to stay within \
+                 the bounds on traces held"
+            ));
+        }
+        for line in lines {
+            // Not `eprintln!`, which panics when stderr is closed.
+            let _ = writeln!(io::stderr(), "xray-local: {line}");
         }
         reported = stats;
     }

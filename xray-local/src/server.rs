@@ -234,6 +234,8 @@ fn stats_json(shared: &Shared) -> Value {
         "accepted": stats.accepted(),
         "dropped": dropped,
         "evicted_traces": stats.evicted_traces(),
+        "evicted_unsettled": stats.evicted_unsettled(),
+        "kernel_dropped": stats.kernel_dropped(),
         "get_sampling_rules_calls": calls.get_sampling_rules(),
         "sampling_targets_calls": calls.sampling_targets(),
     })

@@ -1,9 +1,11 @@
 //! The trace store: what the receiver writes and every reader waits on.
 //!
-//! One mutex guards everything and one condvar is notified on every change. Assembly is lazy:
-//! the receiver only files documents away (cheap, so it keeps up with the socket) and marks the
-//! trace dirty; a reader that needs a trace assembles the dirty ones under the lock. Under a
-//! burst with nobody waiting, nothing is assembled at all.
+//! One mutex guards everything and one condvar is notified on every change. The socket reader
+//! never takes it: it queues what it parsed, and a filing thread moves the queue into the store
+//! a batch at a time (one lock, one wake-up per batch). Filing is incremental: each insert
+//! updates the counts that tell whether a trace may be complete, and a trace is assembled only
+//! when it may be, or when a reader asks for it. A trace of many independent subsegments whose
+//! segment has not come is therefore never assembled while its pieces stream in.
 
 use std::collections::{BTreeMap, HashMap, HashSet, VecDeque};
 use std::time::{Duration, Instant};
@@ -17,8 +19,8 @@ use crate::trace::{Inserted, Pieces, Trace};
 /// Counters of what the daemon received, kept since it started.
 ///
 /// `received() == accepted() + dropped_total()` always holds. Datagrams the kernel dropped
-/// before the daemon could read them (a full socket buffer) are not counted anywhere: compare
-/// with what you sent.
+/// before the daemon could read them (a full socket buffer) are in
+/// [`kernel_dropped`](Self::kernel_dropped), where the system tells.
 ///
 /// # Examples
 ///
@@ -37,6 +39,8 @@ pub struct Stats {
     accepted: u64,
     dropped: [u64; DropReason::ALL.len()],
     evicted_traces: u64,
+    evicted_unsettled: u64,
+    kernel_dropped: Option<u64>,
 }
 
 impl Stats {
@@ -64,6 +68,62 @@ impl Stats {
     pub fn evicted_traces(&self) -> u64 {
         self.evicted_traces
     }
+
+    /// Of [`evicted_traces`](Self::evicted_traces), those removed while not settled: their
+    /// latest documents were never reported complete to a waiter or follower.
+    pub fn evicted_unsettled(&self) -> u64 {
+        self.evicted_unsettled
+    }
+
+    /// Datagrams the kernel dropped because the socket's receive buffer was full, before the
+    /// daemon could read them: on Linux (read from `/proc/net/udp`), `None` elsewhere.
+    pub fn kernel_dropped(&self) -> Option<u64> {
+        self.kernel_dropped
+    }
+}
+
+/// Where the kernel counts the datagrams it dropped for one socket: its inode, found in
+/// `/proc/net/udp` and `/proc/net/udp6` (Linux).
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct SocketDrops {
+    #[cfg_attr(not(target_os = "linux"), allow(dead_code))]
+    inode: u64,
+}
+
+impl SocketDrops {
+    /// The counter of `socket`, where the system has one.
+    pub(crate) fn of(socket: &std::net::UdpSocket) -> Option<Self> {
+        #[cfg(target_os = "linux")]
+        {
+            use std::os::fd::AsRawFd as _;
+            use std::os::unix::fs::MetadataExt as _;
+            let fd = socket.as_raw_fd();
+            let meta = std::fs::metadata(format!("/proc/self/fd/{fd}")).ok()?;
+            Some(SocketDrops { inode: meta.ino() })
+        }
+        #[cfg(not(target_os = "linux"))]
+        {
+            let _ = socket;
+            None
+        }
+    }
+
+    /// The kernel's count now.
+    fn read(self) -> Option<u64> {
+        #[cfg(target_os = "linux")]
+        {
+            ["/proc/net/udp", "/proc/net/udp6"].iter().find_map(|path| {
+                let table = std::fs::read_to_string(path).ok()?;
+                table.lines().skip(1).find_map(|line| {
+                    let fields: Vec<&str> = line.split_whitespace().collect();
+                    let inode: u64 = fields.get(9)?.parse().ok()?;
+                    (inode == self.inode).then(|| fields.last()?.parse().ok())?
+                })
+            })
+        }
+        #[cfg(not(target_os = "linux"))]
+        None
+    }
 }
 
 /// Bounds and completion rules of a [`Store`].
@@ -80,6 +140,7 @@ pub(crate) struct Store {
     inner: Mutex<Inner>,
     changed: Condvar,
     config: StoreConfig,
+    kernel: Option<SocketDrops>,
 }
 
 #[derive(Debug, Default)]
@@ -108,12 +169,19 @@ struct Entry {
 }
 
 impl Store {
-    pub(crate) fn new(config: StoreConfig) -> Self {
+    pub(crate) fn new(config: StoreConfig, kernel: Option<SocketDrops>) -> Self {
         Store {
             inner: Mutex::new(Inner::default()),
             changed: Condvar::new(),
             config,
+            kernel,
         }
+    }
+
+    /// `stats` with the kernel's count of dropped datagrams.
+    fn with_kernel(&self, mut stats: Stats) -> Stats {
+        stats.kernel_dropped = self.kernel.and_then(SocketDrops::read);
+        stats
     }
 
     /// Counts a refused datagram.
@@ -127,41 +195,13 @@ impl Store {
         self.changed.notify_all();
     }
 
-    /// Files an accepted document under its trace.
-    pub(crate) fn insert(&self, doc: Document, size: usize, now: Instant) {
+    /// Files accepted documents under their traces, under one lock, and wakes the waiters
+    /// once.
+    pub(crate) fn insert_batch(&self, docs: Vec<(Document, usize, Instant)>) {
         let mut guard = self.inner.lock();
-        let inner = &mut *guard;
-        inner.stats.received += 1;
-        inner.stats.accepted += 1;
-        let trace_id = doc.trace_id;
-        let entry = inner.traces.entry(trace_id).or_insert_with(|| {
-            inner.order.push_back(trace_id);
-            Entry {
-                pieces: Pieces::default(),
-                bytes: 0,
-                last_update: now,
-                cached: None,
-                settled_seq: None,
-            }
-        });
-        let old_size = match entry.pieces.insert(doc, size) {
-            Inserted::New => 0,
-            Inserted::Replaced(old) => old,
-            Inserted::Stale => {
-                drop(guard);
-                self.changed.notify_all();
-                return;
-            }
-        };
-        entry.bytes = entry.bytes.saturating_sub(old_size) + size;
-        entry.last_update = now;
-        entry.cached = None;
-        if let Some(seq) = entry.settled_seq.take() {
-            inner.settled.remove(&seq);
+        for (doc, size, now) in docs {
+            guard.insert(doc, size, now, &self.config);
         }
-        inner.unsettled.insert(trace_id);
-        inner.bytes = inner.bytes.saturating_sub(old_size) + size;
-        inner.evict(&self.config);
         drop(guard);
         self.changed.notify_all();
     }
@@ -173,7 +213,8 @@ impl Store {
     }
 
     pub(crate) fn stats(&self) -> Stats {
-        self.inner.lock().stats
+        let stats = self.inner.lock().stats;
+        self.with_kernel(stats)
     }
 
     /// Every trace (settled or not) by first arrival.
@@ -227,8 +268,10 @@ impl Store {
         timeout: Duration,
         mut until: impl FnMut(&Stats) -> bool,
     ) -> Stats {
-        self.wait(timeout, |inner| until(&inner.stats).then_some(inner.stats))
-            .unwrap_or_else(|| self.stats())
+        let stats = self
+            .wait(timeout, |inner| until(&inner.stats).then_some(inner.stats))
+            .unwrap_or_else(|| self.inner.lock().stats);
+        self.with_kernel(stats)
     }
 
     /// The first trace that settled after `cursor`; moves the cursor past it.
@@ -296,6 +339,38 @@ impl Store {
 }
 
 impl Inner {
+    /// Files one accepted document under its trace.
+    fn insert(&mut self, doc: Document, size: usize, now: Instant, config: &StoreConfig) {
+        self.stats.received += 1;
+        self.stats.accepted += 1;
+        let trace_id = doc.trace_id;
+        let order = &mut self.order;
+        let entry = self.traces.entry(trace_id).or_insert_with(|| {
+            order.push_back(trace_id);
+            Entry {
+                pieces: Pieces::default(),
+                bytes: 0,
+                last_update: now,
+                cached: None,
+                settled_seq: None,
+            }
+        });
+        let old_size = match entry.pieces.insert(doc, size) {
+            Inserted::New => 0,
+            Inserted::Replaced(old) => old,
+            Inserted::Stale => return,
+        };
+        entry.bytes = entry.bytes.saturating_sub(old_size) + size;
+        entry.last_update = now;
+        entry.cached = None;
+        if let Some(seq) = entry.settled_seq.take() {
+            self.settled.remove(&seq);
+        }
+        self.unsettled.insert(trace_id);
+        self.bytes = self.bytes.saturating_sub(old_size) + size;
+        self.evict(config);
+    }
+
     /// Removes the oldest traces while over a bound.
     fn evict(&mut self, config: &StoreConfig) {
         while self.traces.len() > config.max_traces || self.bytes > config.max_bytes {
@@ -307,7 +382,9 @@ impl Inner {
                 if let Some(seq) = entry.settled_seq {
                     self.settled.remove(&seq);
                 }
-                self.unsettled.remove(&id);
+                if self.unsettled.remove(&id) {
+                    self.stats.evicted_unsettled += 1;
+                }
                 self.stats.evicted_traces += 1;
                 tracing::debug!(trace_id = %id, "evicted the oldest trace to stay within bounds");
             }
@@ -323,7 +400,8 @@ impl Inner {
                 done.push((id, None));
                 continue;
             };
-            let complete = entry.trace(id).is_complete();
+            // Assembling is the costly part: only for a trace that may be complete.
+            let complete = entry.pieces.may_be_complete() && entry.trace(id).is_complete();
             let quiet_until = entry.last_update.checked_add(config.quiet_period);
             let idle_until = config
                 .idle_timeout

@@ -376,10 +376,28 @@ where
 // ===== impl Pieces =====
 
 /// The documents received for one trace, one per entity id, in arrival order.
+///
+/// Beside them it keeps what tells, without assembling, that the trace cannot be complete
+/// yet: whether a segment came, how many pieces hold an entity in progress, and how many
+/// pieces wait for a parent no piece holds. Keeping these costs each insert a few hash
+/// operations; assembling costs the whole trace, so the store assembles only a trace that
+/// [`may be complete`](Self::may_be_complete).
 #[derive(Debug, Default)]
 pub(crate) struct Pieces {
     docs: Vec<Stored>,
     by_id: HashMap<String, usize>,
+    /// Pieces without a parent: segments.
+    segments: usize,
+    /// Entities in progress that no completed version of the same id supersedes.
+    in_progress: HashSet<String>,
+    /// Entities seen completed.
+    completed: HashSet<String>,
+    /// The id of every entity inside every piece.
+    known: HashSet<String>,
+    /// Parent id -> pieces waiting for it (ids no piece holds yet).
+    waiting: HashMap<String, usize>,
+    /// Pieces waiting for a parent: the sum of `waiting`.
+    missing: usize,
 }
 
 /// A stored document and the size of the datagram that carried it.
@@ -414,11 +432,67 @@ impl Pieces {
             }
             let old = slot.size;
             *slot = Stored { document, size };
+            // Rare (an in-progress fragment completed): count everything again.
+            self.recount();
             return Inserted::Replaced(old);
         }
+        self.count(&document);
         self.by_id.insert(document.id.clone(), self.docs.len());
         self.docs.push(Stored { document, size });
         Inserted::New
+    }
+
+    /// False when the trace is certainly not complete: no segment, an entity in progress, or
+    /// a piece whose parent no piece holds. True means [`build`](Self::build) decides.
+    pub(crate) fn may_be_complete(&self) -> bool {
+        self.segments > 0 && self.in_progress.is_empty() && self.missing == 0
+    }
+
+    /// Adds one new piece to the counts.
+    fn count(&mut self, document: &Document) {
+        // Generous where unsure: a completed entity supersedes an in-progress one of the same
+        // id wherever each sits, so this never rules out a trace that assembly finds complete.
+        let mut stack = vec![&document.value];
+        while let Some(doc) = stack.pop() {
+            if let Some(id) = doc.get("id").and_then(Value::as_str) {
+                if doc.as_object().is_some_and(intake::is_in_progress) {
+                    if !self.completed.contains(id) {
+                        self.in_progress.insert(id.to_owned());
+                    }
+                } else {
+                    self.in_progress.remove(id);
+                    self.completed.insert(id.to_owned());
+                }
+                if self.known.insert(id.to_owned())
+                    && let Some(n) = self.waiting.remove(id)
+                {
+                    self.missing -= n;
+                }
+            }
+            stack.extend(subsegments_of(doc));
+        }
+        match &document.parent_id {
+            None => self.segments += 1,
+            Some(parent) if !self.known.contains(parent) => {
+                *self.waiting.entry(parent.clone()).or_default() += 1;
+                self.missing += 1;
+            }
+            Some(_) => {}
+        }
+    }
+
+    fn recount(&mut self) {
+        self.segments = 0;
+        self.in_progress.clear();
+        self.completed.clear();
+        self.known.clear();
+        self.waiting.clear();
+        self.missing = 0;
+        let docs = std::mem::take(&mut self.docs);
+        for d in &docs {
+            self.count(&d.document);
+        }
+        self.docs = docs;
     }
 
     /// Assembles the pieces into a [`Trace`].
@@ -558,6 +632,13 @@ impl Attach<'_> {
                 *subs = Value::Array(Vec::new());
             }
             if let Value::Array(arr) = subs {
+                // The embedded entries by id, looked up once each: a node with thousands of
+                // pieces under it is attached in linear time.
+                let embedded: HashMap<String, usize> = arr
+                    .iter()
+                    .enumerate()
+                    .filter_map(|(i, c)| Some((c.get("id")?.as_str()?.to_owned(), i)))
+                    .collect();
                 for k in kids {
                     if let Some(used) = self.used.get_mut(k) {
                         *used = true;
@@ -566,10 +647,10 @@ impl Attach<'_> {
                         continue;
                     };
                     let child = piece.document.value.clone();
-                    let same_id = |c: &&mut Value| {
-                        c.get("id").and_then(Value::as_str) == Some(piece.document.id.as_str())
-                    };
-                    match arr.iter_mut().find(same_id) {
+                    match embedded
+                        .get(piece.document.id.as_str())
+                        .and_then(|&i| arr.get_mut(i))
+                    {
                         Some(slot) => *slot = child,
                         None => arr.push(child),
                     }

@@ -351,3 +351,30 @@ fn text_that_is_not_a_trace_id_finds_nothing() {
     assert!(local.wait_for_trace("not-a-trace-id", WAIT).is_none());
     assert!(local.trace("1-zz").is_none());
 }
+
+#[test]
+fn traces_evicted_before_they_settled_are_counted_apart() {
+    let local = XrayLocal::builder()
+        .udp_addr("127.0.0.1:0".parse().unwrap())
+        .max_traces(1)
+        .start()
+        .unwrap();
+    // A trace that settles (it is complete and waited for), then one that never can (its
+    // subsegment's parent never comes), then another.
+    let seen = trace_id();
+    send_all(&local, &[segment(&seen, &id(), "api", 1.0, 2.0)]);
+    assert!(
+        local
+            .wait_for_trace(&seen, Duration::from_secs(5))
+            .is_some()
+    );
+    let waiting = trace_id();
+    send_all(
+        &local,
+        &[independent(&waiting, &id(), &id(), "call", 1.0, 1.5)],
+    );
+    send_all(&local, &[segment(&trace_id(), &id(), "api", 1.0, 2.0)]);
+    let stats = local.stats();
+    assert_eq!(stats.evicted_traces(), 2, "{stats:?}");
+    assert_eq!(stats.evicted_unsettled(), 1, "{stats:?}");
+}
