@@ -13,6 +13,7 @@ use parking_lot::Mutex;
 use socket2::{Domain, Protocol, Socket, Type};
 use xray_core::TraceId;
 
+use crate::forward::{ForwardConfig, ForwardStats, Forwarder};
 use crate::intake::{self, DropReason};
 use crate::sampling::{
     self, RulesError, Sampling, SamplingCalls, SamplingRule, SamplingStatistics,
@@ -74,6 +75,7 @@ pub struct XrayLocal {
     tcp_addr: SocketAddr,
     stop: Arc<AtomicBool>,
     intake: Arc<Intake>,
+    forwarder: Option<Arc<Forwarder>>,
     receiver: Mutex<Option<JoinHandle<()>>>,
     filer: Mutex<Option<JoinHandle<()>>>,
     server: Mutex<Option<Server>>,
@@ -104,6 +106,7 @@ pub struct XrayLocalBuilder {
     rules_page_size: usize,
     max_datagram_size: usize,
     config: StoreConfig,
+    forward: Option<ForwardConfig>,
 }
 
 impl Default for XrayLocalBuilder {
@@ -120,6 +123,7 @@ impl Default for XrayLocalBuilder {
                 quiet_period: Duration::ZERO,
                 idle_timeout: None,
             },
+            forward: None,
         }
     }
 }
@@ -224,6 +228,18 @@ impl XrayLocalBuilder {
         self
     }
 
+    /// Forwards every accepted document to AWS X-Ray with `PutTraceSegments`, as the AWS
+    /// daemon does (default: nothing is forwarded; the traces are only shown and kept).
+    ///
+    /// Documents are batched (50 a call, or what came within a second), uploaded by up to
+    /// 8 concurrent calls, retried with jittered backoff on throttling, 5xx and timeouts, and
+    /// held in a bounded buffer whose oldest documents are dropped, and counted, when it is
+    /// full. [`XrayLocal::forward_stats`] tells what happened to them.
+    pub fn forward(mut self, config: ForwardConfig) -> Self {
+        self.forward = Some(config);
+        self
+    }
+
     /// Binds the sockets and starts the receiving thread and the TCP server.
     ///
     /// # Errors
@@ -242,7 +258,9 @@ impl XrayLocalBuilder {
         ));
         let stop = Arc::new(AtomicBool::new(false));
         let intake = Arc::new(Intake::new(INTAKE_QUEUE_BYTES));
+        let forwarder = self.forward.map(Forwarder::start).transpose()?;
         let receiver = Receiver {
+            forwarder: forwarder.clone(),
             socket,
             store: Arc::clone(&store),
             intake: Arc::clone(&intake),
@@ -257,6 +275,7 @@ impl XrayLocalBuilder {
             Arc::new(Shared {
                 store: Arc::clone(&store),
                 sampling: Arc::clone(&sampling),
+                forwarder: forwarder.clone(),
             }),
         )?;
         let filer = {
@@ -293,6 +312,7 @@ impl XrayLocalBuilder {
             tcp_addr,
             stop,
             intake,
+            forwarder,
             receiver: Mutex::new(Some(handle)),
             filer: Mutex::new(Some(filer)),
             server: Mutex::new(Some(server)),
@@ -451,6 +471,20 @@ impl XrayLocal {
         self.store.stats()
     }
 
+    /// What the forwarder did with the documents it was given; `None` when not forwarding
+    /// (see [`XrayLocalBuilder::forward`]).
+    pub fn forward_stats(&self) -> Option<ForwardStats> {
+        self.forwarder.as_ref().map(|f| f.stats())
+    }
+
+    /// Waits until every document queued for forwarding is uploaded or settled, or `timeout`
+    /// passes; returns whether nothing is left. True when not forwarding.
+    pub fn flush_forwarding(&self, timeout: Duration) -> bool {
+        self.forwarder
+            .as_ref()
+            .is_none_or(|f| f.flush(Instant::now() + timeout))
+    }
+
     /// Follows traces as they settle, from the start: each settled trace is yielded once, and
     /// again if more documents arrive for it and it settles anew.
     pub fn completed(&self) -> Completed<'_> {
@@ -486,6 +520,10 @@ impl XrayLocal {
         self.intake.close();
         if let Some(handle) = self.filer.lock().take() {
             let _ = handle.join();
+        }
+        // What was queued for X-Ray goes, for a few seconds at most.
+        if let Some(forwarder) = &self.forwarder {
+            forwarder.shutdown(Duration::from_secs(5));
         }
         if let Some(mut server) = self.server.lock().take() {
             server.shutdown();
@@ -534,6 +572,18 @@ impl Iterator for Completed<'_> {
 
     fn next(&mut self) -> Option<Trace> {
         self.store.next_settled(&mut self.cursor, None)
+    }
+}
+
+/// Queues the document of an accepted datagram (what follows its header line) for X-Ray.
+fn forward_body(forwarder: &Forwarder, datagram: &[u8]) {
+    let body = datagram
+        .iter()
+        .position(|&b| b == b'\n')
+        .and_then(|i| datagram.get(i + 1..))
+        .and_then(|b| std::str::from_utf8(b).ok());
+    if let Some(body) = body {
+        forwarder.push(body.trim().to_owned());
     }
 }
 
@@ -611,6 +661,7 @@ struct Receiver {
     socket: UdpSocket,
     store: Arc<Store>,
     intake: Arc<Intake>,
+    forwarder: Option<Arc<Forwarder>>,
     stop: Arc<AtomicBool>,
     max_datagram_size: usize,
     last_warned: [Option<Instant>; DropReason::ALL.len()],
@@ -636,6 +687,9 @@ impl Receiver {
                     }
                     match intake::parse_datagram(datagram) {
                         Ok(doc) => {
+                            if let Some(forwarder) = &self.forwarder {
+                                forward_body(forwarder, datagram);
+                            }
                             if !self.intake.push(doc, len) {
                                 self.drop_datagram(DropReason::Backlog);
                             }

@@ -98,6 +98,7 @@
 
 mod daemon;
 mod filter;
+mod forward;
 mod intake;
 mod map;
 pub mod render;
@@ -108,6 +109,7 @@ mod trace;
 
 pub use daemon::{Completed, TraceKey, XrayLocal, XrayLocalBuilder};
 pub use filter::{Filter, FilterError};
+pub use forward::{ForwardConfig, ForwardStats};
 pub use intake::DropReason;
 pub use map::{CallStats, MapEdge, MapNode, ServiceMap};
 pub use sampling::{RulesError, SamplingCalls, SamplingRule, SamplingStatistics};

@@ -38,6 +38,7 @@ const ACCEPT_BACKOFF: Duration = Duration::from_millis(50);
 pub(crate) struct Shared {
     pub(crate) store: Arc<Store>,
     pub(crate) sampling: Arc<Sampling>,
+    pub(crate) forwarder: Option<Arc<crate::forward::Forwarder>>,
 }
 
 /// The running server; stopped by [`Server::shutdown`].
@@ -238,6 +239,18 @@ fn stats_json(shared: &Shared) -> Value {
         "kernel_dropped": stats.kernel_dropped(),
         "get_sampling_rules_calls": calls.get_sampling_rules(),
         "sampling_targets_calls": calls.sampling_targets(),
+        "forwarding": shared.forwarder.as_ref().map(|f| {
+            let s = f.stats();
+            json!({
+                "queued": s.queued,
+                "uploaded": s.uploaded,
+                "rejected": s.rejected,
+                "dropped_buffer_full": s.dropped_buffer_full,
+                "failed": s.failed,
+                "retried_batches": s.retried_batches,
+                "backend_errors": s.backend_errors,
+            })
+        }),
     })
 }
 

@@ -1,0 +1,453 @@
+//! Forwarding to AWS X-Ray: every accepted document is uploaded with `PutTraceSegments`, in
+//! batches, through the AWS SDK for Rust (`aws-sdk-xray`, credentials and region from
+//! `aws-config`'s standard chain).
+
+use std::collections::VecDeque;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::{Duration, Instant};
+
+use aws_credential_types::provider::SharedCredentialsProvider;
+use parking_lot::{Condvar, Mutex};
+
+/// Where and how accepted documents are forwarded to X-Ray; see
+/// [`XrayLocalBuilder::forward`](crate::XrayLocalBuilder::forward).
+///
+/// Without a region nothing is forwarded. The defaults are the AWS daemon's: 50 documents per
+/// `PutTraceSegments`, a partial batch sent after 1 s, 8 uploads at once.
+///
+/// # Examples
+///
+/// ```
+/// use xray_local::ForwardConfig;
+///
+/// let forward = ForwardConfig::new("us-east-1")
+///     .endpoint("https://xray.us-east-1.amazonaws.com")
+///     .buffer_bytes(16 * 1024 * 1024);
+/// assert_eq!(forward.region(), "us-east-1");
+/// ```
+#[derive(Clone)]
+pub struct ForwardConfig {
+    region: String,
+    endpoint: Option<String>,
+    credentials: Option<SharedCredentialsProvider>,
+    concurrency: usize,
+    batch_size: usize,
+    idle: Duration,
+    buffer_bytes: usize,
+    max_attempts: u32,
+    initial_backoff: Duration,
+    max_backoff: Duration,
+}
+
+impl std::fmt::Debug for ForwardConfig {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ForwardConfig")
+            .field("region", &self.region)
+            .field("endpoint", &self.endpoint)
+            .field("credentials", &self.credentials.is_some())
+            .field("concurrency", &self.concurrency)
+            .field("buffer_bytes", &self.buffer_bytes)
+            .finish_non_exhaustive()
+    }
+}
+
+impl ForwardConfig {
+    /// Forwards to X-Ray in `region`, with the AWS daemon's defaults.
+    pub fn new(region: impl Into<String>) -> Self {
+        ForwardConfig {
+            region: region.into(),
+            endpoint: None,
+            credentials: None,
+            concurrency: 8,
+            batch_size: 50,
+            idle: Duration::from_secs(1),
+            buffer_bytes: 64 * 1024 * 1024,
+            max_attempts: 5,
+            initial_backoff: Duration::from_millis(100),
+            max_backoff: Duration::from_secs(10),
+        }
+    }
+
+    /// The region.
+    pub fn region(&self) -> &str {
+        &self.region
+    }
+
+    /// The X-Ray API endpoint, instead of the region's (for VPC endpoints, and tests).
+    pub fn endpoint(mut self, url: impl Into<String>) -> Self {
+        self.endpoint = Some(url.into());
+        self
+    }
+
+    /// Signs with credentials from `provider` instead of the standard chain (environment,
+    /// profile, web identity, ECS task role, EC2 instance profile).
+    pub fn credentials(mut self, provider: SharedCredentialsProvider) -> Self {
+        self.credentials = Some(provider);
+        self
+    }
+
+    /// Uploads in flight at once (default 8, at least 1).
+    pub fn concurrency(mut self, n: usize) -> Self {
+        self.concurrency = n.max(1);
+        self
+    }
+
+    /// Bytes of documents held waiting to be uploaded (default 64 MiB, as the AWS daemon's
+    /// `TotalBufferSizeMB`). When full, the oldest documents are dropped and counted.
+    pub fn buffer_bytes(mut self, bytes: usize) -> Self {
+        self.buffer_bytes = bytes;
+        self
+    }
+
+    /// How long a partial batch waits for more documents (default 1 s).
+    pub fn idle(mut self, idle: Duration) -> Self {
+        self.idle = idle;
+        self
+    }
+
+    /// Attempts per batch (default 5, at least 1), with full-jitter backoff from `initial`
+    /// (default 100 ms) capped at `max` (default 10 s), on throttling, 5xx and timeouts.
+    pub fn retries(mut self, attempts: u32, initial: Duration, max: Duration) -> Self {
+        self.max_attempts = attempts.max(1);
+        self.initial_backoff = initial;
+        self.max_backoff = max.max(initial);
+        self
+    }
+}
+
+/// Counters of the forwarder, since it started.
+///
+/// Every document queued ends in exactly one of `uploaded`, `rejected`, `dropped_buffer_full`
+/// or `failed`, or is still pending.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct ForwardStats {
+    /// Documents queued for upload.
+    pub queued: u64,
+    /// Documents X-Ray accepted.
+    pub uploaded: u64,
+    /// Documents X-Ray returned as `UnprocessedTraceSegments` (a validation failure: not
+    /// retried).
+    pub rejected: u64,
+    /// Documents dropped, oldest first, because the buffer was full.
+    pub dropped_buffer_full: u64,
+    /// Documents lost when a batch failed for good (retries exhausted, or an error no retry
+    /// mends: credentials, access, a bad request).
+    pub failed: u64,
+    /// Batches sent again after throttling, a server error or a timeout.
+    pub retried_batches: u64,
+    /// `PutTraceSegments` calls that returned an error.
+    pub backend_errors: u64,
+}
+
+#[derive(Default)]
+struct Counters {
+    queued: AtomicU64,
+    uploaded: AtomicU64,
+    rejected: AtomicU64,
+    dropped_buffer_full: AtomicU64,
+    failed: AtomicU64,
+    retried_batches: AtomicU64,
+    backend_errors: AtomicU64,
+}
+
+fn add(a: &AtomicU64, n: usize) {
+    a.fetch_add(n as u64, Ordering::Relaxed);
+}
+
+impl Counters {
+    fn snapshot(&self) -> ForwardStats {
+        let l = |a: &AtomicU64| a.load(Ordering::Relaxed);
+        ForwardStats {
+            queued: l(&self.queued),
+            uploaded: l(&self.uploaded),
+            rejected: l(&self.rejected),
+            dropped_buffer_full: l(&self.dropped_buffer_full),
+            failed: l(&self.failed),
+            retried_batches: l(&self.retried_batches),
+            backend_errors: l(&self.backend_errors),
+        }
+    }
+}
+
+#[derive(Default)]
+struct Queue {
+    docs: VecDeque<String>,
+    bytes: usize,
+    /// Documents taken by uploads not yet settled.
+    in_flight: usize,
+    closed: bool,
+    /// A flush asked for the partial batch now.
+    flush: bool,
+    /// Retries stop here once closing.
+    give_up_at: Option<Instant>,
+}
+
+/// The forwarding side of the daemon: a bounded buffer of documents and the uploads.
+pub(crate) struct Forwarder {
+    config: ForwardConfig,
+    queue: Mutex<Queue>,
+    work: Condvar,
+    idle: Condvar,
+    counters: Counters,
+}
+
+impl std::fmt::Debug for Forwarder {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Forwarder")
+            .field("config", &self.config)
+            .field("stats", &self.counters.snapshot())
+            .finish()
+    }
+}
+
+impl Forwarder {
+    /// Starts the uploading thread.
+    pub(crate) fn start(config: ForwardConfig) -> std::io::Result<Arc<Forwarder>> {
+        let forwarder = Arc::new(Forwarder {
+            config,
+            queue: Mutex::new(Queue::default()),
+            work: Condvar::new(),
+            idle: Condvar::new(),
+            counters: Counters::default(),
+        });
+        let f = Arc::clone(&forwarder);
+        std::thread::Builder::new()
+            .name("xray-local-forward".into())
+            .spawn(move || f.run())?;
+        Ok(forwarder)
+    }
+
+    pub(crate) fn stats(&self) -> ForwardStats {
+        self.counters.snapshot()
+    }
+
+    /// Queues one document (its JSON text); the oldest go when the buffer is full.
+    pub(crate) fn push(&self, doc: String) {
+        let mut q = self.queue.lock();
+        if q.closed {
+            drop(q);
+            add(&self.counters.queued, 1);
+            add(&self.counters.failed, 1);
+            return;
+        }
+        q.bytes += doc.len();
+        q.docs.push_back(doc);
+        let mut dropped = 0;
+        while q.bytes > self.config.buffer_bytes {
+            let Some(old) = q.docs.pop_front() else {
+                break;
+            };
+            q.bytes -= old.len();
+            dropped += 1;
+        }
+        let full = q.docs.len() >= self.config.batch_size;
+        drop(q);
+        add(&self.counters.queued, 1);
+        if dropped > 0 {
+            add(&self.counters.dropped_buffer_full, dropped);
+            tracing::warn!(
+                dropped,
+                "forwarding buffer full: dropped the oldest documents (raise the buffer size)"
+            );
+        }
+        if full {
+            self.work.notify_one();
+        }
+    }
+
+    /// Waits until everything queued is uploaded or settled, or `deadline` passes.
+    pub(crate) fn flush(&self, deadline: Instant) -> bool {
+        let mut q = self.queue.lock();
+        q.flush = true;
+        self.work.notify_all();
+        while !q.docs.is_empty() || q.in_flight > 0 {
+            if self.idle.wait_until(&mut q, deadline).timed_out() {
+                return q.docs.is_empty() && q.in_flight == 0;
+            }
+        }
+        true
+    }
+
+    /// Sends what is queued, for at most `timeout`, then stops.
+    pub(crate) fn shutdown(&self, timeout: Duration) {
+        let deadline = Instant::now() + timeout;
+        {
+            let mut q = self.queue.lock();
+            q.closed = true;
+            q.give_up_at = Some(deadline);
+        }
+        self.flush(deadline);
+    }
+
+    /// Takes the next batch: a full one at once, a partial one after the idle time, the rest
+    /// when closing. `None` once closed and empty.
+    fn next_batch(&self) -> Option<Vec<String>> {
+        let mut q = self.queue.lock();
+        let mut since: Option<Instant> = None;
+        loop {
+            let any = !q.docs.is_empty();
+            if q.docs.len() >= self.config.batch_size || (any && (q.closed || q.flush)) {
+                break;
+            }
+            if !any {
+                q.flush = false;
+                if q.in_flight == 0 {
+                    self.idle.notify_all();
+                }
+                if q.closed {
+                    return None;
+                }
+                since = None;
+                self.work.wait(&mut q);
+                continue;
+            }
+            let waited = since.get_or_insert_with(Instant::now).elapsed();
+            if waited >= self.config.idle {
+                break;
+            }
+            self.work.wait_for(&mut q, self.config.idle - waited);
+        }
+        let n = q.docs.len().min(self.config.batch_size);
+        let batch: Vec<String> = q.docs.drain(..n).collect();
+        q.bytes -= batch.iter().map(String::len).sum::<usize>();
+        q.in_flight += batch.len();
+        Some(batch)
+    }
+
+    fn run(self: Arc<Self>) {
+        let rt = match tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(1)
+            .enable_all()
+            .build()
+        {
+            Ok(rt) => rt,
+            Err(err) => {
+                tracing::error!(%err, "could not start the forwarder; nothing is forwarded");
+                let mut q = self.queue.lock();
+                q.closed = true;
+                let n = q.docs.len();
+                q.docs.clear();
+                q.bytes = 0;
+                drop(q);
+                add(&self.counters.failed, n);
+                self.idle.notify_all();
+                return;
+            }
+        };
+        let client = rt.block_on(self.client());
+        let permits = Arc::new(tokio::sync::Semaphore::new(self.config.concurrency));
+        while let Some(batch) = self.next_batch() {
+            let permit = rt.block_on(Arc::clone(&permits).acquire_owned());
+            let (me, client) = (Arc::clone(&self), client.clone());
+            rt.spawn(async move {
+                let n = batch.len();
+                me.upload(&client, batch).await;
+                let mut q = me.queue.lock();
+                q.in_flight -= n;
+                if q.docs.is_empty() && q.in_flight == 0 {
+                    me.idle.notify_all();
+                }
+                drop(q);
+                drop(permit);
+            });
+        }
+        // Let the last uploads finish (bounded by their own retries and the deadline).
+        let _ = rt.block_on(permits.acquire_many(self.config.concurrency as u32));
+        rt.shutdown_background();
+    }
+
+    async fn client(&self) -> aws_sdk_xray::Client {
+        let mut loader = aws_config::defaults(aws_config::BehaviorVersion::latest())
+            .region(aws_config::Region::new(self.config.region.clone()));
+        if let Some(endpoint) = &self.config.endpoint {
+            loader = loader.endpoint_url(endpoint);
+        }
+        if let Some(provider) = &self.config.credentials {
+            loader = loader.credentials_provider(provider.clone());
+        }
+        let sdk = loader.load().await;
+        let config = aws_sdk_xray::config::Builder::from(&sdk)
+            // Our own retries, with backoff and counting; the SDK's would double them.
+            .retry_config(aws_sdk_xray::config::retry::RetryConfig::disabled())
+            .timeout_config(
+                aws_sdk_xray::config::timeout::TimeoutConfig::builder()
+                    .operation_attempt_timeout(Duration::from_secs(5))
+                    .build(),
+            )
+            .build();
+        aws_sdk_xray::Client::from_conf(config)
+    }
+
+    async fn upload(&self, client: &aws_sdk_xray::Client, batch: Vec<String>) {
+        use aws_sdk_xray::error::ProvideErrorMetadata as _;
+        let n = batch.len();
+        let mut attempt = 0u32;
+        loop {
+            attempt += 1;
+            let result = client
+                .put_trace_segments()
+                .set_trace_segment_documents(Some(batch.clone()))
+                .send()
+                .await;
+            let retryable = match result {
+                Ok(out) => {
+                    let rejected = out.unprocessed_trace_segments().len().min(n);
+                    add(&self.counters.uploaded, n - rejected);
+                    if rejected > 0 {
+                        add(&self.counters.rejected, rejected);
+                        for u in out.unprocessed_trace_segments() {
+                            tracing::warn!(
+                                id = u.id().unwrap_or_default(),
+                                code = u.error_code().unwrap_or_default(),
+                                message = u.message().unwrap_or_default(),
+                                "X-Ray did not process a document"
+                            );
+                        }
+                    }
+                    return;
+                }
+                Err(err) => {
+                    add(&self.counters.backend_errors, 1);
+                    let code = err.code().unwrap_or_default().to_owned();
+                    let status = err.raw_response().map(|r| r.status().as_u16());
+                    let retryable = matches!(
+                        err,
+                        aws_sdk_xray::error::SdkError::TimeoutError(_)
+                            | aws_sdk_xray::error::SdkError::DispatchFailure(_)
+                    ) || code.contains("Throttl")
+                        || status.is_some_and(|s| s == 429 || s >= 500);
+                    tracing::warn!(
+                        error = %aws_sdk_xray::error::DisplayErrorContext(&err),
+                        attempt,
+                        retryable,
+                        "PutTraceSegments failed"
+                    );
+                    retryable
+                }
+            };
+            let backoff = jitter(
+                self.config.initial_backoff,
+                self.config.max_backoff,
+                attempt,
+            );
+            let give_up_at = self.queue.lock().give_up_at;
+            let past = give_up_at.is_some_and(|t| Instant::now() + backoff >= t);
+            if !retryable || attempt >= self.config.max_attempts || past {
+                add(&self.counters.failed, n);
+                return;
+            }
+            add(&self.counters.retried_batches, 1);
+            tokio::time::sleep(backoff).await;
+        }
+    }
+}
+
+/// Full jitter: a random wait up to `initial * 2^(attempt - 1)`, capped at `max`.
+fn jitter(initial: Duration, max: Duration, attempt: u32) -> Duration {
+    let ceiling = initial
+        .saturating_mul(1u32 << attempt.saturating_sub(1).min(16))
+        .min(max);
+    ceiling.mul_f64(rand::random::<f64>())
+}
