@@ -7,7 +7,9 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 use std::time::Duration;
 
-use xray_local::{DropReason, Filter, Stats, Trace, XrayLocal, render};
+use xray_local::{
+    DropReason, Filter, ForwardConfig, ForwardStats, Stats, Trace, XrayLocal, render,
+};
 
 /// How long the query mode waits for the daemon.
 const QUERY_TIMEOUT: Duration = Duration::from_secs(30);
@@ -20,8 +22,22 @@ Listens for X-Ray segment documents over UDP and prints each trace once it compl
 the sampling API (GetSamplingRules, SamplingTargets) and a read API over TCP.
 
 Options:
-  --udp ADDR        UDP address to listen on [default: 127.0.0.1:2000]
-  --tcp ADDR        TCP address of the sampling and read API [default: the UDP address]
+  -b, --bind ADDR   UDP address to listen on [default: 127.0.0.1:2000] (alias: --udp)
+  -t, --bind-tcp ADDR
+                    TCP address of the sampling and read API [default: the UDP address]
+                    (alias: --tcp)
+  -n, --region REGION
+                    forward every document to AWS X-Ray in REGION with PutTraceSegments,
+                    signed with the standard AWS credential chain (environment, profile,
+                    web identity, ECS task role, EC2 instance profile) [default: forward
+                    nothing]
+  --endpoint URL    the X-Ray API endpoint to forward to, instead of the region's (a VPC
+                    endpoint); needs --region
+  -m, --buffer-memory MB
+                    memory for documents waiting to be forwarded, at least 3 [default: 64];
+                    when full, the oldest are dropped and counted
+  -o, --local-mode  do not look up instance metadata (xray-local never does: the region
+                    comes from --region)
   --rules FILE      sampling rules: a JSON array of SamplingRule objects [default: the
                     service's Default rule, 1 request/s + 5 %]
   --json            print each trace as one JSON line instead of a timeline
@@ -31,7 +47,10 @@ Options:
   --idle-ms MS      print a trace that still looks incomplete after this long without
                     new documents [default: 10000]
   -h, --help        print this help
-  -V, --version     print the version
+  -v, -V, --version print the version
+
+The AWS daemon's -r/--role-arn, -a/--resource-arn, -c/--config, -f/--log-file,
+-l/--log-level and -p/--proxy-address are not supported yet, and refused.
 
 The first line on stderr gives the bound addresses:
   xray-local: listening on udp ADDR tcp ADDR
@@ -52,6 +71,9 @@ struct Args {
     map: bool,
     quiet: Duration,
     idle: Duration,
+    region: Option<String>,
+    endpoint: Option<String>,
+    buffer_mb: Option<usize>,
 }
 
 #[derive(Debug)]
@@ -85,6 +107,9 @@ fn parse_args(mut args: impl Iterator<Item = String>) -> Result<Command, String>
         map: false,
         quiet: Duration::from_millis(1000),
         idle: Duration::from_millis(10_000),
+        region: None,
+        endpoint: None,
+        buffer_mb: None,
     };
     let mut first = true;
     while let Some(arg) = args.next() {
@@ -95,16 +120,47 @@ fn parse_args(mut args: impl Iterator<Item = String>) -> Result<Command, String>
         let mut value = |name: &str| args.next().ok_or_else(|| format!("{name} needs a value"));
         match arg.as_str() {
             "-h" | "--help" => return Ok(Command::Help),
-            "-V" | "--version" => return Ok(Command::Version),
+            "-v" | "-V" | "--version" => return Ok(Command::Version),
             "--json" => parsed.json = true,
             "--map" => parsed.map = true,
-            "--udp" => parsed.udp = address("--udp", &value("--udp")?)?,
-            "--tcp" => parsed.tcp = Some(address("--tcp", &value("--tcp")?)?),
+            "-b" | "--bind" | "--udp" => parsed.udp = address(&arg, &value(&arg)?)?,
+            "-t" | "--bind-tcp" | "--tcp" => parsed.tcp = Some(address(&arg, &value(&arg)?)?),
+            "-n" | "--region" => {
+                let region = value(&arg)?;
+                if region.is_empty()
+                    || !region
+                        .chars()
+                        .all(|c| c.is_ascii_alphanumeric() || c == '-')
+                {
+                    return Err(format!("{arg}: `{region}` is not a region like us-east-1"));
+                }
+                parsed.region = Some(region);
+            }
+            "--endpoint" => parsed.endpoint = Some(value(&arg)?),
+            "-m" | "--buffer-memory" => {
+                let text = value(&arg)?;
+                match text.parse::<usize>() {
+                    Ok(mb) if mb >= 3 => parsed.buffer_mb = Some(mb),
+                    _ => return Err(format!("{arg}: `{text}` is not a number of MB, at least 3")),
+                }
+            }
+            "-o" | "--local-mode" => {}
+            "-r" | "--role-arn" | "-a" | "--resource-arn" | "-c" | "--config" | "-f"
+            | "--log-file" | "-l" | "--log-level" | "-p" | "--proxy-address" => {
+                return Err(format!(
+                    "{arg} is an AWS daemon option xray-local does not support yet"
+                ));
+            }
             "--rules" => parsed.rules = Some(PathBuf::from(value("--rules")?)),
             "--quiet-ms" => parsed.quiet = millis("--quiet-ms", &value("--quiet-ms")?)?,
             "--idle-ms" => parsed.idle = millis("--idle-ms", &value("--idle-ms")?)?,
             other => return Err(format!("unknown argument `{other}`")),
         }
+    }
+    if parsed.region.is_none() && (parsed.endpoint.is_some() || parsed.buffer_mb.is_some()) {
+        return Err(
+            "--endpoint and --buffer-memory forward to X-Ray: give --region too".to_owned(),
+        );
     }
     Ok(Command::Run(parsed))
 }
@@ -165,6 +221,16 @@ fn main() -> ExitCode {
     if let Some(tcp) = args.tcp {
         builder = builder.tcp_addr(tcp);
     }
+    if let Some(region) = &args.region {
+        let mut forward = ForwardConfig::new(region.as_str());
+        if let Some(endpoint) = &args.endpoint {
+            forward = forward.endpoint(endpoint.as_str());
+        }
+        if let Some(mb) = args.buffer_mb {
+            forward = forward.buffer_bytes(mb.saturating_mul(1024 * 1024));
+        }
+        builder = builder.forward(forward);
+    }
     if let Some(path) = &args.rules {
         builder = match builder.rules_file(path) {
             Ok(builder) => builder,
@@ -193,6 +259,18 @@ fn main() -> ExitCode {
         local.udp_addr(),
         local.tcp_addr()
     );
+    if let Some(region) = &args.region {
+        // Not `eprintln!`, which panics when stderr is closed.
+        let _ = writeln!(
+            io::stderr(),
+            "xray-local: forwarding to AWS X-Ray in {region}{}",
+            args.endpoint
+                .as_deref()
+                .map(|e| format!(" at {e}"))
+                .unwrap_or_default()
+        );
+    }
+    let mut forwarded = ForwardStats::default();
 
     let mut completed = local.completed();
     let mut reported = Stats::default();
@@ -250,6 +328,24 @@ fn main() -> ExitCode {
                 "evicted {evicted} trace(s) before they were shown complete, to stay within \
                  the bounds on traces held"
             ));
+        }
+        if let Some(now) = local.forward_stats() {
+            for (what, n) in [
+                (
+                    "dropped, the forwarding buffer being full",
+                    now.dropped_buffer_full - forwarded.dropped_buffer_full,
+                ),
+                ("not processed by X-Ray", now.rejected - forwarded.rejected),
+                (
+                    "lost: the upload failed for good",
+                    now.failed - forwarded.failed,
+                ),
+            ] {
+                if n > 0 {
+                    lines.push(format!("{n} document(s) {what}"));
+                }
+            }
+            forwarded = now;
         }
         for line in lines {
             // Not `eprintln!`, which panics when stderr is closed.

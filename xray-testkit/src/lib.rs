@@ -173,3 +173,5 @@ pub fn ensure_python_package(import_check: &str, pip_spec: &str) {
         .expect("python3 runs");
     assert!(status.success(), "pip install {pip_spec} failed");
 }
+
+pub mod moto;

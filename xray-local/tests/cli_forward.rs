@@ -1,0 +1,139 @@
+//! The `xray-local` binary as the daemon that forwards: started with the AWS daemon's flags
+//! and pointed at moto's X-Ray API, with credentials from the environment, as a user would.
+
+use std::io::{BufRead, BufReader};
+use std::net::UdpSocket;
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use xray_testkit::moto::Moto;
+
+struct Running(Child);
+
+impl Drop for Running {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+const REGION: &str = "us-east-1";
+
+fn client(moto: &Moto) -> aws_sdk_xray::Client {
+    let config = aws_sdk_xray::Config::builder()
+        .region(aws_sdk_xray::config::Region::new(REGION))
+        .credentials_provider(aws_sdk_xray::config::Credentials::new(
+            "AKIDEXAMPLETESTKEY00",
+            "test-secret",
+            None,
+            None,
+            "test",
+        ))
+        .endpoint_url(&moto.endpoint)
+        .behavior_version(aws_sdk_xray::config::BehaviorVersion::latest())
+        .build();
+    aws_sdk_xray::Client::from_conf(config)
+}
+
+#[test]
+fn the_aws_daemon_flags_forward_what_arrives_over_udp() {
+    let moto = Moto::start();
+    let mut child = Command::new(env!("CARGO_BIN_EXE_xray-local"))
+        .args([
+            "-b",
+            "127.0.0.1:0",
+            "-n",
+            REGION,
+            "--endpoint",
+            &moto.endpoint,
+            "-o",
+        ])
+        .env("AWS_ACCESS_KEY_ID", "AKIDEXAMPLETESTKEY00")
+        .env("AWS_SECRET_ACCESS_KEY", "test-secret")
+        .env("AWS_EC2_METADATA_DISABLED", "true")
+        .env_remove("AWS_PROFILE")
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let stderr = child.stderr.take().unwrap();
+    let running = Running(child);
+    let mut lines = BufReader::new(stderr).lines();
+    let first = lines.next().unwrap().unwrap();
+    let udp = first
+        .strip_prefix("xray-local: listening on udp ")
+        .and_then(|rest| rest.split_once(" tcp "))
+        .map(|(udp, _)| udp.to_owned())
+        .unwrap_or_else(|| panic!("unexpected first line: {first}"));
+    let second = lines.next().unwrap().unwrap();
+    assert!(
+        second.contains("forwarding to AWS X-Ray in us-east-1"),
+        "{second}"
+    );
+    // Keep reading stderr so the program never writes to a closed pipe.
+    std::thread::spawn(move || for _ in lines {});
+
+    let trace_id = "1-5759e988-bd862e3fe1be46a994272793";
+    let doc = serde_json::json!({
+        "name": "checkout", "id": "70de5b6f19ff9a0a", "trace_id": trace_id,
+        "start_time": 1_735_689_600.5, "end_time": 1_735_689_601.25,
+        "http": {"request": {"method": "POST", "url": "https://example.com/pay"},
+                 "response": {"status": 200}},
+        "annotations": {"tenant": "blue"},
+        "subsegments": [{"name": "db", "id": "2c7a5d1f3e9b8a40",
+                         "start_time": 1_735_689_600.6, "end_time": 1_735_689_600.9,
+                         "namespace": "remote"}]
+    });
+    let sdk = UdpSocket::bind("127.0.0.1:0").unwrap();
+    let datagram = format!("{{\"format\":\"json\",\"version\":1}}\n{doc}");
+    sdk.send_to(datagram.as_bytes(), &udp).unwrap();
+
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    let client = client(&moto);
+    let deadline = Instant::now() + Duration::from_secs(20);
+    let stored = loop {
+        let out = rt
+            .block_on(client.batch_get_traces().trace_ids(trace_id).send())
+            .expect("BatchGetTraces");
+        let docs: Vec<serde_json::Value> = out
+            .traces()
+            .iter()
+            .flat_map(|t| t.segments())
+            .filter_map(|s| serde_json::from_str(s.document()?).ok())
+            .collect();
+        if !docs.is_empty() {
+            break docs;
+        }
+        assert!(Instant::now() < deadline, "the segment never reached X-Ray");
+        std::thread::sleep(Duration::from_millis(100));
+    };
+    assert_eq!(stored, [doc], "what X-Ray holds is what the SDK sent");
+    drop(running);
+}
+
+#[test]
+fn aws_daemon_flags_not_supported_are_refused_not_ignored() {
+    for args in [
+        &["-c", "cfg.yaml"][..],
+        &["--role-arn", "arn:aws:iam::123456789012:role/x"],
+        &["-l", "debug"],
+        &["--endpoint", "http://127.0.0.1:9"],
+        &["-m", "2", "-n", "us-east-1"],
+    ] {
+        let out = Command::new(env!("CARGO_BIN_EXE_xray-local"))
+            .args(args)
+            .output()
+            .unwrap();
+        assert_eq!(out.status.code(), Some(2), "{args:?}");
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert!(stderr.starts_with("xray-local: "), "{args:?}: {stderr}");
+    }
+    let out = Command::new(env!("CARGO_BIN_EXE_xray-local"))
+        .arg("-v")
+        .output()
+        .unwrap();
+    assert!(String::from_utf8_lossy(&out.stdout).starts_with("xray-local "));
+}
