@@ -167,15 +167,56 @@ pub(crate) fn with_buf(f: impl FnOnce(&mut Vec<u8>)) {
     }
 }
 
-/// Hands one framed datagram to `emitter` and counts the outcome: an item queued, then sent,
-/// dropped or failed. An emitter that sends later counts what it sends itself.
-pub(crate) fn emit_counted(emitter: &dyn Emitter, counters: &TransportCounters, bytes: &[u8]) {
+/// A datagram sink and the counters of the transport above it.
+#[derive(Debug)]
+pub(crate) struct CountedEmitter {
+    pub(crate) emitter: Box<dyn Emitter>,
+    /// The emitter sends later and counts what it sends (asked once, not per datagram).
+    sends_later: bool,
+    pub(crate) counters: TransportCounters,
+}
+
+impl CountedEmitter {
+    pub(crate) fn new(emitter: Box<dyn Emitter>) -> Self {
+        let sends_later = emitter.delivery().is_some();
+        Self {
+            emitter,
+            sends_later,
+            counters: TransportCounters::new(),
+        }
+    }
+
+    /// Hands one framed datagram to the emitter and counts the outcome: an item queued, then
+    /// sent, dropped or failed.
+    pub(crate) fn emit(&self, bytes: &[u8]) {
+        emit_counted(&*self.emitter, self.sends_later, &self.counters, bytes);
+    }
+
+    /// Waits for the emitter, then tells whether nothing is pending.
+    pub(crate) fn flush(&self, deadline: Instant) -> bool {
+        let timeout = deadline.saturating_duration_since(Instant::now());
+        self.emitter.flush(timeout) && self.stats().pending() == 0
+    }
+
+    /// The counters, with what the emitter sent later (if it does).
+    pub(crate) fn stats(&self) -> TransportStats {
+        stats_with_delivery(&self.counters, &*self.emitter)
+    }
+}
+
+fn emit_counted(
+    emitter: &dyn Emitter,
+    sends_later: bool,
+    counters: &TransportCounters,
+    bytes: &[u8],
+) {
     let Some(datagram) = Datagram::new(bytes) else {
         return;
     };
     counters.queued(1);
     match emitter.emit(datagram) {
-        Ok(()) if emitter.delivery().is_some() => {}
+        // An emitter that sends later counts what it sends itself.
+        Ok(()) if sends_later => {}
         Ok(()) => counters.sent(1),
         Err(EmitError::Full) => counters.dropped_full(1),
         Err(EmitError::TooLarge) => counters.dropped_too_large(1),
@@ -183,11 +224,7 @@ pub(crate) fn emit_counted(emitter: &dyn Emitter, counters: &TransportCounters, 
     }
 }
 
-/// The counters of a datagram transport, with what its emitter sent later (if it does).
-pub(crate) fn stats_with_delivery(
-    counters: &TransportCounters,
-    emitter: &dyn Emitter,
-) -> TransportStats {
+fn stats_with_delivery(counters: &TransportCounters, emitter: &dyn Emitter) -> TransportStats {
     let mut stats = counters.snapshot();
     if let Some(d) = emitter.delivery() {
         stats.sent = d.sent;

@@ -5,7 +5,7 @@ use std::time::Instant;
 
 use base64::Engine as _;
 
-use super::{Finished, Transport, TransportCounters, TransportStats};
+use super::{CountedEmitter, Finished, Transport, TransportStats};
 use crate::emitter::{DAEMON_HEADER, Emitter, MAX_DATAGRAM_LEN};
 
 thread_local! {
@@ -80,9 +80,8 @@ pub const MAX_OTLP_REQUEST_LEN: usize =
 /// ```
 #[derive(Debug)]
 pub struct OtlpUdpTransport {
-    emitter: Box<dyn Emitter>,
+    out: CountedEmitter,
     service_name: Box<str>,
-    counters: TransportCounters,
 }
 
 impl OtlpUdpTransport {
@@ -90,9 +89,8 @@ impl OtlpUdpTransport {
     /// their segment (streamed, or in Lambda); a segment's spans carry its own name.
     pub fn new<E: Emitter + 'static>(emitter: E, service_name: &str) -> Self {
         Self {
-            emitter: Box::new(emitter),
+            out: CountedEmitter::new(Box::new(emitter)),
             service_name: service_name.into(),
-            counters: TransportCounters::new(),
         }
     }
 
@@ -101,7 +99,7 @@ impl OtlpUdpTransport {
         out.extend_from_slice(DAEMON_HEADER);
         out.extend_from_slice(OTLP_SAMPLED_PREFIX);
         append_base64(proto, out);
-        super::emit_counted(&*self.emitter, &self.counters, out);
+        self.out.emit(out);
     }
 }
 
@@ -130,8 +128,8 @@ impl Transport for OtlpUdpTransport {
                 &mut proto,
                 |bytes, _spans| self.emit(bytes, datagram),
                 |_span| {
-                    self.counters.queued(1);
-                    self.counters.dropped_too_large(1);
+                    self.out.counters.queued(1);
+                    self.out.counters.dropped_too_large(1);
                 },
             );
             if proto.capacity() <= 2 * MAX_DATAGRAM_LEN {
@@ -141,11 +139,10 @@ impl Transport for OtlpUdpTransport {
     }
 
     fn flush(&self, deadline: Instant) -> bool {
-        let timeout = deadline.saturating_duration_since(Instant::now());
-        self.emitter.flush(timeout) && self.stats().pending() == 0
+        self.out.flush(deadline)
     }
 
     fn stats(&self) -> TransportStats {
-        super::stats_with_delivery(&self.counters, &*self.emitter)
+        self.out.stats()
     }
 }

@@ -2,7 +2,7 @@
 
 use std::time::Instant;
 
-use super::{Finished, Transport, TransportCounters, TransportStats, with_buf};
+use super::{CountedEmitter, Finished, Transport, TransportStats, with_buf};
 use crate::clock::{Clock as _, SystemClock};
 use crate::diag::LogLimiter;
 use crate::document::Document;
@@ -37,8 +37,7 @@ use crate::emitter::{DAEMON_HEADER, Emitter, MAX_DATAGRAM_LEN};
 /// ```
 #[derive(Debug)]
 pub struct SegmentTransport {
-    emitter: Box<dyn Emitter>,
-    counters: TransportCounters,
+    out: CountedEmitter,
     size_log: LogLimiter,
 }
 
@@ -46,15 +45,14 @@ impl SegmentTransport {
     /// Sends through `emitter`.
     pub fn new<E: Emitter + 'static>(emitter: E) -> Self {
         Self {
-            emitter: Box::new(emitter),
-            counters: TransportCounters::new(),
+            out: CountedEmitter::new(Box::new(emitter)),
             size_log: LogLimiter::default(),
         }
     }
 
     /// The emitter datagrams go through.
     pub fn emitter(&self) -> &dyn Emitter {
-        &*self.emitter
+        &*self.out.emitter
     }
 
     /// Sends a plain document, splitting or trimming it to fit one datagram.
@@ -72,7 +70,7 @@ impl SegmentTransport {
                 if let Some(trace_id) = trace_id {
                     child.set_independent(trace_id, parent_id);
                 }
-                self.counters.split(1);
+                self.out.counters.split(1);
                 self.send_document(child, buf);
             }
             self.send_document(doc, buf);
@@ -81,7 +79,7 @@ impl SegmentTransport {
         let before = buf.len();
         let trimmed = doc.trim_to_fit(MAX_DATAGRAM_LEN - DAEMON_HEADER.len());
         if serialize(&doc, buf) {
-            self.counters.truncated(1);
+            self.out.counters.truncated(1);
             if self.size_log.allow(SystemClock.now_micros()) {
                 tracing::warn!(
                     target: "xray_core::transport",
@@ -94,8 +92,8 @@ impl SegmentTransport {
             }
             self.emit(buf);
         } else {
-            self.counters.queued(1);
-            self.counters.dropped_too_large(1);
+            self.out.counters.queued(1);
+            self.out.counters.dropped_too_large(1);
             if self.size_log.allow(SystemClock.now_micros()) {
                 tracing::error!(
                     target: "xray_core::transport",
@@ -109,7 +107,7 @@ impl SegmentTransport {
     }
 
     fn emit(&self, buf: &[u8]) {
-        super::emit_counted(&*self.emitter, &self.counters, buf);
+        self.out.emit(buf);
     }
 }
 
@@ -127,12 +125,11 @@ impl Transport for SegmentTransport {
     }
 
     fn flush(&self, deadline: Instant) -> bool {
-        let timeout = deadline.saturating_duration_since(Instant::now());
-        self.emitter.flush(timeout) && self.stats().pending() == 0
+        self.out.flush(deadline)
     }
 
     fn stats(&self) -> TransportStats {
-        super::stats_with_delivery(&self.counters, &*self.emitter)
+        self.out.stats()
     }
 }
 
