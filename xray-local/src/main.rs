@@ -271,12 +271,30 @@ fn main() -> ExitCode {
         );
     }
     let mut forwarded = ForwardStats::default();
+    let stop = stop_on_signal();
 
     let mut completed = local.completed();
     let mut reported = Stats::default();
     let mut last_report: Option<std::time::Instant> = None;
     let mut map_due = false;
     loop {
+        if stop.load(std::sync::atomic::Ordering::Relaxed) {
+            // Stop reading, file what was read and send what waits for X-Ray (5 s at most).
+            local.shutdown();
+            if let Some(f) = local.forward_stats() {
+                let _ = writeln!(
+                    io::stderr(),
+                    "xray-local: stopped; forwarded {} of {} document(s) ({} not processed, \
+                     {} dropped, {} failed)",
+                    f.uploaded,
+                    f.queued,
+                    f.rejected,
+                    f.dropped_buffer_full,
+                    f.failed
+                );
+            }
+            return ExitCode::SUCCESS;
+        }
         let settled = completed.next_timeout(Duration::from_secs(1));
         let text = match &settled {
             Some(trace) if args.json => Some(serde_json::to_string(trace).unwrap_or_default()),
@@ -353,6 +371,50 @@ fn main() -> ExitCode {
         }
         reported = stats;
     }
+}
+
+/// A flag raised by SIGINT or SIGTERM (Ctrl-C elsewhere), so that the daemon stops in order:
+/// the main loop sees it within a second.
+fn stop_on_signal() -> std::sync::Arc<std::sync::atomic::AtomicBool> {
+    let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let flag = std::sync::Arc::clone(&stop);
+    let spawned = std::thread::Builder::new()
+        .name("xray-local-signals".into())
+        .spawn(move || {
+            let Ok(rt) = tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+            else {
+                return;
+            };
+            rt.block_on(async {
+                #[cfg(unix)]
+                {
+                    use tokio::signal::unix::{SignalKind, signal};
+                    match signal(SignalKind::terminate()) {
+                        Ok(mut term) => {
+                            tokio::select! {
+                                _ = tokio::signal::ctrl_c() => {}
+                                _ = term.recv() => {}
+                            }
+                        }
+                        Err(_) => {
+                            let _ = tokio::signal::ctrl_c().await;
+                        }
+                    }
+                }
+                #[cfg(not(unix))]
+                let _ = tokio::signal::ctrl_c().await;
+            });
+            flag.store(true, std::sync::atomic::Ordering::Relaxed);
+        });
+    if spawned.is_err() {
+        let _ = writeln!(
+            io::stderr(),
+            "xray-local: cannot watch for signals; stop it with kill -9"
+        );
+    }
+    stop
 }
 
 fn run_query(query: &Query) -> ExitCode {

@@ -137,3 +137,117 @@ fn aws_daemon_flags_not_supported_are_refused_not_ignored() {
         .unwrap();
     assert!(String::from_utf8_lossy(&out.stdout).starts_with("xray-local "));
 }
+
+#[test]
+fn sigterm_sends_the_partial_batch_before_exiting() {
+    let moto = Moto::start();
+    let mut child = Command::new(env!("CARGO_BIN_EXE_xray-local"))
+        .args([
+            "-b",
+            "127.0.0.1:0",
+            "-n",
+            REGION,
+            "--endpoint",
+            &moto.endpoint,
+        ])
+        .env("AWS_ACCESS_KEY_ID", "AKIDEXAMPLETESTKEY00")
+        .env("AWS_SECRET_ACCESS_KEY", "test-secret")
+        .env("AWS_EC2_METADATA_DISABLED", "true")
+        .env_remove("AWS_PROFILE")
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let stderr = child.stderr.take().unwrap();
+    let mut lines = BufReader::new(stderr).lines();
+    let first = lines.next().unwrap().unwrap();
+    let (udp, tcp) = first
+        .strip_prefix("xray-local: listening on udp ")
+        .and_then(|rest| rest.split_once(" tcp "))
+        .map(|(u, t)| (u.to_owned(), t.to_owned()))
+        .unwrap_or_else(|| panic!("unexpected first line: {first}"));
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        for line in lines.map_while(Result::ok) {
+            let _ = tx.send(line);
+        }
+    });
+
+    let trace_id = "1-5759e988-0a1b2c3d4e5f60718293a4b5";
+    let datagram = format!(
+        "{{\"format\":\"json\",\"version\":1}}\n{{\"name\":\"last\",\"id\":\"1a2b3c4d5e6f7081\",\"trace_id\":\"{trace_id}\",\"start_time\":1.0,\"end_time\":2.0}}"
+    );
+    UdpSocket::bind("127.0.0.1:0")
+        .unwrap()
+        .send_to(datagram.as_bytes(), &udp)
+        .unwrap();
+    // The daemon has read it (its /stats says so) before it is told to stop: well inside the
+    // 1 s a partial batch waits.
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        let stats = get_stats(&tcp);
+        if stats["received"] == 1 {
+            break;
+        }
+        assert!(Instant::now() < deadline, "never read: {stats}");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    let pid = child.id().to_string();
+    assert!(
+        Command::new("kill")
+            .args(["-TERM", &pid])
+            .status()
+            .unwrap()
+            .success()
+    );
+    let exit = {
+        let deadline = Instant::now() + Duration::from_secs(15);
+        loop {
+            if let Some(status) = child.try_wait().unwrap() {
+                break status;
+            }
+            assert!(Instant::now() < deadline, "xray-local did not stop");
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    };
+    assert!(exit.success(), "{exit:?}");
+    // Its last words count what went: the pipe holds them after it exited.
+    let mut said = Vec::new();
+    while let Ok(line) = rx.recv_timeout(Duration::from_secs(5)) {
+        let done = line.contains("forwarded 1 of 1");
+        said.push(line);
+        if done {
+            break;
+        }
+    }
+    assert!(
+        said.iter().any(|l| l.contains("forwarded 1 of 1")),
+        "{said:?}"
+    );
+
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    let out = rt
+        .block_on(client(&moto).batch_get_traces().trace_ids(trace_id).send())
+        .expect("BatchGetTraces");
+    assert_eq!(out.traces().len(), 1, "the last batch reached X-Ray");
+}
+
+/// `GET /stats` of a running daemon.
+fn get_stats(tcp: &str) -> serde_json::Value {
+    use std::io::{Read, Write};
+    let Ok(mut s) = std::net::TcpStream::connect(tcp) else {
+        return serde_json::Value::Null;
+    };
+    let _ = write!(
+        s,
+        "GET /stats HTTP/1.1\r\nHost: {tcp}\r\nConnection: close\r\n\r\n"
+    );
+    let mut out = String::new();
+    let _ = s.read_to_string(&mut out);
+    out.split_once("\r\n\r\n")
+        .and_then(|(_, body)| serde_json::from_str(body).ok())
+        .unwrap_or(serde_json::Value::Null)
+}
