@@ -35,9 +35,11 @@ fn client(moto: &Moto) -> aws_sdk_xray::Client {
     aws_sdk_xray::Client::from_conf(config)
 }
 
-#[test]
-fn the_aws_daemon_flags_forward_what_arrives_over_udp() {
-    let moto = Moto::start();
+type Lines = std::io::Lines<BufReader<std::process::ChildStderr>>;
+
+/// Starts the binary forwarding to moto, with credentials in the environment; returns it, its
+/// stderr after the first line, and the UDP and TCP addresses that line gives.
+fn spawn(moto: &Moto, extra: &[&str]) -> (Running, Lines, String, String) {
     let mut child = Command::new(env!("CARGO_BIN_EXE_xray-local"))
         .args([
             "-b",
@@ -46,8 +48,8 @@ fn the_aws_daemon_flags_forward_what_arrives_over_udp() {
             REGION,
             "--endpoint",
             &moto.endpoint,
-            "-o",
         ])
+        .args(extra)
         .env("AWS_ACCESS_KEY_ID", "AKIDEXAMPLETESTKEY00")
         .env("AWS_SECRET_ACCESS_KEY", "test-secret")
         .env("AWS_EC2_METADATA_DISABLED", "true")
@@ -57,14 +59,20 @@ fn the_aws_daemon_flags_forward_what_arrives_over_udp() {
         .spawn()
         .unwrap();
     let stderr = child.stderr.take().unwrap();
-    let running = Running(child);
     let mut lines = BufReader::new(stderr).lines();
     let first = lines.next().unwrap().unwrap();
-    let udp = first
+    let (udp, tcp) = first
         .strip_prefix("xray-local: listening on udp ")
         .and_then(|rest| rest.split_once(" tcp "))
-        .map(|(udp, _)| udp.to_owned())
+        .map(|(u, t)| (u.to_owned(), t.to_owned()))
         .unwrap_or_else(|| panic!("unexpected first line: {first}"));
+    (Running(child), lines, udp, tcp)
+}
+
+#[test]
+fn the_aws_daemon_flags_forward_what_arrives_over_udp() {
+    let moto = Moto::start();
+    let (running, mut lines, udp, _) = spawn(&moto, &["-o"]);
     let second = lines.next().unwrap().unwrap();
     assert!(
         second.contains("forwarding to AWS X-Ray in us-east-1"),
@@ -141,31 +149,7 @@ fn aws_daemon_flags_not_supported_are_refused_not_ignored() {
 #[test]
 fn sigterm_sends_the_partial_batch_before_exiting() {
     let moto = Moto::start();
-    let mut child = Command::new(env!("CARGO_BIN_EXE_xray-local"))
-        .args([
-            "-b",
-            "127.0.0.1:0",
-            "-n",
-            REGION,
-            "--endpoint",
-            &moto.endpoint,
-        ])
-        .env("AWS_ACCESS_KEY_ID", "AKIDEXAMPLETESTKEY00")
-        .env("AWS_SECRET_ACCESS_KEY", "test-secret")
-        .env("AWS_EC2_METADATA_DISABLED", "true")
-        .env_remove("AWS_PROFILE")
-        .stdout(Stdio::null())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    let stderr = child.stderr.take().unwrap();
-    let mut lines = BufReader::new(stderr).lines();
-    let first = lines.next().unwrap().unwrap();
-    let (udp, tcp) = first
-        .strip_prefix("xray-local: listening on udp ")
-        .and_then(|rest| rest.split_once(" tcp "))
-        .map(|(u, t)| (u.to_owned(), t.to_owned()))
-        .unwrap_or_else(|| panic!("unexpected first line: {first}"));
+    let (mut running, lines, udp, tcp) = spawn(&moto, &[]);
     let (tx, rx) = std::sync::mpsc::channel();
     std::thread::spawn(move || {
         for line in lines.map_while(Result::ok) {
@@ -192,6 +176,7 @@ fn sigterm_sends_the_partial_batch_before_exiting() {
         assert!(Instant::now() < deadline, "never read: {stats}");
         std::thread::sleep(Duration::from_millis(20));
     }
+    let child = &mut running.0;
     let pid = child.id().to_string();
     assert!(
         Command::new("kill")
