@@ -171,6 +171,9 @@ fn sigterm_sends_the_partial_batch_before_exiting() {
     loop {
         let stats = get_stats(&tcp);
         if stats["received"] == 1 {
+            // The TCP port's /stats counts forwarding too.
+            assert_eq!(stats["forwarding"]["queued"], 1, "{stats}");
+            assert_eq!(stats["forwarding"]["failed"], 0, "{stats}");
             break;
         }
         assert!(Instant::now() < deadline, "never read: {stats}");
