@@ -172,6 +172,7 @@ impl Entity {
     /// A key must be 1 to 500 ASCII letters, digits or `_`; a value a string (up to 1,000
     /// characters), an integer, a finite float or a bool. A bad one is refused with a typed
     /// error, logged, and never sent. Entities not recorded accept anything and record nothing.
+    #[inline]
     pub fn put_annotation(
         &self,
         key: &str,
@@ -288,6 +289,8 @@ impl std::ops::Deref for Segment {
 }
 
 impl Segment {
+    // Inlined into `begin_segment_with`: the unsampled path is a few stores.
+    #[inline]
     pub(crate) fn begin(
         recorder: &Recorder,
         name: &str,
