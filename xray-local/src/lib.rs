@@ -22,7 +22,16 @@
 //!   timeout](XrayLocalBuilder::idle_timeout).
 //! - **Bounds.** At most [`max_traces`](XrayLocalBuilder::max_traces) traces and
 //!   [`max_bytes`](XrayLocalBuilder::max_bytes) of documents are kept; the oldest traces are
-//!   evicted and counted.
+//!   evicted and counted, those evicted before they settled apart
+//!   ([`Stats::evicted_unsettled`]).
+//! - **Never losing in silence.** The socket reader only parses and queues; a filing thread
+//!   files into the store, so readers of traces never hold up the socket. A full intake queue
+//!   is counted as [`DropReason::Backlog`], and what the kernel dropped because the socket's
+//!   buffer was full is read from the system ([`Stats::kernel_dropped`], Linux).
+//! - **Forwarding.** With [`XrayLocalBuilder::forward`] (the binary's `-n/--region`), every
+//!   accepted document is also uploaded to AWS X-Ray with `PutTraceSegments`, as the AWS
+//!   daemon does: batched, retried with backoff, from a bounded buffer, every outcome counted
+//!   in [`ForwardStats`]. Without it nothing leaves the machine.
 //!
 //! - **TCP.** On the TCP address (by default the UDP address, as the AWS daemon does) an HTTP/1.1
 //!   server answers the sampling API the SDKs call through the daemon, and a read API for other
@@ -37,7 +46,7 @@
 //! | `GET /traces?filter=EXPR` | a JSON array of every trace held (settled or not), by first arrival; with `filter`, the traces matching the [`Filter`] expression (URL-encoded) |
 //! | `GET /traces/{trace_id}` | one trace; 404 when none is held |
 //! | `GET /map?filter=EXPR` | the [`ServiceMap`] of the (matching) traces: `{"nodes": [..], "edges": [..]}` |
-//! | `GET /stats` | the [`Stats`] counters and the sampling API call counts |
+//! | `GET /stats` | the [`Stats`] counters, the sampling API call counts, and `forwarding` ([`ForwardStats`], or `null`) |
 //! | `GET /rules` | the sampling rules as a JSON array |
 //!
 //! Errors answer with an X-Ray style body, `{"__type": "InvalidRequestException", "message":
@@ -86,7 +95,8 @@
 //! # The binary
 //!
 //! `xray-local` listens on UDP and TCP `127.0.0.1:2000` and prints each trace as it settles, as
-//! a timeline tree. `--udp ADDR` and `--tcp ADDR` pick other addresses, `--rules FILE` loads
+//! a timeline tree. `-b/--udp ADDR` and `-t/--tcp ADDR` pick other addresses, `-n REGION`
+//! forwards to X-Ray (with `--endpoint URL` and `-m MB`), `--rules FILE` loads
 //! sampling rules, `--json` prints each trace as one JSON line, `--map` prints the service map
 //! whenever traffic pauses. `xray-local query --addr ADDR 'EXPR'` asks a running `xray-local`
 //! for the traces matching a filter expression. Run `xray-local --help` for the rest.
