@@ -141,6 +141,32 @@ pub struct ForwardStats {
     pub backend_errors: u64,
 }
 
+/// Allows one log line per interval (10 s) and per kind of event; what is not logged is
+/// still counted.
+#[derive(Default)]
+struct Quiet {
+    next_allowed: AtomicU64,
+}
+
+impl Quiet {
+    const INTERVAL: Duration = Duration::from_secs(10);
+
+    fn allow(&self, started: Instant) -> bool {
+        let now = started.elapsed().as_millis() as u64;
+        let next = self.next_allowed.load(Ordering::Relaxed);
+        now >= next
+            && self
+                .next_allowed
+                .compare_exchange(
+                    next,
+                    now + Self::INTERVAL.as_millis() as u64,
+                    Ordering::Relaxed,
+                    Ordering::Relaxed,
+                )
+                .is_ok()
+    }
+}
+
 #[derive(Default)]
 struct Counters {
     queued: AtomicU64,
@@ -191,6 +217,9 @@ pub(crate) struct Forwarder {
     work: Condvar,
     idle: Condvar,
     counters: Counters,
+    started: Instant,
+    /// Rate limits for the three warnings: buffer full, unprocessed, failed calls.
+    quiet: [Quiet; 3],
 }
 
 impl std::fmt::Debug for Forwarder {
@@ -211,6 +240,8 @@ impl Forwarder {
             work: Condvar::new(),
             idle: Condvar::new(),
             counters: Counters::default(),
+            started: Instant::now(),
+            quiet: Default::default(),
         });
         let f = Arc::clone(&forwarder);
         std::thread::Builder::new()
@@ -247,6 +278,8 @@ impl Forwarder {
         add(&self.counters.queued, 1);
         if dropped > 0 {
             add(&self.counters.dropped_buffer_full, dropped);
+        }
+        if dropped > 0 && self.quiet[0].allow(self.started) {
             tracing::warn!(
                 dropped,
                 "forwarding buffer full: dropped the oldest documents (raise the buffer size)"
@@ -397,7 +430,9 @@ impl Forwarder {
                     add(&self.counters.uploaded, n - rejected);
                     if rejected > 0 {
                         add(&self.counters.rejected, rejected);
-                        for u in out.unprocessed_trace_segments() {
+                    }
+                    if rejected > 0 && self.quiet[1].allow(self.started) {
+                        for u in out.unprocessed_trace_segments().iter().take(3) {
                             tracing::warn!(
                                 id = u.id().unwrap_or_default(),
                                 code = u.error_code().unwrap_or_default(),
@@ -418,12 +453,15 @@ impl Forwarder {
                             | aws_sdk_xray::error::SdkError::DispatchFailure(_)
                     ) || code.contains("Throttl")
                         || status.is_some_and(|s| s == 429 || s >= 500);
-                    tracing::warn!(
-                        error = %aws_sdk_xray::error::DisplayErrorContext(&err),
-                        attempt,
-                        retryable,
-                        "PutTraceSegments failed"
-                    );
+                    if self.quiet[2].allow(self.started) {
+                        tracing::warn!(
+                            error = %aws_sdk_xray::error::DisplayErrorContext(&err),
+                            attempt,
+                            retryable,
+                            stats = ?self.counters.snapshot(),
+                            "PutTraceSegments failed (logged at most once every 10 s)"
+                        );
+                    }
                     retryable
                 }
             };
