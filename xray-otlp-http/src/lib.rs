@@ -732,11 +732,11 @@ impl Sender<'_> {
                 Some(c)
             }
             Ok(Ok(_)) => {
-                tracing::warn!(target: "xray_otlp_http", "the AWS credentials have expired; spans are not sent");
+                tracing::debug!(target: "xray_otlp_http", "the AWS credentials have expired; spans are not sent");
                 None
             }
             Ok(Err(e)) => {
-                tracing::warn!(target: "xray_otlp_http", error = %e, "no AWS credentials; spans are not sent");
+                tracing::debug!(target: "xray_otlp_http", error = %e, "no AWS credentials; spans are not sent");
                 None
             }
             Err(_) => None,
