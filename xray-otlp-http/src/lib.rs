@@ -319,6 +319,8 @@ struct Shared {
 struct Queue {
     batches: VecDeque<Pending>,
     bytes: usize,
+    /// Spans in `batches`.
+    spans: usize,
     /// Spans taken by the sender and not yet settled.
     in_flight: usize,
     /// When the oldest queued span arrived.
@@ -342,8 +344,17 @@ impl Transport for OtlpHttpTransport {
         let counters = &shared.counters;
         let (resource, mut spans) =
             xray_core::otlp::to_spans(finished, &shared.config.service_name);
+        // Each span's size is computed once: it decides both its fate and the queue's bytes.
         let before = spans.len();
-        spans.retain(|s| s.encoded_len() <= MAX_SPAN_BYTES);
+        let mut bytes = resource.encoded_len();
+        spans.retain(|s| {
+            let len = s.encoded_len();
+            let keep = len <= MAX_SPAN_BYTES;
+            if keep {
+                bytes += len + 8;
+            }
+            keep
+        });
         let too_large = (before - spans.len()) as u64;
         if too_large > 0 {
             counters.queued(too_large);
@@ -353,8 +364,6 @@ impl Transport for OtlpHttpTransport {
             return;
         }
         let n = spans.len() as u64;
-        let bytes =
-            spans.iter().map(|s| s.encoded_len() + 8).sum::<usize>() + resource.encoded_len();
         counters.queued(n);
         let mut q = shared.queue.lock();
         if q.closed {
@@ -368,6 +377,7 @@ impl Transport for OtlpHttpTransport {
             return;
         }
         q.bytes += bytes;
+        q.spans += spans.len();
         q.oldest.get_or_insert_with(Instant::now);
         q.batches.push_back(Pending {
             resource,
@@ -375,8 +385,7 @@ impl Transport for OtlpHttpTransport {
             bytes,
         });
         let full = q.bytes >= shared.config.max_request_bytes
-            || q.batches.iter().map(|p| p.spans.len()).sum::<usize>()
-                >= shared.config.max_request_spans;
+            || q.spans >= shared.config.max_request_spans;
         drop(q);
         if full {
             shared.work.notify_one();
@@ -437,6 +446,7 @@ fn run(shared: &Shared, client: reqwest::Client) {
             q.closed = true;
             let lost: usize = q.batches.drain(..).map(|p| p.spans.len()).sum();
             q.bytes = 0;
+            q.spans = 0;
             drop(q);
             shared
                 .counters
@@ -479,11 +489,10 @@ fn next_request(shared: &Shared) -> Option<(ExportTraceServiceRequest, usize)> {
             continue;
         }
         let waited = q.oldest.map_or(Duration::ZERO, |t| t.elapsed());
-        let spans: usize = q.batches.iter().map(|p| p.spans.len()).sum();
         let ready = q.flush_requested
             || q.closed
             || waited >= config.batch_delay
-            || spans >= config.max_request_spans
+            || q.spans >= config.max_request_spans
             || q.bytes >= config.max_request_bytes;
         if ready {
             break;
@@ -527,6 +536,7 @@ fn next_request(shared: &Shared) -> Option<(ExportTraceServiceRequest, usize)> {
             q.bytes = q.bytes.saturating_sub(part);
             resource
         };
+        q.spans = q.spans.saturating_sub(k);
         resource_spans.push(ResourceSpans {
             resource: Some(resource),
             scope_spans: vec![ScopeSpans {
@@ -542,6 +552,7 @@ fn next_request(shared: &Shared) -> Option<(ExportTraceServiceRequest, usize)> {
     }
     if q.batches.is_empty() {
         q.bytes = 0;
+        q.spans = 0;
         q.oldest = None;
     } else {
         q.oldest = Some(Instant::now());
