@@ -107,6 +107,7 @@ pub struct XrayLocalBuilder {
     max_datagram_size: usize,
     config: StoreConfig,
     forward: Option<ForwardConfig>,
+    local_sampling: bool,
 }
 
 impl Default for XrayLocalBuilder {
@@ -124,6 +125,7 @@ impl Default for XrayLocalBuilder {
                 idle_timeout: None,
             },
             forward: None,
+            local_sampling: false,
         }
     }
 }
@@ -235,8 +237,20 @@ impl XrayLocalBuilder {
     /// 8 concurrent calls, retried with jittered backoff on throttling, 5xx and timeouts, and
     /// held in a bounded buffer whose oldest documents are dropped, and counted, when it is
     /// full. [`XrayLocal::forward_stats`] tells what happened to them.
+    ///
+    /// The sampling API is then proxied too: `GetSamplingRules` and `SamplingTargets` go to
+    /// X-Ray, signed with the same credentials, and X-Ray's answer comes back as it is, so the
+    /// SDKs sample by the account's rules. No other X-Ray path is forwarded (the AWS daemon
+    /// forwards any, with its identity). [`local_sampling`](Self::local_sampling) keeps the
+    /// local rules instead.
     pub fn forward(mut self, config: ForwardConfig) -> Self {
         self.forward = Some(config);
+        self
+    }
+
+    /// Answers the sampling API from the local rules even when forwarding.
+    pub fn local_sampling(mut self) -> Self {
+        self.local_sampling = true;
         self
     }
 
@@ -258,6 +272,12 @@ impl XrayLocalBuilder {
         ));
         let stop = Arc::new(AtomicBool::new(false));
         let intake = Arc::new(Intake::new(INTAKE_QUEUE_BYTES));
+        let proxy = match &self.forward {
+            Some(config) if !self.local_sampling => {
+                Some(Arc::new(crate::proxy::SamplingProxy::new(config.clone())?))
+            }
+            _ => None,
+        };
         let forwarder = self.forward.map(Forwarder::start).transpose()?;
         let receiver = Receiver {
             forwarder: forwarder.clone(),
@@ -276,6 +296,7 @@ impl XrayLocalBuilder {
                 store: Arc::clone(&store),
                 sampling: Arc::clone(&sampling),
                 forwarder: forwarder.clone(),
+                proxy,
             }),
         )?;
         let filer = {

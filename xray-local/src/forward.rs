@@ -31,6 +31,8 @@ pub struct ForwardConfig {
     region: String,
     endpoint: Option<String>,
     credentials: Option<SharedCredentialsProvider>,
+    role_arn: Option<String>,
+    proxy: Option<String>,
     concurrency: usize,
     batch_size: usize,
     idle: Duration,
@@ -46,6 +48,8 @@ impl std::fmt::Debug for ForwardConfig {
             .field("region", &self.region)
             .field("endpoint", &self.endpoint)
             .field("credentials", &self.credentials.is_some())
+            .field("role_arn", &self.role_arn)
+            .field("proxy", &self.proxy)
             .field("concurrency", &self.concurrency)
             .field("buffer_bytes", &self.buffer_bytes)
             .finish_non_exhaustive()
@@ -59,6 +63,8 @@ impl ForwardConfig {
             region: region.into(),
             endpoint: None,
             credentials: None,
+            role_arn: None,
+            proxy: None,
             concurrency: 8,
             batch_size: 50,
             idle: Duration::from_secs(1),
@@ -85,6 +91,31 @@ impl ForwardConfig {
     pub fn credentials(mut self, provider: SharedCredentialsProvider) -> Self {
         self.credentials = Some(provider);
         self
+    }
+
+    /// Assumes `arn` with STS (session name `xray-daemon`, as the AWS daemon's `-r/--role-arn`)
+    /// on top of the credentials, for uploads and the sampling proxy alike.
+    pub fn role_arn(mut self, arn: impl Into<String>) -> Self {
+        self.role_arn = Some(arn.into());
+        self
+    }
+
+    /// Reaches AWS through the HTTP(S) proxy at `url` (the AWS daemon's `-p/--proxy-address`),
+    /// for uploads, STS and the sampling proxy. Without it, `HTTPS_PROXY` and `NO_PROXY` are
+    /// honoured.
+    ///
+    /// # Errors
+    ///
+    /// [`InvalidProxyAddress`] when `url` is not an `http://` or `https://` URL with a host.
+    pub fn proxy(mut self, url: impl Into<String>) -> Result<Self, InvalidProxyAddress> {
+        let url = url.into();
+        if aws_smithy_http_client::proxy::ProxyConfig::all(url.as_str()).is_err()
+            || reqwest::Proxy::all(url.as_str()).is_err()
+        {
+            return Err(InvalidProxyAddress(url));
+        }
+        self.proxy = Some(url);
+        Ok(self)
     }
 
     /// Uploads in flight at once (default 8, at least 1).
@@ -116,6 +147,86 @@ impl ForwardConfig {
     }
 }
 
+/// A proxy address that is not an `http://` or `https://` URL; see [`ForwardConfig::proxy`].
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("`{0}` is not a proxy URL like http://192.0.2.0:3128")]
+pub struct InvalidProxyAddress(pub String);
+
+impl ForwardConfig {
+    /// The AWS configuration every call to AWS starts from: region, credentials (the standard
+    /// chain, or the given provider, wrapped in an STS role when one is set) and the proxy.
+    /// The X-Ray endpoint override is not in it, so that STS keeps its own endpoint.
+    pub(crate) async fn sdk_config(&self) -> aws_config::SdkConfig {
+        let region = aws_config::Region::new(self.region.clone());
+        let mut loader =
+            aws_config::defaults(aws_config::BehaviorVersion::latest()).region(region.clone());
+        if let Some(provider) = &self.credentials {
+            loader = loader.credentials_provider(provider.clone());
+        }
+        if let Some(client) = self.proxy.as_deref().and_then(proxied_http_client) {
+            loader = loader.http_client(client);
+        }
+        let sdk = loader.load().await;
+        let Some(arn) = &self.role_arn else {
+            return sdk;
+        };
+        let role = aws_config::sts::AssumeRoleProvider::builder(arn.as_str())
+            .session_name("xray-daemon")
+            .region(region)
+            .configure(&sdk)
+            .build()
+            .await;
+        sdk.into_builder()
+            .credentials_provider(SharedCredentialsProvider::new(role))
+            .build()
+    }
+
+    /// The base URL of the X-Ray API: the endpoint override, else the region's, built as the
+    /// AWS daemon's proxy builds it.
+    pub(crate) fn api_base(&self) -> String {
+        if let Some(endpoint) = &self.endpoint {
+            return endpoint.trim_end_matches('/').to_owned();
+        }
+        let r = self.region.as_str();
+        let suffix = if r.starts_with("cn-") {
+            "amazonaws.com.cn"
+        } else if r.starts_with("us-isob-") {
+            "sc2s.sgov.gov"
+        } else if r.starts_with("us-iso-") {
+            "c2s.ic.gov"
+        } else {
+            "amazonaws.com"
+        };
+        format!("https://xray.{r}.{suffix}")
+    }
+
+    /// The proxy URL, if one is set.
+    pub(crate) fn proxy_url(&self) -> Option<&str> {
+        self.proxy.as_deref()
+    }
+}
+
+/// The AWS SDK's default HTTPS client (rustls with aws-lc), sending through `url`.
+fn proxied_http_client(
+    url: &str,
+) -> Option<aws_smithy_runtime_api::client::http::SharedHttpClient> {
+    use aws_smithy_http_client::{Builder, ConnectorBuilder, proxy::ProxyConfig, tls};
+    let proxy = ProxyConfig::all(url).ok()?;
+    Some(
+        Builder::new().build_with_connector_fn(move |settings, components| {
+            let mut conn = ConnectorBuilder::default().tls_provider(tls::Provider::Rustls(
+                tls::rustls_provider::CryptoMode::AwsLc,
+            ));
+            conn.set_connector_settings(settings.cloned());
+            if let Some(components) = components {
+                conn.set_sleep_impl(components.sleep_impl());
+            }
+            conn.set_proxy_config(Some(proxy.clone()));
+            conn.build()
+        }),
+    )
+}
+
 /// Counters of the forwarder, since it started.
 ///
 /// Every document queued ends in exactly one of `uploaded`, `rejected`, `dropped_buffer_full`
@@ -144,14 +255,14 @@ pub struct ForwardStats {
 /// Allows one log line per interval (10 s) and per kind of event; what is not logged is
 /// still counted.
 #[derive(Default)]
-struct Quiet {
+pub(crate) struct Quiet {
     next_allowed: AtomicU64,
 }
 
 impl Quiet {
     const INTERVAL: Duration = Duration::from_secs(10);
 
-    fn allow(&self, started: Instant) -> bool {
+    pub(crate) fn allow(&self, started: Instant) -> bool {
         let now = started.elapsed().as_millis() as u64;
         let next = self.next_allowed.load(Ordering::Relaxed);
         now >= next
@@ -392,16 +503,12 @@ impl Forwarder {
     }
 
     async fn client(&self) -> aws_sdk_xray::Client {
-        let mut loader = aws_config::defaults(aws_config::BehaviorVersion::latest())
-            .region(aws_config::Region::new(self.config.region.clone()));
+        let sdk = self.config.sdk_config().await;
+        let mut config = aws_sdk_xray::config::Builder::from(&sdk);
         if let Some(endpoint) = &self.config.endpoint {
-            loader = loader.endpoint_url(endpoint);
+            config = config.endpoint_url(endpoint);
         }
-        if let Some(provider) = &self.config.credentials {
-            loader = loader.credentials_provider(provider.clone());
-        }
-        let sdk = loader.load().await;
-        let config = aws_sdk_xray::config::Builder::from(&sdk)
+        let config = config
             // Our own retries, with backoff and counting; the SDK's would double them.
             .retry_config(aws_sdk_xray::config::retry::RetryConfig::disabled())
             .timeout_config(

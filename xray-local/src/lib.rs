@@ -111,6 +111,7 @@ mod filter;
 mod forward;
 mod intake;
 mod map;
+mod proxy;
 pub mod render;
 mod sampling;
 mod server;
@@ -119,7 +120,7 @@ mod trace;
 
 pub use daemon::{Completed, TraceKey, XrayLocal, XrayLocalBuilder};
 pub use filter::{Filter, FilterError};
-pub use forward::{ForwardConfig, ForwardStats};
+pub use forward::{ForwardConfig, ForwardStats, InvalidProxyAddress};
 pub use intake::DropReason;
 pub use map::{CallStats, MapEdge, MapNode, ServiceMap};
 pub use sampling::{RulesError, SamplingCalls, SamplingRule, SamplingStatistics};

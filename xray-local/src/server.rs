@@ -39,6 +39,8 @@ pub(crate) struct Shared {
     pub(crate) store: Arc<Store>,
     pub(crate) sampling: Arc<Sampling>,
     pub(crate) forwarder: Option<Arc<crate::forward::Forwarder>>,
+    /// In forwarding mode, where the sampling API goes instead of the local rules.
+    pub(crate) proxy: Option<Arc<crate::proxy::SamplingProxy>>,
 }
 
 /// The running server; stopped by [`Server::shutdown`].
@@ -119,27 +121,27 @@ async fn serve(listener: StdListener, shared: Arc<Shared>, mut stopped: oneshot:
 /// A response before it becomes a hyper one.
 struct Reply {
     status: u16,
-    content_type: &'static str,
-    error_type: Option<&'static str>,
-    body: String,
+    content_type: HeaderValue,
+    error_type: Option<HeaderValue>,
+    body: Bytes,
 }
 
 impl Reply {
     fn json(value: &impl serde::Serialize) -> Reply {
         Reply {
             status: 200,
-            content_type: "application/json",
+            content_type: HeaderValue::from_static("application/json"),
             error_type: None,
-            body: serde_json::to_string(value).unwrap_or_default(),
+            body: Bytes::from(serde_json::to_vec(value).unwrap_or_default()),
         }
     }
 
     fn error(err: &ApiError) -> Reply {
         Reply {
             status: err.status,
-            content_type: "application/json",
-            error_type: Some(err.kind),
-            body: err.body(),
+            content_type: HeaderValue::from_static("application/json"),
+            error_type: Some(HeaderValue::from_static(err.kind)),
+            body: Bytes::from(err.body()),
         }
     }
 }
@@ -151,23 +153,43 @@ async fn handle(
     let method = req.method().clone();
     let path = req.uri().path().to_owned();
     let query = req.uri().query().unwrap_or_default().to_owned();
+    let content_type = req.headers().get(CONTENT_TYPE).cloned();
     let reply = match Limited::new(req.into_body(), MAX_BODY).collect().await {
-        Ok(body) => route(&shared, &method, &path, &query, &body.to_bytes()),
+        Ok(body) => match &shared.proxy {
+            Some(proxy)
+                if method == Method::POST
+                    && crate::proxy::FORWARDED_PATHS.contains(&path.as_str()) =>
+            {
+                match proxy
+                    .forward(&path, content_type.as_ref(), body.to_bytes())
+                    .await
+                {
+                    Ok(up) => Reply {
+                        status: up.status,
+                        content_type: up
+                            .content_type
+                            .unwrap_or_else(|| HeaderValue::from_static("application/json")),
+                        error_type: up.error_type,
+                        body: up.body,
+                    },
+                    Err(err) => Reply::error(&err),
+                }
+            }
+            _ => route(&shared, &method, &path, &query, &body.to_bytes()),
+        },
         Err(_) => Reply::error(&ApiError {
             status: 413,
             kind: "InvalidRequestException",
             message: format!("the request body is unreadable or larger than {MAX_BODY} bytes"),
         }),
     };
-    let mut response = Response::new(Full::new(Bytes::from(reply.body)));
+    let mut response = Response::new(Full::new(reply.body));
     *response.status_mut() = StatusCode::from_u16(reply.status).unwrap_or(StatusCode::BAD_REQUEST);
     response
         .headers_mut()
-        .insert(CONTENT_TYPE, HeaderValue::from_static(reply.content_type));
+        .insert(CONTENT_TYPE, reply.content_type);
     if let Some(kind) = reply.error_type {
-        response
-            .headers_mut()
-            .insert("x-amzn-errortype", HeaderValue::from_static(kind));
+        response.headers_mut().insert("x-amzn-errortype", kind);
     }
     Ok(response)
 }
@@ -239,6 +261,10 @@ fn stats_json(shared: &Shared) -> Value {
         "kernel_dropped": stats.kernel_dropped(),
         "get_sampling_rules_calls": calls.get_sampling_rules(),
         "sampling_targets_calls": calls.sampling_targets(),
+        "sampling_proxy": shared.proxy.as_ref().map(|p| {
+            let s = p.stats();
+            json!({ "forwarded": s.forwarded, "unsigned": s.unsigned, "failed": s.failed })
+        }),
         "forwarding": shared.forwarder.as_ref().map(|f| {
             let s = f.stats();
             json!({

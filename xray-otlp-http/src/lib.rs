@@ -755,8 +755,29 @@ impl Sender<'_> {
     }
 }
 
-/// Signs `request` with SigV4, in place.
-fn sign(
+/// Signs `request` with SigV4 for `service` in `region`, in place (through `aws-sigv4`): the
+/// `authorization`, `x-amz-date` and, with a session token, `x-amz-security-token` headers are
+/// added, over the request's method, URL, headers and body as they are.
+///
+/// # Errors
+///
+/// When the request cannot be signed: a header value that is not text, or a URL that is not
+/// absolute.
+///
+/// # Examples
+///
+/// ```
+/// use aws_credential_types::Credentials;
+///
+/// let mut request = http::Request::post("https://xray.us-east-1.amazonaws.com/GetSamplingRules")
+///     .header("content-type", "application/json")
+///     .body(b"{}".to_vec())
+///     .unwrap();
+/// let credentials = Credentials::new("AKIDEXAMPLE", "secret", None, None, "example");
+/// xray_otlp_http::sign(&mut request, &credentials, "us-east-1", "xray").unwrap();
+/// assert!(request.headers()["authorization"].to_str().unwrap().starts_with("AWS4-HMAC-SHA256"));
+/// ```
+pub fn sign(
     request: &mut http::Request<Vec<u8>>,
     credentials: &Credentials,
     region: &str,

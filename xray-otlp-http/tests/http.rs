@@ -4,7 +4,6 @@
 use std::collections::VecDeque;
 use std::io::Read as _;
 use std::net::SocketAddr;
-use std::process::Command;
 use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime};
 
@@ -428,15 +427,8 @@ fn expired_credentials_are_not_used() {
     assert!(rx.received().is_empty());
 }
 
-/// Makes sure python3 can import botocore (it comes with moto, which CI installs).
-fn ensure_botocore() {
-    static ONCE: std::sync::Once = std::sync::Once::new();
-    ONCE.call_once(|| xray_testkit::ensure_python_package("import botocore", "botocore"));
-}
-
 #[test]
 fn the_sigv4_signature_is_the_one_botocore_computes() {
-    ensure_botocore();
     for token in [None, Some("session-token/with+odd=chars")] {
         let rx = Receiver::start(&[Answer::Ok]);
         let creds = Credentials::new(
@@ -456,33 +448,17 @@ fn the_sigv4_signature_is_the_one_botocore_computes() {
         assert!(recorder.flush(Duration::from_secs(10)).is_complete());
         let received = rx.received();
         assert_eq!(received.len(), 1);
-        let case = serde_json::json!({
-            "method": "POST",
-            "url": rx.url(),
-            "headers": received[0].headers,
-            "body_hex": received[0].body.iter().map(|b| format!("{b:02x}")).collect::<String>(),
-            "access_key": "AKIDEXAMPLE",
-            "secret_key": "wJalrXUtnFEMI/K7MDENG+bPxRfiCYEXAMPLEKEY",
-            "token": token,
-            "region": "eu-west-3",
+        let url = rx.url();
+        xray_testkit::assert_sigv4_by_botocore(&xray_testkit::SignedRequest {
+            method: "POST",
+            url: &url,
+            headers: &received[0].headers,
+            body: &received[0].body,
+            access_key: "AKIDEXAMPLE",
+            secret_key: "wJalrXUtnFEMI/K7MDENG+bPxRfiCYEXAMPLEKEY",
+            token,
+            region: "eu-west-3",
         });
-        let dir = std::env::temp_dir().join(format!("xray-sigv4-{}", std::process::id()));
-        std::fs::create_dir_all(&dir).unwrap();
-        let path = dir.join(format!("case-{}.json", token.is_some()));
-        std::fs::write(&path, case.to_string()).unwrap();
-        let script = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/support/sigv4_check.py");
-        let out = Command::new("python3")
-            .arg(script)
-            .arg(&path)
-            .output()
-            .unwrap();
-        assert!(
-            out.status.success(),
-            "botocore disagrees: {}\n{}",
-            String::from_utf8_lossy(&out.stdout),
-            String::from_utf8_lossy(&out.stderr)
-        );
-        let _ = std::fs::remove_dir_all(&dir);
     }
 }
 

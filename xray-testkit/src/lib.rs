@@ -175,3 +175,58 @@ pub fn ensure_python_package(import_check: &str, pip_spec: &str) {
 }
 
 pub mod moto;
+
+/// A request as a server received it, and what it should have been signed with; see
+/// [`assert_sigv4_by_botocore`].
+#[derive(Debug, Clone)]
+pub struct SignedRequest<'a> {
+    /// The HTTP method.
+    pub method: &'a str,
+    /// The full URL the request was sent to.
+    pub url: &'a str,
+    /// Every header as received, names in any case.
+    pub headers: &'a [(String, String)],
+    /// The body as received.
+    pub body: &'a [u8],
+    /// The access key id.
+    pub access_key: &'a str,
+    /// The secret key.
+    pub secret_key: &'a str,
+    /// The session token, if any.
+    pub token: Option<&'a str>,
+    /// The signing region.
+    pub region: &'a str,
+}
+
+/// Recomputes the request's SigV4 signature (service `xray`) with **botocore**'s own signer
+/// (`support/sigv4_check.py`) and panics, printing botocore's canonical request, unless it is
+/// the one the request carries.
+pub fn assert_sigv4_by_botocore(request: &SignedRequest<'_>) {
+    static BOTOCORE: std::sync::Once = std::sync::Once::new();
+    BOTOCORE.call_once(|| ensure_python_package("import botocore", "botocore"));
+    let case = serde_json::json!({
+        "method": request.method,
+        "url": request.url,
+        "headers": request.headers,
+        "body_hex": request.body.iter().map(|b| format!("{b:02x}")).collect::<String>(),
+        "access_key": request.access_key,
+        "secret_key": request.secret_key,
+        "token": request.token,
+        "region": request.region,
+    });
+    let dir = moto::TempDir::new();
+    let path = dir.path.join("case.json");
+    std::fs::write(&path, case.to_string()).expect("the case file is written");
+    let script = concat!(env!("CARGO_MANIFEST_DIR"), "/support/sigv4_check.py");
+    let out = std::process::Command::new("python3")
+        .arg(script)
+        .arg(&path)
+        .output()
+        .expect("python3 runs");
+    assert!(
+        out.status.success(),
+        "botocore disagrees with the signature: {}\n{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+}

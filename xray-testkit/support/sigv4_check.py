@@ -1,4 +1,4 @@
-"""Checks a SigV4 signature made by xray-otlp-http with botocore's own signer.
+"""Checks a SigV4 signature made by xray-rs with botocore's own signer.
 
 Usage: sigv4_check.py CASE.json, where the case holds the request exactly as the server
 received it (method, url, headers, body in hex) and the credentials and region it was signed

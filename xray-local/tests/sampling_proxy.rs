@@ -1,0 +1,295 @@
+//! The sampling proxy of a forwarding xray-local: an SDK's centralized sampler gets X-Ray's
+//! rules and targets through it. X-Ray is a real HTTP server on 127.0.0.1 that answers as the
+//! X-Ray API documents (`tests/data/sampling/*.json`, moto has no sampling API) and keeps every
+//! request, whose SigV4 signature botocore then recomputes.
+
+use std::convert::Infallible;
+use std::io::{Read, Write};
+use std::net::{SocketAddr, TcpStream};
+use std::sync::Arc;
+use std::time::Duration;
+
+use aws_credential_types::Credentials;
+use aws_credential_types::provider::SharedCredentialsProvider;
+use http_body_util::{BodyExt, Full};
+use hyper::body::{Bytes, Incoming};
+use hyper::{Request, Response};
+use parking_lot::Mutex;
+use xray_core::{CentralizedSampler, DaemonAddress, Recorder, SamplingRequest};
+use xray_local::{ForwardConfig, XrayLocal};
+
+const RULES: &str = include_str!("data/sampling/GetSamplingRules.json");
+const TARGETS: &str = include_str!("data/sampling/SamplingTargets.json");
+const ACCESS_KEY: &str = "AKIDEXAMPLE";
+const SECRET_KEY: &str = "wJalrXUtnFEMI/K7MDENG+bPxRfiCYEXAMPLEKEY";
+const TOKEN: &str = "session/token+with=odd";
+const REGION: &str = "eu-west-3";
+
+#[derive(Debug, Clone)]
+struct Received {
+    path: String,
+    headers: Vec<(String, String)>,
+    body: Vec<u8>,
+}
+
+/// The stand-in X-Ray: answers the two sampling operations from the documented shapes.
+struct Xray {
+    addr: SocketAddr,
+    received: Arc<Mutex<Vec<Received>>>,
+    _runtime: tokio::runtime::Runtime,
+}
+
+impl Xray {
+    fn start() -> Xray {
+        let runtime = tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(1)
+            .enable_all()
+            .build()
+            .unwrap();
+        let listener = runtime
+            .block_on(tokio::net::TcpListener::bind("127.0.0.1:0"))
+            .unwrap();
+        let addr = listener.local_addr().unwrap();
+        let received = Arc::new(Mutex::new(Vec::new()));
+        let kept = Arc::clone(&received);
+        runtime.spawn(async move {
+            loop {
+                let Ok((stream, _)) = listener.accept().await else {
+                    continue;
+                };
+                let kept = Arc::clone(&kept);
+                tokio::spawn(async move {
+                    let service =
+                        hyper::service::service_fn(move |req| answer(Arc::clone(&kept), req));
+                    let _ = hyper::server::conn::http1::Builder::new()
+                        .serve_connection(hyper_util::rt::TokioIo::new(stream), service)
+                        .await;
+                });
+            }
+        });
+        Xray {
+            addr,
+            received,
+            _runtime: runtime,
+        }
+    }
+
+    fn url(&self) -> String {
+        format!("http://{}", self.addr)
+    }
+
+    fn received(&self) -> Vec<Received> {
+        self.received.lock().clone()
+    }
+}
+
+async fn answer(
+    kept: Arc<Mutex<Vec<Received>>>,
+    req: Request<Incoming>,
+) -> Result<Response<Full<Bytes>>, Infallible> {
+    let path = req.uri().path().to_owned();
+    let headers = req
+        .headers()
+        .iter()
+        .map(|(k, v)| (k.as_str().to_owned(), v.to_str().unwrap_or("").to_owned()))
+        .collect();
+    let body = req
+        .into_body()
+        .collect()
+        .await
+        .map(|b| b.to_bytes().to_vec())
+        .unwrap_or_default();
+    kept.lock().push(Received {
+        path: path.clone(),
+        headers,
+        body,
+    });
+    let (status, text) = match path.as_str() {
+        "/GetSamplingRules" => (200, RULES),
+        "/SamplingTargets" => (200, TARGETS),
+        _ => (404, r#"{"message":"unknown operation"}"#),
+    };
+    let mut response = Response::new(Full::new(Bytes::from(text)));
+    *response.status_mut() = hyper::StatusCode::from_u16(status).unwrap();
+    response.headers_mut().insert(
+        hyper::header::CONTENT_TYPE,
+        hyper::header::HeaderValue::from_static("application/json"),
+    );
+    Ok(response)
+}
+
+fn forwarding_daemon(endpoint: &str) -> XrayLocal {
+    let credentials =
+        Credentials::new(ACCESS_KEY, SECRET_KEY, Some(TOKEN.to_owned()), None, "test");
+    XrayLocal::builder()
+        .udp_addr("127.0.0.1:0".parse().unwrap())
+        .forward(
+            ForwardConfig::new(REGION)
+                .endpoint(endpoint)
+                .credentials(SharedCredentialsProvider::new(credentials)),
+        )
+        .start()
+        .unwrap()
+}
+
+/// A POST over a fresh connection; returns the status and the body.
+fn post(addr: SocketAddr, path: &str, body: &str) -> (u16, String) {
+    let mut stream = TcpStream::connect(addr).unwrap();
+    stream
+        .set_read_timeout(Some(Duration::from_secs(20)))
+        .unwrap();
+    write!(
+        stream,
+        "POST {path} HTTP/1.1\r\nHost: {addr}\r\nContent-Type: application/json\r\n\
+         Content-Length: {}\r\nConnection: close\r\n\r\n{body}",
+        body.len()
+    )
+    .unwrap();
+    let mut response = String::new();
+    stream.read_to_string(&mut response).unwrap();
+    let (head, body) = response.split_once("\r\n\r\n").unwrap();
+    let status = head.split(' ').nth(1).unwrap().parse().unwrap();
+    (status, body.to_owned())
+}
+
+fn assert_signed(xray: &Xray, request: &Received) {
+    let url = format!("{}{}", xray.url(), request.path);
+    xray_testkit::assert_sigv4_by_botocore(&xray_testkit::SignedRequest {
+        method: "POST",
+        url: &url,
+        headers: &request.headers,
+        body: &request.body,
+        access_key: ACCESS_KEY,
+        secret_key: SECRET_KEY,
+        token: Some(TOKEN),
+        region: REGION,
+    });
+}
+
+#[test]
+fn a_centralized_sampler_samples_by_the_rules_x_ray_gives_through_the_proxy() {
+    let xray = Xray::start();
+    let daemon = forwarding_daemon(&xray.url());
+    let sampler = Arc::new(
+        CentralizedSampler::builder(daemon.tcp_addr())
+            .with_background_polling(false)
+            .build(),
+    );
+    assert_eq!(sampler.refresh_rules_now().unwrap(), 2);
+    let recorder = Recorder::builder()
+        .ignore_environment()
+        .with_daemon_address(DaemonAddress::new(daemon.udp_addr()))
+        .with_sampler(sampler.clone())
+        .build()
+        .unwrap();
+    for _ in 0..5 {
+        let req = SamplingRequest::new().with_url_path("/blocked/a");
+        assert!(!recorder.begin_segment_with("api", None, &req).is_sampled());
+    }
+    let req = SamplingRequest::new().with_url_path("/orders");
+    let segment = recorder.begin_segment_with("api", None, &req);
+    assert!(segment.is_sampled());
+    assert_eq!(segment.sampling_rule(), Some("Default"));
+    segment.end();
+    assert!(sampler.refresh_targets_now().unwrap() >= 1);
+
+    let received = xray.received();
+    let paths: Vec<&str> = received.iter().map(|r| r.path.as_str()).collect();
+    assert_eq!(paths, ["/GetSamplingRules", "/SamplingTargets"]);
+    for request in &received {
+        assert_signed(&xray, request);
+    }
+    let targets: serde_json::Value = serde_json::from_slice(&received[1].body).unwrap();
+    let names: Vec<&str> = targets["SamplingStatisticsDocuments"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|d| d["RuleName"].as_str().unwrap())
+        .collect();
+    assert!(names.contains(&"blocked"), "{targets}");
+    daemon.shutdown();
+}
+
+#[test]
+fn bodies_go_byte_for_byte_and_only_the_sampling_api_is_forwarded() {
+    let xray = Xray::start();
+    let daemon = forwarding_daemon(&xray.url());
+    // A member this crate does not know, and odd spacing: both must reach X-Ray unchanged.
+    let body = r#"{ "SamplingStatisticsDocuments": [],  "SamplingBoostStatisticsDocuments": [{"RuleName":"x"}] }"#;
+    let (status, answer) = post(daemon.tcp_addr(), "/SamplingTargets", body);
+    assert_eq!(status, 200);
+    assert_eq!(answer, TARGETS);
+    // The rest of the X-Ray API is not reachable through the daemon's identity.
+    for path in [
+        "/TraceSegments",
+        "/Traces",
+        "/TraceGraph",
+        "/CreateSamplingRule",
+    ] {
+        let (status, _) = post(daemon.tcp_addr(), path, "{}");
+        assert!((400..500).contains(&status), "{path}: {status}");
+    }
+    let received = xray.received();
+    assert_eq!(received.len(), 1, "{received:?}");
+    assert_eq!(received[0].path, "/SamplingTargets");
+    assert_eq!(received[0].body, body.as_bytes());
+    assert_signed(&xray, &received[0]);
+    daemon.shutdown();
+}
+
+#[test]
+fn an_x_ray_that_is_down_is_a_counted_502_not_a_hang() {
+    // A port that was free a moment ago: nothing listens there.
+    let port = xray_testkit::moto::free_port();
+    let daemon = forwarding_daemon(&format!("http://127.0.0.1:{port}"));
+    let (status, answer) = post(daemon.tcp_addr(), "/GetSamplingRules", "{}");
+    assert_eq!(status, 502, "{answer}");
+    let answer: serde_json::Value = serde_json::from_str(&answer).unwrap();
+    assert!(
+        answer["message"]
+            .as_str()
+            .unwrap()
+            .contains("did not answer")
+    );
+    let sampler = CentralizedSampler::builder(daemon.tcp_addr())
+        .with_background_polling(false)
+        .build();
+    assert!(sampler.refresh_rules_now().is_err());
+    let (status, stats) = {
+        let mut stream = TcpStream::connect(daemon.tcp_addr()).unwrap();
+        write!(
+            stream,
+            "GET /stats HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n"
+        )
+        .unwrap();
+        let mut text = String::new();
+        stream.read_to_string(&mut text).unwrap();
+        let (head, body) = text.split_once("\r\n\r\n").unwrap();
+        (head.contains(" 200 "), body.to_owned())
+    };
+    assert!(status);
+    let stats: serde_json::Value = serde_json::from_str(&stats).unwrap();
+    assert_eq!(stats["sampling_proxy"]["failed"], 2, "{stats}");
+    assert_eq!(stats["sampling_proxy"]["forwarded"], 0, "{stats}");
+    daemon.shutdown();
+}
+
+#[test]
+fn with_local_sampling_the_local_rules_answer_even_when_forwarding() {
+    let xray = Xray::start();
+    let daemon = XrayLocal::builder()
+        .udp_addr("127.0.0.1:0".parse().unwrap())
+        .forward(ForwardConfig::new(REGION).endpoint(xray.url()).credentials(
+            SharedCredentialsProvider::new(Credentials::new("a", "b", None, None, "test")),
+        ))
+        .local_sampling()
+        .start()
+        .unwrap();
+    let sampler = CentralizedSampler::builder(daemon.tcp_addr())
+        .with_background_polling(false)
+        .build();
+    // The local Default rule only.
+    assert_eq!(sampler.refresh_rules_now().unwrap(), 1);
+    assert!(xray.received().is_empty());
+    daemon.shutdown();
+}
