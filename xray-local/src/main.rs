@@ -7,6 +7,9 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 use std::time::Duration;
 
+mod config;
+mod logging;
+
 use xray_local::{
     DropReason, Filter, ForwardConfig, ForwardStats, Stats, Trace, XrayLocal, render,
 };
@@ -36,8 +39,23 @@ Options:
   -m, --buffer-memory MB
                     memory for documents waiting to be forwarded, at least 3 [default: 64];
                     when full, the oldest are dropped and counted
-  -o, --local-mode  do not look up instance metadata (xray-local never does: the region
-                    comes from --region)
+  -o, --local-mode  do not look up the region in instance metadata
+  -r, --role-arn ARN
+                    assume this IAM role (STS, session xray-daemon) to upload and to sign
+                    sampling calls
+  -a, --resource-arn ARN
+                    the ARN of the resource the daemon runs on (accepted for the AWS
+                    daemon's telemetry, which xray-local does not send)
+  -p, --proxy-address URL
+                    reach AWS through this HTTP(S) proxy, e.g. http://192.0.2.0:3128
+                    [default: HTTPS_PROXY]
+  -c, --config FILE the AWS daemon's cfg.yaml, validated as the AWS daemon validates it
+                    [default: /etc/amazon/xray/cfg.yaml or ./cfg.yaml if one exists]
+  -f, --log-file FILE
+                    log to FILE, rolled over at 50 MB [default: stderr]
+  -l, --log-level LEVEL
+                    dev, debug, info, warn, error or prod (= info) [default: prod]
+  --concurrency N   uploads at once [default: 8] (the cfg.yaml key Concurrency)
   --rules FILE      sampling rules: a JSON array of SamplingRule objects [default: the
                     service's Default rule, 1 request/s + 5 %]
   --json            print each trace as one JSON line instead of a timeline
@@ -49,8 +67,9 @@ Options:
   -h, --help        print this help
   -v, -V, --version print the version
 
-The AWS daemon's -r/--role-arn, -a/--resource-arn, -c/--config, -f/--log-file,
--l/--log-level and -p/--proxy-address are not supported yet, and refused.
+Flags override cfg.yaml; the region is -n, else Region, else AWS_REGION, else (without -o)
+the instance's, from EC2 instance metadata. With no region nothing is forwarded. NoVerifySSL
+is refused: add a private CA with SSL_CERT_FILE instead.
 
 The first line on stderr gives the bound addresses:
   xray-local: listening on udp ADDR tcp ADDR
@@ -62,8 +81,32 @@ and prints them as timelines (--json: one JSON line each; --map: their service m
 
 Point an SDK at it with AWS_XRAY_DAEMON_ADDRESS=<ADDR>.";
 
-#[derive(Debug)]
+/// The command line as given; `None` is "not given", so that cfg.yaml can fill it in.
+#[derive(Debug, Default)]
 struct Args {
+    udp: Option<SocketAddr>,
+    tcp: Option<SocketAddr>,
+    rules: Option<PathBuf>,
+    json: bool,
+    map: bool,
+    quiet: Option<Duration>,
+    idle: Option<Duration>,
+    region: Option<String>,
+    endpoint: Option<String>,
+    buffer_mb: Option<u64>,
+    local_mode: bool,
+    role_arn: Option<String>,
+    resource_arn: Option<String>,
+    proxy: Option<String>,
+    config: Option<PathBuf>,
+    log_file: Option<PathBuf>,
+    log_level: Option<String>,
+    concurrency: Option<usize>,
+}
+
+/// What the daemon runs with: the flags over cfg.yaml over the AWS daemon's defaults.
+#[derive(Debug)]
+struct Settings {
     udp: SocketAddr,
     tcp: Option<SocketAddr>,
     rules: Option<PathBuf>,
@@ -73,7 +116,95 @@ struct Args {
     idle: Duration,
     region: Option<String>,
     endpoint: Option<String>,
-    buffer_mb: Option<usize>,
+    buffer_mb: Option<u64>,
+    local_mode: bool,
+    role_arn: Option<String>,
+    proxy: Option<String>,
+    log_file: Option<PathBuf>,
+    log_rotation: bool,
+    log_level: tracing::Level,
+    concurrency: usize,
+    loaded: Option<PathBuf>,
+}
+
+fn non_empty(text: &str) -> Option<String> {
+    (!text.is_empty()).then(|| text.to_owned())
+}
+
+fn region_ok(region: &str) -> bool {
+    !region.is_empty()
+        && region
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || c == '-')
+}
+
+impl Settings {
+    fn merge(
+        args: Args,
+        file: config::DaemonConfig,
+        loaded: Option<PathBuf>,
+    ) -> Result<Settings, String> {
+        if file.no_verify_ssl {
+            return Err(
+                "NoVerifySSL is not supported: xray-local always verifies the \
+                        certificates of AWS; add a private CA with SSL_CERT_FILE"
+                    .to_owned(),
+            );
+        }
+        let from_file = |key: &str, text: &str| address(key, text);
+        let udp = match args.udp {
+            Some(udp) => udp,
+            None => from_file("Socket.UDPAddress", &file.udp_address)?,
+        };
+        let default_tcp = config::DaemonConfig::default().tcp_address;
+        let tcp = match args.tcp {
+            Some(tcp) => Some(tcp),
+            // Not set anywhere: the UDP address, as before cfg.yaml (the same default).
+            None if file.tcp_address == default_tcp => None,
+            None => Some(from_file("Socket.TCPAddress", &file.tcp_address)?),
+        };
+        let region = args
+            .region
+            .or_else(|| non_empty(&file.region))
+            .or_else(|| std::env::var("AWS_REGION").ok().filter(|r| !r.is_empty()));
+        if let Some(region) = region.as_deref().filter(|r| !region_ok(r)) {
+            return Err(format!("`{region}` is not a region like us-east-1"));
+        }
+        let log_level_text = args.log_level.unwrap_or(file.log_level);
+        let log_level = config::log_level_filter(&log_level_text).ok_or_else(|| {
+            format!(
+                "log level `{log_level_text}` is not one of dev, debug, info, warn, error, prod"
+            )
+        })?;
+        let buffer_mb = args
+            .buffer_mb
+            .or((file.total_buffer_size_mb > 0).then_some(file.total_buffer_size_mb));
+        if buffer_mb.is_some_and(|mb| mb < 3) {
+            return Err("TotalBufferSizeMB must be at least 3".to_owned());
+        }
+        Ok(Settings {
+            udp,
+            tcp,
+            rules: args.rules,
+            json: args.json,
+            map: args.map,
+            quiet: args.quiet.unwrap_or(Duration::from_millis(1000)),
+            idle: args.idle.unwrap_or(Duration::from_millis(10_000)),
+            region,
+            endpoint: args.endpoint.or_else(|| non_empty(&file.endpoint)),
+            buffer_mb,
+            local_mode: args.local_mode || file.local_mode,
+            role_arn: args.role_arn.or_else(|| non_empty(&file.role_arn)),
+            proxy: args.proxy.or_else(|| non_empty(&file.proxy_address)),
+            log_file: args
+                .log_file
+                .or_else(|| non_empty(&file.log_path).map(PathBuf::from)),
+            log_rotation: file.log_rotation,
+            log_level,
+            concurrency: args.concurrency.unwrap_or(file.concurrency).max(1),
+            loaded,
+        })
+    }
 }
 
 #[derive(Debug)]
@@ -85,7 +216,7 @@ struct Query {
 }
 
 enum Command {
-    Run(Args),
+    Run(Box<Args>),
     Query(Query),
     Help,
     Version,
@@ -99,39 +230,37 @@ fn address(name: &str, text: &str) -> Result<SocketAddr, String> {
 }
 
 fn parse_args(mut args: impl Iterator<Item = String>) -> Result<Command, String> {
-    let mut parsed = Args {
-        udp: SocketAddr::from(([127, 0, 0, 1], 2000)),
-        tcp: None,
-        rules: None,
-        json: false,
-        map: false,
-        quiet: Duration::from_millis(1000),
-        idle: Duration::from_millis(10_000),
-        region: None,
-        endpoint: None,
-        buffer_mb: None,
-    };
+    let mut parsed = Args::default();
     let mut first = true;
     while let Some(arg) = args.next() {
         if first && arg == "query" {
             return parse_query(args);
         }
         first = false;
-        let mut value = |name: &str| args.next().ok_or_else(|| format!("{name} needs a value"));
+        // The AWS daemon's flags parse with Go's `flag`: `-x v`, `--x v`, `-x=v` and `--x=v`.
+        let (arg, inline) = match arg.split_once('=') {
+            Some((name, value)) if name.starts_with('-') => {
+                (name.to_owned(), Some(value.to_owned()))
+            }
+            _ => (arg, None),
+        };
+        let mut inline = inline;
+        let mut value = |name: &str| {
+            inline
+                .take()
+                .or_else(|| args.next())
+                .ok_or_else(|| format!("{name} needs a value"))
+        };
         match arg.as_str() {
             "-h" | "--help" => return Ok(Command::Help),
             "-v" | "-V" | "--version" => return Ok(Command::Version),
             "--json" => parsed.json = true,
             "--map" => parsed.map = true,
-            "-b" | "--bind" | "--udp" => parsed.udp = address(&arg, &value(&arg)?)?,
+            "-b" | "--bind" | "--udp" => parsed.udp = Some(address(&arg, &value(&arg)?)?),
             "-t" | "--bind-tcp" | "--tcp" => parsed.tcp = Some(address(&arg, &value(&arg)?)?),
             "-n" | "--region" => {
                 let region = value(&arg)?;
-                if region.is_empty()
-                    || !region
-                        .chars()
-                        .all(|c| c.is_ascii_alphanumeric() || c == '-')
-                {
+                if !region_ok(&region) {
                     return Err(format!("{arg}: `{region}` is not a region like us-east-1"));
                 }
                 parsed.region = Some(region);
@@ -139,30 +268,35 @@ fn parse_args(mut args: impl Iterator<Item = String>) -> Result<Command, String>
             "--endpoint" => parsed.endpoint = Some(value(&arg)?),
             "-m" | "--buffer-memory" => {
                 let text = value(&arg)?;
-                match text.parse::<usize>() {
+                match text.parse::<u64>() {
                     Ok(mb) if mb >= 3 => parsed.buffer_mb = Some(mb),
                     _ => return Err(format!("{arg}: `{text}` is not a number of MB, at least 3")),
                 }
             }
-            "-o" | "--local-mode" => {}
-            "-r" | "--role-arn" | "-a" | "--resource-arn" | "-c" | "--config" | "-f"
-            | "--log-file" | "-l" | "--log-level" | "-p" | "--proxy-address" => {
-                return Err(format!(
-                    "{arg} is an AWS daemon option xray-local does not support yet"
-                ));
+            "--concurrency" => {
+                let text = value(&arg)?;
+                match text.parse::<usize>() {
+                    Ok(n) if n >= 1 => parsed.concurrency = Some(n),
+                    _ => return Err(format!("{arg}: `{text}` is not a number, at least 1")),
+                }
             }
+            "-o" | "--local-mode" => parsed.local_mode = true,
+            "-r" | "--role-arn" => parsed.role_arn = Some(value(&arg)?),
+            "-a" | "--resource-arn" => parsed.resource_arn = Some(value(&arg)?),
+            "-p" | "--proxy-address" => parsed.proxy = Some(value(&arg)?),
+            "-c" | "--config" => parsed.config = Some(PathBuf::from(value(&arg)?)),
+            "-f" | "--log-file" => parsed.log_file = Some(PathBuf::from(value(&arg)?)),
+            "-l" | "--log-level" => parsed.log_level = Some(value(&arg)?),
             "--rules" => parsed.rules = Some(PathBuf::from(value("--rules")?)),
-            "--quiet-ms" => parsed.quiet = millis("--quiet-ms", &value("--quiet-ms")?)?,
-            "--idle-ms" => parsed.idle = millis("--idle-ms", &value("--idle-ms")?)?,
+            "--quiet-ms" => parsed.quiet = Some(millis("--quiet-ms", &value("--quiet-ms")?)?),
+            "--idle-ms" => parsed.idle = Some(millis("--idle-ms", &value("--idle-ms")?)?),
             other => return Err(format!("unknown argument `{other}`")),
         }
+        if inline.is_some() {
+            return Err(format!("{arg} takes no value"));
+        }
     }
-    if parsed.region.is_none() && (parsed.endpoint.is_some() || parsed.buffer_mb.is_some()) {
-        return Err(
-            "--endpoint and --buffer-memory forward to X-Ray: give --region too".to_owned(),
-        );
-    }
-    Ok(Command::Run(parsed))
+    Ok(Command::Run(Box::new(parsed)))
 }
 
 fn parse_query(mut args: impl Iterator<Item = String>) -> Result<Command, String> {
@@ -214,6 +348,61 @@ fn main() -> ExitCode {
             return ExitCode::from(2);
         }
     };
+    let (file, loaded) = match config::load(args.config.as_deref()) {
+        Ok(loaded) => loaded,
+        Err(err) => {
+            let cause = std::error::Error::source(&err)
+                .map(|s| format!(": {s}"))
+                .unwrap_or_default();
+            eprintln!("xray-local: {err}{cause}");
+            return ExitCode::from(2);
+        }
+    };
+    let mut args = match Settings::merge(*args, file, loaded) {
+        Ok(settings) => settings,
+        Err(msg) => {
+            eprintln!("xray-local: {msg}");
+            return ExitCode::from(2);
+        }
+    };
+    let log = match &args.log_file {
+        Some(path) => match logging::DaemonLog::file(args.log_level, path, args.log_rotation) {
+            Ok(log) => std::sync::Arc::new(log),
+            Err(err) => {
+                eprintln!(
+                    "xray-local: cannot open the log file {}: {err}",
+                    path.display()
+                );
+                return ExitCode::from(2);
+            }
+        },
+        None => std::sync::Arc::new(logging::DaemonLog::stderr(args.log_level)),
+    };
+    {
+        use tracing_subscriber::layer::SubscriberExt as _;
+        let subscriber = tracing_subscriber::registry().with(ArcLayer(std::sync::Arc::clone(&log)));
+        let _ = tracing::subscriber::set_global_default(subscriber);
+    }
+    // The program's own reports: to the log file when there is one, else to stderr as lines
+    // prefixed `xray-local:`.
+    let to_file = args.log_file.is_some();
+    let report = move |level: tracing::Level, line: &str| {
+        if to_file {
+            log.write_line(level, line);
+        } else {
+            // Not `eprintln!`, which panics when stderr is closed.
+            let _ = writeln!(io::stderr(), "xray-local: {line}");
+        }
+    };
+    if let Some(path) = &args.loaded {
+        report(
+            tracing::Level::INFO,
+            &format!("configuration from {}", path.display()),
+        );
+    }
+    if args.region.is_none() && !args.local_mode {
+        args.region = instance_region();
+    }
     let mut builder = XrayLocal::builder()
         .udp_addr(args.udp)
         .quiet_period(args.quiet)
@@ -222,14 +411,37 @@ fn main() -> ExitCode {
         builder = builder.tcp_addr(tcp);
     }
     if let Some(region) = &args.region {
-        let mut forward = ForwardConfig::new(region.as_str());
+        let mut forward = ForwardConfig::new(region.as_str()).concurrency(args.concurrency);
         if let Some(endpoint) = &args.endpoint {
             forward = forward.endpoint(endpoint.as_str());
         }
         if let Some(mb) = args.buffer_mb {
+            let mb = usize::try_from(mb).unwrap_or(usize::MAX);
             forward = forward.buffer_bytes(mb.saturating_mul(1024 * 1024));
         }
+        if let Some(arn) = &args.role_arn {
+            forward = forward.role_arn(arn.as_str());
+        }
+        if let Some(url) = &args.proxy {
+            forward = match forward.proxy(url.as_str()) {
+                Ok(forward) => forward,
+                Err(err) => {
+                    eprintln!("xray-local: --proxy-address: {err}");
+                    return ExitCode::from(2);
+                }
+            };
+        }
         builder = builder.forward(forward);
+        if args.rules.is_some() {
+            // Rules given by hand are meant to be used.
+            builder = builder.local_sampling();
+        }
+    } else if args.endpoint.is_some() || args.role_arn.is_some() || args.proxy.is_some() {
+        eprintln!(
+            "xray-local: an endpoint, role or proxy is for forwarding to X-Ray: give a region \
+             too (-n, Region in cfg.yaml, or AWS_REGION)"
+        );
+        return ExitCode::from(2);
     }
     if let Some(path) = &args.rules {
         builder = match builder.rules_file(path) {
@@ -254,13 +466,14 @@ fn main() -> ExitCode {
             return ExitCode::FAILURE;
         }
     };
-    eprintln!(
+    // Always on stderr: scripts wait for this line to learn the addresses.
+    let _ = writeln!(
+        io::stderr(),
         "xray-local: listening on udp {} tcp {}",
         local.udp_addr(),
         local.tcp_addr()
     );
     if let Some(region) = &args.region {
-        // Not `eprintln!`, which panics when stderr is closed.
         let _ = writeln!(
             io::stderr(),
             "xray-local: forwarding to AWS X-Ray in {region}{}",
@@ -282,15 +495,13 @@ fn main() -> ExitCode {
             // Stop reading, file what was read and send what waits for X-Ray (5 s at most).
             local.shutdown();
             if let Some(f) = local.forward_stats() {
-                let _ = writeln!(
-                    io::stderr(),
-                    "xray-local: stopped; forwarded {} of {} document(s) ({} not processed, \
-                     {} dropped, {} failed)",
-                    f.uploaded,
-                    f.queued,
-                    f.rejected,
-                    f.dropped_buffer_full,
-                    f.failed
+                report(
+                    tracing::Level::INFO,
+                    &format!(
+                        "stopped; forwarded {} of {} document(s) ({} not processed, {} \
+                         dropped, {} failed)",
+                        f.uploaded, f.queued, f.rejected, f.dropped_buffer_full, f.failed
+                    ),
                 );
             }
             return ExitCode::SUCCESS;
@@ -366,10 +577,55 @@ fn main() -> ExitCode {
             forwarded = now;
         }
         for line in lines {
-            // Not `eprintln!`, which panics when stderr is closed.
-            let _ = writeln!(io::stderr(), "xray-local: {line}");
+            report(tracing::Level::WARN, &line);
         }
         reported = stats;
+    }
+}
+
+/// The instance's region from EC2 instance metadata (IMDSv2), as the AWS daemon looks it up
+/// when not in local mode: one quick attempt, so that a machine without metadata starts at
+/// once. `AWS_EC2_METADATA_DISABLED=true` skips it; `AWS_EC2_METADATA_SERVICE_ENDPOINT` moves it.
+fn instance_region() -> Option<String> {
+    use aws_config::imds::region::ImdsRegionProvider;
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .ok()?;
+    runtime.block_on(async {
+        let provider_config = aws_config::provider_config::ProviderConfig::default();
+        let client = aws_config::imds::Client::builder()
+            .configure(&provider_config)
+            .connect_timeout(Duration::from_millis(300))
+            .read_timeout(Duration::from_secs(1))
+            .max_attempts(1)
+            .build();
+        let provider = ImdsRegionProvider::builder()
+            .configure(&provider_config)
+            .imds_client(client)
+            .build();
+        tokio::time::timeout(Duration::from_secs(2), provider.region())
+            .await
+            .ok()
+            .flatten()
+            .map(|region| region.as_ref().to_owned())
+    })
+}
+
+/// The log layer behind an `Arc`, so that the program's own reports share its file.
+struct ArcLayer(std::sync::Arc<logging::DaemonLog>);
+
+impl<S: tracing::Subscriber> tracing_subscriber::Layer<S> for ArcLayer {
+    fn enabled(
+        &self,
+        metadata: &tracing::Metadata<'_>,
+        ctx: tracing_subscriber::layer::Context<'_, S>,
+    ) -> bool {
+        tracing_subscriber::Layer::<S>::enabled(&*self.0, metadata, ctx)
+    }
+
+    fn on_event(&self, event: &tracing::Event<'_>, ctx: tracing_subscriber::layer::Context<'_, S>) {
+        tracing_subscriber::Layer::<S>::on_event(&*self.0, event, ctx);
     }
 }
 

@@ -28,6 +28,8 @@ fn spawn(args: &[&str]) -> (Running, String) {
 /// Starts the binary and reads the UDP and TCP addresses from its first line.
 fn spawn_both(args: &[&str]) -> (Running, String, SocketAddr) {
     let mut child = Command::new(env!("CARGO_BIN_EXE_xray-local"))
+        .env("AWS_EC2_METADATA_DISABLED", "true")
+        .env_remove("AWS_REGION")
         .args(args)
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
@@ -47,6 +49,8 @@ fn spawn_both(args: &[&str]) -> (Running, String, SocketAddr) {
 
 fn query(args: &[&str]) -> std::process::Output {
     Command::new(env!("CARGO_BIN_EXE_xray-local"))
+        .env("AWS_EC2_METADATA_DISABLED", "true")
+        .env_remove("AWS_REGION")
         .arg("query")
         .args(args)
         .output()
@@ -105,6 +109,8 @@ fn default_mode_prints_the_timeline() {
 #[test]
 fn bad_arguments_fail_with_usage() {
     let out = Command::new(env!("CARGO_BIN_EXE_xray-local"))
+        .env("AWS_EC2_METADATA_DISABLED", "true")
+        .env_remove("AWS_REGION")
         .args(["--udp", "not an address"])
         .output()
         .unwrap();
@@ -236,6 +242,8 @@ fn rules_file_is_served_by_the_sampling_api() {
 
     std::fs::write(&rules, "[{").unwrap();
     let out = Command::new(env!("CARGO_BIN_EXE_xray-local"))
+        .env("AWS_EC2_METADATA_DISABLED", "true")
+        .env_remove("AWS_REGION")
         .args(["--udp", "127.0.0.1:0", "--rules", rules.to_str().unwrap()])
         .output()
         .unwrap();

@@ -40,24 +40,35 @@ type Lines = std::io::Lines<BufReader<std::process::ChildStderr>>;
 /// Starts the binary forwarding to moto, with credentials in the environment; returns it, its
 /// stderr after the first line, and the UDP and TCP addresses that line gives.
 fn spawn(moto: &Moto, extra: &[&str]) -> (Running, Lines, String, String) {
-    let mut child = Command::new(env!("CARGO_BIN_EXE_xray-local"))
-        .args([
-            "-b",
-            "127.0.0.1:0",
-            "-n",
-            REGION,
-            "--endpoint",
-            &moto.endpoint,
-        ])
-        .args(extra)
+    let mut args = vec![
+        "-b",
+        "127.0.0.1:0",
+        "-n",
+        REGION,
+        "--endpoint",
+        &moto.endpoint,
+    ];
+    args.extend_from_slice(extra);
+    spawn_with(&args, &[("AWS_EC2_METADATA_DISABLED", "true")])
+}
+
+/// Starts the binary with `args` and `env`, with test credentials and no AWS settings of the
+/// machine's.
+fn spawn_with(args: &[&str], env: &[(&str, &str)]) -> (Running, Lines, String, String) {
+    let mut command = Command::new(env!("CARGO_BIN_EXE_xray-local"));
+    command
+        .args(args)
         .env("AWS_ACCESS_KEY_ID", "AKIDEXAMPLETESTKEY00")
         .env("AWS_SECRET_ACCESS_KEY", "test-secret")
-        .env("AWS_EC2_METADATA_DISABLED", "true")
         .env_remove("AWS_PROFILE")
+        .env_remove("AWS_REGION")
+        .env_remove("AWS_EC2_METADATA_DISABLED")
         .stdout(Stdio::null())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
+        .stderr(Stdio::piped());
+    for (key, value) in env {
+        command.env(key, value);
+    }
+    let mut child = command.spawn().unwrap();
     let stderr = child.stderr.take().unwrap();
     let mut lines = BufReader::new(stderr).lines();
     let first = lines.next().unwrap().unwrap();
@@ -67,6 +78,40 @@ fn spawn(moto: &Moto, extra: &[&str]) -> (Running, Lines, String, String) {
         .map(|(u, t)| (u.to_owned(), t.to_owned()))
         .unwrap_or_else(|| panic!("unexpected first line: {first}"));
     (Running(child), lines, udp, tcp)
+}
+
+/// Polls moto until it holds the trace; returns its documents.
+fn stored(moto: &Moto, trace_id: &str) -> Vec<serde_json::Value> {
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    let client = client(moto);
+    let deadline = Instant::now() + Duration::from_secs(20);
+    loop {
+        let out = rt
+            .block_on(client.batch_get_traces().trace_ids(trace_id).send())
+            .expect("BatchGetTraces");
+        let docs: Vec<serde_json::Value> = out
+            .traces()
+            .iter()
+            .flat_map(|t| t.segments())
+            .filter_map(|s| serde_json::from_str(s.document()?).ok())
+            .collect();
+        if !docs.is_empty() {
+            return docs;
+        }
+        assert!(Instant::now() < deadline, "the segment never reached X-Ray");
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}
+
+fn send(udp: &str, doc: &serde_json::Value) {
+    let datagram = format!("{{\"format\":\"json\",\"version\":1}}\n{doc}");
+    UdpSocket::bind("127.0.0.1:0")
+        .unwrap()
+        .send_to(datagram.as_bytes(), udp)
+        .unwrap();
 }
 
 #[test]
@@ -92,52 +137,172 @@ fn the_aws_daemon_flags_forward_what_arrives_over_udp() {
                          "start_time": 1_735_689_600.6, "end_time": 1_735_689_600.9,
                          "namespace": "remote"}]
     });
-    let sdk = UdpSocket::bind("127.0.0.1:0").unwrap();
-    let datagram = format!("{{\"format\":\"json\",\"version\":1}}\n{doc}");
-    sdk.send_to(datagram.as_bytes(), &udp).unwrap();
-
-    let rt = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .unwrap();
-    let client = client(&moto);
-    let deadline = Instant::now() + Duration::from_secs(20);
-    let stored = loop {
-        let out = rt
-            .block_on(client.batch_get_traces().trace_ids(trace_id).send())
-            .expect("BatchGetTraces");
-        let docs: Vec<serde_json::Value> = out
-            .traces()
-            .iter()
-            .flat_map(|t| t.segments())
-            .filter_map(|s| serde_json::from_str(s.document()?).ok())
-            .collect();
-        if !docs.is_empty() {
-            break docs;
-        }
-        assert!(Instant::now() < deadline, "the segment never reached X-Ray");
-        std::thread::sleep(Duration::from_millis(100));
-    };
+    send(&udp, &doc);
+    let stored = stored(&moto, trace_id);
     assert_eq!(stored, [doc], "what X-Ray holds is what the SDK sent");
     drop(running);
 }
 
 #[test]
-fn aws_daemon_flags_not_supported_are_refused_not_ignored() {
-    for args in [
-        &["-c", "cfg.yaml"][..],
-        &["--role-arn", "arn:aws:iam::123456789012:role/x"],
-        &["-l", "debug"],
-        &["--endpoint", "http://127.0.0.1:9"],
-        &["-m", "2", "-n", "us-east-1"],
+fn a_cfg_yaml_points_it_at_x_ray_as_a_user_would() {
+    let moto = Moto::start();
+    let dir = xray_testkit::moto::TempDir::new();
+    let log = dir.path.join("xray.log");
+    let cfg = dir.path.join("cfg.yaml");
+    std::fs::write(
+        &cfg,
+        format!(
+            "# as a user writes it\nTotalBufferSizeMB: 8\nConcurrency: 2\nRegion: \"{REGION}\"\n\
+             Endpoint: \"{}\"\nSocket:\n  UDPAddress: \"127.0.0.1:0\"\n  TCPAddress: \"127.0.0.1:0\"\n\
+             Logging:\n  LogRotation: true\n  LogLevel: \"info\"\n  LogPath: \"{}\"\n\
+             LocalMode: true\nResourceARN: \"\"\nRoleARN: \"\"\nProxyAddress: \"\"\nVersion: 2\n",
+            moto.endpoint,
+            log.display()
+        ),
+    )
+    .unwrap();
+    let (running, mut lines, udp, tcp) = spawn_with(&["-c", cfg.to_str().unwrap()], &[]);
+    assert_ne!(
+        udp, tcp,
+        "both ports from the file, each picked by the system"
+    );
+    let second = lines.next().unwrap().unwrap();
+    assert!(
+        second.contains(&format!(
+            "forwarding to AWS X-Ray in {REGION} at {}",
+            moto.endpoint
+        )),
+        "{second}"
+    );
+    std::thread::spawn(move || for _ in lines {});
+    let trace_id = "1-5759e988-0c0f1e2d3c4b5a6978869504";
+    let doc = serde_json::json!({
+        "name": "from-cfg", "id": "0a1b2c3d4e5f6071", "trace_id": trace_id,
+        "start_time": 1_735_689_600.5, "end_time": 1_735_689_601.0
+    });
+    send(&udp, &doc);
+    assert_eq!(stored(&moto, trace_id), [doc]);
+    let logged = std::fs::read_to_string(&log).unwrap();
+    assert!(
+        logged.contains(&format!("Z [Info] configuration from {}", cfg.display())),
+        "{logged}"
+    );
+    drop(running);
+}
+
+/// A stand-in for EC2 instance metadata (IMDSv2) on 127.0.0.1, answering as its documentation
+/// says: a token for `PUT /latest/api/token`, the region for
+/// `GET /latest/meta-data/placement/region` with that token. Returns its URL and the request
+/// lines it was sent.
+fn instance_metadata(
+    region: &'static str,
+) -> (String, std::sync::Arc<std::sync::Mutex<Vec<String>>>) {
+    use std::io::{Read, Write};
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let url = format!("http://{}", listener.local_addr().unwrap());
+    let seen = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
+    let kept = std::sync::Arc::clone(&seen);
+    std::thread::spawn(move || {
+        for stream in listener.incoming() {
+            let Ok(mut stream) = stream else { continue };
+            let mut buf = vec![0u8; 8192];
+            let Ok(n) = stream.read(&mut buf) else {
+                continue;
+            };
+            let request = String::from_utf8_lossy(&buf[..n]).into_owned();
+            let first = request.lines().next().unwrap_or("").to_owned();
+            let has_token = request
+                .to_ascii_lowercase()
+                .contains("x-aws-ec2-metadata-token: imds-token");
+            kept.lock().unwrap().push(first.clone());
+            let (status, body) = if first.starts_with("PUT /latest/api/token ") {
+                ("200 OK", "imds-token")
+            } else if first.starts_with("GET /latest/meta-data/placement/region ") && has_token {
+                ("200 OK", region)
+            } else {
+                ("401 Unauthorized", "")
+            };
+            let _ = write!(
+                stream,
+                "HTTP/1.1 {status}\r\nContent-Length: {}\r\nx-aws-ec2-metadata-token-ttl-seconds: 21600\r\nConnection: close\r\n\r\n{body}",
+                body.len()
+            );
+        }
+    });
+    (url, seen)
+}
+
+#[test]
+fn without_local_mode_the_region_comes_from_instance_metadata() {
+    let moto = Moto::start();
+    let (imds, seen) = instance_metadata("eu-north-1");
+    let (running, mut lines, _, _) = spawn_with(
+        &["-b", "127.0.0.1:0", "--endpoint", &moto.endpoint],
+        &[("AWS_EC2_METADATA_SERVICE_ENDPOINT", &imds)],
+    );
+    let second = lines.next().unwrap().unwrap();
+    assert!(
+        second.contains("forwarding to AWS X-Ray in eu-north-1"),
+        "{second}"
+    );
+    let seen = seen.lock().unwrap().clone();
+    assert!(
+        seen.iter()
+            .any(|l| l.starts_with("GET /latest/meta-data/placement/region")),
+        "{seen:?}"
+    );
+    drop(running);
+
+    // Local mode does not ask: with no region anywhere, nothing is forwarded.
+    let (imds, seen) = instance_metadata("eu-north-1");
+    let (running, _, _, _) = spawn_with(
+        &["-b", "127.0.0.1:0", "-o"],
+        &[("AWS_EC2_METADATA_SERVICE_ENDPOINT", &imds)],
+    );
+    std::thread::sleep(Duration::from_millis(300));
+    assert!(seen.lock().unwrap().is_empty());
+    drop(running);
+}
+
+#[test]
+fn a_bad_configuration_is_refused_with_a_message_never_ignored() {
+    let dir = xray_testkit::moto::TempDir::new();
+    let file = |name: &str, text: &str| {
+        let path = dir.path.join(name);
+        std::fs::write(&path, text).unwrap();
+        path.to_str().unwrap().to_owned()
+    };
+    let unknown = file(
+        "unknown.yaml",
+        "Version: 2\nSocket:\n  UDPAddres: \"127.0.0.1:2000\"\n",
+    );
+    let no_verify = file("noverify.yaml", "Version: 2\nNoVerifySSL: true\n");
+    let v1 = file("v1.yaml", "Processor:\n  Region: us-east-1\n");
+    let missing = dir.path.join("absent.yaml").to_str().unwrap().to_owned();
+    for (args, says) in [
+        (vec!["-c", unknown.as_str()], "Socket.UDPAddres"),
+        (vec!["-c", no_verify.as_str()], "NoVerifySSL"),
+        (vec!["-c", v1.as_str()], "Processor"),
+        (vec!["-c", missing.as_str()], "absent.yaml"),
+        (vec!["-l", "loud"], "loud"),
+        (
+            vec!["--role-arn", "arn:aws:iam::123456789012:role/x", "-o"],
+            "region",
+        ),
+        (vec!["--endpoint", "http://127.0.0.1:9", "-o"], "region"),
+        (vec!["-m", "2", "-n", "us-east-1"], "at least 3"),
+        (vec!["-n", "us-east-1", "-p", "not a url"], "proxy"),
     ] {
         let out = Command::new(env!("CARGO_BIN_EXE_xray-local"))
-            .args(args)
+            .args(&args)
+            .env_remove("AWS_REGION")
+            .env("AWS_EC2_METADATA_DISABLED", "true")
             .output()
             .unwrap();
         assert_eq!(out.status.code(), Some(2), "{args:?}");
         let stderr = String::from_utf8_lossy(&out.stderr);
         assert!(stderr.starts_with("xray-local: "), "{args:?}: {stderr}");
+        assert!(stderr.contains(says), "{args:?}: {stderr}");
     }
     let out = Command::new(env!("CARGO_BIN_EXE_xray-local"))
         .arg("-v")
