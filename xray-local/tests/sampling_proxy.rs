@@ -293,3 +293,56 @@ fn with_local_sampling_the_local_rules_answer_even_when_forwarding() {
     assert!(xray.received().is_empty());
     daemon.shutdown();
 }
+
+#[test]
+fn with_a_role_arn_x_ray_sees_the_assumed_role_not_the_daemon_s_own_keys() {
+    use std::io::BufRead as _;
+    // moto's STS hands out the role's credentials; X-Ray is the stand-in above.
+    let moto = xray_testkit::moto::Moto::start();
+    let xray = Xray::start();
+    let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_xray-local"))
+        .args(["-o", "-b", "127.0.0.1:0", "-n", "us-east-1", "--endpoint", &xray.url()])
+        .args(["-r", "arn:aws:iam::123456789012:role/xray-daemon"])
+        .env("AWS_ACCESS_KEY_ID", "AKIDDAEMONOWNKEY0000")
+        .env("AWS_SECRET_ACCESS_KEY", "daemon-secret")
+        .env("AWS_ENDPOINT_URL_STS", &moto.endpoint)
+        .env_remove("AWS_SESSION_TOKEN")
+        .env_remove("AWS_PROFILE")
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut first = String::new();
+    std::io::BufReader::new(child.stderr.take().unwrap())
+        .read_line(&mut first)
+        .unwrap();
+    let tcp: SocketAddr = first
+        .trim()
+        .rsplit_once(" tcp ")
+        .unwrap_or_else(|| panic!("unexpected first line: {first}"))
+        .1
+        .parse()
+        .unwrap();
+    let (status, answer) = post(tcp, "/GetSamplingRules", "{}");
+    let _ = child.kill();
+    let _ = child.wait();
+    assert_eq!(status, 200, "{answer}");
+    let received = xray.received();
+    assert_eq!(received.len(), 1);
+    let header = |name: &str| {
+        received[0]
+            .headers
+            .iter()
+            .find(|(k, _)| k.eq_ignore_ascii_case(name))
+            .map(|(_, v)| v.clone())
+    };
+    let auth = header("authorization").expect("signed");
+    assert!(!auth.contains("AKIDDAEMONOWNKEY0000"), "{auth}");
+    let key = auth
+        .split("Credential=")
+        .nth(1)
+        .and_then(|c| c.split('/').next())
+        .unwrap();
+    assert!(key.starts_with("ASIA"), "moto's temporary key for the role: {auth}");
+    assert!(header("x-amz-security-token").is_some(), "a session token");
+}
