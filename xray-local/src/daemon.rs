@@ -278,7 +278,10 @@ impl XrayLocalBuilder {
             }
             _ => None,
         };
-        let forwarder = self.forward.map(Forwarder::start).transpose()?;
+        let forwarder = self
+            .forward
+            .map(|config| Forwarder::start(config, Arc::clone(&store)))
+            .transpose()?;
         let receiver = Receiver {
             forwarder: forwarder.clone(),
             socket,

@@ -33,6 +33,8 @@ pub struct ForwardConfig {
     credentials: Option<SharedCredentialsProvider>,
     role_arn: Option<String>,
     proxy: Option<String>,
+    resource_arn: Option<String>,
+    telemetry: Option<Duration>,
     concurrency: usize,
     batch_size: usize,
     idle: Duration,
@@ -65,6 +67,8 @@ impl ForwardConfig {
             credentials: None,
             role_arn: None,
             proxy: None,
+            resource_arn: None,
+            telemetry: Some(Duration::from_secs(60)),
             concurrency: 8,
             batch_size: 50,
             idle: Duration::from_secs(1),
@@ -116,6 +120,23 @@ impl ForwardConfig {
         }
         self.proxy = Some(url);
         Ok(self)
+    }
+
+    /// The ARN of the resource the daemon runs on, sent with the telemetry records (the AWS
+    /// daemon's `-a/--resource-arn`).
+    pub fn resource_arn(mut self, arn: impl Into<String>) -> Self {
+        self.resource_arn = Some(arn.into());
+        self
+    }
+
+    /// How often the daemon's counters go to X-Ray with `PutTelemetryRecords`, as the AWS
+    /// daemon sends them (default every 60 s; `None`: never). Each record holds the interval's
+    /// datagrams received, documents sent, spilled over (dropped for want of room) and
+    /// rejected, and the failed calls to X-Ray by kind. Nothing is sent before the first
+    /// datagram arrives.
+    pub fn telemetry(mut self, every: Option<Duration>) -> Self {
+        self.telemetry = every.filter(|d| !d.is_zero());
+        self
     }
 
     /// Uploads in flight at once (default 8, at least 1).
@@ -328,6 +349,8 @@ pub(crate) struct Forwarder {
     work: Condvar,
     idle: Condvar,
     counters: Counters,
+    backend: crate::telemetry::BackendCounters,
+    telemetry: Option<Arc<crate::telemetry::Telemetry>>,
     started: Instant,
     /// Rate limits for the three warnings: buffer full, unprocessed, failed calls.
     quiet: [Quiet; 3],
@@ -343,9 +366,20 @@ impl std::fmt::Debug for Forwarder {
 }
 
 impl Forwarder {
-    /// Starts the uploading thread.
-    pub(crate) fn start(config: ForwardConfig) -> std::io::Result<Arc<Forwarder>> {
+    /// Starts the uploading thread; the telemetry records read `store`'s counters.
+    pub(crate) fn start(
+        config: ForwardConfig,
+        store: Arc<crate::store::Store>,
+    ) -> std::io::Result<Arc<Forwarder>> {
+        let telemetry = config.telemetry.map(|_| {
+            Arc::new(crate::telemetry::Telemetry::new(
+                store,
+                crate::telemetry::Sender::from_environment(config.resource_arn.clone()),
+            ))
+        });
         let forwarder = Arc::new(Forwarder {
+            backend: Default::default(),
+            telemetry,
             config,
             queue: Mutex::new(Queue::default()),
             work: Condvar::new(),
@@ -363,6 +397,11 @@ impl Forwarder {
 
     pub(crate) fn stats(&self) -> ForwardStats {
         self.counters.snapshot()
+    }
+
+    /// Failed calls to X-Ray by kind, for the telemetry records.
+    pub(crate) fn backend(&self) -> &crate::telemetry::BackendCounters {
+        &self.backend
     }
 
     /// Queues one document (its JSON text); the oldest go when the buffer is full.
@@ -384,7 +423,9 @@ impl Forwarder {
             q.bytes -= old.len();
             dropped += 1;
         }
-        let full = q.docs.len() >= self.config.batch_size;
+        // A full batch goes at once; the first document of an empty queue starts the batcher's
+        // idle clock, which it cannot do while it sleeps waiting for work.
+        let wake = q.docs.len() >= self.config.batch_size || q.docs.len() == 1;
         drop(q);
         add(&self.counters.queued, 1);
         if dropped > 0 {
@@ -396,7 +437,7 @@ impl Forwarder {
                 "forwarding buffer full: dropped the oldest documents (raise the buffer size)"
             );
         }
-        if full {
+        if wake {
             self.work.notify_one();
         }
     }
@@ -481,6 +522,9 @@ impl Forwarder {
             }
         };
         let client = rt.block_on(self.client());
+        if let (Some(telemetry), Some(every)) = (&self.telemetry, self.config.telemetry) {
+            rt.spawn(Arc::clone(telemetry).run(every, Arc::clone(&self), client.clone()));
+        }
         let permits = Arc::new(tokio::sync::Semaphore::new(self.config.concurrency));
         while let Some(batch) = self.next_batch() {
             let permit = rt.block_on(Arc::clone(&permits).acquire_owned());
@@ -552,6 +596,7 @@ impl Forwarder {
                 }
                 Err(err) => {
                     add(&self.counters.backend_errors, 1);
+                    self.backend.count(crate::telemetry::BackendError::of(&err));
                     let code = err.code().unwrap_or_default().to_owned();
                     let status = err.raw_response().map(|r| r.status().as_u16());
                     let retryable = matches!(

@@ -116,6 +116,7 @@ pub mod render;
 mod sampling;
 mod server;
 mod store;
+mod telemetry;
 mod trace;
 
 pub use daemon::{Completed, TraceKey, XrayLocal, XrayLocalBuilder};

@@ -44,8 +44,8 @@ Options:
                     assume this IAM role (STS, session xray-daemon) to upload and to sign
                     sampling calls
   -a, --resource-arn ARN
-                    the ARN of the resource the daemon runs on (accepted for the AWS
-                    daemon's telemetry, which xray-local does not send)
+                    the ARN of the resource the daemon runs on, sent with the telemetry
+                    records (PutTelemetryRecords, every 60 s while forwarding)
   -p, --proxy-address URL
                     reach AWS through this HTTP(S) proxy, e.g. http://192.0.2.0:3128
                     [default: HTTPS_PROXY]
@@ -119,6 +119,7 @@ struct Settings {
     buffer_mb: Option<u64>,
     local_mode: bool,
     role_arn: Option<String>,
+    resource_arn: Option<String>,
     proxy: Option<String>,
     log_file: Option<PathBuf>,
     log_rotation: bool,
@@ -195,6 +196,7 @@ impl Settings {
             buffer_mb,
             local_mode: args.local_mode || file.local_mode,
             role_arn: args.role_arn.or_else(|| non_empty(&file.role_arn)),
+            resource_arn: args.resource_arn.or_else(|| non_empty(&file.resource_arn)),
             proxy: args.proxy.or_else(|| non_empty(&file.proxy_address)),
             log_file: args
                 .log_file
@@ -421,6 +423,9 @@ fn main() -> ExitCode {
         }
         if let Some(arn) = &args.role_arn {
             forward = forward.role_arn(arn.as_str());
+        }
+        if let Some(arn) = &args.resource_arn {
+            forward = forward.resource_arn(arn.as_str());
         }
         if let Some(url) = &args.proxy {
             forward = match forward.proxy(url.as_str()) {

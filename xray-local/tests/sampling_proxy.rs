@@ -3,7 +3,6 @@
 //! X-Ray API documents (`tests/data/sampling/*.json`, moto has no sampling API) and keeps every
 //! request, whose SigV4 signature botocore then recomputes.
 
-use std::convert::Infallible;
 use std::io::{Read, Write};
 use std::net::{SocketAddr, TcpStream};
 use std::sync::Arc;
@@ -11,112 +10,18 @@ use std::time::Duration;
 
 use aws_credential_types::Credentials;
 use aws_credential_types::provider::SharedCredentialsProvider;
-use http_body_util::{BodyExt, Full};
-use hyper::body::{Bytes, Incoming};
-use hyper::{Request, Response};
-use parking_lot::Mutex;
 use xray_core::{CentralizedSampler, DaemonAddress, Recorder, SamplingRequest};
 use xray_local::{ForwardConfig, XrayLocal};
 
-const RULES: &str = include_str!("data/sampling/GetSamplingRules.json");
-const TARGETS: &str = include_str!("data/sampling/SamplingTargets.json");
+#[path = "support/xray_api.rs"]
+mod xray_api;
+
+use xray_api::{Received, TARGETS, Xray};
+
 const ACCESS_KEY: &str = "AKIDEXAMPLE";
 const SECRET_KEY: &str = "wJalrXUtnFEMI/K7MDENG+bPxRfiCYEXAMPLEKEY";
 const TOKEN: &str = "session/token+with=odd";
 const REGION: &str = "eu-west-3";
-
-#[derive(Debug, Clone)]
-struct Received {
-    path: String,
-    headers: Vec<(String, String)>,
-    body: Vec<u8>,
-}
-
-/// The stand-in X-Ray: answers the two sampling operations from the documented shapes.
-struct Xray {
-    addr: SocketAddr,
-    received: Arc<Mutex<Vec<Received>>>,
-    _runtime: tokio::runtime::Runtime,
-}
-
-impl Xray {
-    fn start() -> Xray {
-        let runtime = tokio::runtime::Builder::new_multi_thread()
-            .worker_threads(1)
-            .enable_all()
-            .build()
-            .unwrap();
-        let listener = runtime
-            .block_on(tokio::net::TcpListener::bind("127.0.0.1:0"))
-            .unwrap();
-        let addr = listener.local_addr().unwrap();
-        let received = Arc::new(Mutex::new(Vec::new()));
-        let kept = Arc::clone(&received);
-        runtime.spawn(async move {
-            loop {
-                let Ok((stream, _)) = listener.accept().await else {
-                    continue;
-                };
-                let kept = Arc::clone(&kept);
-                tokio::spawn(async move {
-                    let service =
-                        hyper::service::service_fn(move |req| answer(Arc::clone(&kept), req));
-                    let _ = hyper::server::conn::http1::Builder::new()
-                        .serve_connection(hyper_util::rt::TokioIo::new(stream), service)
-                        .await;
-                });
-            }
-        });
-        Xray {
-            addr,
-            received,
-            _runtime: runtime,
-        }
-    }
-
-    fn url(&self) -> String {
-        format!("http://{}", self.addr)
-    }
-
-    fn received(&self) -> Vec<Received> {
-        self.received.lock().clone()
-    }
-}
-
-async fn answer(
-    kept: Arc<Mutex<Vec<Received>>>,
-    req: Request<Incoming>,
-) -> Result<Response<Full<Bytes>>, Infallible> {
-    let path = req.uri().path().to_owned();
-    let headers = req
-        .headers()
-        .iter()
-        .map(|(k, v)| (k.as_str().to_owned(), v.to_str().unwrap_or("").to_owned()))
-        .collect();
-    let body = req
-        .into_body()
-        .collect()
-        .await
-        .map(|b| b.to_bytes().to_vec())
-        .unwrap_or_default();
-    kept.lock().push(Received {
-        path: path.clone(),
-        headers,
-        body,
-    });
-    let (status, text) = match path.as_str() {
-        "/GetSamplingRules" => (200, RULES),
-        "/SamplingTargets" => (200, TARGETS),
-        _ => (404, r#"{"message":"unknown operation"}"#),
-    };
-    let mut response = Response::new(Full::new(Bytes::from(text)));
-    *response.status_mut() = hyper::StatusCode::from_u16(status).unwrap();
-    response.headers_mut().insert(
-        hyper::header::CONTENT_TYPE,
-        hyper::header::HeaderValue::from_static("application/json"),
-    );
-    Ok(response)
-}
 
 fn forwarding_daemon(endpoint: &str) -> XrayLocal {
     let credentials =
@@ -301,7 +206,15 @@ fn with_a_role_arn_x_ray_sees_the_assumed_role_not_the_daemon_s_own_keys() {
     let moto = xray_testkit::moto::Moto::start();
     let xray = Xray::start();
     let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_xray-local"))
-        .args(["-o", "-b", "127.0.0.1:0", "-n", "us-east-1", "--endpoint", &xray.url()])
+        .args([
+            "-o",
+            "-b",
+            "127.0.0.1:0",
+            "-n",
+            "us-east-1",
+            "--endpoint",
+            &xray.url(),
+        ])
         .args(["-r", "arn:aws:iam::123456789012:role/xray-daemon"])
         .env("AWS_ACCESS_KEY_ID", "AKIDDAEMONOWNKEY0000")
         .env("AWS_SECRET_ACCESS_KEY", "daemon-secret")
@@ -343,6 +256,9 @@ fn with_a_role_arn_x_ray_sees_the_assumed_role_not_the_daemon_s_own_keys() {
         .nth(1)
         .and_then(|c| c.split('/').next())
         .unwrap();
-    assert!(key.starts_with("ASIA"), "moto's temporary key for the role: {auth}");
+    assert!(
+        key.starts_with("ASIA"),
+        "moto's temporary key for the role: {auth}"
+    );
     assert!(header("x-amz-security-token").is_some(), "a session token");
 }
