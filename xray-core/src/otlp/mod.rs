@@ -3,12 +3,17 @@
 //! byte budget. Shared by the OTLP transports (`OtlpUdpTransport` here, and the OTLP/HTTP
 //! transport of the `xray-otlp-http` crate). Requires the `otlp` feature.
 //!
+//! The reverse, [`to_documents`], turns spans back into segment documents as X-Ray does: the
+//! translator's rules, then the corrections the mapping carries.
+//!
 //! The span types are those of [`opentelemetry_proto`] (re-exported as [`proto`]), generated
 //! from the OpenTelemetry protobuf definitions.
 
 mod mapping;
+mod reverse;
 
 pub use opentelemetry_proto as proto;
+pub use reverse::to_documents;
 
 use opentelemetry_proto::tonic::collector::trace::v1::ExportTraceServiceRequest;
 use opentelemetry_proto::tonic::common::v1::InstrumentationScope;

@@ -2,6 +2,8 @@
 //! JSON-pointer assertions of `tests/data/segment_docs/*.json`.
 #![allow(dead_code)]
 
+pub(crate) mod scenarios;
+
 use std::path::PathBuf;
 
 use serde_json::{Value, json};
