@@ -710,12 +710,20 @@ impl Receiver {
                         continue;
                     }
                     match intake::parse_datagram(datagram) {
-                        Ok(doc) => {
+                        Ok(parsed) => {
+                            // As the AWS daemon: the body goes to X-Ray as it came, `T1S`
+                            // spans included (PutTraceSegments takes them).
                             if let Some(forwarder) = &self.forwarder {
                                 forward_body(forwarder, datagram);
                             }
-                            if !self.intake.push(doc, len) {
-                                self.drop_datagram(DropReason::Backlog);
+                            let share = match &parsed {
+                                intake::Parsed::One(_) => len,
+                                intake::Parsed::Spans(docs) => len / docs.len().max(1),
+                            };
+                            for doc in parsed {
+                                if !self.intake.push(doc, share) {
+                                    self.drop_datagram(DropReason::Backlog);
+                                }
                             }
                         }
                         Err(reason) => self.drop_datagram(reason),

@@ -48,6 +48,10 @@ pub enum DropReason {
     /// An independent subsegment (`"type": "subsegment"`) has no `parent_id`, or a `parent_id`
     /// is present but not 16 hex digits.
     InvalidParentId,
+    /// A `T1S`/`T1U` body (OpenTelemetry spans, as the AWS OpenTelemetry distributions send
+    /// them) that is not base64 of an OTLP `ExportTraceServiceRequest`, or whose spans give no
+    /// valid document.
+    InvalidOtlp,
     /// Valid, but the queue between the socket reader and the store was full: documents
     /// arrived faster than they could be filed, for longer than the queue could absorb.
     Backlog,
@@ -55,7 +59,7 @@ pub enum DropReason {
 
 impl DropReason {
     /// Every reason, in declaration order.
-    pub const ALL: [DropReason; 11] = [
+    pub const ALL: [DropReason; 12] = [
         DropReason::Oversize,
         DropReason::MissingBody,
         DropReason::InvalidHeader,
@@ -66,6 +70,7 @@ impl DropReason {
         DropReason::InvalidTraceId,
         DropReason::InvalidStartTime,
         DropReason::InvalidParentId,
+        DropReason::InvalidOtlp,
         DropReason::Backlog,
     ];
 
@@ -82,6 +87,7 @@ impl DropReason {
             DropReason::InvalidTraceId => "invalid_trace_id",
             DropReason::InvalidStartTime => "invalid_start_time",
             DropReason::InvalidParentId => "invalid_parent_id",
+            DropReason::InvalidOtlp => "invalid_otlp",
             DropReason::Backlog => "backlog",
         }
     }
@@ -107,6 +113,9 @@ impl DropReason {
             DropReason::InvalidParentId => {
                 "`parent_id` is missing on an independent subsegment or not 16 hex digits"
             }
+            DropReason::InvalidOtlp => {
+                "a T1S/T1U body is not base64 of an OTLP ExportTraceServiceRequest with spans"
+            }
             DropReason::Backlog => {
                 "the intake queue is full: documents arrive faster than they are filed"
             }
@@ -131,8 +140,32 @@ pub(crate) struct Document {
     pub(crate) value: Value,
 }
 
-/// Splits a datagram into header and body, checks the header and validates the body.
-pub(crate) fn parse_datagram(datagram: &[u8]) -> Result<Document, DropReason> {
+/// What one datagram holds: a segment document, or the documents of OpenTelemetry spans.
+#[derive(Debug)]
+pub(crate) enum Parsed {
+    One(Document),
+    Spans(Vec<Document>),
+}
+
+impl IntoIterator for Parsed {
+    type Item = Document;
+    type IntoIter = std::iter::Chain<std::option::IntoIter<Document>, std::vec::IntoIter<Document>>;
+
+    fn into_iter(self) -> Self::IntoIter {
+        match self {
+            Parsed::One(doc) => Some(doc).into_iter().chain(Vec::new()),
+            Parsed::Spans(docs) => None.into_iter().chain(docs),
+        }
+    }
+}
+
+/// The prefixes of OTLP bodies: sampled and unsampled spans.
+const OTLP_PREFIXES: [&[u8]; 2] = [b"T1S", b"T1U"];
+
+/// Splits a datagram into header and body, checks the header and validates the body: a
+/// segment document, or `T1S`/`T1U` followed by base64 of an OTLP export request, whose spans
+/// become segment documents as X-Ray converts them.
+pub(crate) fn parse_datagram(datagram: &[u8]) -> Result<Parsed, DropReason> {
     // The daemon splits at the first newline; the header never contains one.
     let newline = datagram
         .iter()
@@ -146,8 +179,37 @@ pub(crate) fn parse_datagram(datagram: &[u8]) -> Result<Document, DropReason> {
     if body.iter().all(u8::is_ascii_whitespace) {
         return Err(DropReason::MissingBody);
     }
+    if let Some(encoded) = OTLP_PREFIXES.iter().find_map(|p| body.strip_prefix(*p)) {
+        return parse_otlp(encoded.trim_ascii()).map(Parsed::Spans);
+    }
     let value: Value = serde_json::from_slice(body).map_err(|_| DropReason::InvalidJson)?;
-    validate(value)
+    validate(value).map(Parsed::One)
+}
+
+/// The documents of an OTLP export request in base64; the invalid ones are left out.
+fn parse_otlp(encoded: &[u8]) -> Result<Vec<Document>, DropReason> {
+    use base64::Engine as _;
+    let bytes = base64::engine::general_purpose::STANDARD
+        .decode(encoded)
+        .map_err(|_| DropReason::InvalidOtlp)?;
+    let request = decode_otlp(&bytes).ok_or(DropReason::InvalidOtlp)?;
+    let docs: Vec<Document> = xray_core::otlp::to_documents(&request)
+        .into_iter()
+        .filter_map(|value| validate(value).ok())
+        .collect();
+    if docs.is_empty() {
+        return Err(DropReason::InvalidOtlp);
+    }
+    Ok(docs)
+}
+
+/// An OTLP export request from its protobuf bytes.
+pub(crate) fn decode_otlp(
+    bytes: &[u8],
+) -> Option<xray_core::otlp::proto::tonic::collector::trace::v1::ExportTraceServiceRequest> {
+    use prost::Message as _;
+    xray_core::otlp::proto::tonic::collector::trace::v1::ExportTraceServiceRequest::decode(bytes)
+        .ok()
 }
 
 fn is_valid_header(header: &[u8]) -> bool {

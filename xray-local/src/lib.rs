@@ -10,7 +10,10 @@
 //!   `{"format":"json","version":1}`, `\n`, one JSON document. Anything else is counted under a
 //!   [`DropReason`] in [`Stats`], logged (at most one warning per reason every 10 seconds) and
 //!   otherwise ignored. Documents are kept as [`serde_json::Value`], so every SDK's fields pass
-//!   through.
+//!   through. A body of `T1S` or `T1U` and base64 of an OTLP export request (OpenTelemetry
+//!   spans, as the AWS OpenTelemetry distributions send them) gives one document per span,
+//!   converted as X-Ray converts spans ([`xray_core::otlp::to_documents`]); OTLP/HTTP
+//!   (`POST /v1/traces`) on the TCP port does the same.
 //! - **Assembly.** Documents are grouped by `trace_id`. Independent subsegments
 //!   (`"type": "subsegment"` with a `parent_id`), whether streamed early or sent from AWS Lambda,
 //!   are merged into their parent's `subsegments` at any depth; a completed document replaces its
@@ -31,7 +34,9 @@
 //! - **Forwarding.** With [`XrayLocalBuilder::forward`] (the binary's `-n/--region`), every
 //!   accepted document is also uploaded to AWS X-Ray with `PutTraceSegments`, as the AWS
 //!   daemon does: batched, retried with backoff, from a bounded buffer, every outcome counted
-//!   in [`ForwardStats`]. Without it nothing leaves the machine.
+//!   in [`ForwardStats`]. `T1S` bodies go as they came; OTLP/HTTP requests go as `T1S`
+//!   documents. The sampling API is proxied to X-Ray, signed, and the daemon's counters are
+//!   sent with `PutTelemetryRecords`. Without it nothing leaves the machine.
 //!
 //! - **TCP.** On the TCP address (by default the UDP address, as the AWS daemon does) an HTTP/1.1
 //!   server answers the sampling API the SDKs call through the daemon, and a read API for other
@@ -41,12 +46,13 @@
 //!
 //! | route | answer |
 //! |---|---|
-//! | `POST /GetSamplingRules` | `{"SamplingRuleRecords": [{"SamplingRule": {..}, "CreatedAt", "ModifiedAt"}], "NextToken"}`: the [rules](XrayLocalBuilder::rules) in order, [`rules_page_size`](XrayLocalBuilder::rules_page_size) per page; pass the `NextToken` back for the next page |
+//! | `POST /GetSamplingRules` | when forwarding: sent to X-Ray, signed, and X-Ray's answer returned as it came (likewise `SamplingTargets`); otherwise `{"SamplingRuleRecords": [{"SamplingRule": {..}, "CreatedAt", "ModifiedAt"}], "NextToken"}`: the [rules](XrayLocalBuilder::rules) in order, [`rules_page_size`](XrayLocalBuilder::rules_page_size) per page; pass the `NextToken` back for the next page |
 //! | `POST /SamplingTargets` | takes `{"SamplingStatisticsDocuments": [..]}` (at most 25) and answers `{"SamplingTargetDocuments": [..], "LastRuleModification", "UnprocessedStatistics"}`; statistics for unknown rules come back unprocessed with `ErrorCode` `"400"` |
 //! | `GET /traces?filter=EXPR` | a JSON array of every trace held (settled or not), by first arrival; with `filter`, the traces matching the [`Filter`] expression (URL-encoded) |
 //! | `GET /traces/{trace_id}` | one trace; 404 when none is held |
 //! | `GET /map?filter=EXPR` | the [`ServiceMap`] of the (matching) traces: `{"nodes": [..], "edges": [..]}` |
-//! | `GET /stats` | the [`Stats`] counters, the sampling API call counts, and `forwarding` ([`ForwardStats`], or `null`) |
+//! | `POST /v1/traces` | OTLP/HTTP: an `ExportTraceServiceRequest` in protobuf (`application/x-protobuf`, gzip or not, up to 8 MiB); its spans are filed as documents and, when forwarding, sent on as `T1S` documents. 400 for a body that is not one, 415 for another content type |
+//! | `GET /stats` | the [`Stats`] counters, the sampling API call counts, `sampling_proxy` (forwarded, unsigned, failed; or `null`), and `forwarding` ([`ForwardStats`], or `null`) |
 //! | `GET /rules` | the sampling rules as a JSON array |
 //!
 //! Errors answer with an X-Ray style body, `{"__type": "InvalidRequestException", "message":
@@ -111,6 +117,7 @@ mod filter;
 mod forward;
 mod intake;
 mod map;
+mod otlp;
 mod proxy;
 pub mod render;
 mod sampling;

@@ -154,7 +154,18 @@ async fn handle(
     let path = req.uri().path().to_owned();
     let query = req.uri().query().unwrap_or_default().to_owned();
     let content_type = req.headers().get(CONTENT_TYPE).cloned();
-    let reply = match Limited::new(req.into_body(), MAX_BODY).collect().await {
+    let gzip = req
+        .headers()
+        .get(hyper::header::CONTENT_ENCODING)
+        .is_some_and(|v| v.as_bytes().eq_ignore_ascii_case(b"gzip"));
+    let otlp = method == Method::POST && path == "/v1/traces";
+    let limit = if otlp {
+        crate::otlp::MAX_REQUEST
+    } else {
+        MAX_BODY
+    };
+    let reply = match Limited::new(req.into_body(), limit).collect().await {
+        Ok(body) if otlp => otlp_reply(&shared, content_type.as_ref(), &body.to_bytes(), gzip),
         Ok(body) => match &shared.proxy {
             Some(proxy)
                 if method == Method::POST
@@ -180,7 +191,7 @@ async fn handle(
         Err(_) => Reply::error(&ApiError {
             status: 413,
             kind: "InvalidRequestException",
-            message: format!("the request body is unreadable or larger than {MAX_BODY} bytes"),
+            message: format!("the request body is unreadable or larger than {limit} bytes"),
         }),
     };
     let mut response = Response::new(Full::new(reply.body));
@@ -192,6 +203,36 @@ async fn handle(
         response.headers_mut().insert("x-amzn-errortype", kind);
     }
     Ok(response)
+}
+
+/// `POST /v1/traces`: OTLP/HTTP in protobuf, answered as an OTLP receiver answers.
+fn otlp_reply(
+    shared: &Shared,
+    content_type: Option<&HeaderValue>,
+    body: &[u8],
+    gzip: bool,
+) -> Reply {
+    let protobuf = content_type.is_none_or(|ct| {
+        ct.to_str()
+            .is_ok_and(|ct| ct.trim().starts_with("application/x-protobuf"))
+    });
+    if !protobuf {
+        return Reply::error(&ApiError {
+            status: 415,
+            kind: "UnsupportedMediaType",
+            message: "OTLP/HTTP is taken as application/x-protobuf only".to_owned(),
+        });
+    }
+    match crate::otlp::receive(shared, body, gzip) {
+        // An empty ExportTraceServiceResponse: everything was taken.
+        Ok(_) => Reply {
+            status: 200,
+            content_type: HeaderValue::from_static("application/x-protobuf"),
+            error_type: None,
+            body: Bytes::new(),
+        },
+        Err(err) => Reply::error(&err),
+    }
 }
 
 fn route(shared: &Shared, method: &Method, path: &str, query: &str, body: &[u8]) -> Reply {
