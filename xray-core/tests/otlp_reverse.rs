@@ -14,6 +14,7 @@ use std::process::{Command, Stdio};
 use base64::Engine as _;
 use prost::Message as _;
 use serde_json::Value;
+use support::scenarios::build;
 use support::{Schema, check_assertions, load_json, to_checked_json};
 use xray_core::otlp::proto::tonic::collector::trace::v1::ExportTraceServiceRequest;
 use xray_core::otlp::proto::tonic::common::v1::any_value::Value as Any;
@@ -23,9 +24,7 @@ use xray_core::otlp::proto::tonic::trace::v1::span::{Event, Link, SpanKind};
 use xray_core::otlp::proto::tonic::trace::v1::status::StatusCode;
 use xray_core::otlp::proto::tonic::trace::v1::{ResourceSpans, ScopeSpans, Span, Status};
 use xray_core::otlp::{to_documents, to_spans};
-use support::scenarios::build;
 use xray_core::{Cause, CloudwatchLogs, Document, Ecs, Finished, FinishedKind, SegmentId, TraceId};
-
 
 /// The ECS scenario of `segment_docs.rs` (what the CloudWatch agent's round trip loses).
 fn ecs_scenario() -> Document {

@@ -10,7 +10,6 @@ use support::scenarios::build;
 use support::{Schema, check_assertions, load_json, to_checked_json};
 use xray_core::Document;
 
-
 fn vector_files() -> Vec<String> {
     let dir = support::data_path("segment_docs");
     let mut files: Vec<String> = std::fs::read_dir(&dir)
