@@ -68,7 +68,8 @@ Options:
   -v, -V, --version print the version
 
 Flags override cfg.yaml; the region is -n, else Region, else AWS_REGION, else (without -o)
-the instance's, from EC2 instance metadata. With no region nothing is forwarded. NoVerifySSL
+the task's from the ECS container metadata file, else the instance's from EC2 instance
+metadata. With no region nothing is forwarded. NoVerifySSL
 is refused: add a private CA with SSL_CERT_FILE instead.
 
 The first line on stderr gives the bound addresses:
@@ -403,7 +404,7 @@ fn main() -> ExitCode {
         );
     }
     if args.region.is_none() && !args.local_mode {
-        args.region = instance_region();
+        args.region = ecs_region().or_else(instance_region);
     }
     let mut builder = XrayLocal::builder()
         .udp_addr(args.udp)
@@ -586,6 +587,24 @@ fn main() -> ExitCode {
         }
         reported = stats;
     }
+}
+
+/// The task's region from the ECS container metadata file, as the AWS daemon reads it: with
+/// `ECS_ENABLE_CONTAINER_METADATA=true`, the file named by `ECS_CONTAINER_METADATA_FILE` holds
+/// the `TaskARN`, whose fourth `:` field is the region.
+fn ecs_region() -> Option<String> {
+    let enabled = std::env::var("ECS_ENABLE_CONTAINER_METADATA")
+        .is_ok_and(|v| v.eq_ignore_ascii_case("true"));
+    if !enabled {
+        return None;
+    }
+    let text = std::fs::read_to_string(std::env::var_os("ECS_CONTAINER_METADATA_FILE")?).ok()?;
+    let value: serde_json::Value = serde_json::from_str(&text).ok()?;
+    let arn = value.get("TaskARN")?.as_str()?;
+    arn.split(':')
+        .nth(3)
+        .filter(|r| region_ok(r))
+        .map(str::to_owned)
 }
 
 /// The instance's region from EC2 instance metadata (IMDSv2), as the AWS daemon looks it up

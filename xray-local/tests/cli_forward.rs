@@ -265,6 +265,32 @@ fn without_local_mode_the_region_comes_from_instance_metadata() {
 }
 
 #[test]
+fn on_ecs_the_region_comes_from_the_container_metadata_file() {
+    let moto = Moto::start();
+    let dir = xray_testkit::moto::TempDir::new();
+    let file = dir.path.join("ecs-container-metadata.json");
+    std::fs::write(
+        &file,
+        r#"{"Cluster":"default","ContainerName":"xray","TaskARN":"arn:aws:ecs:ap-south-1:123456789012:task/default/0123456789abcdef","MetadataFileStatus":"READY"}"#,
+    )
+    .unwrap();
+    let (running, mut lines, _, _) = spawn_with(
+        &["-b", "127.0.0.1:0", "--endpoint", &moto.endpoint],
+        &[
+            ("ECS_ENABLE_CONTAINER_METADATA", "true"),
+            ("ECS_CONTAINER_METADATA_FILE", file.to_str().unwrap()),
+            ("AWS_EC2_METADATA_DISABLED", "true"),
+        ],
+    );
+    let second = lines.next().unwrap().unwrap();
+    assert!(
+        second.contains("forwarding to AWS X-Ray in ap-south-1"),
+        "{second}"
+    );
+    drop(running);
+}
+
+#[test]
 fn a_bad_configuration_is_refused_with_a_message_never_ignored() {
     let dir = xray_testkit::moto::TempDir::new();
     let file = |name: &str, text: &str| {
