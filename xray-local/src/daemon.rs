@@ -283,14 +283,12 @@ impl XrayLocalBuilder {
             .map(|config| Forwarder::start(config, Arc::clone(&store)))
             .transpose()?;
         let receiver = Receiver {
-            forwarder: forwarder.clone(),
             socket,
             store: Arc::clone(&store),
             intake: Arc::clone(&intake),
             stop: Arc::clone(&stop),
             max_datagram_size: self.max_datagram_size,
-            last_warned: [None; DropReason::ALL.len()],
-            suppressed: [0; DropReason::ALL.len()],
+            drops: DropLog::default(),
         };
         let sampling = Arc::new(Sampling::new(self.rules, self.rules_page_size));
         let server = Server::start(
@@ -304,9 +302,10 @@ impl XrayLocalBuilder {
         )?;
         let filer = {
             let (intake, store) = (Arc::clone(&intake), Arc::clone(&store));
+            let forwarder = forwarder.clone();
             std::thread::Builder::new()
                 .name("xray-local-file".into())
-                .spawn(move || intake.file_into(&store))
+                .spawn(move || intake.file_into(&store, forwarder.as_deref()))
         };
         let filer = match filer {
             Ok(handle) => handle,
@@ -613,8 +612,9 @@ fn forward_body(forwarder: &Forwarder, datagram: &[u8]) {
 
 // ===== impl Intake =====
 
-/// The queue between the socket reader and the store: the reader only parses and queues, so
-/// a store busy with readers never holds up the socket.
+/// The queue between the socket reader and the store. The reader only copies each datagram
+/// in; the filing thread parses, validates, forwards and files them, so neither parsing nor a
+/// store busy with readers holds up the socket.
 #[derive(Debug)]
 struct Intake {
     queue: Mutex<IntakeQueue>,
@@ -624,7 +624,7 @@ struct Intake {
 
 #[derive(Debug, Default)]
 struct IntakeQueue {
-    docs: Vec<(intake::Document, usize, Instant)>,
+    datagrams: Vec<(Vec<u8>, Instant)>,
     bytes: usize,
     closed: bool,
 }
@@ -638,15 +638,16 @@ impl Intake {
         }
     }
 
-    /// Queues a parsed document; false if the queue is full.
-    fn push(&self, doc: intake::Document, size: usize) -> bool {
+    /// Queues a datagram; false if the queue is full.
+    fn push(&self, datagram: &[u8]) -> bool {
+        let size = datagram.len();
         let mut q = self.queue.lock();
         if q.bytes + size > self.max_bytes {
             return false;
         }
-        let was_empty = q.docs.is_empty();
+        let was_empty = q.datagrams.is_empty();
         q.bytes += size;
-        q.docs.push((doc, size, Instant::now()));
+        q.datagrams.push((datagram.to_vec(), Instant::now()));
         drop(q);
         if was_empty {
             self.ready.notify_one();
@@ -659,94 +660,57 @@ impl Intake {
         self.ready.notify_all();
     }
 
-    /// Moves queued documents into the store, a batch at a time, until closed and empty.
-    fn file_into(&self, store: &Store) {
+    /// Parses the queued datagrams and files their documents into the store, a batch at a
+    /// time, until closed and empty; forwards the accepted ones.
+    fn file_into(&self, store: &Store, forwarder: Option<&Forwarder>) {
         let mut batch = Vec::new();
+        let mut drops = DropLog::default();
         loop {
             {
                 let mut q = self.queue.lock();
-                while q.docs.is_empty() && !q.closed {
+                while q.datagrams.is_empty() && !q.closed {
                     self.ready.wait(&mut q);
                 }
-                if q.docs.is_empty() {
+                if q.datagrams.is_empty() {
                     return;
                 }
-                std::mem::swap(&mut q.docs, &mut batch);
+                std::mem::swap(&mut q.datagrams, &mut batch);
                 q.bytes = 0;
             }
-            store.insert_batch(std::mem::take(&mut batch));
+            let mut docs = Vec::with_capacity(batch.len());
+            for (datagram, arrived) in batch.drain(..) {
+                match intake::parse_datagram(&datagram) {
+                    Ok(parsed) => {
+                        // As the AWS daemon: the body goes to X-Ray as it came, `T1S` spans
+                        // included (PutTraceSegments takes them).
+                        if let Some(forwarder) = forwarder {
+                            forward_body(forwarder, &datagram);
+                        }
+                        let share = match &parsed {
+                            intake::Parsed::One(_) => datagram.len(),
+                            intake::Parsed::Spans(d) => datagram.len() / d.len().max(1),
+                        };
+                        docs.extend(parsed.into_iter().map(|doc| (doc, share, arrived)));
+                    }
+                    Err(reason) => drops.drop(store, reason),
+                }
+            }
+            store.insert_batch(docs);
         }
     }
 }
 
-// ===== impl Receiver =====
-
-struct Receiver {
-    socket: UdpSocket,
-    store: Arc<Store>,
-    intake: Arc<Intake>,
-    forwarder: Option<Arc<Forwarder>>,
-    stop: Arc<AtomicBool>,
-    max_datagram_size: usize,
+/// Counts drops in the store and warns about them, at most once per reason every
+/// [`WARN_INTERVAL`], saying how many were not logged in between.
+#[derive(Default)]
+struct DropLog {
     last_warned: [Option<Instant>; DropReason::ALL.len()],
     suppressed: [u64; DropReason::ALL.len()],
 }
 
-impl Receiver {
-    fn run(mut self) {
-        // One byte more than accepted, so an oversize datagram is seen as such instead of
-        // being silently truncated.
-        let mut buf = vec![0u8; self.max_datagram_size.saturating_add(1).min(1 << 20)];
-        loop {
-            let received = self.socket.recv_from(&mut buf);
-            if self.stop.load(Ordering::Acquire) {
-                break;
-            }
-            match received {
-                Ok((len, _)) => {
-                    let datagram = buf.get(..len).unwrap_or_default();
-                    if len > self.max_datagram_size {
-                        self.drop_datagram(DropReason::Oversize);
-                        continue;
-                    }
-                    match intake::parse_datagram(datagram) {
-                        Ok(parsed) => {
-                            // As the AWS daemon: the body goes to X-Ray as it came, `T1S`
-                            // spans included (PutTraceSegments takes them).
-                            if let Some(forwarder) = &self.forwarder {
-                                forward_body(forwarder, datagram);
-                            }
-                            let share = match &parsed {
-                                intake::Parsed::One(_) => len,
-                                intake::Parsed::Spans(docs) => len / docs.len().max(1),
-                            };
-                            for doc in parsed {
-                                if !self.intake.push(doc, share) {
-                                    self.drop_datagram(DropReason::Backlog);
-                                }
-                            }
-                        }
-                        Err(reason) => self.drop_datagram(reason),
-                    }
-                }
-                Err(err)
-                    if matches!(
-                        err.kind(),
-                        io::ErrorKind::WouldBlock
-                            | io::ErrorKind::TimedOut
-                            | io::ErrorKind::Interrupted
-                    ) => {}
-                Err(err) => {
-                    // Some platforms report an ICMP error from an earlier send on the next
-                    // read; the socket is still usable.
-                    tracing::debug!(%err, "UDP receive failed");
-                }
-            }
-        }
-    }
-
-    fn drop_datagram(&mut self, reason: DropReason) {
-        self.store.record_drop(reason);
+impl DropLog {
+    fn drop(&mut self, store: &Store, reason: DropReason) {
+        store.record_drop(reason);
         let i = reason.index();
         let now = Instant::now();
         let due = self
@@ -770,6 +734,53 @@ impl Receiver {
             }
         } else if let Some(n) = self.suppressed.get_mut(i) {
             *n += 1;
+        }
+    }
+}
+
+// ===== impl Receiver =====
+
+struct Receiver {
+    socket: UdpSocket,
+    store: Arc<Store>,
+    intake: Arc<Intake>,
+    stop: Arc<AtomicBool>,
+    max_datagram_size: usize,
+    drops: DropLog,
+}
+
+impl Receiver {
+    fn run(mut self) {
+        // One byte more than accepted, so an oversize datagram is seen as such instead of
+        // being silently truncated.
+        let mut buf = vec![0u8; self.max_datagram_size.saturating_add(1).min(1 << 20)];
+        loop {
+            let received = self.socket.recv_from(&mut buf);
+            if self.stop.load(Ordering::Acquire) {
+                break;
+            }
+            match received {
+                Ok((len, _)) => {
+                    let datagram = buf.get(..len).unwrap_or_default();
+                    if len > self.max_datagram_size {
+                        self.drops.drop(&self.store, DropReason::Oversize);
+                    } else if !self.intake.push(datagram) {
+                        self.drops.drop(&self.store, DropReason::Backlog);
+                    }
+                }
+                Err(err)
+                    if matches!(
+                        err.kind(),
+                        io::ErrorKind::WouldBlock
+                            | io::ErrorKind::TimedOut
+                            | io::ErrorKind::Interrupted
+                    ) => {}
+                Err(err) => {
+                    // Some platforms report an ICMP error from an earlier send on the next
+                    // read; the socket is still usable.
+                    tracing::debug!(%err, "UDP receive failed");
+                }
+            }
         }
     }
 }

@@ -27,10 +27,11 @@
 //!   [`max_bytes`](XrayLocalBuilder::max_bytes) of documents are kept; the oldest traces are
 //!   evicted and counted, those evicted before they settled apart
 //!   ([`Stats::evicted_unsettled`]).
-//! - **Never losing in silence.** The socket reader only parses and queues; a filing thread
-//!   files into the store, so readers of traces never hold up the socket. A full intake queue
-//!   is counted as [`DropReason::Backlog`], and what the kernel dropped because the socket's
-//!   buffer was full is read from the system ([`Stats::kernel_dropped`], Linux).
+//! - **Never losing in silence.** The socket reader only copies each datagram into a bounded
+//!   queue; a filing thread parses, validates, forwards and files them, so neither parsing
+//!   nor readers of traces hold up the socket. A full intake queue is counted as
+//!   [`DropReason::Backlog`], and what the kernel dropped because the socket's buffer was full
+//!   is read from the system ([`Stats::kernel_dropped`], Linux).
 //! - **Forwarding.** With [`XrayLocalBuilder::forward`] (the binary's `-n/--region`), every
 //!   accepted document is also uploaded to AWS X-Ray with `PutTraceSegments`, as the AWS
 //!   daemon does: batched, retried with backoff, from a bounded buffer, every outcome counted
