@@ -259,8 +259,9 @@ pub struct ForwardStats {
     pub queued: u64,
     /// Documents X-Ray accepted.
     pub uploaded: u64,
-    /// Documents X-Ray returned as `UnprocessedTraceSegments` (a validation failure: not
-    /// retried).
+    /// Documents X-Ray returned as `UnprocessedTraceSegments` for good: a validation failure,
+    /// or a passing one (throttling, a service fault) that lasted past the attempts. Those of
+    /// a passing failure are sent again, alone, while attempts remain.
     pub rejected: u64,
     /// Documents dropped, oldest first, because the buffer was full.
     pub dropped_buffer_full: u64,
@@ -566,9 +567,10 @@ impl Forwarder {
 
     async fn upload(&self, client: &aws_sdk_xray::Client, batch: Vec<String>) {
         use aws_sdk_xray::error::ProvideErrorMetadata as _;
-        let n = batch.len();
+        let mut batch = batch;
         let mut attempt = 0u32;
         loop {
+            let n = batch.len();
             attempt += 1;
             let result = client
                 .put_trace_segments()
@@ -577,13 +579,30 @@ impl Forwarder {
                 .await;
             let retryable = match result {
                 Ok(out) => {
-                    let rejected = out.unprocessed_trace_segments().len().min(n);
-                    add(&self.counters.uploaded, n - rejected);
+                    let unprocessed = out.unprocessed_trace_segments();
+                    // Those refused for a passing reason go again, while attempts remain.
+                    let again: Vec<String> = if attempt < self.config.max_attempts {
+                        let ids: Vec<&str> = unprocessed
+                            .iter()
+                            .filter(|u| is_transient(u.error_code().unwrap_or_default()))
+                            .filter_map(|u| u.id())
+                            .collect();
+                        batch
+                            .iter()
+                            .filter(|doc| document_id(doc).is_some_and(|id| ids.contains(&id)))
+                            .cloned()
+                            .collect()
+                    } else {
+                        Vec::new()
+                    };
+                    let refused = unprocessed.len().min(n);
+                    let rejected = refused.saturating_sub(again.len());
+                    add(&self.counters.uploaded, n - refused);
                     if rejected > 0 {
                         add(&self.counters.rejected, rejected);
                     }
                     if rejected > 0 && self.quiet[1].allow(self.started) {
-                        for u in out.unprocessed_trace_segments().iter().take(3) {
+                        for u in unprocessed.iter().take(3) {
                             tracing::warn!(
                                 id = u.id().unwrap_or_default(),
                                 code = u.error_code().unwrap_or_default(),
@@ -592,7 +611,12 @@ impl Forwarder {
                             );
                         }
                     }
-                    return;
+                    if again.is_empty() {
+                        return;
+                    }
+                    // The rest of the batch is settled; only these go again.
+                    batch = again;
+                    true
                 }
                 Err(err) => {
                     add(&self.counters.backend_errors, 1);
@@ -632,6 +656,33 @@ impl Forwarder {
             tokio::time::sleep(backoff).await;
         }
     }
+}
+
+/// Whether an `UnprocessedTraceSegments` error code names a passing condition (throttling,
+/// a service fault), worth sending the document again; validation errors are final.
+fn is_transient(code: &str) -> bool {
+    let code = code.to_ascii_lowercase();
+    [
+        "throttl",
+        "ratelimit",
+        "limitexceeded",
+        "serviceunavailable",
+        "internal",
+        "timeout",
+    ]
+    .iter()
+    .any(|k| code.contains(k))
+        || code.starts_with('5')
+}
+
+/// The `id` of a segment document, read without parsing the rest of it.
+fn document_id(doc: &str) -> Option<&str> {
+    #[derive(serde::Deserialize)]
+    struct Id<'a> {
+        #[serde(borrow)]
+        id: Option<&'a str>,
+    }
+    serde_json::from_str::<Id<'_>>(doc).ok()?.id
 }
 
 /// Full jitter: a random wait up to `initial * 2^(attempt - 1)`, capped at `max`.

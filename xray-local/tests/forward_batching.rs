@@ -50,3 +50,76 @@ fn a_lone_document_after_a_quiet_spell_goes_within_the_idle_time() {
     assert_eq!(daemon.forward_stats().unwrap().uploaded, 1);
     daemon.shutdown();
 }
+
+#[test]
+fn unprocessed_documents_go_again_only_when_the_reason_passes() {
+    let xray = Xray::start_scripted(
+        200,
+        vec![
+            r#"{"UnprocessedTraceSegments":[
+                {"Id":"0000000000000001","ErrorCode":"ThrottlingException","Message":"slow down"},
+                {"Id":"0000000000000002","ErrorCode":"InvalidTraceId","Message":"Invalid segment"}]}"#,
+        ],
+    );
+    let daemon = XrayLocal::builder()
+        .udp_addr("127.0.0.1:0".parse().unwrap())
+        .forward(
+            ForwardConfig::new("eu-west-3")
+                .endpoint(xray.url())
+                .credentials(SharedCredentialsProvider::new(Credentials::new(
+                    "AKIDEXAMPLE",
+                    "secret",
+                    None,
+                    None,
+                    "test",
+                )))
+                .idle(Duration::from_millis(200))
+                .retries(3, Duration::from_millis(5), Duration::from_millis(10))
+                .telemetry(None),
+        )
+        .start()
+        .unwrap();
+    let socket = UdpSocket::bind("127.0.0.1:0").unwrap();
+    for i in 1..=3 {
+        let datagram = format!(
+            "{{\"format\":\"json\",\"version\":1}}\n{{\"name\":\"d\",\"id\":\"{i:016x}\",\
+             \"trace_id\":\"1-5759e988-{i:024x}\",\"start_time\":1.0,\"end_time\":2.0}}"
+        );
+        socket
+            .send_to(datagram.as_bytes(), daemon.udp_addr())
+            .unwrap();
+    }
+    daemon.wait_for_stats(Duration::from_secs(10), |s| s.accepted() >= 3);
+    assert!(daemon.flush_forwarding(Duration::from_secs(10)));
+    let stats = daemon.forward_stats().unwrap();
+    assert_eq!(
+        (
+            stats.queued,
+            stats.uploaded,
+            stats.rejected,
+            stats.retried_batches
+        ),
+        (3, 2, 1, 1),
+        "{stats:?}"
+    );
+    let calls: Vec<serde_json::Value> = xray
+        .received()
+        .iter()
+        .filter(|r| r.path == "/TraceSegments")
+        .map(|r| serde_json::from_slice(&r.body).unwrap())
+        .collect();
+    assert_eq!(calls.len(), 2, "{calls:?}");
+    assert_eq!(
+        calls[0]["TraceSegmentDocuments"].as_array().unwrap().len(),
+        3
+    );
+    let again = calls[1]["TraceSegmentDocuments"].as_array().unwrap();
+    assert_eq!(again.len(), 1);
+    assert!(
+        again[0]
+            .as_str()
+            .unwrap()
+            .contains("\"id\":\"0000000000000001\"")
+    );
+    daemon.shutdown();
+}

@@ -38,6 +38,12 @@ impl Xray {
 
     /// `PutTraceSegments` answers `uploads` (a 5xx, say) instead of success.
     pub(crate) fn start_with(uploads: u16) -> Xray {
+        Xray::start_scripted(uploads, Vec::new())
+    }
+
+    /// `PutTraceSegments` answers `script`'s bodies (with 200) in order, then `uploads`.
+    pub(crate) fn start_scripted(uploads: u16, script: Vec<&'static str>) -> Xray {
+        let script = Arc::new(Mutex::new(std::collections::VecDeque::from(script)));
         let runtime = tokio::runtime::Builder::new_multi_thread()
             .worker_threads(1)
             .enable_all()
@@ -55,9 +61,10 @@ impl Xray {
                     continue;
                 };
                 let kept = Arc::clone(&kept);
+                let script = Arc::clone(&script);
                 tokio::spawn(async move {
                     let service = hyper::service::service_fn(move |req| {
-                        answer(uploads, Arc::clone(&kept), req)
+                        answer(uploads, Arc::clone(&script), Arc::clone(&kept), req)
                     });
                     let _ = hyper::server::conn::http1::Builder::new()
                         .serve_connection(hyper_util::rt::TokioIo::new(stream), service)
@@ -83,6 +90,7 @@ impl Xray {
 
 async fn answer(
     uploads: u16,
+    script: Arc<Mutex<std::collections::VecDeque<&'static str>>>,
     kept: Arc<Mutex<Vec<Received>>>,
     req: Request<Incoming>,
 ) -> Result<Response<Full<Bytes>>, Infallible> {
@@ -103,7 +111,13 @@ async fn answer(
         headers,
         body,
     });
+    let scripted = if path == "/TraceSegments" {
+        script.lock().pop_front()
+    } else {
+        None
+    };
     let (status, text) = match path.as_str() {
+        _ if scripted.is_some() => (200, scripted.unwrap_or_default()),
         "/GetSamplingRules" => (200, RULES),
         "/SamplingTargets" => (200, TARGETS),
         "/TraceSegments" if uploads == 200 => (200, r#"{"UnprocessedTraceSegments":[]}"#),
