@@ -44,6 +44,7 @@ fn datagram(n: u64) -> Vec<u8> {
 struct Daemon {
     local: Arc<XrayLocal>,
     stop: Arc<AtomicBool>,
+    follower: Option<std::thread::JoinHandle<()>>,
 }
 
 impl Daemon {
@@ -57,19 +58,30 @@ impl Daemon {
         );
         let stop = Arc::new(AtomicBool::new(false));
         let (l, s) = (local.clone(), stop.clone());
-        std::thread::spawn(move || {
+        let follower = std::thread::spawn(move || {
             let mut completed = l.completed();
             while !s.load(Ordering::Relaxed) {
                 let _ = completed.next_timeout(Duration::from_millis(20));
             }
         });
-        Self { local, stop }
+        Self {
+            local,
+            stop,
+            follower: Some(follower),
+        }
     }
 }
 
 impl Drop for Daemon {
+    /// Stops the follower and the daemon, and frees what it holds, before the next
+    /// measurement starts: a daemon of the previous one, freeing its traces on another thread,
+    /// would take the cores from it.
     fn drop(&mut self) {
         self.stop.store(true, Ordering::Relaxed);
+        if let Some(follower) = self.follower.take() {
+            let _ = follower.join();
+        }
+        self.local.shutdown();
     }
 }
 
