@@ -39,7 +39,7 @@ Options:
   -m, --buffer-memory MB
                     memory for documents waiting to be forwarded, at least 3 [default: 64];
                     when full, the oldest are dropped and counted
-  -o, --local-mode  do not look up the region in instance metadata
+  -o, --local-mode  do not look up the region in ECS or EC2 instance metadata
   -r, --role-arn ARN
                     assume this IAM role (STS, session xray-daemon) to upload and to sign
                     sampling calls
@@ -68,8 +68,8 @@ Options:
   -v, -V, --version print the version
 
 Flags override cfg.yaml; the region is -n, else Region, else AWS_REGION, else (without -o)
-the task's from the ECS container metadata file, else the instance's from EC2 instance
-metadata. With no region nothing is forwarded. NoVerifySSL
+the task's from the ECS container metadata file, else, when a cfg.yaml is in use, the
+instance's from EC2 instance metadata. With no region nothing is forwarded. NoVerifySSL
 is refused: add a private CA with SSL_CERT_FILE instead.
 
 The first line on stderr gives the bound addresses:
@@ -397,14 +397,12 @@ fn main() -> ExitCode {
             let _ = writeln!(io::stderr(), "xray-local: {line}");
         }
     };
-    if let Some(path) = &args.loaded {
-        report(
-            tracing::Level::INFO,
-            &format!("configuration from {}", path.display()),
-        );
-    }
+    // The metadata look-ups of the AWS daemon. Instance metadata is asked only when a
+    // cfg.yaml is in use, as on a host set up for the AWS daemon: without one, xray-local is
+    // the local viewer, and forwards nothing unless given a region.
     if args.region.is_none() && !args.local_mode {
-        args.region = ecs_region().or_else(instance_region);
+        let loaded = args.loaded.is_some();
+        args.region = ecs_region().or_else(|| loaded.then(instance_region).flatten());
     }
     let mut builder = XrayLocal::builder()
         .udp_addr(args.udp)
@@ -487,6 +485,12 @@ fn main() -> ExitCode {
                 .as_deref()
                 .map(|e| format!(" at {e}"))
                 .unwrap_or_default()
+        );
+    }
+    if let Some(path) = &args.loaded {
+        report(
+            tracing::Level::INFO,
+            &format!("configuration from {}", path.display()),
         );
     }
     let mut forwarded = ForwardStats::default();

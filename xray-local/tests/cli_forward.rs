@@ -233,11 +233,18 @@ fn instance_metadata(
 }
 
 #[test]
-fn without_local_mode_the_region_comes_from_instance_metadata() {
+fn with_a_cfg_yaml_and_without_local_mode_the_region_comes_from_instance_metadata() {
     let moto = Moto::start();
+    let dir = xray_testkit::moto::TempDir::new();
+    let cfg = dir.path.join("cfg.yaml");
+    std::fs::write(
+        &cfg,
+        format!("Endpoint: \"{}\"\nVersion: 2\n", moto.endpoint),
+    )
+    .unwrap();
     let (imds, seen) = instance_metadata("eu-north-1");
     let (running, mut lines, _, _) = spawn_with(
-        &["-b", "127.0.0.1:0", "--endpoint", &moto.endpoint],
+        &["-b", "127.0.0.1:0", "-c", cfg.to_str().unwrap()],
         &[("AWS_EC2_METADATA_SERVICE_ENDPOINT", &imds)],
     );
     let second = lines.next().unwrap().unwrap();
@@ -253,15 +260,26 @@ fn without_local_mode_the_region_comes_from_instance_metadata() {
     );
     drop(running);
 
-    // Local mode does not ask: with no region anywhere, nothing is forwarded.
-    let (imds, seen) = instance_metadata("eu-north-1");
-    let (running, _, _, _) = spawn_with(
-        &["-b", "127.0.0.1:0", "-o"],
-        &[("AWS_EC2_METADATA_SERVICE_ENDPOINT", &imds)],
-    );
-    std::thread::sleep(Duration::from_millis(300));
-    assert!(seen.lock().unwrap().is_empty());
-    drop(running);
+    // Local mode does not ask, and neither does the local viewer without a cfg.yaml: with no
+    // region anywhere, nothing is forwarded.
+    let plain = dir.path.join("plain.yaml");
+    std::fs::write(&plain, "Version: 2\n").unwrap();
+    for args in [
+        &["-b", "127.0.0.1:0", "-o", "-c", plain.to_str().unwrap()][..],
+        &["-b", "127.0.0.1:0"][..],
+    ] {
+        let (imds, seen) = instance_metadata("eu-north-1");
+        let (running, mut lines, _, _) =
+            spawn_with(args, &[("AWS_EC2_METADATA_SERVICE_ENDPOINT", &imds)]);
+        std::thread::sleep(Duration::from_millis(300));
+        assert!(seen.lock().unwrap().is_empty(), "{args:?}");
+        drop(running);
+        // Its stderr ends with it; no line says it forwards.
+        assert!(
+            !lines.any(|l| l.is_ok_and(|l| l.contains("forwarding"))),
+            "{args:?}"
+        );
+    }
 }
 
 #[test]
