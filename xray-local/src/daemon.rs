@@ -513,7 +513,7 @@ impl XrayLocal {
     pub fn completed(&self) -> Completed<'_> {
         Completed {
             store: &self.store,
-            cursor: 0,
+            cursor: self.store.follow(),
         }
     }
 
@@ -580,13 +580,13 @@ impl Drop for XrayLocal {
 #[derive(Debug)]
 pub struct Completed<'a> {
     store: &'a Store,
-    cursor: u64,
+    cursor: Arc<std::sync::atomic::AtomicU64>,
 }
 
 impl Completed<'_> {
     /// The next settled trace, or `None` if none settles within `timeout`.
     pub fn next_timeout(&mut self, timeout: Duration) -> Option<Trace> {
-        self.store.next_settled(&mut self.cursor, Some(timeout))
+        self.store.next_settled(&self.cursor, Some(timeout))
     }
 }
 
@@ -594,7 +594,7 @@ impl Iterator for Completed<'_> {
     type Item = Trace;
 
     fn next(&mut self) -> Option<Trace> {
-        self.store.next_settled(&mut self.cursor, None)
+        self.store.next_settled(&self.cursor, None)
     }
 }
 

@@ -8,6 +8,7 @@
 //! segment has not come is therefore never assembled while its pieces stream in.
 
 use std::collections::{BTreeMap, HashMap, HashSet, VecDeque};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use parking_lot::{Condvar, Mutex, MutexGuard};
@@ -69,8 +70,11 @@ impl Stats {
         self.evicted_traces
     }
 
-    /// Of [`evicted_traces`](Self::evicted_traces), those removed while not settled: their
-    /// latest documents were never reported complete to a waiter or follower.
+    /// Of [`evicted_traces`](Self::evicted_traces), those removed before every follower
+    /// ([`XrayLocal::completed`](crate::XrayLocal::completed)) had read them, or before they
+    /// settled at all: their latest documents were never shown. Eviction takes the traces
+    /// every follower has read first, and within a quarter of a bound complete traces settle
+    /// without waiting for the quiet period, so this stays 0 while followers keep up.
     pub fn evicted_unsettled(&self) -> u64 {
         self.evicted_unsettled
     }
@@ -155,6 +159,8 @@ struct Inner {
     /// Settled traces by settle sequence number, for readers that follow completions.
     settled: BTreeMap<u64, TraceId>,
     next_seq: u64,
+    /// Where each follower of completions ([`Store::follow`]) has read up to.
+    followers: Vec<std::sync::Weak<std::sync::atomic::AtomicU64>>,
     shut_down: bool,
 }
 
@@ -274,15 +280,26 @@ impl Store {
         self.with_kernel(stats)
     }
 
+    /// A new follower of completions, reading from the start: what it has read is what
+    /// eviction takes first.
+    pub(crate) fn follow(&self) -> Arc<std::sync::atomic::AtomicU64> {
+        let cursor = Arc::new(std::sync::atomic::AtomicU64::new(0));
+        let mut inner = self.inner.lock();
+        inner.followers.retain(|f| f.strong_count() > 0);
+        inner.followers.push(Arc::downgrade(&cursor));
+        cursor
+    }
+
     /// The first trace that settled after `cursor`; moves the cursor past it.
     pub(crate) fn next_settled(
         &self,
-        cursor: &mut u64,
+        cursor: &std::sync::atomic::AtomicU64,
         timeout: Option<Duration>,
     ) -> Option<Trace> {
+        use std::sync::atomic::Ordering::Relaxed;
         let mut take = |inner: &mut Inner| {
-            let (&seq, &id) = inner.settled.range(*cursor..).next()?;
-            *cursor = seq + 1;
+            let (&seq, &id) = inner.settled.range(cursor.load(Relaxed)..).next()?;
+            cursor.store(seq + 1, Relaxed);
             inner.traces.get_mut(&id).map(|e| e.trace(id).clone())
         };
         match timeout {
@@ -371,18 +388,44 @@ impl Inner {
         self.evict(config);
     }
 
-    /// Removes the oldest traces while over a bound.
+    /// Where every follower has read up to: settled traces before it have been shown to all.
+    /// With no follower, every settled trace counts as shown.
+    fn shown_before(&mut self) -> u64 {
+        self.followers.retain(|f| f.strong_count() > 0);
+        self.followers
+            .iter()
+            .filter_map(std::sync::Weak::upgrade)
+            .map(|c| c.load(std::sync::atomic::Ordering::Relaxed))
+            .min()
+            .unwrap_or(u64::MAX)
+    }
+
+    /// Removes traces while over a bound: first the oldest that every follower has been
+    /// shown, then the oldest of all (counted apart when not settled).
     fn evict(&mut self, config: &StoreConfig) {
         while self.traces.len() > config.max_traces || self.bytes > config.max_bytes {
-            let Some(id) = self.order.pop_front() else {
-                break;
+            let shown = self.shown_before();
+            let victim = self.settled.range(..shown).next().map(|(_, &id)| id);
+            let id = match victim {
+                Some(id) => {
+                    // Usually at or near the front: the oldest traces settle first.
+                    if let Some(at) = self.order.iter().position(|o| *o == id) {
+                        self.order.remove(at);
+                    }
+                    id
+                }
+                None => match self.order.pop_front() {
+                    Some(id) => id,
+                    None => break,
+                },
             };
             if let Some(entry) = self.traces.remove(&id) {
                 self.bytes = self.bytes.saturating_sub(entry.bytes);
                 if let Some(seq) = entry.settled_seq {
                     self.settled.remove(&seq);
                 }
-                if self.unsettled.remove(&id) {
+                let unread = entry.settled_seq.is_some_and(|seq| seq >= shown);
+                if self.unsettled.remove(&id) || unread {
                     self.stats.evicted_unsettled += 1;
                 }
                 self.stats.evicted_traces += 1;
@@ -395,6 +438,10 @@ impl Inner {
     fn settle(&mut self, config: &StoreConfig, now: Instant) -> Option<Instant> {
         let mut next: Option<Instant> = None;
         let mut done = Vec::new();
+        // Within a quarter of a bound, a complete trace settles at once instead of after the
+        // quiet period, which only waits for late pieces: shown now rather than evicted unseen.
+        let pressed = self.traces.len().saturating_mul(4) >= config.max_traces.saturating_mul(3)
+            || self.bytes.saturating_mul(4) >= config.max_bytes.saturating_mul(3);
         for &id in &self.unsettled {
             let Some(entry) = self.traces.get_mut(&id) else {
                 done.push((id, None));
@@ -402,7 +449,11 @@ impl Inner {
             };
             // Assembling is the costly part: only for a trace that may be complete.
             let complete = entry.pieces.may_be_complete() && entry.trace(id).is_complete();
-            let quiet_until = entry.last_update.checked_add(config.quiet_period);
+            let quiet_until = if pressed {
+                Some(now)
+            } else {
+                entry.last_update.checked_add(config.quiet_period)
+            };
             let idle_until = config
                 .idle_timeout
                 .and_then(|t| entry.last_update.checked_add(t));
