@@ -13,8 +13,8 @@ use serde_json::{Value, json};
 use support::{Schema, to_checked_json};
 use xray_core::{
     AnnotationError, AnnotationValue, Aws, Cause, CloudwatchLogs, Document, Ec2, Ecs, Eks,
-    ElasticBeanstalk, Exception, HttpRequest, Namespace, SegmentId, Service, Sql, StackFrame,
-    StatusFlags, TraceId, XraySdk, seconds_from_micros,
+    ElasticBeanstalk, Exception, HttpRequest, Namespace, SegmentId, Service, SpanLink, Sql,
+    StackFrame, StatusFlags, TraceId, XraySdk, seconds_from_micros,
 };
 
 const T0: f64 = 1_735_689_600.120_511;
@@ -818,4 +818,23 @@ fn exceptions_parse_with_every_field() {
     assert_eq!(e.truncated, 3);
     assert_eq!(e.skipped, 1);
     assert_eq!(serde_json::to_value(&e).unwrap(), input);
+}
+
+#[test]
+fn links_are_written_read_back_and_left_out_when_empty() {
+    let schema = Schema::get();
+    let mut doc = Document::new("consumer", SegmentId::new(), 1.0);
+    doc.set_trace_id(TraceId::new());
+    doc.set_end_time(2.0);
+    let plain = to_checked_json(schema, &doc);
+    assert!(plain.get("links").is_none(), "{plain}");
+    let producer = TraceId::new();
+    doc.add_link(SpanLink::new(producer, SegmentId::from_u64(7)).with_attribute("queue", "orders"));
+    let json = to_checked_json(schema, &doc);
+    assert_eq!(json["links"][0]["trace_id"], producer.to_string());
+    assert_eq!(json["links"][0]["id"], "0000000000000007");
+    assert_eq!(json["links"][0]["attributes"]["queue"], "orders");
+    let back: Document = serde_json::from_value(json.clone()).unwrap();
+    assert_eq!(back.links(), doc.links());
+    assert_eq!(to_checked_json(schema, &back), json);
 }

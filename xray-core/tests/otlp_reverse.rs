@@ -24,7 +24,9 @@ use xray_core::otlp::proto::tonic::trace::v1::span::{Event, Link, SpanKind};
 use xray_core::otlp::proto::tonic::trace::v1::status::StatusCode;
 use xray_core::otlp::proto::tonic::trace::v1::{ResourceSpans, ScopeSpans, Span, Status};
 use xray_core::otlp::{to_documents, to_spans};
-use xray_core::{Cause, CloudwatchLogs, Document, Ecs, Finished, FinishedKind, SegmentId, TraceId};
+use xray_core::{
+    Cause, CloudwatchLogs, Document, Ecs, Finished, FinishedKind, SegmentId, SpanLink, TraceId,
+};
 
 /// The ECS scenario of `segment_docs.rs` (what the CloudWatch agent's round trip loses).
 fn ecs_scenario() -> Document {
@@ -78,7 +80,38 @@ fn scenarios() -> Vec<(String, Document)> {
         })
         .collect();
     out.push(("ecs".to_owned(), ecs_scenario()));
+    out.push(("links".to_owned(), links_scenario()));
     out
+}
+
+/// A consumer segment linked to the producers of the two messages it handles, and a
+/// subsegment linked to a span of its own trace: links go as span links and come back.
+fn links_scenario() -> Document {
+    let trace_id = TraceId::new();
+    let mut doc = Document::new("consumer", SegmentId::new(), 1_478_293_361.271);
+    doc.set_trace_id(trace_id);
+    doc.set_end_time(1_478_293_361.449);
+    doc.add_link(SpanLink::new(
+        "1-5759e988-bd862e3fe1be46a994272793".parse().unwrap(),
+        SegmentId::from_u64(0x53995c3f42cd8ad8),
+    ));
+    doc.add_link(
+        SpanLink::new(TraceId::new(), SegmentId::new())
+            .with_attribute("queue", "orders")
+            .with_attribute("attempt", 2)
+            .with_attribute("delay_s", 1.5)
+            .with_attribute("redelivered", true)
+            .with_attribute("tags", serde_json::json!(["a", "b"]))
+            .with_attribute(
+                "origin",
+                serde_json::json!({"region": "eu-west-3", "shard": 7}),
+            ),
+    );
+    let mut child = Document::new("batch-item", SegmentId::new(), 1_478_293_361.3);
+    child.set_end_time(1_478_293_361.4);
+    child.add_link(SpanLink::new(trace_id, doc.id()));
+    doc.add_subsegment(child);
+    doc
 }
 
 /// The spans the OTLP transports send for `doc`, in one request (the transports split them

@@ -157,6 +157,10 @@ impl Document {
             }
             out.push(b']');
         }
+        if !self.links().is_empty() {
+            out.extend_from_slice(b",\"links\":");
+            serde_json::to_writer(&mut *out, self.links())?;
+        }
         Ok(())
     }
 }

@@ -212,7 +212,56 @@ struct Link {
     parent_id: Option<SegmentId>,
 }
 
-/// Fields most documents never carry: the segment-only strings and `precursor_ids`.
+/// A link from an entity to a span of another trace, or of this one: what OpenTelemetry calls
+/// a span link, for work that starts from more than one cause (a batch of queue messages, a
+/// fan-in). X-Ray keeps links that reach it as OpenTelemetry spans (the OTLP endpoint and
+/// `T1S`); the classic segment format has no field for them, so a daemon that only takes
+/// segments drops `links`.
+///
+/// # Examples
+///
+/// ```
+/// use xray_core::{Document, SegmentId, SpanLink, TraceId};
+///
+/// let producer = TraceId::new();
+/// let mut doc = Document::new("consume", SegmentId::new(), 1.0);
+/// doc.add_link(SpanLink::new(producer, SegmentId::from_u64(0x53995c3f42cd8ad8)));
+/// assert_eq!(doc.links()[0].trace_id, producer);
+/// ```
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[non_exhaustive]
+pub struct SpanLink {
+    /// The trace of the linked span.
+    pub trace_id: TraceId,
+    /// The linked span (a segment or subsegment id).
+    pub id: SegmentId,
+    /// Attributes of the link: strings, numbers, booleans and arrays or objects of them.
+    #[serde(default, skip_serializing_if = "serde_json::Map::is_empty")]
+    pub attributes: serde_json::Map<String, serde_json::Value>,
+}
+
+impl SpanLink {
+    /// A link to the span `id` of the trace `trace_id`, with no attributes.
+    pub fn new(trace_id: TraceId, id: SegmentId) -> Self {
+        SpanLink {
+            trace_id,
+            id,
+            attributes: serde_json::Map::new(),
+        }
+    }
+
+    /// Adds an attribute.
+    pub fn with_attribute(
+        mut self,
+        key: impl Into<String>,
+        value: impl Into<serde_json::Value>,
+    ) -> Self {
+        self.attributes.insert(key.into(), value.into());
+        self
+    }
+}
+
+/// Fields most documents never carry: the segment-only strings, `precursor_ids` and `links`.
 #[derive(Debug, Clone, Default, PartialEq)]
 struct Rare {
     /// A namespace other than `aws` and `remote`.
@@ -221,6 +270,7 @@ struct Rare {
     user: Option<String>,
     resource_arn: Option<String>,
     precursor_ids: Vec<SegmentId>,
+    links: Vec<SpanLink>,
 }
 
 // ===== impl Document =====
@@ -662,6 +712,16 @@ impl Document {
         self.rare_mut().precursor_ids.push(id);
     }
 
+    /// Links to spans of other traces (or of this one); see [`SpanLink`].
+    pub fn links(&self) -> &[SpanLink] {
+        self.rare.as_ref().map_or(&[], |r| &r.links)
+    }
+
+    /// Adds a link.
+    pub fn add_link(&mut self, link: SpanLink) {
+        self.rare_mut().links.push(link);
+    }
+
     fn rare_mut(&mut self) -> &mut Rare {
         self.rare.get_or_insert_with(Box::default)
     }
@@ -748,6 +808,9 @@ impl Serialize for Document {
         let precursors = self.precursor_ids();
         if !precursors.is_empty() {
             m.serialize_entry("precursor_ids", precursors)?;
+        }
+        if !self.links().is_empty() {
+            m.serialize_entry("links", self.links())?;
         }
         if !self.subsegments.is_empty() {
             m.serialize_entry("subsegments", &self.subsegments)?;
@@ -837,6 +900,8 @@ struct Wire {
     #[serde(default)]
     precursor_ids: Option<Vec<SegmentId>>,
     #[serde(default)]
+    links: Option<Vec<SpanLink>>,
+    #[serde(default)]
     subsegments: Option<Vec<Document>>,
 }
 
@@ -851,6 +916,7 @@ impl<'de> Deserialize<'de> for Document {
             .and_then(|h| h.request.as_mut())
             .is_some_and(|r| std::mem::take(&mut r.traced));
         let precursor_ids = w.precursor_ids.unwrap_or_default();
+        let links = w.links.unwrap_or_default();
         let (namespace, other_namespace) = match w.namespace.as_deref().map(Namespace::from) {
             None => (NamespaceTag::None, None),
             Some(Namespace::Aws) => (NamespaceTag::Aws, None),
@@ -861,7 +927,8 @@ impl<'de> Deserialize<'de> for Document {
             || w.origin.is_some()
             || w.user.is_some()
             || w.resource_arn.is_some()
-            || !precursor_ids.is_empty())
+            || !precursor_ids.is_empty()
+            || !links.is_empty())
         .then(|| {
             Box::new(Rare {
                 namespace: other_namespace,
@@ -869,6 +936,7 @@ impl<'de> Deserialize<'de> for Document {
                 user: w.user,
                 resource_arn: w.resource_arn,
                 precursor_ids,
+                links,
             })
         });
         let in_progress = w.in_progress.unwrap_or(false);

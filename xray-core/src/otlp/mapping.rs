@@ -44,9 +44,9 @@
 use std::fmt::Write as _;
 
 use opentelemetry_proto::tonic::common::v1::any_value::Value as Any;
-use opentelemetry_proto::tonic::common::v1::{AnyValue, ArrayValue, KeyValue};
+use opentelemetry_proto::tonic::common::v1::{AnyValue, ArrayValue, KeyValue, KeyValueList};
 use opentelemetry_proto::tonic::resource::v1::Resource;
-use opentelemetry_proto::tonic::trace::v1::span::{Event, SpanKind};
+use opentelemetry_proto::tonic::trace::v1::span::{Event, Link, SpanKind};
 use opentelemetry_proto::tonic::trace::v1::status::StatusCode;
 use opentelemetry_proto::tonic::trace::v1::{Span, Status};
 use serde_json::{Map, Value};
@@ -220,6 +220,7 @@ pub(crate) fn span(
         end_time_unix_nano: end,
         attributes: m.attributes,
         events: m.events,
+        links: links(doc),
         status: Some(Status {
             message,
             code: if status_error {
@@ -1227,6 +1228,55 @@ fn origin_of(platform: &str, launch_type: Option<&str>) -> Option<&'static str> 
 }
 
 // ===== helpers =====
+
+/// The document's links as span links, which the translator turns back into `links`
+/// (`makeSpanLinks`). An attribute that is JSON `null` has no OTLP form and is left out.
+fn links(doc: &Document) -> Vec<Link> {
+    doc.links()
+        .iter()
+        .map(|link| Link {
+            trace_id: trace_id_bytes(link.trace_id),
+            span_id: link.id.as_u64().to_be_bytes().to_vec(),
+            attributes: link
+                .attributes
+                .iter()
+                .filter_map(|(k, v)| Some(kv(k, any_of(v, 0)?)))
+                .collect(),
+            ..Default::default()
+        })
+        .collect()
+}
+
+/// A JSON value as an OTLP value: integers that fit `i64` as integers, other numbers as
+/// doubles, arrays and objects nested up to 32 deep.
+fn any_of(value: &Value, depth: usize) -> Option<Any> {
+    Some(match value {
+        Value::Null => return None,
+        Value::Bool(b) => Any::BoolValue(*b),
+        Value::Number(n) => match n.as_i64() {
+            Some(i) => Any::IntValue(i),
+            None => Any::DoubleValue(n.as_f64()?),
+        },
+        Value::String(s) => text(s),
+        _ if depth >= 32 => return None,
+        Value::Array(items) => Any::ArrayValue(ArrayValue {
+            values: items
+                .iter()
+                .filter_map(|v| {
+                    Some(AnyValue {
+                        value: Some(any_of(v, depth + 1)?),
+                    })
+                })
+                .collect(),
+        }),
+        Value::Object(map) => Any::KvlistValue(KeyValueList {
+            values: map
+                .iter()
+                .filter_map(|(k, v)| Some(kv(k, any_of(v, depth + 1)?)))
+                .collect(),
+        }),
+    })
+}
 
 fn kv(key: &str, value: Any) -> KeyValue {
     KeyValue {

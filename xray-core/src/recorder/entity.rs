@@ -241,6 +241,26 @@ impl Entity {
     pub fn set_fault(&self) {
         self.update(|doc| doc.set_fault(true));
     }
+
+    /// Links this entity to a span of another trace (or of this one), such as the producer of
+    /// a message this work consumes. Links reach X-Ray through the OpenTelemetry transports
+    /// (`OtlpUdpTransport`, and OTLP/HTTP); see [`SpanLink`](crate::SpanLink).
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use xray_core::{Recorder, SegmentId, SpanLink, TraceId};
+    ///
+    /// let recorder = Recorder::builder().ignore_environment().build()?;
+    /// let segment = recorder.begin_segment("consumer");
+    /// let producer = SpanLink::new(TraceId::new(), SegmentId::new()).with_attribute("queue", "orders");
+    /// segment.add_link(producer);
+    /// segment.end();
+    /// # Ok::<(), xray_core::ConfigError>(())
+    /// ```
+    pub fn add_link(&self, link: crate::SpanLink) {
+        self.update(|doc| doc.add_link(link));
+    }
 }
 
 fn now_secs(recorder: &Recorder) -> f64 {
