@@ -8,10 +8,8 @@ mod xray_api;
 use std::net::UdpSocket;
 use std::time::{Duration, Instant};
 
-use aws_credential_types::Credentials;
-use aws_credential_types::provider::SharedCredentialsProvider;
 use xray_api::Xray;
-use xray_local::{ForwardConfig, XrayLocal};
+use xray_local::XrayLocal;
 
 #[test]
 fn a_lone_document_after_a_quiet_spell_goes_within_the_idle_time() {
@@ -19,15 +17,7 @@ fn a_lone_document_after_a_quiet_spell_goes_within_the_idle_time() {
     let daemon = XrayLocal::builder()
         .udp_addr("127.0.0.1:0".parse().unwrap())
         .forward(
-            ForwardConfig::new("eu-west-3")
-                .endpoint(xray.url())
-                .credentials(SharedCredentialsProvider::new(Credentials::new(
-                    "AKIDEXAMPLE",
-                    "secret",
-                    None,
-                    None,
-                    "test",
-                )))
+            xray.forward_config()
                 .idle(Duration::from_millis(100))
                 .telemetry(None),
         )
@@ -64,15 +54,7 @@ fn unprocessed_documents_go_again_only_when_the_reason_passes() {
     let daemon = XrayLocal::builder()
         .udp_addr("127.0.0.1:0".parse().unwrap())
         .forward(
-            ForwardConfig::new("eu-west-3")
-                .endpoint(xray.url())
-                .credentials(SharedCredentialsProvider::new(Credentials::new(
-                    "AKIDEXAMPLE",
-                    "secret",
-                    None,
-                    None,
-                    "test",
-                )))
+            xray.forward_config()
                 .idle(Duration::from_millis(200))
                 .retries(3, Duration::from_millis(5), Duration::from_millis(10))
                 .telemetry(None),

@@ -11,15 +11,13 @@ use std::net::{TcpStream, UdpSocket};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use aws_credential_types::Credentials;
-use aws_credential_types::provider::SharedCredentialsProvider;
 use base64::Engine as _;
 use prost::Message as _;
 use serde_json::Value;
 use xray_api::Xray;
 use xray_core::otlp::proto::tonic::collector::trace::v1::ExportTraceServiceRequest;
 use xray_core::{DaemonAddress, LocalSampler, Recorder, SamplingRules, TraceId, TransportKind};
-use xray_local::{DropReason, ForwardConfig, Trace, XrayLocal};
+use xray_local::{DropReason, Trace, XrayLocal};
 use xray_otlp_http::OtlpHttpTransport;
 
 fn sample_all() -> Arc<LocalSampler> {
@@ -62,15 +60,7 @@ fn forwarding(xray: &Xray) -> XrayLocal {
     XrayLocal::builder()
         .udp_addr("127.0.0.1:0".parse().unwrap())
         .forward(
-            ForwardConfig::new("us-east-1")
-                .endpoint(xray.url())
-                .credentials(SharedCredentialsProvider::new(Credentials::new(
-                    "AKIDEXAMPLE",
-                    "secret",
-                    None,
-                    None,
-                    "test",
-                )))
+            xray.forward_config()
                 .idle(Duration::from_millis(20))
                 .telemetry(None),
         )

@@ -11,8 +11,6 @@ use std::net::{SocketAddr, TcpListener, TcpStream, UdpSocket};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use aws_credential_types::Credentials;
-use aws_credential_types::provider::SharedCredentialsProvider;
 use xray_api::Xray;
 use xray_local::{ForwardConfig, XrayLocal};
 
@@ -114,15 +112,7 @@ fn uploads_telemetry_and_sampling_calls_all_go_through_the_proxy() {
     let daemon = XrayLocal::builder()
         .udp_addr("127.0.0.1:0".parse().unwrap())
         .forward(
-            ForwardConfig::new("us-east-1")
-                .endpoint(xray.url())
-                .credentials(SharedCredentialsProvider::new(Credentials::new(
-                    "AKIDEXAMPLE",
-                    "secret",
-                    None,
-                    None,
-                    "test",
-                )))
+            xray.forward_config()
                 .idle(Duration::from_millis(20))
                 .telemetry(Some(Duration::from_millis(200)))
                 .proxy(proxy.url.as_str())

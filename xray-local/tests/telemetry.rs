@@ -8,11 +8,9 @@ mod xray_api;
 use std::net::UdpSocket;
 use std::time::{Duration, Instant};
 
-use aws_credential_types::Credentials;
-use aws_credential_types::provider::SharedCredentialsProvider;
 use serde_json::Value;
 use xray_api::Xray;
-use xray_local::{ForwardConfig, XrayLocal};
+use xray_local::XrayLocal;
 
 const RESOURCE: &str = "arn:aws:ec2:eu-west-3:123456789012:instance/i-0123456789abcdef0";
 
@@ -20,15 +18,7 @@ fn daemon(xray: &Xray) -> XrayLocal {
     XrayLocal::builder()
         .udp_addr("127.0.0.1:0".parse().unwrap())
         .forward(
-            ForwardConfig::new("eu-west-3")
-                .endpoint(xray.url())
-                .credentials(SharedCredentialsProvider::new(Credentials::new(
-                    "AKIDEXAMPLE",
-                    "secret",
-                    None,
-                    None,
-                    "test",
-                )))
+            xray.forward_config()
                 .idle(Duration::from_millis(20))
                 .retries(2, Duration::from_millis(5), Duration::from_millis(10))
                 .resource_arn(RESOURCE)

@@ -56,7 +56,7 @@ use crate::{AnnotationValue, Aws, Cause, Document, Exception, SegmentId, Service
 /// The metadata namespace of the residual. `AWS.` namespaces are reserved for AWS SDKs, so no
 /// application metadata can collide with it (a document that carries it anyway has it restored
 /// through the residual).
-const RESIDUAL_NAMESPACE: &str = "AWS.xray.segment";
+pub(super) const RESIDUAL_NAMESPACE: &str = "AWS.xray.segment";
 /// The translator's metadata rule (`makeXRayAttributes`): `aws.xray.metadata.<ns>` holding a
 /// JSON object string becomes `metadata.<ns>`, `default` merged into `metadata.default`.
 const METADATA_PREFIX: &str = "aws.xray.metadata.";
@@ -1368,7 +1368,7 @@ fn is_plain_key(key: &str) -> bool {
     !key.is_empty() && key.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'_')
 }
 
-fn is_leftover_key(key: &str) -> bool {
+pub(super) fn is_leftover_key(key: &str) -> bool {
     LEFTOVER_KEYS.contains(&key) || key.starts_with("otel.resource.")
 }
 

@@ -32,6 +32,7 @@ use opentelemetry_proto::tonic::trace::v1::span::{Link, SpanKind};
 use opentelemetry_proto::tonic::trace::v1::status::StatusCode;
 use serde_json::{Map, Number, Value};
 
+use super::mapping::RESIDUAL_NAMESPACE;
 use crate::SegmentId;
 
 /// The translator's metadata rule (`makeXRayAttributes`): `aws.xray.metadata.<ns>`.
@@ -39,41 +40,6 @@ const METADATA_PREFIX: &str = "aws.xray.metadata.";
 /// The translator's annotation rule (`makeXRayAttributes`): the keys to index.
 const ANNOTATIONS_ATTR: &str = "aws.xray.annotations";
 const DEFAULT_NS: &str = "default";
-/// The metadata namespace of the residual (as in `mapping.rs`).
-const RESIDUAL_NAMESPACE: &str = "AWS.xray.segment";
-/// Attributes the mapping emits that some translator version leaves in `metadata.default`
-/// (as in `mapping.rs`).
-const LEFTOVER_KEYS: &[&str] = &[
-    "aws.account_id",
-    "aws.dynamodb.table_names",
-    "aws.operation",
-    "aws.queue_url",
-    "aws.region",
-    "aws.request_id",
-    "aws.service",
-    "aws.table_name",
-    "client.address",
-    "db.connection_string",
-    "db.name",
-    "db.statement",
-    "db.system",
-    "db.user",
-    "enduser.id",
-    "http.client_ip",
-    "http.method",
-    "http.request.method",
-    "http.response.status_code",
-    "http.status_code",
-    "http.url",
-    "http.user_agent",
-    "net.peer.ip",
-    "network.peer.address",
-    "peer.service",
-    "rpc.system",
-    "url.full",
-    "user_agent.original",
-    "aws.xray.annotations",
-];
 /// Blocks the translator builds from the resource for every span: a subsegment's own come
 /// from the residual.
 const RESOURCE_WIDE_TOP: &[&str] = &["origin", "service"];
@@ -2028,9 +1994,7 @@ fn normalise(seg: &mut Object, subsegment: bool) {
     }
     if let Some(Value::Object(metadata)) = seg.get_mut("metadata") {
         if let Some(Value::Object(default)) = metadata.get_mut(DEFAULT_NS) {
-            default.retain(|k, _| {
-                !LEFTOVER_KEYS.contains(&k.as_str()) && !k.starts_with("otel.resource.")
-            });
+            default.retain(|k, _| !super::mapping::is_leftover_key(k));
         }
         drop_empty(metadata, DEFAULT_NS);
     }

@@ -79,6 +79,19 @@ impl Xray {
         }
     }
 
+    /// Forwarding to this X-Ray: test credentials, partial batches after 20 ms, no telemetry.
+    #[allow(dead_code)] // not every test forwards
+    pub(crate) fn forward_config(&self) -> xray_local::ForwardConfig {
+        use aws_credential_types::provider::SharedCredentialsProvider;
+        let credentials =
+            aws_credential_types::Credentials::new("AKIDEXAMPLE", "secret", None, None, "test");
+        xray_local::ForwardConfig::new("eu-west-3")
+            .endpoint(self.url())
+            .credentials(SharedCredentialsProvider::new(credentials))
+            .idle(std::time::Duration::from_millis(20))
+            .telemetry(None)
+    }
+
     pub(crate) fn url(&self) -> String {
         format!("http://{}", self.addr)
     }
