@@ -423,6 +423,19 @@ impl TraceHeader {
         })
     }
 
+    /// The extra fields in wire form (`k=v;k=v`), shared, for entities to carry onto their
+    /// outgoing headers; `None` when there are none.
+    pub(crate) fn forwarded(&self) -> Option<std::sync::Arc<str>> {
+        self.extra.as_deref().map(std::sync::Arc::from)
+    }
+
+    /// Sets the extra fields from their wire form as [`forwarded`](Self::forwarded) gives it
+    /// (already validated and within the budget).
+    pub(crate) fn with_forwarded(mut self, fields: Option<&str>) -> Self {
+        self.extra = fields.map(Box::from);
+        self
+    }
+
     /// The trace this request belongs to.
     pub const fn root(&self) -> TraceId {
         self.root

@@ -928,3 +928,62 @@ fn a_rules_file_is_used_and_a_bad_one_falls_back_to_the_defaults() {
     }
     let _ = std::fs::remove_dir_all(&dir);
 }
+
+#[test]
+fn outgoing_headers_carry_the_incoming_extra_fields_but_never_self() {
+    let incoming: TraceHeader = "Self=1-67891234-12456789abcdef012345678;\
+         Root=1-5759e988-bd862e3fe1be46a994272793;Parent=53995c3f42cd8ad8;Sampled=1;\
+         Lineage=a87bd80c:0|2ab5c7d1:1;Tenant=blue"
+        .parse()
+        .unwrap();
+    let sink = UdpSink::start();
+    let recorder = Recorder::builder()
+        .ignore_environment()
+        .with_daemon_address(DaemonAddress::new(sink.addr()))
+        .with_sampler(sample_all())
+        .build()
+        .unwrap();
+    for upstream in [
+        incoming.clone(),
+        incoming.clone().with_sampled(xray_core::Sampled::No),
+    ] {
+        let segment = recorder.begin_segment_with("api", Some(&upstream), &SamplingRequest::new());
+        let call = segment.begin_subsegment("call");
+        let nested = call.begin_subsegment("retry");
+        for entity in [segment.entity(), call.entity(), nested.entity()] {
+            let sampled = if segment.is_sampled() { 1 } else { 0 };
+            assert_eq!(
+                entity.trace_header().to_string(),
+                format!(
+                    "Root=1-5759e988-bd862e3fe1be46a994272793;Parent={};Sampled={sampled};\
+                     Lineage=a87bd80c:0|2ab5c7d1:1;Tenant=blue",
+                    entity.id()
+                )
+            );
+        }
+        nested.end();
+        call.end();
+        segment.end();
+    }
+    // A new trace has nothing to forward.
+    let fresh = recorder.begin_segment("fresh");
+    assert_eq!(fresh.trace_header().extra().count(), 0);
+    fresh.end();
+}
+
+#[test]
+fn a_lambda_invocation_forwards_the_lineage_it_was_invoked_with() {
+    let recorder = Recorder::builder()
+        .ignore_environment()
+        .with_daemon_address(DaemonAddress::new(UdpSink::start().addr()))
+        .build()
+        .unwrap();
+    let invocation = recorder.begin_lambda_invocation(Some(
+        "Root=1-5759e988-bd862e3fe1be46a994272793;Parent=53995c3f42cd8ad8;Sampled=1;\
+         Lineage=a87bd80c:0",
+    ));
+    let call = invocation.begin_subsegment("DynamoDB");
+    assert_eq!(call.trace_header().lineage(), Some("a87bd80c:0"));
+    call.end();
+    invocation.end();
+}

@@ -28,6 +28,9 @@ pub struct Entity {
     id: SegmentId,
     sampled: bool,
     node: Option<Node>,
+    /// The incoming header's extra fields (`Lineage` first among them), in wire form, carried
+    /// onto every outgoing header of the trace; shared by every entity of the segment.
+    forward: Option<Arc<str>>,
 }
 
 #[derive(Clone)]
@@ -55,7 +58,15 @@ impl Entity {
             id,
             sampled,
             node: None,
+            forward: None,
         }
+    }
+
+    /// This entity, forwarding `fields` on its outgoing headers.
+    #[inline]
+    fn forwarding(mut self, fields: Option<Arc<str>>) -> Self {
+        self.forward = fields;
+        self
     }
 
     /// The root of a new tree: a sampled segment, or a Lambda facade.
@@ -74,6 +85,7 @@ impl Entity {
                 slot: ROOT,
                 generation: 0,
             }),
+            forward: None,
         }
     }
 
@@ -98,7 +110,25 @@ impl Entity {
     }
 
     /// The header to send on a request made from this entity: this trace, this entity as
-    /// parent, and the sampling decision (`Sampled=1` or `Sampled=0`).
+    /// parent, the sampling decision (`Sampled=1` or `Sampled=0`), then the extra fields of
+    /// the header the trace came in with (`Lineage`, application fields), unchanged and in
+    /// their order. `Self` is never among them.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use xray_core::{Recorder, SamplingRequest, TraceHeader};
+    ///
+    /// let recorder = Recorder::builder().ignore_environment().build()?;
+    /// let incoming: TraceHeader =
+    ///     "Root=1-5759e988-bd862e3fe1be46a994272793;Sampled=0;Lineage=a87bd80c:0|2ab5c7d1:1".parse()?;
+    /// let segment = recorder.begin_segment_with("api", Some(&incoming), &SamplingRequest::new());
+    /// let call = segment.begin_subsegment("downstream");
+    /// let outgoing = call.trace_header();
+    /// assert_eq!(outgoing.lineage(), Some("a87bd80c:0|2ab5c7d1:1"));
+    /// assert_eq!(outgoing.parent(), Some(call.id()));
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
     pub fn trace_header(&self) -> TraceHeader {
         TraceHeader::new(self.trace_id)
             .with_parent(self.id)
@@ -107,6 +137,7 @@ impl Entity {
             } else {
                 Sampled::No
             })
+            .with_forwarded(self.forward.as_deref())
     }
 
     /// Makes this entity current on this thread until the guard is dropped.
@@ -117,7 +148,7 @@ impl Entity {
     /// Begins a subsegment under this entity.
     pub fn begin_subsegment(&self, name: &str) -> Subsegment {
         let Some(node) = &self.node else {
-            return Subsegment::unrecorded(self.trace_id, self.sampled);
+            return Subsegment::unrecorded(self.trace_id, self.sampled, self.forward.clone());
         };
         let recorder = &node.tree.recorder;
         let id = SegmentId::new();
@@ -139,6 +170,7 @@ impl Entity {
                         slot,
                         generation,
                     }),
+                    forward: self.forward.clone(),
                 }),
             },
             Err(OpenError::Gone) => {
@@ -147,11 +179,11 @@ impl Entity {
                     parent = %self.id,
                     "subsegment begun under an entity already sent; it is not recorded"
                 );
-                Subsegment::unrecorded(self.trace_id, self.sampled)
+                Subsegment::unrecorded(self.trace_id, self.sampled, self.forward.clone())
             }
             Err(OpenError::TooDeep) => {
                 recorder.too_deep();
-                Subsegment::unrecorded(self.trace_id, self.sampled)
+                Subsegment::unrecorded(self.trace_id, self.sampled, self.forward.clone())
             }
         }
     }
@@ -331,6 +363,14 @@ impl Segment {
         Self::begin_recorded(recorder, name, trace_id, id, parent, requested, rule)
     }
 
+    /// This segment, forwarding `fields` (an incoming header's extra fields) on the outgoing
+    /// headers of it and of everything begun under it.
+    #[inline]
+    pub(crate) fn forwarding(mut self, fields: Option<Arc<str>>) -> Segment {
+        self.owner.entity.forward = fields;
+        self
+    }
+
     /// The recording half of [`Segment::begin`], kept out of line so the unsampled path
     /// stays small.
     #[inline(never)]
@@ -374,13 +414,15 @@ impl Segment {
         trace_id: TraceId,
         id: SegmentId,
         sampled: bool,
+        forward: Option<Arc<str>>,
     ) -> Segment {
         let entity = if sampled {
             let doc = Document::new("facade", id, now_secs(recorder));
             Entity::root(recorder, trace_id, doc, true)
         } else {
             Entity::unrecorded(trace_id, id, false)
-        };
+        }
+        .forwarding(forward);
         Segment {
             owner: Owner::new(entity),
             requested: false,
@@ -471,9 +513,11 @@ impl Subsegment {
         }
     }
 
-    fn unrecorded(trace_id: TraceId, sampled: bool) -> Subsegment {
+    fn unrecorded(trace_id: TraceId, sampled: bool, forward: Option<Arc<str>>) -> Subsegment {
         Subsegment {
-            owner: Owner::new(Entity::unrecorded(trace_id, SegmentId::new(), sampled)),
+            owner: Owner::new(
+                Entity::unrecorded(trace_id, SegmentId::new(), sampled).forwarding(forward),
+            ),
         }
     }
 

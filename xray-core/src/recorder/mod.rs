@@ -304,7 +304,8 @@ impl Recorder {
                 }
             }
         };
-        Segment::begin(self, name, trace_id, parent, sampled, requested, rule)
+        let forward = header.and_then(TraceHeader::forwarded);
+        Segment::begin(self, name, trace_id, parent, sampled, requested, rule).forwarding(forward)
     }
 
     /// Begins the segment of one AWS Lambda invocation: a facade built from the invocation's
@@ -329,7 +330,8 @@ impl Recorder {
         match header {
             Some(h) if self.inner.enabled => match h.parent() {
                 Some(parent) => {
-                    Segment::facade(self, h.root(), parent, h.sampled() == Sampled::Yes)
+                    let forward = h.forwarded();
+                    Segment::facade(self, h.root(), parent, h.sampled() == Sampled::Yes, forward)
                 }
                 None => Segment::unsampled(h.root()),
             },
