@@ -24,9 +24,9 @@
 //!   period](XrayLocalBuilder::quiet_period), or idle for the [idle
 //!   timeout](XrayLocalBuilder::idle_timeout).
 //! - **Bounds.** At most [`max_traces`](XrayLocalBuilder::max_traces) traces and
-//!   [`max_bytes`](XrayLocalBuilder::max_bytes) of documents are kept. Eviction takes first
-//!   the oldest traces that every follower ([`XrayLocal::completed`]) has read, then the
-//!   oldest of all; within a quarter of a bound, complete traces settle without waiting for
+//!   [`max_bytes`](XrayLocalBuilder::max_bytes) of documents are kept. With followers
+//!   ([`XrayLocal::completed`]), eviction takes first the oldest traces every one of them has
+//!   read, then the oldest of all; without, it goes by first arrival; within a quarter of a bound, complete traces settle without waiting for
 //!   the quiet period, so that a follower that keeps up sees every trace. Every eviction is
 //!   counted, those of traces never shown apart ([`Stats::evicted_unsettled`]).
 //! - **Never losing in silence.** The socket reader only copies each datagram into a bounded

@@ -389,23 +389,24 @@ impl Inner {
     }
 
     /// Where every follower has read up to: settled traces before it have been shown to all.
-    /// With no follower, every settled trace counts as shown.
-    fn shown_before(&mut self) -> u64 {
+    /// `None` with no follower: then eviction goes by first arrival alone.
+    fn shown_before(&mut self) -> Option<u64> {
         self.followers.retain(|f| f.strong_count() > 0);
         self.followers
             .iter()
             .filter_map(std::sync::Weak::upgrade)
             .map(|c| c.load(std::sync::atomic::Ordering::Relaxed))
             .min()
-            .unwrap_or(u64::MAX)
     }
 
-    /// Removes traces while over a bound: first the oldest that every follower has been
-    /// shown, then the oldest of all (counted apart when not settled).
+    /// Removes traces while over a bound: with followers, first the oldest that every
+    /// follower has been shown; then, and without followers, by first arrival (counted apart
+    /// when not settled, or settled but not read by every follower).
     fn evict(&mut self, config: &StoreConfig) {
         while self.traces.len() > config.max_traces || self.bytes > config.max_bytes {
             let shown = self.shown_before();
-            let victim = self.settled.range(..shown).next().map(|(_, &id)| id);
+            let victim =
+                shown.and_then(|shown| self.settled.range(..shown).next().map(|(_, &id)| id));
             let id = match victim {
                 Some(id) => {
                     // Usually at or near the front: the oldest traces settle first.
@@ -424,7 +425,10 @@ impl Inner {
                 if let Some(seq) = entry.settled_seq {
                     self.settled.remove(&seq);
                 }
-                let unread = entry.settled_seq.is_some_and(|seq| seq >= shown);
+                let unread = entry
+                    .settled_seq
+                    .zip(shown)
+                    .is_some_and(|(seq, shown)| seq >= shown);
                 if self.unsettled.remove(&id) || unread {
                     self.stats.evicted_unsettled += 1;
                 }
