@@ -5,24 +5,12 @@
 //! forwarded) and any number of other fields (`Lineage`, application fields) that are carried
 //! through unchanged.
 //!
-//! Parsing borrows the input and splits it in place. It allocates once, and only when the header
-//! has fields beyond `Root`, `Parent` and `Sampled` that must be forwarded. Formatting writes into
+//! Parsing borrows the input and splits it in place. It allocates only when the header has fields
+//! beyond `Root`, `Parent` and `Sampled` that must be forwarded (once), or holds a malformed root
+//! or parent, which it keeps. Formatting writes into
 //! any [`fmt::Write`], so middleware can reuse one `String` per connection.
 //!
-//! Where the official SDKs disagree, the parser follows these rules:
-//!
-//! - whitespace around fields, keys and values is trimmed, empty fields are skipped, and a field
-//!   without `=` is skipped (Go, Java, Node);
-//! - `Root`, `Parent`, `Sampled` and `Self` are matched without regard to case (Node); when a
-//!   field repeats, the last non-empty one wins (all SDKs);
-//! - a value is everything after the first `=` (Go, Java);
-//! - a missing or invalid `Root` is an error: nothing in such a header can be trusted, so the
-//!   caller starts a new trace (Java regenerates the root);
-//! - an invalid `Parent` is ignored, an unknown `Sampled` value means no decision (Go, Java,
-//!   Python);
-//! - other fields are kept in their original order while the sum of their key and value lengths
-//!   stays within [`TraceHeader::MAX_EXTRA_LEN`]; a field that does not fit, has an empty key or
-//!   holds control characters is dropped (Node).
+//! The parsing rules, and which official SDK each follows, are in [`TraceHeader`]'s docs.
 
 use std::fmt;
 use std::str::FromStr;
@@ -118,8 +106,10 @@ impl From<bool> for Sampled {
 /// let err = "Parent=53995c3f42cd8ad8;Sampled=1".parse::<TraceHeader>().unwrap_err();
 /// assert!(err.is_missing_root());
 ///
-/// let err = "Root=1-5759e988-xyz".parse::<TraceHeader>().unwrap_err();
-/// assert!(err.is_invalid_root());
+/// // A malformed root is replaced, not an error.
+/// let header: TraceHeader = "Root=1-5759e988-xyz;Sampled=1".parse()?;
+/// assert_eq!(header.received_root(), Some("1-5759e988-xyz"));
+/// # Ok::<(), xray_core::ParseTraceHeaderError>(())
 /// ```
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 #[error("{}", .kind.message())]
@@ -132,7 +122,6 @@ pub struct ParseTraceHeaderError {
 enum ParseErrorKind {
     TooLong,
     MissingRoot,
-    InvalidRoot,
 }
 
 impl ParseErrorKind {
@@ -142,10 +131,6 @@ impl ParseErrorKind {
                 "invalid X-Amzn-Trace-Id header: longer than 4096 bytes (TraceHeader::MAX_LEN)"
             }
             Self::MissingRoot => "invalid X-Amzn-Trace-Id header: no `Root` field",
-            Self::InvalidRoot => {
-                "invalid X-Amzn-Trace-Id header: `Root` is not a trace id \
-                 (`1-` + 8 hex digits + `-` + 24 hex digits)"
-            }
         }
     }
 }
@@ -163,11 +148,6 @@ impl ParseTraceHeaderError {
     /// The header has no non-empty `Root` field.
     pub fn is_missing_root(&self) -> bool {
         self.kind == ParseErrorKind::MissingRoot
-    }
-
-    /// The `Root` field is not a valid trace id.
-    pub fn is_invalid_root(&self) -> bool {
-        self.kind == ParseErrorKind::InvalidRoot
     }
 }
 
@@ -240,6 +220,37 @@ impl ExtraFieldError {
 /// writes the canonical form (`Root`, `Parent`, `Sampled`, then the extra fields in their
 /// original order, with no trailing `;`), and parsing that form gives back an equal header.
 ///
+/// # Parsing
+///
+/// Parsing keeps everything that can be kept. Where the official SDKs disagree, the parser
+/// follows these rules, each named after the SDK it follows:
+///
+/// - whitespace around fields, keys and values is trimmed, empty fields are skipped, and a field
+///   without `=` is skipped (Go, Java, Node);
+/// - `Root`, `Parent`, `Sampled` and `Self` are matched without regard to case (Node); when a
+///   field repeats, the last non-empty one wins (all SDKs);
+/// - a value is everything after the first `=` (Go, Java);
+/// - a `Root` in upper- or mixed-case hex is a valid trace id and keeps its spelling: it is
+///   recorded and forwarded exactly as received (Go, Python, Node);
+/// - a `Root` that is not a trace id (`Root=fake`, `Root=0-…`, one digit too many) is replaced by
+///   a new trace id, and the rest of the header is kept: `Parent`, `Sampled`, `Lineage` and the
+///   other fields (Java). Go and Python keep such a root as it is, but X-Ray's segment schema
+///   refuses that `trace_id`, so the trace would be lost from this service on; with a new root
+///   it is recorded, and every service downstream joins it. The received text stays readable
+///   through [`received_root`](Self::received_root);
+/// - a missing or empty `Root` leaves nothing to continue: the header is an error and the
+///   caller starts a new trace (all SDKs);
+/// - a `Parent` that is not 16 hex digits is kept as received, readable through
+///   [`received_parent`](Self::received_parent), but is not a [`parent`](Self::parent): X-Ray
+///   documents `parent_id` as 16 hex digits, so it is not written into documents. It is
+///   never forwarded either, as every outgoing header names its own parent (all SDKs);
+/// - an unknown `Sampled` value means no decision (Go, Java, Python);
+/// - other fields are kept in their original order while the sum of their key and value lengths
+///   stays within [`MAX_EXTRA_LEN`](Self::MAX_EXTRA_LEN); a field that does not fit, has an
+///   empty key or holds control characters is dropped (Node).
+///
+/// What was replaced or dropped is logged at debug level, at most once a minute.
+///
 /// # Examples
 ///
 /// ```
@@ -270,6 +281,23 @@ pub struct TraceHeader {
     // The fields to forward, validated and in received order, already in wire form
     // (`k=v;k=v`): one allocation instead of a Vec of pairs, and writing them out is one copy.
     extra: Option<Box<str>>,
+    // What a malformed header held in place of a root or a parent; boxed, as it is rare.
+    received: Option<Box<Received>>,
+}
+
+/// The values a header held that are not ids, kept as received.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+struct Received {
+    root: Option<Box<str>>,
+    parent: Option<Box<str>>,
+}
+
+/// Header diagnostics: at most one line a minute, however many requests carry bad headers.
+static PARSE_LOG: crate::diag::LogLimiter = crate::diag::LogLimiter::new(60);
+
+fn parse_log_allowed() -> bool {
+    use crate::clock::Clock as _;
+    PARSE_LOG.allow(crate::clock::SystemClock.now_micros())
 }
 
 impl TraceHeader {
@@ -291,6 +319,7 @@ impl TraceHeader {
             parent: None,
             sampled: Sampled::Unknown,
             extra: None,
+            received: None,
         }
     }
 
@@ -347,9 +376,12 @@ impl TraceHeader {
 
     /// Parses a header value; same as `s.parse::<TraceHeader>()`.
     ///
+    /// A malformed `Root` is replaced by a new trace id and a malformed `Parent` is set aside,
+    /// and the rest of the header is kept (see [Parsing](Self#parsing)).
+    ///
     /// # Errors
     ///
-    /// When `s` is longer than [`MAX_LEN`](Self::MAX_LEN), or has no valid `Root`.
+    /// When `s` is longer than [`MAX_LEN`](Self::MAX_LEN), or has no non-empty `Root`.
     pub fn parse(s: &str) -> Result<Self, ParseTraceHeaderError> {
         if s.len() > Self::MAX_LEN {
             return Err(ParseTraceHeaderError::new(ParseErrorKind::TooLong));
@@ -378,23 +410,35 @@ impl TraceHeader {
                 }
             }
         }
-        if dropped > 0 {
-            // Once per header, however many fields it has.
+        let root = root.ok_or(ParseTraceHeaderError::new(ParseErrorKind::MissingRoot))?;
+        let (root, received_root) = match root.parse::<TraceId>() {
+            Ok(id) => (id, None),
+            // Java's rule: a new root, and the rest of the header stands.
+            Err(_) => (TraceId::new(), Some(root)),
+        };
+        let (parent, received_parent) = match parent.map(|p| (p, p.parse::<SegmentId>())) {
+            None => (None, None),
+            Some((_, Ok(id))) => (Some(id), None),
+            Some((text, Err(_))) => (None, Some(text)),
+        };
+        if (dropped > 0 || received_root.is_some() || received_parent.is_some())
+            && parse_log_allowed()
+        {
+            // The values themselves are not logged: a header is the caller's data.
             tracing::debug!(
-                dropped,
-                "dropped extra trace header fields that were invalid or over 256 bytes"
+                dropped_fields = dropped,
+                root_replaced = received_root.is_some(),
+                parent_not_an_id = received_parent.is_some(),
+                "X-Amzn-Trace-Id header partly malformed: a root that is not a trace id is \
+                 replaced by a new one, a parent that is not a segment id is not recorded, and \
+                 extra fields that are invalid or over 256 bytes are dropped (logged once a minute)"
             );
         }
-        let root = root.ok_or(ParseTraceHeaderError::new(ParseErrorKind::MissingRoot))?;
-        let root = root
-            .parse::<TraceId>()
-            .map_err(|_| ParseTraceHeaderError::new(ParseErrorKind::InvalidRoot))?;
-        let parent = parent.and_then(|p| match p.parse::<SegmentId>() {
-            Ok(id) => Some(id),
-            Err(_) => {
-                tracing::debug!("ignoring a trace header `Parent` that is not a segment id");
-                None
-            }
+        let received = (received_root.is_some() || received_parent.is_some()).then(|| {
+            Box::new(Received {
+                root: received_root.map(Box::from),
+                parent: received_parent.map(Box::from),
+            })
         });
         let sampled = sampled.map_or(Sampled::Unknown, Sampled::from_value);
         // A second pass over the same fields with the same rule, so the string is allocated
@@ -420,7 +464,46 @@ impl TraceHeader {
             parent,
             sampled,
             extra,
+            received,
         })
+    }
+
+    /// The `Root` exactly as received, when it was not a trace id and [`root`](Self::root) is
+    /// a new one in its place; `None` when the received root is the root.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use xray_core::{Sampled, TraceHeader};
+    ///
+    /// let header: TraceHeader = "Root=fake;Sampled=1;Lineage=10:1234abcd:3".parse()?;
+    /// assert_eq!(header.received_root(), Some("fake"));
+    /// assert_ne!(header.root().to_string(), "fake");
+    /// // The rest of the header stands.
+    /// assert_eq!(header.sampled(), Sampled::Yes);
+    /// assert_eq!(header.lineage(), Some("10:1234abcd:3"));
+    /// # Ok::<(), xray_core::ParseTraceHeaderError>(())
+    /// ```
+    pub fn received_root(&self) -> Option<&str> {
+        self.received.as_ref()?.root.as_deref()
+    }
+
+    /// The `Parent` exactly as received, when it was not a segment id (16 hex digits) and
+    /// [`parent`](Self::parent) is therefore `None`.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use xray_core::TraceHeader;
+    ///
+    /// let header: TraceHeader =
+    ///     "Root=1-5759e988-bd862e3fe1be46a994272793;Parent=53995c3f".parse()?;
+    /// assert_eq!(header.parent(), None);
+    /// assert_eq!(header.received_parent(), Some("53995c3f"));
+    /// # Ok::<(), xray_core::ParseTraceHeaderError>(())
+    /// ```
+    pub fn received_parent(&self) -> Option<&str> {
+        self.received.as_ref()?.parent.as_deref()
     }
 
     /// The extra fields in wire form (`k=v;k=v`), shared, for entities to carry onto their

@@ -1,7 +1,8 @@
 //! Trace and segment identifiers.
 //!
-//! Both are stored as integers and are `Copy`; they are written as lower-case hex only when they
-//! are formatted. New ids come from the calling thread's random generator (`rand::rng()`, a
+//! Both are stored as integers and are `Copy`; they are written as hex only when they are
+//! formatted. A trace id also remembers which of its digits were read in upper case, so that an
+//! id is written back exactly as it was received. New ids come from the calling thread's random generator (`rand::rng()`, a
 //! cryptographically secure generator seeded once per thread), so generating an id takes no
 //! lock and makes no system call. Its output is drawn in blocks of 32 words into a per-thread
 //! buffer: an id then costs a thread-local read instead of a generator call each time.
@@ -38,7 +39,11 @@ pub enum ParseIdError {
 /// The id of a trace: `1-` + the epoch second the trace started, as 8 hex digits, + `-` + 96
 /// random bits as 24 hex digits.
 ///
-/// Parsing accepts upper- and lower-case hex; formatting always writes lower case.
+/// Parsing accepts upper- and lower-case hex, and the id keeps its spelling: formatting writes
+/// back the digits in the case they were read, so a trace id received as `1-632BB806-…` is
+/// recorded and forwarded as `1-632BB806-…`, as the Go, Python and Node SDKs do. Two ids that
+/// differ only in case are different ids, as they are different strings to X-Ray. Ids made here
+/// are lower case.
 ///
 /// # Examples
 ///
@@ -51,14 +56,21 @@ pub enum ParseIdError {
 ///
 /// let fresh = TraceId::new();
 /// assert_eq!(fresh.to_string().len(), 35);
+///
+/// let upper: TraceId = "1-632BB806-bd862e3fe1be46a994272793".parse()?;
+/// assert_eq!(upper.to_string(), "1-632BB806-bd862e3fe1be46a994272793");
+/// assert_eq!(upper.to_lowercase().to_string(), "1-632bb806-bd862e3fe1be46a994272793");
 /// # Ok::<(), xray_core::ParseIdError>(())
 /// ```
 #[derive(Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub struct TraceId {
     epoch: u32,
-    // The 96 random bits, split so the struct stays 16 bytes with 4-byte alignment.
+    // The 96 random bits, as 32-bit words so the struct stays 20 bytes with 4-byte alignment.
     random_hi: u32,
-    random_lo: u64,
+    random_mid: u32,
+    random_lo: u32,
+    // Bit `i` set: hex digit `i` (of 32, epoch first) was read in upper case.
+    upper: u32,
 }
 
 impl TraceId {
@@ -82,7 +94,9 @@ impl TraceId {
                 return Self {
                     epoch,
                     random_hi,
-                    random_lo,
+                    random_mid: (random_lo >> 32) as u32,
+                    random_lo: random_lo as u32,
+                    upper: 0,
                 };
             }
         }
@@ -93,7 +107,9 @@ impl TraceId {
         Self {
             epoch: epoch_seconds,
             random_hi: (random >> 64) as u32,
-            random_lo: random as u64,
+            random_mid: (random >> 32) as u32,
+            random_lo: random as u32,
+            upper: 0,
         }
     }
 
@@ -104,7 +120,19 @@ impl TraceId {
 
     /// The 96 random bits.
     pub const fn random(&self) -> u128 {
-        ((self.random_hi as u128) << 64) | self.random_lo as u128
+        ((self.random_hi as u128) << 64)
+            | ((self.random_mid as u128) << 32)
+            | self.random_lo as u128
+    }
+
+    /// Whether the id is written in lower case only, as ids made here always are.
+    pub const fn is_lowercase(&self) -> bool {
+        self.upper == 0
+    }
+
+    /// The same id spelt in lower case.
+    pub const fn to_lowercase(self) -> Self {
+        Self { upper: 0, ..self }
     }
 
     /// Writes the 35 ASCII bytes of the id into `buf`, without allocating.
@@ -114,17 +142,41 @@ impl TraceId {
         write_hex(&mut buf[2..10], self.epoch as u64);
         buf[10] = b'-';
         write_hex(&mut buf[11..19], self.random_hi as u64);
-        write_hex(&mut buf[19..35], self.random_lo);
+        write_hex(&mut buf[19..27], self.random_mid as u64);
+        write_hex(&mut buf[27..35], self.random_lo as u64);
+        if self.upper != 0 {
+            self.write_case(buf);
+        }
+    }
+
+    #[cold]
+    fn write_case(&self, buf: &mut [u8; Self::LEN]) {
+        for digit in 0..32 {
+            if self.upper & (1 << digit) != 0 {
+                // The epoch's 8 digits start at byte 2, the random part's at byte 11.
+                let at = if digit < 8 { 2 + digit } else { 3 + digit };
+                buf[at].make_ascii_uppercase();
+            }
+        }
     }
 
     fn parse_bytes(s: &[u8]) -> Option<Self> {
         if s.len() != Self::LEN || s[0] != b'1' || s[1] != b'-' || s[10] != b'-' {
             return None;
         }
+        let upper = s[2..10]
+            .iter()
+            .chain(&s[11..35])
+            .enumerate()
+            .fold(0u32, |mask, (i, b)| {
+                mask | (u32::from(b.is_ascii_uppercase()) << i)
+            });
         Some(Self {
             epoch: parse_hex(&s[2..10])? as u32,
             random_hi: parse_hex(&s[11..19])? as u32,
-            random_lo: parse_hex(&s[19..35])?,
+            random_mid: parse_hex(&s[19..27])? as u32,
+            random_lo: parse_hex(&s[27..35])? as u32,
+            upper,
         })
     }
 }
@@ -388,7 +440,7 @@ mod tests {
 
     #[test]
     fn sizes_stay_small() {
-        assert_eq!(std::mem::size_of::<TraceId>(), 16);
+        assert_eq!(std::mem::size_of::<TraceId>(), 20);
         assert_eq!(std::mem::size_of::<SegmentId>(), 8);
     }
 
@@ -400,9 +452,22 @@ mod tests {
     }
 
     #[test]
-    fn upper_case_is_accepted_and_written_lower() {
-        let id: TraceId = "1-5759E988-BD862E3FE1BE46A994272793".parse().unwrap();
-        assert_eq!(id.to_string(), "1-5759e988-bd862e3fe1be46a994272793");
+    fn upper_case_is_accepted_and_written_as_read() {
+        for text in [
+            "1-5759E988-BD862E3FE1BE46A994272793",
+            "1-5759e988-bd862e3fe1be46a99427279F",
+            "1-F759e988-Bd862e3fe1be46a994272793",
+            "1-632BB806-bd862e3fe1be46a994272793",
+        ] {
+            let id: TraceId = text.parse().unwrap();
+            assert_eq!(id.to_string(), text);
+            assert!(!id.is_lowercase());
+            assert_eq!(id.to_lowercase().to_string(), text.to_ascii_lowercase());
+            assert_eq!(id.random(), id.to_lowercase().random());
+            assert_ne!(id, id.to_lowercase());
+        }
+        let lower: TraceId = "1-5759e988-bd862e3fe1be46a994272793".parse().unwrap();
+        assert!(lower.is_lowercase());
     }
 
     #[test]

@@ -31,6 +31,16 @@ fn sample_all() -> SharedSampler {
     ))
 }
 
+/// Rules that sample nothing: only a caller's `Sampled=1` records a trace.
+fn sample_none() -> SharedSampler {
+    Arc::new(LocalSampler::new(
+        SamplingRules::builder()
+            .with_default(0, 0.0)
+            .build()
+            .unwrap(),
+    ))
+}
+
 fn udp_recorder(sink: &UdpSink) -> Recorder {
     Recorder::builder()
         .ignore_environment()
@@ -986,4 +996,64 @@ fn a_lambda_invocation_forwards_the_lineage_it_was_invoked_with() {
     assert_eq!(call.trace_header().lineage(), Some("a87bd80c:0"));
     call.end();
     invocation.end();
+}
+
+#[test]
+fn a_root_in_upper_case_is_recorded_and_forwarded_as_received() {
+    let sink = UdpSink::start();
+    let recorder = Recorder::builder()
+        .ignore_environment()
+        .with_daemon_address(DaemonAddress::new(sink.addr()))
+        .with_sampler(sample_all())
+        .build()
+        .unwrap();
+    let upper = "1-632BB806-BD862E3FE1BE46A994272793";
+    let incoming: TraceHeader = format!("Root={upper};Parent=53995c3f42cd8ad8;Sampled=1")
+        .parse()
+        .unwrap();
+    let segment = recorder.begin_segment_with("api", Some(&incoming), &SamplingRequest::new());
+    let call = segment.begin_subsegment("call");
+    assert_eq!(
+        call.trace_header().to_string(),
+        format!("Root={upper};Parent={};Sampled=1", call.id())
+    );
+    call.end();
+    segment.end();
+    let docs = checked(sink.documents(1));
+    assert_eq!(docs[0]["trace_id"], upper);
+    assert_eq!(docs[0]["parent_id"], "53995c3f42cd8ad8");
+}
+
+#[test]
+fn a_malformed_root_starts_a_new_trace_that_keeps_the_rest_of_the_header() {
+    let sink = UdpSink::start();
+    let recorder = Recorder::builder()
+        .ignore_environment()
+        .with_daemon_address(DaemonAddress::new(sink.addr()))
+        .with_sampler(sample_none())
+        .build()
+        .unwrap();
+    // The sampler samples nothing: the caller's `Sampled=1` is what records this trace.
+    let incoming: TraceHeader =
+        "Root=1-5759e988-bd862e3fe1be46a99427279;Parent=bad;Sampled=1;Lineage=a87bd80c:0"
+            .parse()
+            .unwrap();
+    let segment = recorder.begin_segment_with("api", Some(&incoming), &SamplingRequest::new());
+    assert!(segment.is_sampled());
+    assert_eq!(segment.trace_id(), incoming.root());
+    let call = segment.begin_subsegment("call");
+    assert_eq!(
+        call.trace_header().to_string(),
+        format!(
+            "Root={};Parent={};Sampled=1;Lineage=a87bd80c:0",
+            incoming.root(),
+            call.id()
+        )
+    );
+    call.end();
+    segment.end();
+    let docs = checked(sink.documents(1));
+    assert_eq!(docs[0]["trace_id"], incoming.root().to_string());
+    // `Parent=bad` is no segment id: a document naming it would be refused.
+    assert!(docs[0].get("parent_id").is_none(), "{}", docs[0]);
 }
