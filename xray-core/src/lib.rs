@@ -109,6 +109,7 @@ mod header;
 mod id;
 #[cfg(feature = "otlp")]
 pub mod otlp;
+pub mod outgoing;
 mod recorder;
 mod sampling;
 mod transport;
@@ -127,8 +128,8 @@ pub use context::{ContextGuard, FutureExt, WithContext, current};
 pub use document::{
     AnnotationError, AnnotationValue, Annotations, Aws, Cause, CauseDetails, CloudwatchLogs,
     DEFAULT_METADATA_NAMESPACE, Document, Ec2, Ecs, Eks, ElasticBeanstalk, Exception, Http,
-    HttpRequest, HttpResponse, Metadata, MetadataError, Namespace, Service, SpanLink, Sql,
-    StackFrame, StatusFlags, Trimmed, XraySdk, seconds_from_micros,
+    HttpRequest, HttpResponse, MAX_FIELD_CHARS, Metadata, MetadataError, Namespace, Service,
+    SpanLink, Sql, StackFrame, StatusFlags, Trimmed, XraySdk, capped_field, seconds_from_micros,
 };
 pub use emitter::{
     BackgroundEmitter, DAEMON_HEADER, Datagram, Delivery, EmitError, Emitter, InMemoryEmitter,

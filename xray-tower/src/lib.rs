@@ -7,8 +7,8 @@
 //!   under it.
 //! - [`XRayClientLayer`] records a `remote` subsegment for every outgoing request of a tower
 //!   HTTP client (hyper-util's legacy `Client`, for one) and sends the trace header to the
-//!   callee. With the `reqwest` feature, `XRayMiddleware` does the same for `reqwest` clients
-//!   (through `reqwest-middleware`).
+//!   callee. The `xray-reqwest` crate does the same for `reqwest` clients, and
+//!   [`xray_core::outgoing`] holds what both record, for any other client.
 //!
 //! # Example
 //!
@@ -53,7 +53,6 @@
 //! # Feature flags
 //!
 //! - `axum`: read the peer address from axum's `ConnectInfo<SocketAddr>`.
-//! - `reqwest`: `XRayMiddleware`, the client side for `reqwest` through `reqwest-middleware`.
 //!
 //! # Supported Rust versions
 //!
@@ -61,15 +60,11 @@
 #![deny(missing_docs)]
 
 mod client;
-#[cfg(feature = "reqwest")]
-mod middleware;
 mod naming;
 mod record;
 mod server;
 
 pub use client::{ResponseFuture as ClientResponseFuture, XRayClient, XRayClientLayer};
-#[cfg(feature = "reqwest")]
-pub use middleware::XRayMiddleware;
 pub use naming::SegmentNaming;
 pub use record::X_AMZN_TRACE_ID;
 pub use server::{ResponseBody, ResponseFuture, XRay, XRayLayer};

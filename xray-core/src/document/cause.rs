@@ -235,9 +235,21 @@ impl Cause {
     }
 
     /// Describes an error known only by its message (an error type that implements `Display`
-    /// but not `Error`, a panic), with its type if known and the `source()` chain below it.
-    /// Needs no `'static` bound on the error itself, since only its text is kept.
-    pub(crate) fn from_message(
+    /// but not `Error`, a boxed middleware error, a panic), with its type if known and the
+    /// `source()` chain below it. Needs no `'static` bound on the error itself, since only its
+    /// text is kept.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use xray_core::Cause;
+    ///
+    /// let cause = Cause::from_message(&"connection reset", Some("hyper::Error"), None);
+    /// let ex = &cause.details().unwrap().exceptions[0];
+    /// assert_eq!(ex.message.as_deref(), Some("connection reset"));
+    /// assert_eq!(ex.kind.as_deref(), Some("hyper::Error"));
+    /// ```
+    pub fn from_message(
         message: &dyn fmt::Display,
         type_name: Option<&str>,
         source: Option<&(dyn Error + 'static)>,

@@ -101,10 +101,11 @@ pub struct HttpResponse {
 
 impl HttpRequest {
     /// Sets `url` to `url` without its query string and fragment, which can carry secrets and
-    /// would split one endpoint into many in the service map.
+    /// would split one endpoint into many in the service map, and cut to
+    /// [`MAX_FIELD_CHARS`] characters.
     pub fn set_url(&mut self, url: &str) {
         let end = url.find(['?', '#']).unwrap_or(url.len());
-        self.url = Some(url.get(..end).unwrap_or(url).to_owned());
+        self.url = Some(capped_field(url.get(..end).unwrap_or(url)).to_owned());
     }
 }
 
@@ -147,9 +148,26 @@ impl StatusFlags {
     }
 }
 
-/// The longest string the service accepts in most fields (`user`, the `http.request` strings,
-/// `sql.user`), in characters.
-pub(crate) const MAX_FIELD_CHARS: usize = 250;
+/// The longest string X-Ray keeps in most fields (`user`, the `http.request` strings,
+/// `sql.user`), in characters. Documents are written with such fields cut to it.
+pub const MAX_FIELD_CHARS: usize = 250;
+
+/// The first [`MAX_FIELD_CHARS`] characters of `s`, without copying: what an integration should
+/// copy out of a request (a header, a path) into a document that lives as long as the request,
+/// so that an oversized input is never held whole.
+///
+/// # Examples
+///
+/// ```
+/// use xray_core::{MAX_FIELD_CHARS, capped_field};
+///
+/// let long = "é".repeat(300);
+/// assert_eq!(capped_field(&long).chars().count(), MAX_FIELD_CHARS);
+/// assert_eq!(capped_field("GET"), "GET");
+/// ```
+pub fn capped_field(s: &str) -> &str {
+    prefix_chars(s, MAX_FIELD_CHARS)
+}
 
 /// The first `max` characters of `s`, without copying.
 pub(crate) fn prefix_chars(s: &str, max: usize) -> &str {

@@ -40,7 +40,7 @@ use crate::{SegmentId, TraceId};
 pub use annotation::{AnnotationError, AnnotationValue, Annotations};
 pub use aws::{Aws, CloudwatchLogs, Ec2, Ecs, Eks, ElasticBeanstalk, Service, Sql, XraySdk};
 pub use cause::{Cause, CauseDetails, Exception, StackFrame};
-pub use http::{Http, HttpRequest, HttpResponse, StatusFlags};
+pub use http::{Http, HttpRequest, HttpResponse, MAX_FIELD_CHARS, StatusFlags, capped_field};
 pub use metadata::{DEFAULT_METADATA_NAMESPACE, Metadata, MetadataError};
 pub use trim::Trimmed;
 

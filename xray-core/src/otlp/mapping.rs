@@ -65,9 +65,6 @@ const METADATA_PREFIX: &str = "aws.xray.metadata.";
 const ANNOTATION_KEYS: &str = "aws.xray.annotations";
 /// `telemetry.sdk.language`: selects the translator's stack parser (`parseException`).
 const STACK_LANGUAGE: &str = "java";
-/// The service's limit for `user`, the `http.request` strings and `sql.user`; the JSON writer
-/// cuts them to it, and so does this mapping.
-const MAX_FIELD_CHARS: usize = 250;
 /// The largest integer a `float64` holds exactly.
 const MAX_SAFE_INT: u64 = 1 << 53;
 /// `db.system` values for which the translator writes a `sql` block (`isSQL`).
@@ -1320,12 +1317,10 @@ fn non_empty(s: Option<&str>) -> Option<&str> {
     s.filter(|s| !s.is_empty())
 }
 
-/// The first `MAX_FIELD_CHARS` characters, as the JSON writer writes them.
+/// The first [`MAX_FIELD_CHARS`](crate::MAX_FIELD_CHARS) characters (the service's limit for
+/// `user`, the `http.request` strings and `sql.user`), as the JSON writer writes them.
 fn cap(s: &str) -> &str {
-    match s.char_indices().nth(MAX_FIELD_CHARS) {
-        Some((idx, _)) => s.get(..idx).unwrap_or(s),
-        None => s,
-    }
+    crate::capped_field(s)
 }
 
 /// Appends `s` with line breaks as spaces (one stack line must stay one line), and for a label

@@ -4,17 +4,17 @@ mod future;
 mod layer;
 
 use std::fmt;
-use std::net::{IpAddr, Ipv4Addr};
 use std::task::{Context, Poll};
 
-use http::{HeaderMap, HeaderValue, Request, Response, Uri};
+use http::{HeaderMap, Request, Response, Uri};
 use tower::Service;
-use xray_core::{HttpRequest, HttpResponse, Namespace, Recorder, Subsegment};
+use xray_core::outgoing::{self, OutgoingCall};
+use xray_core::{Recorder, Subsegment};
 
 pub use future::ResponseFuture;
 pub use layer::XRayClientLayer;
 
-use crate::record::{X_AMZN_TRACE_ID, capped, header_value, record_error};
+use crate::record::{X_AMZN_TRACE_ID, header_value};
 
 /// The service [`XRayClientLayer`] makes: traces every request sent through `S`.
 ///
@@ -85,72 +85,23 @@ impl<S> XRayClient<S> {
                 .get(http::header::HOST)
                 .and_then(|h| h.to_str().ok())
         });
-        let call = Call {
-            method: req.method().as_str(),
-            host,
-            port: uri.port_u16().or(match uri.scheme_str() {
-                Some("https") => Some(443),
-                Some("http") => Some(80),
-                _ => None,
-            }),
-            url: &|| without_userinfo(uri),
-        };
-        let (subsegment, header) = begin_call(self.recorder(), self.traced, &call)?;
+        let port = uri.port_u16().or(match uri.scheme_str() {
+            Some("https") => Some(443),
+            Some("http") => Some(80),
+            _ => None,
+        });
+        let url = || without_userinfo(uri);
+        let call = OutgoingCall::new(req.method().as_str(), host, port, &url)
+            .with_traced(self.traced);
+        let (subsegment, header) = outgoing::begin_call(self.recorder(), &call)?;
         set_header(req.headers_mut(), header);
         Some(subsegment)
     }
 }
 
-/// What a traced call records of an outgoing request, whatever the client.
-pub(crate) struct Call<'a> {
-    pub(crate) method: &'a str,
-    /// The host, as the URL (or the `Host` header) names it.
-    pub(crate) host: Option<&'a str>,
-    /// The port the request goes to, the scheme's default if the URL has none.
-    pub(crate) port: Option<u16>,
-    /// The URL as recorded: without user information or query string. Made only for a call
-    /// that is recorded.
-    pub(crate) url: &'a dyn Fn() -> String,
-}
-
-/// Begins the subsegment of an outgoing call; returns it with the trace header to send. `None`
-/// when the call is not traced (SDK disabled, a call to the daemon, no current context).
-pub(crate) fn begin_call(
-    recorder: &Recorder,
-    traced: bool,
-    call: &Call<'_>,
-) -> Option<(Subsegment, Option<HeaderValue>)> {
-    if !recorder.is_enabled() || is_daemon(recorder, call.host, call.port) {
-        return None;
-    }
-    let host = call.host.unwrap_or("unknown host");
-    let Some(parent) = xray_core::current() else {
-        // Applies the context-missing strategy (log, ignore); the request goes out as it
-        // came, without a header, so the callee decides for itself.
-        drop(recorder.begin_subsegment(host));
-        return None;
-    };
-    let subsegment = parent.begin_subsegment(host);
-    if subsegment.is_recording() {
-        let mut request = HttpRequest::default();
-        request.method = Some(call.method.to_owned());
-        request.set_url(&capped(&(call.url)()));
-        subsegment.update(|doc| {
-            doc.set_namespace(Namespace::Remote);
-            doc.set_traced(traced);
-            doc.http_mut().request = Some(request);
-        });
-    }
-    // Root, Parent = this subsegment, Sampled=1|0: the unsampled decision is propagated
-    // too, so the callee does not start recording a trace nobody records upstream.
-    let mut text = String::with_capacity(80);
-    subsegment.trace_header().write_to(&mut text);
-    Some((subsegment, header_value(text)))
-}
-
-/// Sets the trace header [`begin_call`] made.
-pub(crate) fn set_header(headers: &mut HeaderMap, value: Option<HeaderValue>) {
-    if let Some(value) = value {
+/// Sets the trace header [`outgoing::begin_call`] made.
+fn set_header(headers: &mut HeaderMap, text: String) {
+    if let Some(value) = header_value(text) {
         // `insert` replaces: a header already on the request names another parent.
         headers.insert(X_AMZN_TRACE_ID, value);
     }
@@ -158,33 +109,19 @@ pub(crate) fn set_header(headers: &mut HeaderMap, value: Option<HeaderValue>) {
 
 /// Ends a call's subsegment with its outcome: the response's status and `Content-Length`, or
 /// the transport error as the cause (a fault).
-pub(crate) fn end_call<E: fmt::Display>(
-    subsegment: Subsegment,
-    outcome: Result<(u16, &HeaderMap), &E>,
-) {
-    match outcome {
-        Ok((status, headers)) => {
-            let length = headers
-                .get(http::header::CONTENT_LENGTH)
-                .and_then(|v| v.to_str().ok())
-                .and_then(|v| v.trim().parse::<i64>().ok());
-            subsegment.update(|doc| {
-                doc.set_http_status(status);
-                if length.is_some() {
-                    doc.http_mut()
-                        .response
-                        .get_or_insert_with(HttpResponse::default)
-                        .content_length = length;
-                }
-            });
-        }
-        Err(error) => record_error(&subsegment, error),
-    }
-    subsegment.end();
+fn end_call<E: fmt::Display>(subsegment: Subsegment, outcome: Result<(u16, &HeaderMap), &E>) {
+    let outcome = outcome.map(|(status, headers)| {
+        let length = headers
+            .get(http::header::CONTENT_LENGTH)
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| v.trim().parse::<i64>().ok());
+        (status, length)
+    });
+    outgoing::end_call(subsegment, outcome);
 }
 
 /// The URL as recorded: no user information (it can hold a password); the query string is cut
-/// by [`HttpRequest::set_url`].
+/// by [`outgoing::begin_call`].
 fn without_userinfo(uri: &Uri) -> String {
     match (uri.scheme_str(), uri.authority()) {
         (Some(scheme), Some(authority)) => {
@@ -196,25 +133,4 @@ fn without_userinfo(uri: &Uri) -> String {
         }
         _ => uri.path().to_owned(),
     }
-}
-
-/// Whether a call to `host:port` goes to the daemon (its UDP or TCP address), which the SDK
-/// itself calls for sampling rules: tracing those calls would trace the tracer.
-fn is_daemon(recorder: &Recorder, host: Option<&str>, port: Option<u16>) -> bool {
-    let (Some(host), Some(port)) = (host, port) else {
-        return false;
-    };
-    let host = host.trim_start_matches('[').trim_end_matches(']');
-    let ip = if host.eq_ignore_ascii_case("localhost") {
-        IpAddr::V4(Ipv4Addr::LOCALHOST)
-    } else {
-        match host.parse::<IpAddr>() {
-            Ok(ip) => ip,
-            Err(_) => return false,
-        }
-    };
-    let daemon = recorder.daemon_address();
-    [daemon.udp(), daemon.tcp()]
-        .iter()
-        .any(|a| a.port() == port && (a.ip() == ip || (a.ip().is_loopback() && ip.is_loopback())))
 }

@@ -1,7 +1,5 @@
 //! XRayMiddleware on a real reqwest client, calling a real HTTP server on 127.0.0.1.
 
-mod support;
-
 use std::net::SocketAddr;
 use std::sync::{Arc, Mutex};
 
@@ -11,9 +9,29 @@ use axum::routing::any;
 use reqwest_middleware::{ClientBuilder, ClientWithMiddleware};
 use serde_json::Value;
 use xray_core::{ContextMissing, FutureExt, Recorder, Sampled, TraceHeader};
-use xray_tower::XRayMiddleware;
+use xray_reqwest::XRayMiddleware;
 
-use support::{in_memory, sampling_all};
+/// A builder for a recorder that samples every new trace and reads no environment.
+fn sampling_all() -> xray_core::RecorderBuilder {
+    let rules = xray_core::SamplingRules::builder()
+        .with_default(0, 1.0)
+        .build()
+        .expect("valid rules");
+    Recorder::builder()
+        .ignore_environment()
+        .with_service_name("test")
+        .with_sampler(Arc::new(xray_core::LocalSampler::new(rules)))
+}
+
+/// A recorder that samples everything into memory.
+fn in_memory() -> (Recorder, xray_core::InMemoryEmitter) {
+    let emitter = xray_core::InMemoryEmitter::new();
+    let recorder = sampling_all()
+        .with_emitter(emitter.clone())
+        .build()
+        .expect("recorder builds");
+    (recorder, emitter)
+}
 
 /// The headers of every request the server received.
 type Seen = Arc<Mutex<Vec<HeaderMap>>>;

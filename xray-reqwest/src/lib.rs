@@ -1,15 +1,25 @@
-//! Outgoing requests of a `reqwest` client, through `reqwest-middleware`.
+//! AWS X-Ray subsegments for the outgoing requests of `reqwest` clients, through
+//! `reqwest-middleware`.
+//!
+//! [`XRayMiddleware`] records a `remote` subsegment for every request and sends the
+//! `X-Amzn-Trace-Id` header to the callee, with the same fields as `xray-tower`'s
+//! `XRayClientLayer`: both go through [`xray_core::outgoing`].
+//!
+//! # Supported Rust versions
+//!
+//! The minimum supported Rust version is 1.94.
+#![deny(missing_docs)]
 
 use http::Extensions;
+use reqwest::header::{CONTENT_LENGTH, HeaderValue};
 use reqwest::{Request, Response};
 use reqwest_middleware::{Middleware, Next};
+use xray_core::outgoing::{self, OutgoingCall};
 use xray_core::{Recorder, Subsegment};
-
-use crate::client::{Call, begin_call, end_call, set_header};
 
 /// A [`reqwest_middleware::Middleware`] that records a `remote` subsegment for every request
 /// of a `reqwest` client and sends the trace header to the callee: what
-/// [`XRayClientLayer`](crate::XRayClientLayer) does for tower clients, with the same fields.
+/// `xray-tower`'s `XRayClientLayer` does for tower clients, with the same fields.
 ///
 /// The subsegment begins under the current context (the segment or subsegment the calling
 /// task is in) and covers the call until the response head arrives, a transport error, or the
@@ -22,7 +32,7 @@ use crate::client::{Call, begin_call, end_call, set_header};
 /// ```
 /// use reqwest_middleware::ClientBuilder;
 /// use xray_core::{FutureExt, Recorder};
-/// use xray_tower::XRayMiddleware;
+/// use xray_reqwest::XRayMiddleware;
 ///
 /// # async fn run(recorder: Recorder) -> Result<(), reqwest_middleware::Error> {
 /// let client = ClientBuilder::new(reqwest::Client::new())
@@ -65,15 +75,21 @@ impl XRayMiddleware {
 
     fn begin(&self, req: &mut Request) -> Option<Subsegment> {
         let url = req.url();
-        let call = Call {
-            method: req.method().as_str(),
-            host: url.host_str(),
-            port: url.port_or_known_default(),
-            url: &|| recorded_url(url),
-        };
+        let recorded = || recorded_url(url);
+        let call = OutgoingCall::new(
+            req.method().as_str(),
+            url.host_str(),
+            url.port_or_known_default(),
+            &recorded,
+        )
+        .with_traced(self.traced);
         let recorder = self.recorder.as_ref().unwrap_or_else(|| Recorder::global());
-        let (subsegment, header) = begin_call(recorder, self.traced, &call)?;
-        set_header(req.headers_mut(), header);
+        let (subsegment, header) = outgoing::begin_call(recorder, &call)?;
+        // The header is ids and the incoming header's fields, which were checked to be visible
+        // ASCII; `insert` replaces a header that names another parent.
+        if let Ok(value) = HeaderValue::try_from(header) {
+            req.headers_mut().insert("x-amzn-trace-id", value);
+        }
         Some(subsegment)
     }
 }
@@ -102,8 +118,15 @@ impl Middleware for XRayMiddleware {
         let subsegment = self.begin(&mut req);
         let result = next.run(req, extensions).await;
         if let Some(subsegment) = subsegment {
-            let outcome = result.as_ref().map(|r| (r.status().as_u16(), r.headers()));
-            end_call(subsegment, outcome);
+            let outcome = result.as_ref().map(|r| {
+                let length = r
+                    .headers()
+                    .get(CONTENT_LENGTH)
+                    .and_then(|v| v.to_str().ok())
+                    .and_then(|v| v.trim().parse::<i64>().ok());
+                (r.status().as_u16(), length)
+            });
+            outgoing::end_call(subsegment, outcome);
         }
         result
     }
