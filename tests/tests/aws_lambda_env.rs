@@ -1,6 +1,7 @@
 //! Inside AWS Lambda the SDK's recursion-detection interceptor sets `X-Amzn-Trace-Id` from
 //! `_X_AMZN_TRACE_ID`; `XRayInterceptor` replaces that value with its own subsegment as
-//! parent, so the service sees exactly one header, ours.
+//! parent, so the service sees exactly one header, ours, and the invocation's `Lineage` stays
+//! in it.
 //!
 //! This binary holds a single test because it sets process environment variables.
 
@@ -16,7 +17,7 @@ use xray_aws_sdk::XRayInterceptor;
 use xray_core::FutureExt as _;
 
 const LAMBDA_HEADER: &str =
-    "Root=1-5759e988-bd862e3fe1be46a994272793;Parent=53995c3f42cd8ad8;Sampled=1";
+    "Root=1-5759e988-bd862e3fe1be46a994272793;Parent=53995c3f42cd8ad8;Sampled=1;Lineage=a87bd80c:1";
 
 #[test]
 #[allow(unsafe_code)]
@@ -33,6 +34,7 @@ fn the_recursion_detection_header_is_replaced() {
     let server = ScriptedServer::start(vec![
         Scripted::json(200, "r1", "{}"),
         Scripted::json(200, "r2", "{}"),
+        Scripted::json(200, "r3", "{}"),
     ]);
     let config = aws_sdk_dynamodb::Config::builder()
         .region(aws_sdk_dynamodb::config::Region::new(REGION))
@@ -76,4 +78,42 @@ fn the_recursion_detection_header_is_replaced() {
     };
     assert_eq!(values(0), [LAMBDA_HEADER]);
     assert_eq!(values(1), [ours.as_str()]);
+
+    // The invocation itself, read from `_X_AMZN_TRACE_ID`: the call's header is the
+    // invocation's root, the call's subsegment as parent, and the invocation's `Lineage`.
+    let invocation = recorder.begin_lambda_invocation(None);
+    let lambda_root = invocation.trace_id();
+    assert_eq!(
+        lambda_root.to_string(),
+        "1-5759e988-bd862e3fe1be46a994272793"
+    );
+    rt.block_on(get().with_context(invocation.entity().clone()))
+        .unwrap();
+    invocation.end();
+    // The invocation's segment is Lambda's own, so its subsegment arrives alone and the trace
+    // never looks complete: poll for it.
+    let deadline = std::time::Instant::now() + Duration::from_secs(20);
+    let sub_id = loop {
+        let found = local
+            .trace(lambda_root)
+            .and_then(|t| t.find("DynamoDB").and_then(|e| e.id().map(str::to_owned)));
+        if let Some(id) = found {
+            break id;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the invocation's call arrives"
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    };
+    let requests = server.requests();
+    let third: Vec<&str> = requests[2]
+        .iter()
+        .filter(|(k, _)| k == "x-amzn-trace-id")
+        .map(|(_, v)| v.as_str())
+        .collect();
+    assert_eq!(
+        third,
+        [format!("Root={lambda_root};Parent={sub_id};Sampled=1;Lineage=a87bd80c:1").as_str()]
+    );
 }
