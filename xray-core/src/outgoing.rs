@@ -114,8 +114,10 @@ pub fn begin_call(recorder: &Recorder, call: &OutgoingCall<'_>) -> Option<(Subse
     };
     let subsegment = parent.begin_subsegment(host);
     if subsegment.is_recording() {
-        let mut request = HttpRequest::default();
-        request.method = Some(capped_field(call.method).to_owned());
+        let mut request = HttpRequest {
+            method: Some(capped_field(call.method).to_owned()),
+            ..HttpRequest::default()
+        };
         request.set_url(&(call.url)());
         subsegment.update(|doc| {
             doc.set_namespace(Namespace::Remote);

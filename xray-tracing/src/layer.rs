@@ -1,6 +1,4 @@
 use std::cell::RefCell;
-use std::error::Error;
-use std::fmt;
 use std::sync::Arc;
 
 use tracing::span::{Attributes, Id, Record};
@@ -97,18 +95,6 @@ thread_local! {
     static ENTERED: RefCell<Vec<Entered>> = const { RefCell::new(Vec::new()) };
 }
 
-/// An `ERROR` event, recorded as a cause.
-#[derive(Debug)]
-struct ErrorEvent(String);
-
-impl fmt::Display for ErrorEvent {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(&self.0)
-    }
-}
-
-impl Error for ErrorEvent {}
-
 /// Whether an event comes from the X-Ray crates themselves (their diagnostics).
 fn is_ours(target: &str) -> bool {
     target.starts_with("xray_")
@@ -171,7 +157,7 @@ where
             (None, Some(e)) => e,
             (None, None) => meta.name().to_owned(),
         };
-        let cause = Cause::from_error_with_type(&ErrorEvent(message), meta.target());
+        let cause = Cause::from_message(&message, Some(meta.target()), None);
         entity.update(|doc| doc.add_cause(cause));
     }
 

@@ -1,4 +1,4 @@
-//! AWS X-Ray subsegments from `tracing` spans.
+//! AWS X-Ray subsegments from `tracing` spans, and X-Ray ids on `tracing` log lines.
 //!
 //! [`XRaySpanLayer`] is a `tracing-subscriber` layer: every span it sees, created while an
 //! X-Ray segment or subsegment is current, becomes a subsegment under it, named after the span,
@@ -17,6 +17,9 @@
 //!
 //! Which spans become subsegments is chosen with tracing-subscriber's per-layer filters: a
 //! library's debug spans rarely belong in a trace.
+//!
+//! [`XRayEventFormat`] puts the trace id and the entity id on every log line written inside an
+//! X-Ray context, in JSON or text: see [Log correlation](#log-correlation).
 //!
 //! # Example
 //!
@@ -54,12 +57,122 @@
 //! # Ok::<(), xray_core::ConfigError>(())
 //! ```
 //!
+//! # Log correlation
+//!
+//! [`XRayEventFormat`] wraps the event formatter of `tracing-subscriber`'s fmt layer: every
+//! line written while an X-Ray segment or subsegment is current carries the trace id and the id
+//! of that entity (the segment, or the subsegment of the span, `#[capture]` function or call
+//! it was logged in), so a request's log lines are found from its trace, and its trace from a
+//! log line. A layer cannot add fields to another layer's events: the ids are added where the
+//! line is written.
+//!
+//! | formatter | what a line inside a context gets |
+//! |---|---|
+//! | [`XRayEventFormat::json`] around `fmt::format().json()` | two more members of its JSON object: `"xray_trace_id":"1-5759e988-bd862e3fe1be46a994272793","xray_entity_id":"53995c3f42cd8ad8"` |
+//! | [`XRayEventFormat::text`] around `fmt::format()`, `.compact()`, `.pretty()` | two more fields at its end: `xray_trace_id=1-… xray_entity_id=…` |
+//! | either, [`with_combined_key`](XRayEventFormat::with_combined_key)`(LogFields::COMBINED_KEY)` | one field, the AWS X-Ray SDK for Java's: `"AWS-XRAY-TRACE-ID":"1-…@53995c3f42cd8ad8"` |
+//!
+//! Lines outside any X-Ray context are written exactly as the inner formatter writes them.
+//! With a formatter of your own, or another logging stack, [`log_fields`] returns the ids of
+//! the current context.
+//!
+//! The keys: `xray_trace_id` is the key AWS Lambda Powertools loggers (Python, Java,
+//! TypeScript) give the trace id, so one CloudWatch Logs Insights query, `filter
+//! xray_trace_id = "1-…"`, finds the lines of Rust services and of Powertools functions alike;
+//! the entity id is beside it under `xray_entity_id`. The Java SDK instead puts
+//! `<trace id>@<entity id>` in the logging MDC under `AWS-XRAY-TRACE-ID`
+//! (`SLF4JSegmentListener`), which [`with_combined_key`](XRayEventFormat::with_combined_key)
+//! reproduces for fleets searched that way; [`with_keys`](XRayEventFormat::with_keys) names
+//! the two fields otherwise.
+//!
+//! ```
+//! use std::io;
+//! use std::sync::{Arc, Mutex};
+//! use tracing_subscriber::fmt;
+//! use tracing_subscriber::prelude::*;
+//! use xray_core::{InMemoryEmitter, Recorder};
+//! use xray_tracing::XRayEventFormat;
+//!
+//! // An in-memory log, for the example; a service writes to stdout or a file.
+//! #[derive(Clone, Default)]
+//! struct Log(Arc<Mutex<Vec<u8>>>);
+//! impl io::Write for Log {
+//!     fn write(&mut self, bytes: &[u8]) -> io::Result<usize> {
+//!         self.0.lock().unwrap().extend_from_slice(bytes);
+//!         Ok(bytes.len())
+//!     }
+//!     fn flush(&mut self) -> io::Result<()> {
+//!         Ok(())
+//!     }
+//! }
+//! let log = Log::default();
+//! let writer = log.clone();
+//!
+//! let recorder = Recorder::builder().with_emitter(InMemoryEmitter::new()).build()?;
+//! let subscriber = tracing_subscriber::registry().with(
+//!     fmt::layer()
+//!         .json()
+//!         .with_writer(move || writer.clone())
+//!         .map_event_format(XRayEventFormat::json),
+//! );
+//!
+//! let segment = recorder.begin_segment("checkout");
+//! tracing::subscriber::with_default(subscriber, || {
+//!     let _current = segment.enter();
+//!     tracing::info!(order_id = 42, "reserved");
+//! });
+//!
+//! // {"timestamp":"…","level":"INFO","fields":{"message":"reserved","order_id":42},
+//! //  "target":"…","xray_trace_id":"1-…","xray_entity_id":"…"}
+//! let line: serde_json::Value = serde_json::from_slice(&log.0.lock().unwrap())?;
+//! assert_eq!(line["fields"]["order_id"], 42);
+//! assert_eq!(line["xray_trace_id"], segment.trace_id().to_string());
+//! assert_eq!(line["xray_entity_id"], segment.id().to_string());
+//! # Ok::<(), Box<dyn std::error::Error>>(())
+//! ```
+//!
+//! The JSON formatter needs `tracing-subscriber`'s `json` feature, in the application's own
+//! dependency on it: `tracing-subscriber = { version = "0.3", features = ["json"] }`. Configure
+//! the fmt layer first (`.json()`, `.flatten_event(true)`, `.with_writer(…)`): its format
+//! options apply to `Format` only, so [`map_event_format`] comes last.
+//! `tracing_subscriber::fmt()` has the same `map_event_format`.
+//!
+//! [`map_event_format`]: tracing_subscriber::fmt::Layer::map_event_format
+//!
+//! # Unsampled requests
+//!
+//! Every entity here has real ids, sampled or not: an unsampled segment has its request's
+//! trace id (the incoming header's `Root`, else a new one) and a new random segment id, and
+//! every subsegment begun under it a new random id of its own. The same holds with the SDK
+//! disabled (`AWS_XRAY_SDK_ENABLED=false`). So the lines of an unsampled request carry its
+//! trace id as a sampled request's do, and as that id goes downstream in `X-Amzn-Trace-Id`
+//! (with `Sampled=0`), searching the logs for it finds the request in every service it
+//! reached, although X-Ray holds no trace for it. Its entity ids name nothing in X-Ray, since
+//! nothing was sent, but still tell one subsegment's lines from another's.
+//! [`LogFields::is_sampled`] tells the two cases apart. In AWS Lambda, the invocation's entity
+//! id is that of the function segment Lambda records, from the invocation's trace header.
+//!
+//! The official SDKs differ here, and `AWS_XRAY_NOOP_ID` is how two of them choose:
+//!
+//! | SDK | ids of an unsampled request |
+//! |---|---|
+//! | Python, Go | no-op ids, `1-00000000-000000000000000000000000` and `0000000000000000`, unless `AWS_XRAY_NOOP_ID=false`, which gives real ones |
+//! | Java | no `AWS_XRAY_NOOP_ID`: the servlet filter gives a no-op segment the request's real trace id (incoming, else new) and an empty entity id; `beginSegmentWithSampling` gives the all-zero trace id unless the recorder is built `withForcedTraceIdGeneration()`; `SLF4JSegmentListener` leaves unsampled entities out of the MDC |
+//! | .NET | no `AWS_XRAY_NOOP_ID`: a real trace id and entity id for every segment and subsegment, sampled or not |
+//! | this crate | real ids always, as Python and Go with `AWS_XRAY_NOOP_ID=false`; the variable is not read |
+//!
+//! A context whose trace id is the all-zero no-op id (a request from an upstream service that
+//! used no-op ids, or [`Subsegment::none`](xray_core::Subsegment::none) entered by hand) adds
+//! nothing to a line: that id would match every such request.
+//!
 //! # Supported Rust versions
 //!
 //! The minimum supported Rust version is 1.94.
 #![deny(missing_docs)]
 
+mod correlation;
 mod fields;
 mod layer;
 
+pub use correlation::{LogFields, XRayEventFormat, log_fields};
 pub use layer::XRaySpanLayer;
