@@ -6,17 +6,16 @@ mod aws_common;
 
 use std::time::Duration;
 
-use aws_common::{Moto, REGION, collector_and_recorder, credentials, http_client};
+use aws_common::{
+    Moto, REGION, aws, call_header, collector_and_recorder, credentials, http_client,
+    recorded_header, requests_carrying, the_one,
+};
 use aws_sdk_dynamodb::operation::RequestId as _;
 use serde_json::Value;
 use xray_aws_sdk::{XRayInterceptor, sqs};
 use xray_core::FutureExt as _;
 
 const WAIT: Duration = Duration::from_secs(20);
-
-fn aws<'a>(e: &xray_local::Entity<'a>) -> &'a Value {
-    e.get("aws").expect("aws block")
-}
 
 fn status(e: &xray_local::Entity<'_>) -> Option<u64> {
     e.get("http")?.get("response")?.get("status")?.as_u64()
@@ -29,28 +28,14 @@ fn content_length(e: &xray_local::Entity<'_>) -> Option<i64> {
         .as_i64()
 }
 
-/// The header named `name` (any case) of a request moto recorded.
-fn recorded_header<'a>(request: &'a Value, name: &str) -> Option<&'a str> {
-    request
-        .get("headers")?
-        .as_object()?
-        .iter()
-        .find(|(k, _)| k.eq_ignore_ascii_case(name))
-        .and_then(|(_, v)| v.as_str())
-}
-
 /// Moto received a request carrying this subsegment as `Parent`, SigV4-signed without the
 /// trace header among the signed headers (so setting it after signing keeps the signature
 /// valid).
 fn assert_server_saw_parent(moto: &Moto, trace_id: &str, sub: &xray_local::Entity<'_>) {
-    let expected = format!("Root={trace_id};Parent={};Sampled=1", sub.id().unwrap());
-    let requests = moto.recorded_requests();
-    let ours: Vec<&Value> = requests
-        .iter()
-        .filter(|r| recorded_header(r, "x-amzn-trace-id") == Some(expected.as_str()))
-        .collect();
+    let expected = call_header(trace_id, sub);
+    let ours = requests_carrying(moto, &expected);
     assert!(!ours.is_empty(), "moto never saw {expected}");
-    for r in ours {
+    for r in &ours {
         let auth = recorded_header(r, "authorization").expect("signed");
         assert!(auth.starts_with("AWS4-HMAC-SHA256 "), "{auth}");
         let signed = auth
@@ -61,15 +46,6 @@ fn assert_server_saw_parent(moto: &Moto, trace_id: &str, sub: &xray_local::Entit
         assert!(signed.contains("host"), "{signed}");
         assert!(!signed.contains("x-amzn-trace-id"), "{signed}");
     }
-}
-
-fn the_one<'a>(trace: &'a xray_local::Trace, name: &'a str, op: &str) -> xray_local::Entity<'a> {
-    let found: Vec<_> = trace
-        .find_all(name)
-        .filter(|e| e.get("aws").and_then(|a| a.get("operation")) == Some(&Value::from(op)))
-        .collect();
-    assert_eq!(found.len(), 1, "{name} {op}");
-    found.into_iter().next().unwrap()
 }
 
 fn assert_common(e: &xray_local::Entity<'_>, parent_id: &str) {
@@ -83,14 +59,7 @@ fn assert_common(e: &xray_local::Entity<'_>, parent_id: &str) {
 async fn dynamodb_calls_are_subsegments_with_whitelisted_parameters() {
     let moto = Moto::start();
     let (local, recorder) = collector_and_recorder();
-    let config = aws_sdk_dynamodb::Config::builder()
-        .region(aws_sdk_dynamodb::config::Region::new(REGION))
-        .credentials_provider(credentials())
-        .endpoint_url(&moto.endpoint)
-        .http_client(http_client())
-        .interceptor(XRayInterceptor::new())
-        .build();
-    let client = aws_sdk_dynamodb::Client::from_conf(config);
+    let client = aws_common::dynamodb_client(&moto.endpoint);
     use aws_sdk_dynamodb::types::*;
 
     let segment = recorder.begin_segment("orders-api");
@@ -240,14 +209,7 @@ async fn dynamodb_calls_are_subsegments_with_whitelisted_parameters() {
 async fn sqs_calls_are_subsegments_and_messages_carry_the_trace() {
     let moto = Moto::start();
     let (local, recorder) = collector_and_recorder();
-    let config = aws_sdk_sqs::Config::builder()
-        .region(aws_sdk_sqs::config::Region::new(REGION))
-        .credentials_provider(credentials())
-        .endpoint_url(&moto.endpoint)
-        .http_client(http_client())
-        .interceptor(XRayInterceptor::new())
-        .build();
-    let client = aws_sdk_sqs::Client::from_conf(config);
+    let client = aws_common::sqs_client(&moto.endpoint);
     use aws_sdk_sqs::types::*;
 
     let segment = recorder.begin_segment("producer");

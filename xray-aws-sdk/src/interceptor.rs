@@ -233,8 +233,7 @@ impl Intercept for XRayInterceptor {
         } else {
             None
         };
-        let mut header = String::with_capacity(96);
-        entity.trace_header().write_to(&mut header);
+        let header = crate::propagation::header_of(&entity);
         let state = CallState {
             entity,
             subsegment: Mutex::new(Some(subsegment)),

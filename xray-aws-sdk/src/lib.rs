@@ -13,7 +13,12 @@
 //! request and response, so the interceptor works with every service crate without depending
 //! on any.
 //!
-//! The [`sqs`] module carries traces through Amazon SQS messages.
+//! Messaging hops carry the trace too: [`sqs`] through Amazon SQS messages (their
+//! `AWSTraceHeader` system attribute, and the records of a Lambda SQS event, with the official
+//! SDKs' oversampling mitigation for batches), [`sns`] through Amazon SNS topics (the header of
+//! the `Publish` call, which the interceptor sets; where each kind of subscription receives it)
+//! and [`eventbridge`] through Amazon EventBridge events (each `PutEvents` entry's
+//! `TraceHeader`; where each kind of target receives it).
 //!
 //! # What is recorded
 //!
@@ -60,8 +65,11 @@
 //! The minimum supported Rust version is the workspace's `rust-version` (1.94).
 #![deny(missing_docs)]
 
+pub mod eventbridge;
 mod extract;
 mod interceptor;
+mod propagation;
+pub mod sns;
 pub mod sqs;
 mod whitelist;
 

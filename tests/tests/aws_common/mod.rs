@@ -7,7 +7,9 @@ use std::net::{SocketAddr, TcpListener, TcpStream};
 use std::sync::Arc;
 use std::time::Duration;
 
-use xray_core::{DaemonAddress, LocalSampler, Recorder, SamplingRules};
+use base64::Engine as _;
+use serde_json::Value;
+use xray_core::{DaemonAddress, LocalSampler, Recorder, SamplingRules, TraceId};
 use xray_local::XrayLocal;
 
 pub const REGION: &str = "us-east-1";
@@ -39,12 +41,119 @@ pub fn collector_and_recorder() -> (XrayLocal, Recorder) {
 #[allow(unused_imports)]
 pub use xray_testkit::moto::{Moto, TempDir, free_port};
 
+/// A DynamoDB client for `endpoint`, traced by `XRayInterceptor`, with the test credentials.
+#[allow(dead_code)]
+pub fn dynamodb_client(endpoint: &str) -> aws_sdk_dynamodb::Client {
+    aws_sdk_dynamodb::Client::from_conf(
+        aws_sdk_dynamodb::Config::builder()
+            .region(aws_sdk_dynamodb::config::Region::new(REGION))
+            .credentials_provider(credentials())
+            .endpoint_url(endpoint)
+            .http_client(http_client())
+            .interceptor(xray_aws_sdk::XRayInterceptor::new())
+            .build(),
+    )
+}
+
+/// An SQS client for `endpoint`, traced by `XRayInterceptor`, with the test credentials.
+#[allow(dead_code)]
+pub fn sqs_client(endpoint: &str) -> aws_sdk_sqs::Client {
+    aws_sdk_sqs::Client::from_conf(
+        aws_sdk_sqs::Config::builder()
+            .region(aws_sdk_sqs::config::Region::new(REGION))
+            .credentials_provider(credentials())
+            .endpoint_url(endpoint)
+            .http_client(http_client())
+            .interceptor(xray_aws_sdk::XRayInterceptor::new())
+            .build(),
+    )
+}
+
 pub fn credentials() -> aws_sdk_dynamodb::config::Credentials {
     aws_sdk_dynamodb::config::Credentials::new(ACCESS_KEY, SECRET_KEY, None, None, "static-test")
 }
 
 pub fn http_client() -> aws_smithy_runtime_api::client::http::SharedHttpClient {
     aws_smithy_http_client::Builder::new().build_http()
+}
+
+// ===== reading what was recorded =====
+
+/// The `aws` block of a subsegment.
+pub fn aws<'a>(e: &xray_local::Entity<'a>) -> &'a Value {
+    e.get("aws").expect("aws block")
+}
+
+/// The only `name` entity of the trace whose `aws.operation` is `op`.
+pub fn the_one<'a>(
+    trace: &'a xray_local::Trace,
+    name: &'a str,
+    op: &str,
+) -> xray_local::Entity<'a> {
+    let found: Vec<_> = trace
+        .find_all(name)
+        .filter(|e| e.get("aws").and_then(|a| a.get("operation")) == Some(&Value::from(op)))
+        .collect();
+    assert_eq!(found.len(), 1, "{name} {op}");
+    found.into_iter().next().unwrap()
+}
+
+/// The trace as it is once `until` holds for it, polling `local` for at most 20 s.
+pub fn wait_for(
+    local: &XrayLocal,
+    trace_id: TraceId,
+    until: impl Fn(&xray_local::Trace) -> bool,
+) -> xray_local::Trace {
+    for _ in 0..400 {
+        if let Some(trace) = local.trace(trace_id).filter(&until) {
+            return trace;
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    panic!(
+        "trace {trace_id} never got what was waited for: {:#?}",
+        local.trace(trace_id)
+    );
+}
+
+/// The header named `name` (any case) of a request moto recorded.
+pub fn recorded_header<'a>(request: &'a Value, name: &str) -> Option<&'a str> {
+    request
+        .get("headers")?
+        .as_object()?
+        .iter()
+        .find(|(k, _)| k.eq_ignore_ascii_case(name))
+        .and_then(|(_, v)| v.as_str())
+}
+
+/// The body of a request moto recorded, as text: moto's server records bodies base64-encoded
+/// (`body_encoded`).
+pub fn recorded_body(request: &Value) -> String {
+    let body = request
+        .get("body")
+        .and_then(Value::as_str)
+        .unwrap_or_default();
+    if request.get("body_encoded") != Some(&Value::Bool(true)) {
+        return body.to_owned();
+    }
+    base64::engine::general_purpose::STANDARD
+        .decode(body)
+        .ok()
+        .and_then(|bytes| String::from_utf8(bytes).ok())
+        .unwrap_or_default()
+}
+
+/// The `X-Amzn-Trace-Id` a traced call sends: its subsegment `sub` as parent, sampled.
+pub fn call_header(trace_id: &str, sub: &xray_local::Entity<'_>) -> String {
+    format!("Root={trace_id};Parent={};Sampled=1", sub.id().unwrap())
+}
+
+/// The requests moto served that carried `X-Amzn-Trace-Id: header`.
+pub fn requests_carrying(moto: &Moto, header: &str) -> Vec<Value> {
+    moto.recorded_requests()
+        .into_iter()
+        .filter(|r| recorded_header(r, "x-amzn-trace-id") == Some(header))
+        .collect()
 }
 
 /// The headers of each request a [`ScriptedServer`] served.

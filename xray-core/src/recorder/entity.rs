@@ -188,6 +188,49 @@ impl Entity {
         }
     }
 
+    /// Begins a subsegment under this entity that is not sampled, whatever this entity's
+    /// decision: it records nothing and is never sent, and the header it produces carries
+    /// `Sampled=0`, so the calls made under it are not sampled downstream either. `name` is
+    /// taken for symmetry with [`begin_subsegment`](Self::begin_subsegment), so that one can
+    /// stand for the other; nothing records it.
+    ///
+    /// This is the official SDKs' oversampling mitigation (`beginSubsegmentWithoutSampling` in
+    /// Java, `begin_subsegment_without_sampling` in Python, `addNewSubsegmentWithoutSampling`
+    /// in Node.js): in a Lambda function handling a batch of SQS messages, the work for each
+    /// message the producer did not sample goes under such a subsegment, so that a sampled
+    /// invocation does not sample every message's downstream calls.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use xray_core::{InMemoryEmitter, Recorder};
+    ///
+    /// let emitter = InMemoryEmitter::new();
+    /// let recorder = Recorder::builder()
+    ///     .ignore_environment()
+    ///     .with_emitter(emitter.clone())
+    ///     .build()?;
+    /// let invocation = recorder.begin_lambda_invocation(Some(
+    ///     "Root=1-5759e988-bd862e3fe1be46a994272793;Parent=53995c3f42cd8ad8;Sampled=1",
+    /// ));
+    /// let skipped = invocation.begin_subsegment_without_sampling("message");
+    /// assert!(!skipped.is_sampled() && !skipped.is_recording());
+    /// assert_eq!(skipped.trace_id(), invocation.trace_id());
+    /// assert!(skipped.trace_header().to_string().ends_with(";Sampled=0"));
+    /// skipped.end();
+    /// invocation.begin_subsegment("message").end();
+    ///
+    /// // Only the sampled one is sent (a Lambda facade sends each subsegment as it ends).
+    /// let docs = emitter.documents();
+    /// assert_eq!(docs.len(), 1);
+    /// assert_eq!(docs[0]["name"], "message");
+    /// # Ok::<(), xray_core::ConfigError>(())
+    /// ```
+    pub fn begin_subsegment_without_sampling(&self, name: &str) -> Subsegment {
+        let _ = name;
+        Subsegment::unrecorded(self.trace_id, false, self.forward.clone())
+    }
+
     /// Edits this entity's document directly: for fields without a dedicated setter. Does
     /// nothing when the entity is not recorded. The closure runs under the segment's lock:
     /// keep it short.
