@@ -91,8 +91,8 @@ impl<S> XRayClient<S> {
             _ => None,
         });
         let url = || without_userinfo(uri);
-        let call = OutgoingCall::new(req.method().as_str(), host, port, &url)
-            .with_traced(self.traced);
+        let call =
+            OutgoingCall::new(req.method().as_str(), host, port, &url).with_traced(self.traced);
         let (subsegment, header) = outgoing::begin_call(self.recorder(), &call)?;
         set_header(req.headers_mut(), header);
         Some(subsegment)
