@@ -1,11 +1,105 @@
 //! Centralized sampling end to end: xray-core's CentralizedSampler polling xray-local's
 //! sampling proxy over real HTTP, and the decisions showing in the documents it then receives.
 
+use std::net::{SocketAddr, TcpListener};
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
-use xray_core::{CentralizedSampler, DaemonAddress, Recorder, SamplingRequest};
+use xray_core::{
+    CentralizedSampler, DaemonAddress, DecidingRule, ManualClock, Recorder, SamplingRequest,
+};
 use xray_local::{SamplingRule, XrayLocal};
+
+/// The daemon's proxy, with one rule, `everything`, that samples all.
+fn daemon_at(addr: SocketAddr) -> XrayLocal {
+    let mut everything = SamplingRule::new("everything", 1, 1.0, 0);
+    everything.url_path = "*".into();
+    // The port was free a moment ago, or was this test's own daemon's: retry while the old
+    // listener lets go of it.
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        let started = XrayLocal::builder()
+            .udp_addr(addr)
+            .tcp_addr(addr)
+            .rules(vec![everything.clone(), SamplingRule::default_rule()])
+            .unwrap()
+            .start();
+        match started {
+            Ok(daemon) => return daemon,
+            Err(e) if Instant::now() < deadline => {
+                eprintln!("daemon not started yet: {e}");
+                std::thread::sleep(Duration::from_millis(100));
+            }
+            Err(e) => panic!("daemon does not start on {addr}: {e}"),
+        }
+    }
+}
+
+/// Waits until the recorder's sampler is decided by `rule`.
+fn wait_for_rule(recorder: &Recorder, rule: &DecidingRule) {
+    let request = SamplingRequest::new().with_url_path("/orders");
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        let now = recorder.sampler().explain(&request);
+        if now.decision().rule() == rule {
+            return;
+        }
+        assert!(Instant::now() < deadline, "still {now}, not {rule:?}");
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}
+
+/// Nothing in code but the environment: the recorder samples by the daemon's rules, keeps to
+/// the local rules while the daemon is not there, and takes the daemon's rules again when it
+/// returns.
+#[test]
+fn a_recorder_from_the_environment_alone_follows_the_daemons_rules() {
+    let addr = TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap();
+    let clock = Arc::new(ManualClock::new(1_735_689_600_000_000));
+    let recorder = Recorder::builder()
+        .with_env(move |key| (key == "AWS_XRAY_DAEMON_ADDRESS").then(|| addr.to_string()))
+        // Nothing beyond loopback, whatever machine the test runs on.
+        .with_environment_detection(xray_core::plugins::DetectOptions::disabled())
+        .with_clock(clock.clone())
+        .build()
+        .unwrap();
+    let everything = DecidingRule::Centralized("everything".into());
+
+    // No daemon yet: the local default rules decide.
+    wait_for_rule(&recorder, &DecidingRule::LocalDefault);
+
+    // The daemon starts: its rules are fetched at the next retry (every 10 s without rules).
+    let daemon = daemon_at(addr);
+    wait_for_rule(&recorder, &everything);
+    let segment = recorder.begin_segment_with(
+        "orders",
+        None,
+        &SamplingRequest::new().with_url_path("/orders"),
+    );
+    assert!(segment.is_sampled());
+    assert_eq!(segment.sampling_rule(), Some("everything"));
+    let trace_id = segment.trace_id();
+    segment.end();
+    let trace = daemon
+        .wait_for_trace(trace_id, Duration::from_secs(10))
+        .expect("the sampled trace reaches the daemon");
+    assert_eq!(
+        trace.segments()[0]["aws"]["xray"]["sampling_rule_name"],
+        "everything"
+    );
+
+    // The daemon goes away and the rules outlive their hour: the local rules decide again.
+    drop(daemon);
+    clock.advance_micros(3_601 * 1_000_000);
+    wait_for_rule(&recorder, &DecidingRule::LocalDefault);
+
+    // It comes back: so do its rules.
+    let _daemon = daemon_at(addr);
+    wait_for_rule(&recorder, &everything);
+}
 
 #[test]
 fn rules_from_the_daemon_decide_and_statistics_flow_back() {

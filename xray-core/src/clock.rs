@@ -85,3 +85,8 @@ impl Clock for ManualClock {
         self.micros.load(Ordering::Relaxed)
     }
 }
+
+/// The system clock's microseconds, for rate-limited diagnostics.
+pub(crate) fn now_micros_for_logs() -> u64 {
+    SystemClock.now_micros()
+}

@@ -19,6 +19,12 @@ pub const ENV_LAMBDA_TASK_ROOT: &str = "LAMBDA_TASK_ROOT";
 /// The transport finished segments go through: `udp` (segment documents, the default) or
 /// `otlp-udp` (OpenTelemetry spans in `T1S` datagrams, with the `otlp` feature).
 pub const ENV_TRANSPORT: &str = "XRAY_TRANSPORT";
+/// The sampler new traces are decided by: `centralized` (the default), `local`, `always` or
+/// `never`; see [`SamplerKind`].
+pub const ENV_SAMPLER: &str = "XRAY_SAMPLER";
+/// A local sampling rules file (the official SDKs' JSON format): the rules of the `local`
+/// sampler, and the fallback of the `centralized` one.
+pub const ENV_SAMPLING_RULES: &str = "XRAY_SAMPLING_RULES";
 /// Set by AWS Lambda to the current invocation's trace header in single-concurrency functions.
 pub const ENV_LAMBDA_TRACE_ID: &str = "_X_AMZN_TRACE_ID";
 
@@ -63,6 +69,102 @@ pub enum ConfigError {
         /// What is wrong with it.
         reason: &'static str,
     },
+    /// The sampler is not one of the known names.
+    #[error(
+        "invalid sampler {value:?} (XRAY_SAMPLER); expected centralized, local, always or never"
+    )]
+    Sampler {
+        /// The value given.
+        value: String,
+    },
+}
+
+impl ConfigError {
+    /// The environment variable the refused value belongs to.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use xray_core::DaemonAddress;
+    ///
+    /// let err = "nonsense".parse::<DaemonAddress>().unwrap_err();
+    /// assert_eq!(err.variable(), "AWS_XRAY_DAEMON_ADDRESS");
+    /// assert_eq!(
+    ///     err.to_string(),
+    ///     "invalid daemon address \"nonsense\" (AWS_XRAY_DAEMON_ADDRESS): the port is missing; \
+    ///      expected `host:port` or `tcp:host:port udp:host:port`"
+    /// );
+    /// ```
+    pub fn variable(&self) -> &'static str {
+        match self {
+            Self::DaemonAddress { .. } => ENV_DAEMON_ADDRESS,
+            Self::ContextMissing { .. } => ENV_CONTEXT_MISSING,
+            Self::Transport { .. } => ENV_TRANSPORT,
+            Self::Sampler { .. } => ENV_SAMPLER,
+        }
+    }
+}
+
+/// Which sampler decides new traces. Read from `XRAY_SAMPLER`; see
+/// [`RecorderBuilder::with_sampler_kind`](crate::RecorderBuilder::with_sampler_kind).
+///
+/// # Examples
+///
+/// ```
+/// use xray_core::SamplerKind;
+///
+/// assert_eq!("Centralized".parse::<SamplerKind>()?, SamplerKind::Centralized);
+/// assert_eq!("always".parse::<SamplerKind>()?, SamplerKind::Always);
+/// assert!("sometimes".parse::<SamplerKind>().is_err());
+/// # Ok::<(), xray_core::ConfigError>(())
+/// ```
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+#[non_exhaustive]
+pub enum SamplerKind {
+    /// `centralized` (the default): the rules managed in X-Ray, through the daemon's proxy,
+    /// with the local rules as the fallback while the proxy cannot be reached; local in AWS
+    /// Lambda, where no proxy is reachable and the function's caller decides.
+    #[default]
+    Centralized,
+    /// `local`: the local rules only (the default rules, one request a second then 5 %, or the
+    /// rules file).
+    Local,
+    /// `always`: every new trace (development, tests).
+    Always,
+    /// `never`: no new trace; callers' `Sampled=1` are still obeyed.
+    Never,
+}
+
+impl FromStr for SamplerKind {
+    type Err = ConfigError;
+
+    /// Case-insensitive.
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        let t = s.trim();
+        [
+            ("centralized", Self::Centralized),
+            ("local", Self::Local),
+            ("always", Self::Always),
+            ("never", Self::Never),
+        ]
+        .into_iter()
+        .find(|(name, _)| t.eq_ignore_ascii_case(name))
+        .map(|(_, kind)| kind)
+        .ok_or_else(|| ConfigError::Sampler {
+            value: s.chars().take(64).collect(),
+        })
+    }
+}
+
+impl fmt::Display for SamplerKind {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            Self::Centralized => "centralized",
+            Self::Local => "local",
+            Self::Always => "always",
+            Self::Never => "never",
+        })
+    }
 }
 
 /// Where the X-Ray daemon listens: UDP for segment documents, TCP for the sampling API proxy.

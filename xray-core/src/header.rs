@@ -296,8 +296,7 @@ struct Received {
 static PARSE_LOG: crate::diag::LogLimiter = crate::diag::LogLimiter::new(60);
 
 fn parse_log_allowed() -> bool {
-    use crate::clock::Clock as _;
-    PARSE_LOG.allow(crate::clock::SystemClock.now_micros())
+    PARSE_LOG.allow(crate::clock::now_micros_for_logs())
 }
 
 impl TraceHeader {

@@ -41,7 +41,9 @@
 //! - [`TraceHeader`], the `X-Amzn-Trace-Id` header: parsed from requests, written on outgoing
 //!   calls ([`Entity::trace_header`], [`TraceHeader::downstream`]) and responses
 //!   ([`Segment::response_header`]).
-//! - [`Sampler`], [`LocalSampler`] and [`SamplingRules`] decide which new traces are recorded.
+//! - [`Sampler`] decides which new traces are recorded: by default a [`ParentBasedSampler`]
+//!   (the caller's `Sampled=1|0` first) around a [`CentralizedSampler`] (X-Ray's rules,
+//!   through the daemon) that falls back to a [`LocalSampler`] and its [`SamplingRules`].
 //!   Unsampled requests still carry ids, so `Sampled=0` propagates, but record nothing and
 //!   allocate nothing.
 //! - [`Transport`]: where finished segments go. The recorder hands it a [`Finished`] view of
@@ -68,6 +70,13 @@
 //! | `AWS_XRAY_SDK_ENABLED` / `AWS_XRAY_SDK_DISABLED` | `false` / `true` turns every call into a no-op |
 //! | `LAMBDA_TASK_ROOT` | in AWS Lambda: see [`Recorder::begin_lambda_invocation`] |
 //! | `XRAY_TRANSPORT` | `udp` (segment documents, the default) or `otlp-udp` (OpenTelemetry spans as `T1S` datagrams, `otlp` feature); see [`TransportKind`] |
+//! | `XRAY_SAMPLER` | `centralized` (the default: the rules managed in X-Ray, through the daemon, with the local rules as fallback; local in Lambda), `local`, `always` or `never`; see [`SamplerKind`] |
+//! | `XRAY_SAMPLING_RULES` | a local sampling rules file (the official SDKs' JSON format): the `local` sampler's rules and the `centralized` one's fallback |
+//!
+//! A bad value fails [`RecorderBuilder::build`] with an error naming the variable and the
+//! value; [`Recorder::global`] logs it instead and keeps that one setting's default.
+//! Every build logs one `INFO` line (target `xray_core::recorder`) with the service name,
+//! the daemon, the sampler and the transport in use.
 //!
 //! # AWS Lambda
 //!
@@ -110,6 +119,7 @@ mod id;
 #[cfg(feature = "otlp")]
 pub mod otlp;
 pub mod outgoing;
+pub mod plugins;
 mod recorder;
 mod sampling;
 mod transport;
@@ -121,8 +131,8 @@ pub use xray_macros::capture;
 pub use clock::{Clock, ManualClock, SharedClock, SystemClock};
 pub use config::{
     ConfigError, ContextMissing, DaemonAddress, ENV_CONTEXT_MISSING, ENV_DAEMON_ADDRESS,
-    ENV_LAMBDA_TASK_ROOT, ENV_LAMBDA_TRACE_ID, ENV_SDK_DISABLED, ENV_SDK_ENABLED, ENV_TRACING_NAME,
-    ENV_TRANSPORT, TransportKind,
+    ENV_LAMBDA_TASK_ROOT, ENV_LAMBDA_TRACE_ID, ENV_SAMPLER, ENV_SAMPLING_RULES, ENV_SDK_DISABLED,
+    ENV_SDK_ENABLED, ENV_TRACING_NAME, ENV_TRANSPORT, SamplerKind, TransportKind,
 };
 pub use context::{ContextGuard, FutureExt, WithContext, current};
 pub use document::{
@@ -145,10 +155,11 @@ pub use recorder::{
     SetGlobalRecorderError, Subsegment,
 };
 pub use sampling::{
-    CentralizedSampler, CentralizedSamplerBuilder, DecidingRule, LocalSampler, RuleStatistics,
-    RulesError, RulesErrorKind, Sampler, SamplingDecision, SamplingExplanation, SamplingProxyError,
-    SamplingProxyErrorKind, SamplingReason, SamplingRequest, SamplingRule, SamplingRules,
-    SamplingRulesBuilder, SharedSampler, wildcard_match, wildcard_match_case_sensitive,
+    CentralizedSampler, CentralizedSamplerBuilder, DecidingRule, FixedSampler, LocalSampler,
+    ParentBasedSampler, RuleStatistics, RulesError, RulesErrorKind, Sampler, SamplingDecision,
+    SamplingExplanation, SamplingProxyError, SamplingProxyErrorKind, SamplingReason,
+    SamplingRequest, SamplingRule, SamplingRules, SamplingRulesBuilder, SharedSampler,
+    wildcard_match, wildcard_match_case_sensitive,
 };
 pub use transport::{
     Children, Finished, FinishedEntity, FinishedKind, FlushOutcome, SegmentTransport, Transport,

@@ -6,7 +6,7 @@
 use std::alloc::{GlobalAlloc, Layout, System};
 use std::sync::atomic::{AtomicUsize, Ordering};
 
-use xray_core::{InMemoryEmitter, Recorder, SamplingRequest, TraceHeader};
+use xray_core::{InMemoryEmitter, Recorder, SamplerKind, SamplingRequest, TraceHeader};
 
 struct Counting;
 
@@ -44,8 +44,11 @@ static GLOBAL: Counting = Counting;
 #[test]
 fn heap_use_of_hot_paths() {
     let emitter = InMemoryEmitter::with_capacity(100_000);
+    // Local sampling: the centralized sampler's poller thread would allocate as it polls, and
+    // this allocator counts every thread.
     let recorder = Recorder::builder()
         .ignore_environment()
+        .with_sampler_kind(SamplerKind::Local)
         .with_emitter(emitter.clone())
         .build()
         .unwrap();

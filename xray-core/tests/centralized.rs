@@ -365,6 +365,7 @@ fn only_usable_rules_are_kept() {
                 json!({"ResourceARN": "arn:aws:ecs:eu-west-1:1:service/x"}),
             ),
             record("attrs", 1, json!({"Attributes": {"tenant": "a"}})),
+            record("attr-not-a-string", 1, json!({"Attributes": {"tenant": 7}})),
             record("rate", 1, json!({"FixedRate": 1.5})),
             record("nohost", 1, json!({"Host": null})),
             record("weird", 1, json!({"Priority": "high"})),
@@ -378,8 +379,41 @@ fn only_usable_rules_are_kept() {
         vec![],
     );
     let sampler = sampler_for(proxy.addr, &clock());
-    assert_eq!(sampler.refresh_rules_now().unwrap(), 2);
-    assert_eq!(names(&sampler), ["ok", "extra"]);
+    assert_eq!(sampler.refresh_rules_now().unwrap(), 3);
+    assert_eq!(names(&sampler), ["attrs", "ok", "extra"]);
+}
+
+#[test]
+fn rules_with_attributes_apply_to_requests_that_have_them() {
+    let proxy = simple_proxy(
+        vec![
+            record(
+                "premium",
+                1,
+                json!({"Attributes": {"tier": "prem*", "region": "eu-*"}, "FixedRate": 1.0}),
+            ),
+            record("Default", 10000, json!({"FixedRate": 0.0})),
+        ],
+        vec![],
+    );
+    let sampler = sampler_for(proxy.addr, &clock());
+    sampler.refresh_rules_now().unwrap();
+    let both = [("region", "eu-west-1"), ("tier", "premium")];
+    let one = [("tier", "premium")];
+    let wrong = [("tier", "basic"), ("region", "eu-west-1")];
+    for (attributes, rule) in [
+        (&both[..], "premium"),
+        (&one[..], "Default"),
+        (&wrong[..], "Default"),
+        (&[][..], "Default"),
+    ] {
+        let request = SamplingRequest::new().with_attributes(attributes);
+        assert_eq!(
+            sampler.should_sample(&request).rule(),
+            &centralized(rule),
+            "{attributes:?}"
+        );
+    }
 }
 
 // ===== falling back =====

@@ -8,7 +8,9 @@ use std::future::Future;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::task::{Context, Poll, Waker};
 
-use xray_core::{ContextMissing, InMemoryEmitter, Recorder, SamplingRequest, TraceHeader, capture};
+use xray_core::{
+    ContextMissing, InMemoryEmitter, Recorder, SamplerKind, SamplingRequest, TraceHeader, capture,
+};
 
 struct Counting;
 
@@ -69,12 +71,18 @@ fn allocations(mut f: impl FnMut()) -> usize {
 fn unrecorded_calls_allocate_nothing() {
     let recorder = Recorder::builder()
         .ignore_environment()
+        // The centralized sampler's poller thread would allocate; this allocator counts every
+        // thread.
+        .with_sampler_kind(SamplerKind::Local)
         .with_emitter(InMemoryEmitter::new())
         .with_context_missing(ContextMissing::IgnoreError)
         .build()
         .unwrap();
     Recorder::builder()
         .ignore_environment()
+        // The centralized sampler's poller thread would allocate; this allocator counts every
+        // thread.
+        .with_sampler_kind(SamplerKind::Local)
         .with_emitter(InMemoryEmitter::new())
         .with_context_missing(ContextMissing::IgnoreError)
         .build()

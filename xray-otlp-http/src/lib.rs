@@ -417,6 +417,15 @@ impl Transport for OtlpHttpTransport {
     fn stats(&self) -> TransportStats {
         self.shared.counters.snapshot()
     }
+
+    fn describe(&self) -> String {
+        let config = &self.shared.config;
+        let signed = match config.signing {
+            Signing::SigV4 { .. } => ", SigV4-signed",
+            _ => "",
+        };
+        format!("OTLP/HTTP to {}{signed}", config.endpoint)
+    }
 }
 
 impl Drop for OtlpHttpTransport {

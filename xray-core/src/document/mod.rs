@@ -1014,7 +1014,17 @@ fn sanitize_name(name: &str) -> Arc<str> {
         out.push_str(FALLBACK_NAME);
     }
     if dropped {
-        tracing::debug!(target: "xray_core::document", name = %out, "segment name sanitised");
+        // Once a minute at most: a service names its segments the same way every time, so
+        // one bad name would otherwise log on every request.
+        static LOG: crate::diag::LogLimiter = crate::diag::LogLimiter::new(60);
+        if LOG.allow(crate::clock::now_micros_for_logs()) {
+            tracing::debug!(
+                target: "xray_core::document",
+                name = %out,
+                "segment name sanitised: characters X-Ray does not accept were dropped, or it \
+                 was cut to 200 characters (logged once a minute)"
+            );
+        }
     }
     out.into()
 }

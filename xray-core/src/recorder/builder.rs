@@ -5,15 +5,19 @@ use super::{Inner, Recorder, send};
 use crate::clock::{SharedClock, SystemClock};
 use crate::config::{
     self, ConfigError, ContextMissing, DaemonAddress, ENV_CONTEXT_MISSING, ENV_DAEMON_ADDRESS,
-    ENV_LAMBDA_TASK_ROOT, ENV_SDK_DISABLED, ENV_SDK_ENABLED, ENV_TRACING_NAME, ENV_TRANSPORT,
-    TransportKind,
+    ENV_LAMBDA_TASK_ROOT, ENV_SAMPLER, ENV_SAMPLING_RULES, ENV_SDK_DISABLED, ENV_SDK_ENABLED,
+    ENV_TRACING_NAME, ENV_TRANSPORT, SamplerKind, TransportKind,
 };
 use crate::diag::LogLimiter;
 use crate::emitter::{BackgroundEmitter, EmitError, Emitter, UdpEmitter};
-use crate::sampling::{CentralizedSampler, LocalSampler, SamplingRules, SharedSampler};
+use crate::plugins::DetectOptions;
+use crate::sampling::{
+    CentralizedSampler, FixedSampler, LocalSampler, ParentBasedSampler, SamplingRules,
+    SharedSampler,
+};
 use crate::transport::{SegmentTransport, Transport};
 
-type EnvLookup = Box<dyn Fn(&str) -> Option<String> + Send + Sync>;
+type EnvLookup = Arc<dyn Fn(&str) -> Option<String> + Send + Sync>;
 
 /// Builds a [`Recorder`].
 ///
@@ -28,10 +32,20 @@ type EnvLookup = Box<dyn Fn(&str) -> Option<String> + Send + Sync>;
 /// | `AWS_XRAY_SDK_DISABLED` | `true` disables the SDK |
 /// | `LAMBDA_TASK_ROOT` | set in AWS Lambda: subsegments are sent as soon as they end |
 /// | `XRAY_TRANSPORT` | `udp` (default) or `otlp-udp`: see [`with_transport_kind`](Self::with_transport_kind); a bad value fails [`build`](Self::build) |
+/// | `XRAY_SAMPLER` | `centralized` (default), `local`, `always` or `never`: see [`with_sampler_kind`](Self::with_sampler_kind); a bad value fails [`build`](Self::build) |
+/// | `XRAY_SAMPLING_RULES` | a local rules file: see [`with_sampling_rules_file`](Self::with_sampling_rules_file) |
 ///
 /// Without configuration: the service name is the executable's file name, the daemon is
-/// `127.0.0.1:2000`, sampling uses the default rules (one request a second, then 5 %), and
-/// streaming starts above 100 completed subsegments.
+/// `127.0.0.1:2000`, sampling follows the rules managed in X-Ray (fetched through the daemon,
+/// as every official SDK does; the default local rules, one request a second then 5 %, decide
+/// until the daemon answers and in AWS Lambda), a caller's `Sampled=1` or `Sampled=0` is
+/// obeyed, and streaming starts above 100 completed subsegments.
+///
+/// To sample everything in development, set `XRAY_SAMPLER=always` (or call
+/// `.with_sampler_kind(SamplerKind::Always)`).
+///
+/// [`build`](Self::build) logs one `INFO` line under the target `xray_core::recorder` naming
+/// the service, the daemon, the sampler and the transport.
 ///
 /// # Examples
 ///
@@ -55,7 +69,7 @@ pub struct RecorderBuilder {
     transport_kind: TransportKind,
     background: bool,
     sampler: Option<SharedSampler>,
-    centralized: bool,
+    sampler_kind: SamplerKind,
     rules_file: Option<std::path::PathBuf>,
     clock: Option<SharedClock>,
     context_missing: Option<ContextMissing>,
@@ -64,6 +78,10 @@ pub struct RecorderBuilder {
     honor_upstream: bool,
     service_version: Option<String>,
     origin: Option<String>,
+    /// The environment named a daemon that cannot be used: nothing is sent.
+    daemon_unusable: bool,
+    /// `None`: the default, detection on when the environment is read.
+    detect: Option<DetectOptions>,
 }
 
 impl fmt::Debug for RecorderBuilder {
@@ -77,7 +95,8 @@ impl fmt::Debug for RecorderBuilder {
             .field("transport_kind", &self.transport_kind)
             .field("background", &self.background)
             .field("sampler", &self.sampler)
-            .field("centralized", &self.centralized)
+            .field("sampler_kind", &self.sampler_kind)
+            .field("rules_file", &self.rules_file)
             .field("context_missing", &self.context_missing)
             .field("streaming_threshold", &self.streaming_threshold)
             .field("enabled", &self.enabled)
@@ -99,7 +118,7 @@ impl RecorderBuilder {
     /// A builder with the defaults, reading the process environment at [`build`](Self::build).
     pub fn new() -> Self {
         Self {
-            env: Some(Box::new(|k| std::env::var(k).ok())),
+            env: Some(Arc::new(|k| std::env::var(k).ok())),
             service_name: None,
             daemon: None,
             emitter: None,
@@ -107,7 +126,7 @@ impl RecorderBuilder {
             transport_kind: TransportKind::Segments,
             background: false,
             sampler: None,
-            centralized: false,
+            sampler_kind: SamplerKind::Centralized,
             rules_file: None,
             clock: None,
             context_missing: None,
@@ -116,6 +135,8 @@ impl RecorderBuilder {
             honor_upstream: true,
             service_version: None,
             origin: None,
+            daemon_unusable: false,
+            detect: None,
         }
     }
 
@@ -125,7 +146,7 @@ impl RecorderBuilder {
     where
         F: Fn(&str) -> Option<String> + Send + Sync + 'static,
     {
-        self.env = Some(Box::new(lookup));
+        self.env = Some(Arc::new(lookup));
         self
     }
 
@@ -151,6 +172,34 @@ impl RecorderBuilder {
     /// sampling rules match.
     pub fn with_origin(mut self, origin: impl Into<String>) -> Self {
         self.origin = Some(origin.into());
+        self
+    }
+
+    /// How the environment the service runs in is detected: EC2, ECS, EKS and Elastic
+    /// Beanstalk, whose blocks (`aws.ec2`, `aws.ecs`, …) and `origin` go on every segment, as
+    /// the official SDKs' plugins put them (see [`plugins`](crate::plugins)).
+    ///
+    /// By default detection runs when the builder reads the environment (not after
+    /// [`ignore_environment`](Self::ignore_environment)), outside AWS Lambda, with every
+    /// plugin; `AWS_XRAY_PLUGINS` selects plugins or turns it off (`none`). It runs once, on a
+    /// thread of its own, within one second: the first segments may be sent before it is done,
+    /// without those blocks. [`with_origin`](Self::with_origin) takes precedence over the
+    /// detected origin.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use xray_core::Recorder;
+    /// use xray_core::plugins::DetectOptions;
+    ///
+    /// let recorder = Recorder::builder()
+    ///     .with_environment_detection(DetectOptions::disabled())
+    ///     .build()?;
+    /// # drop(recorder);
+    /// # Ok::<(), xray_core::ConfigError>(())
+    /// ```
+    pub fn with_environment_detection(mut self, options: DetectOptions) -> Self {
+        self.detect = Some(options);
         self
     }
 
@@ -193,31 +242,63 @@ impl RecorderBuilder {
         self
     }
 
-    /// Decides which new traces are recorded.
+    /// Decides which new traces are recorded, instead of the sampler
+    /// [`with_sampler_kind`](Self::with_sampler_kind) and `XRAY_SAMPLER` choose. Unless
+    /// [`with_upstream_decisions(false)`](Self::with_upstream_decisions) is set, it is wrapped
+    /// in a [`ParentBasedSampler`], so that a caller's `Sampled=1` or `Sampled=0` decides first.
     pub fn with_sampler(mut self, sampler: SharedSampler) -> Self {
         self.sampler = Some(sampler);
         self
     }
 
+    /// Which built-in sampler decides new traces (default [`SamplerKind::Centralized`]);
+    /// `XRAY_SAMPLER` overrides it, and [`with_sampler`](Self::with_sampler) takes precedence
+    /// over both.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use xray_core::{DecidingRule, Recorder, SamplerKind, SamplingRequest};
+    ///
+    /// let recorder = Recorder::builder()
+    ///     .ignore_environment()
+    ///     .with_sampler_kind(SamplerKind::Always)
+    ///     .build()?;
+    /// let segment = recorder.begin_segment("dev");
+    /// assert!(segment.is_sampled());
+    /// # Ok::<(), xray_core::ConfigError>(())
+    /// ```
+    pub fn with_sampler_kind(mut self, kind: SamplerKind) -> Self {
+        self.sampler_kind = kind;
+        self
+    }
+
     /// Samples with the local rules in this file (the official SDKs' JSON format, versions 1
     /// and 2) instead of the default rules; with centralized sampling, these are its fallback.
+    /// `XRAY_SAMPLING_RULES` overrides it.
     ///
     /// A file that cannot be read or is malformed does not fail [`build`](Self::build): the
-    /// error, naming the file and the faulty field, is logged at `ERROR` level under the target
-    /// `xray_core::sampling`, and the default rules (one request a second, then 5 %) are used.
+    /// error, naming the file and the faulty field or the operating system's error, is logged
+    /// at `ERROR` level under the target `xray_core::sampling`, and the default rules (one
+    /// request a second, then 5 %) are used.
     pub fn with_sampling_rules_file(mut self, path: impl Into<std::path::PathBuf>) -> Self {
         self.rules_file = Some(path.into());
         self
     }
 
-    /// Samples with the rules managed in X-Ray (default `false`): a [`CentralizedSampler`]
-    /// polling the daemon's TCP address, on the recorder's clock, with the local rules (the
-    /// default ones, or [`with_sampling_rules_file`](Self::with_sampling_rules_file)'s) as
-    /// fallback. A sampler given with [`with_sampler`](Self::with_sampler) takes precedence;
-    /// in AWS Lambda (and when the SDK is disabled) the local sampler is kept, since there the
+    /// Samples with the rules managed in X-Ray (`true`, the default: a [`CentralizedSampler`]
+    /// polling the daemon's TCP address, on the recorder's clock, with the local rules, the
+    /// default ones or [`with_sampling_rules_file`](Self::with_sampling_rules_file)'s, as
+    /// fallback) or with the local rules alone (`false`). Same as
+    /// [`with_sampler_kind`](Self::with_sampler_kind) with `Centralized` or `Local`. In AWS
+    /// Lambda (and when the SDK is disabled) the local sampler is used, since there the
     /// function's caller decides and no daemon proxy is reachable.
     pub fn with_centralized_sampling(mut self, centralized: bool) -> Self {
-        self.centralized = centralized;
+        self.sampler_kind = if centralized {
+            SamplerKind::Centralized
+        } else {
+            SamplerKind::Local
+        };
         self
     }
 
@@ -246,32 +327,106 @@ impl RecorderBuilder {
         self
     }
 
-    /// Whether an incoming `Sampled=1` / `Sampled=0` decides (the default, `true`).
+    /// Whether an incoming `Sampled=1` / `Sampled=0` decides (the default, `true`): with `true`
+    /// the sampler is wrapped in a [`ParentBasedSampler`].
     ///
     /// Set `false` at an untrusted edge, such as a public endpoint: there any client could send
     /// `Sampled=1` on every request and make this service record (and pay for) all of its
-    /// traffic, or `Sampled=0` to hide its requests. With `false` the local sampler decides
-    /// every new segment, and the trace id and parent from the header are still kept.
+    /// traffic, or `Sampled=0` to hide its requests. With `false` the sampler decides every new
+    /// segment (it still sees the caller's decision in [`SamplingRequest::upstream`]), and the
+    /// trace id and parent from the header are kept.
+    ///
+    /// [`SamplingRequest::upstream`]: crate::SamplingRequest::upstream
     pub fn with_upstream_decisions(mut self, honor: bool) -> Self {
         self.honor_upstream = honor;
         self
     }
 
     /// Builds the recorder. Fails only on a malformed environment value
-    /// (`AWS_XRAY_DAEMON_ADDRESS`, `AWS_XRAY_CONTEXT_MISSING`, `XRAY_TRANSPORT`).
-    pub fn build(mut self) -> Result<Recorder, ConfigError> {
+    /// (`AWS_XRAY_DAEMON_ADDRESS`, `AWS_XRAY_CONTEXT_MISSING`, `XRAY_TRANSPORT`,
+    /// `XRAY_SAMPLER`); the error names the variable and the value. A daemon host name that
+    /// does not resolve is such a value.
+    pub fn build(self) -> Result<Recorder, ConfigError> {
+        self.build_with(Err)
+    }
+
+    /// Builds the recorder whatever the environment holds: a malformed value is logged at
+    /// `ERROR` level, naming the variable, the value and what is used instead, and the rest of
+    /// the configuration still applies. What [`Recorder::global`] uses.
+    ///
+    /// A daemon address that cannot be used (a host name that does not resolve, a typo) is not
+    /// replaced by the default address, where another daemon, or none, may listen: segments
+    /// are then counted as failed ([`TransportErrorKind::Closed`]) and never sent, and the
+    /// sampler keeps to the local rules.
+    ///
+    /// [`TransportErrorKind::Closed`]: crate::TransportErrorKind::Closed
+    pub fn build_lenient(self) -> Recorder {
+        match self.build_with(|e| {
+            tracing::error!(
+                target: "xray_core::recorder",
+                variable = e.variable(),
+                error = %e,
+                "invalid X-Ray configuration in the environment; {}",
+                match e {
+                    ConfigError::DaemonAddress { .. } =>
+                        "segments will not be sent (counted as failed) until it is fixed",
+                    _ => "using the default for this variable",
+                }
+            );
+            Ok(())
+        }) {
+            Ok(recorder) => recorder,
+            // Unreachable: the handler above never fails.
+            Err(_) => RecorderBuilder::new().assemble(None, false),
+        }
+    }
+
+    fn build_with(
+        mut self,
+        mut on_error: impl FnMut(ConfigError) -> Result<(), ConfigError>,
+    ) -> Result<Recorder, ConfigError> {
         let env = self.env.take();
         let get = |k: &str| env.as_ref().and_then(|e| e(k)).filter(|v| !v.is_empty());
 
         if let Some(v) = get(ENV_DAEMON_ADDRESS) {
-            self.daemon = Some(v.parse()?);
+            match v.parse() {
+                Ok(daemon) => self.daemon = Some(daemon),
+                Err(e) => {
+                    on_error(e)?;
+                    self.daemon_unusable = true;
+                }
+            }
         }
         if let Some(v) = get(ENV_TRANSPORT) {
-            self.transport_kind = v.parse()?;
+            match v.parse() {
+                Ok(kind) => self.transport_kind = kind,
+                Err(e) => on_error(e)?,
+            }
         }
         if let Some(v) = get(ENV_CONTEXT_MISSING) {
-            self.context_missing = Some(v.parse()?);
+            match v.parse() {
+                Ok(strategy) => self.context_missing = Some(strategy),
+                Err(e) => on_error(e)?,
+            }
         }
+        if let Some(v) = get(ENV_SAMPLER) {
+            match v.parse() {
+                Ok(kind) => self.sampler_kind = kind,
+                Err(e) => on_error(e)?,
+            }
+        }
+        if let Some(v) = get(ENV_SAMPLING_RULES) {
+            self.rules_file = Some(v.into());
+        }
+        self.detect = match (self.detect.take(), &env) {
+            (Some(options), _) => Some(options),
+            // The builder's own lookup, so that `with_env` covers detection too.
+            (None, Some(lookup)) => {
+                let lookup = lookup.clone();
+                Some(DetectOptions::new().with_env(move |k| lookup(k)))
+            }
+            (None, None) => None,
+        };
         let forced_name = get(ENV_TRACING_NAME);
         let env_enabled = config::sdk_enabled(
             get(ENV_SDK_ENABLED).as_deref(),
@@ -289,7 +444,9 @@ impl RecorderBuilder {
         let daemon = self.daemon.unwrap_or_default();
         let emitter: Box<dyn Emitter> = match self.emitter {
             Some(e) => e,
-            None if !enabled || self.transport.is_some() => Box::new(Unavailable),
+            None if !enabled || self.transport.is_some() || self.daemon_unusable => {
+                Box::new(Unavailable)
+            }
             None => match UdpEmitter::new(daemon.udp()) {
                 Ok(e) => Box::new(e),
                 Err(e) => {
@@ -336,21 +493,78 @@ impl RecorderBuilder {
             };
             LocalSampler::new(rules).with_clock(clock.clone())
         };
+        // The built-in samplers; in Lambda, disabled, or without a usable daemon, the
+        // centralized one becomes local.
+        let kind = match self.sampler_kind {
+            SamplerKind::Centralized if !enabled || lambda || self.daemon_unusable => {
+                SamplerKind::Local
+            }
+            kind => kind,
+        };
+        let custom = self.sampler.is_some();
         let sampler: SharedSampler = match self.sampler {
             Some(sampler) => sampler,
-            None if self.centralized && enabled && !lambda => Arc::new(
-                CentralizedSampler::builder(daemon.tcp())
-                    .with_clock(clock.clone())
-                    .with_fallback(local())
-                    .build(),
-            ),
-            None => Arc::new(local()),
+            None => match kind {
+                SamplerKind::Centralized => Arc::new(
+                    CentralizedSampler::builder(daemon.tcp())
+                        .with_clock(clock.clone())
+                        .with_fallback(local())
+                        .build(),
+                ),
+                SamplerKind::Always => Arc::new(FixedSampler::always()),
+                SamplerKind::Never => Arc::new(FixedSampler::never()),
+                _ => Arc::new(local()),
+            },
         };
+        let sampler: SharedSampler = if self.honor_upstream {
+            Arc::new(ParentBasedSampler::new(sampler))
+        } else {
+            sampler
+        };
+        if enabled {
+            let sampling = if custom {
+                "custom".to_owned()
+            } else {
+                match (kind, &self.rules_file) {
+                    (SamplerKind::Centralized, Some(path)) => format!(
+                        "centralized through {}, falling back to the rules in {}",
+                        daemon.tcp(),
+                        path.display()
+                    ),
+                    (SamplerKind::Centralized, None) => format!(
+                        "centralized through {}, falling back to the default rules",
+                        daemon.tcp()
+                    ),
+                    (SamplerKind::Local, Some(path)) => {
+                        format!("local, rules in {}", path.display())
+                    }
+                    (SamplerKind::Local, None) => "local, default rules".to_owned(),
+                    (kind, _) => kind.to_string(),
+                }
+            };
+            tracing::info!(
+                target: "xray_core::recorder",
+                service = %forced_name.as_deref().unwrap_or(&service_name),
+                daemon = %if self.daemon_unusable { "unusable (see the error above)".to_owned() } else { daemon.to_string() },
+                sampler = %sampling,
+                upstream_decisions = if self.honor_upstream { "obeyed" } else { "ignored" },
+                transport = %transport.describe(),
+                lambda,
+                "X-Ray recorder ready"
+            );
+        }
         let streaming_threshold = self.streaming_threshold.unwrap_or(if lambda {
             0
         } else {
             Self::DEFAULT_STREAMING_THRESHOLD
         });
+        let environment = Arc::new(std::sync::OnceLock::new());
+        if enabled
+            && !lambda
+            && let Some(options) = self.detect
+        {
+            start_detection(options, environment.clone());
+        }
         Recorder {
             inner: Arc::new(Inner {
                 enabled,
@@ -362,15 +576,42 @@ impl RecorderBuilder {
                 sampler,
                 clock,
                 streaming_threshold,
-                honor_upstream: self.honor_upstream,
                 lambda,
                 service: Arc::new(super::entity::service_block(self.service_version)),
                 origin: self.origin.map(Into::into),
+                environment,
                 stats: send::Stats::default(),
                 flushed: Default::default(),
                 missing_log: LogLimiter::new(60),
             }),
         }
+    }
+}
+
+/// Detects the environment on a thread of its own, and publishes what segments will carry.
+fn start_detection(options: DetectOptions, into: Arc<std::sync::OnceLock<super::Detected>>) {
+    let spawned = std::thread::Builder::new()
+        .name("xray-detect".to_owned())
+        .spawn(move || {
+            let env = crate::plugins::detect(&options);
+            if env.is_empty() {
+                tracing::debug!(target: "xray_core::recorder", "no AWS environment detected");
+                return;
+            }
+            tracing::info!(target: "xray_core::recorder", environment = %env, "X-Ray environment detected");
+            let mut aws = (**crate::document::sdk_block()).clone();
+            env.fill_aws(&mut aws);
+            let _ = into.set(super::Detected {
+                aws: Arc::new(aws),
+                origin: env.origin.map(Into::into),
+            });
+        });
+    if let Err(error) = spawned {
+        tracing::warn!(
+            target: "xray_core::recorder",
+            %error,
+            "could not start environment detection; segments carry no environment blocks"
+        );
     }
 }
 

@@ -434,15 +434,20 @@ impl Segment {
         }
         // Both blocks are shared, built once: a segment allocates neither.
         doc.set_shared_service(inner.service.clone());
-        match rule.as_deref() {
-            None => doc.set_shared_aws(crate::document::sdk_block().clone()),
-            Some(rule) => {
+        let detected = inner.environment.get();
+        match (rule.as_deref(), detected) {
+            (None, None) => doc.set_shared_aws(crate::document::sdk_block().clone()),
+            (None, Some(env)) => doc.set_shared_aws(env.aws.clone()),
+            (Some(rule), _) => {
+                if let Some(env) = detected {
+                    doc.set_shared_aws(env.aws.clone());
+                }
                 let mut sdk = XraySdk::rust();
                 sdk.sampling_rule_name = Some(rule.to_owned());
                 doc.aws_mut().xray = Some(sdk);
             }
         }
-        if let Some(origin) = inner.origin.as_deref() {
+        if let Some(origin) = inner.origin() {
             doc.set_origin(origin);
         }
         Segment {

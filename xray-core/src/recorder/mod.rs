@@ -64,15 +64,35 @@ pub(crate) struct Inner {
     pub(crate) sampler: SharedSampler,
     pub(crate) clock: SharedClock,
     pub(crate) streaming_threshold: usize,
-    pub(crate) honor_upstream: bool,
     pub(crate) lambda: bool,
     /// The `service` block of every segment, built once.
     pub(crate) service: Arc<crate::document::Service>,
     pub(crate) origin: Option<Box<str>>,
+    /// What environment detection found, once it has run: the `aws` block and origin of
+    /// every segment begun after that.
+    pub(crate) environment: Arc<std::sync::OnceLock<Detected>>,
     pub(crate) stats: send::Stats,
     /// The transport's counters at the last flush, to tell what that flush covers.
     pub(crate) flushed: parking_lot::Mutex<TransportStats>,
     pub(crate) missing_log: LogLimiter,
+}
+
+/// The environment as segments carry it: one shared `aws` block (the SDK's and the
+/// environment's) and the origin.
+#[derive(Debug)]
+pub(crate) struct Detected {
+    pub(crate) aws: Arc<crate::document::Aws>,
+    pub(crate) origin: Option<Box<str>>,
+}
+
+impl Inner {
+    /// The origin segments carry and sampling rules see: the builder's, else the detected
+    /// environment's.
+    pub(crate) fn origin(&self) -> Option<&str> {
+        self.origin
+            .as_deref()
+            .or_else(|| self.environment.get()?.origin.as_deref())
+    }
 }
 
 impl fmt::Debug for Recorder {
@@ -125,20 +145,12 @@ impl Recorder {
     ///
     /// Set it once with [`install_global`](Self::install_global). Until then (or if never set)
     /// this is a recorder built from the environment with the defaults: the service name is the
-    /// executable's name, the daemon is `127.0.0.1:2000`. If the environment holds a bad value
-    /// the error is logged and the defaults are used. After the first read, the global recorder
-    /// cannot change. The read is one atomic load.
+    /// executable's name, the daemon is `127.0.0.1:2000`. A bad value in the environment is
+    /// logged, naming the variable, and only that setting keeps its default (see
+    /// [`RecorderBuilder::build_lenient`]). After the first read, the global recorder cannot
+    /// change. The read is one atomic load.
     pub fn global() -> &'static Recorder {
-        GLOBAL.get_or_init(|| {
-            Recorder::builder().build().unwrap_or_else(|e| {
-                tracing::error!(
-                    target: "xray_core::recorder",
-                    error = %e,
-                    "invalid X-Ray configuration in the environment; using the defaults"
-                );
-                RecorderBuilder::new().assemble(None, false)
-            })
-        })
+        GLOBAL.get_or_init(|| Recorder::builder().build_lenient())
     }
 
     /// Makes this recorder the process-wide one. Fails if one was set or read before.
@@ -286,23 +298,19 @@ impl Recorder {
         let (sampled, rule) = if !inner.enabled {
             (false, None)
         } else {
-            match upstream {
-                Sampled::Yes if inner.honor_upstream => (true, None),
-                Sampled::No if inner.honor_upstream => (false, None),
-                _ => {
-                    let mut req = *request;
-                    if req.service_name().is_none() {
-                        req = req.with_service_name(name);
-                    }
-                    if req.service_type().is_none()
-                        && let Some(origin) = inner.origin.as_deref()
-                    {
-                        req = req.with_service_type(origin);
-                    }
-                    let d = inner.sampler.should_sample(&req);
-                    (d.is_sampled(), d.rule_name().map(Arc::from))
-                }
+            // The sampler sees the caller's decision; the default one obeys it
+            // (`ParentBasedSampler`, unless upstream decisions are ignored).
+            let mut req = request.with_trace_id(trace_id).with_upstream(upstream);
+            if req.service_name().is_none() {
+                req = req.with_service_name(name);
             }
+            if req.service_type().is_none()
+                && let Some(origin) = inner.origin()
+            {
+                req = req.with_service_type(origin);
+            }
+            let d = inner.sampler.should_sample(&req);
+            (d.is_sampled(), d.rule_name().map(Arc::from))
         };
         let forward = header.and_then(TraceHeader::forwarded);
         Segment::begin(self, name, trace_id, parent, sampled, requested, rule).forwarding(forward)

@@ -18,7 +18,7 @@ use super::reservoir::Reservoir;
 use super::wildcard::wildcard_match;
 use super::{
     DecidingRule, LocalSampler, RuleStatistics, Sampler, SamplingDecision, SamplingExplanation,
-    SamplingReason, SamplingRequest,
+    SamplingReason, SamplingRequest, SharedSampler,
 };
 use crate::clock::{SharedClock, SystemClock};
 
@@ -37,10 +37,12 @@ pub(crate) const DEFAULT_INTERVAL_SECS: u64 = 10;
 ///
 /// # How it decides
 ///
-/// Usable rules (version 1, resource ARN `*`, no attributes) are tried by ascending priority,
-/// ties broken by name; the rule named `Default` comes last. A rule applies when its service
-/// name, service type, host, HTTP method and URL path patterns all match the request (wildcards,
-/// case-insensitive; an attribute the request lacks, or leaves empty, matches any pattern).
+/// Usable rules (version 1, resource ARN `*`) are tried by ascending priority, ties broken by
+/// name; the rule named `Default` comes last. A rule applies when its service name, service
+/// type, host, HTTP method and URL path patterns all match the request (wildcards,
+/// case-insensitive; a field the request lacks, or leaves empty, matches any pattern), and, if
+/// it has `Attributes`, when the request has each of them ([`SamplingRequest::with_attributes`])
+/// with a value matching its pattern.
 /// The rule then samples:
 ///
 /// 1. while X-Ray has assigned this process a quota and its TTL has not passed, up to that many
@@ -139,7 +141,7 @@ pub struct CentralizedSampler {
 #[derive(Debug)]
 pub struct CentralizedSamplerBuilder {
     proxy: SocketAddr,
-    fallback: Option<LocalSampler>,
+    fallback: Option<SharedSampler>,
     clock: Option<SharedClock>,
     timeout: Duration,
     background: bool,
@@ -148,7 +150,28 @@ pub struct CentralizedSamplerBuilder {
 impl CentralizedSamplerBuilder {
     /// The local sampler that decides while no centralized rules apply (default:
     /// [`LocalSampler::default`] on the sampler's clock).
-    pub fn with_fallback(mut self, fallback: LocalSampler) -> Self {
+    pub fn with_fallback(self, fallback: LocalSampler) -> Self {
+        self.with_fallback_sampler(Arc::new(fallback))
+    }
+
+    /// Any sampler to decide while no centralized rules apply: until the proxy first answers,
+    /// when the rules are over an hour old, or when no rule matches and there is no `Default`
+    /// rule.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use std::sync::Arc;
+    /// use xray_core::{CentralizedSampler, DecidingRule, FixedSampler, Sampler, SamplingRequest};
+    ///
+    /// let sampler = CentralizedSampler::builder("127.0.0.1:9".parse().unwrap())
+    ///     .with_fallback_sampler(Arc::new(FixedSampler::never()))
+    ///     .with_background_polling(false)
+    ///     .build();
+    /// let decision = sampler.should_sample(&SamplingRequest::new());
+    /// assert_eq!(decision.rule(), &DecidingRule::Custom("never".into()));
+    /// ```
+    pub fn with_fallback_sampler(mut self, fallback: SharedSampler) -> Self {
         self.fallback = Some(fallback);
         self
     }
@@ -183,7 +206,7 @@ impl CentralizedSamplerBuilder {
         let clock = self.clock.unwrap_or_else(|| Arc::new(SystemClock));
         let fallback = self
             .fallback
-            .unwrap_or_else(|| LocalSampler::default().with_clock(clock.clone()));
+            .unwrap_or_else(|| Arc::new(LocalSampler::default().with_clock(clock.clone())));
         let shared = Arc::new(Shared {
             proxy: self.proxy,
             timeout: self.timeout,
@@ -372,7 +395,7 @@ pub(crate) struct Shared {
     pub(crate) proxy: SocketAddr,
     pub(crate) timeout: Duration,
     pub(crate) clock: SharedClock,
-    pub(crate) fallback: LocalSampler,
+    pub(crate) fallback: SharedSampler,
     pub(crate) client_id: String,
     /// The rules in force. Decisions hold the read lock while they match (nanoseconds); a
     /// refresh builds the next manifest outside the lock and holds the write lock for one
@@ -450,6 +473,8 @@ pub(crate) struct RuleDef {
     pub(crate) host: String,
     pub(crate) http_method: String,
     pub(crate) url_path: String,
+    /// `(name, pattern)`: the request must have each attribute, matching its pattern.
+    pub(crate) attributes: Vec<(String, String)>,
 }
 
 impl RuleDef {
@@ -464,6 +489,13 @@ impl RuleDef {
             && applies(&self.url_path, request.url_path())
             && applies(&self.service_name, request.service_name())
             && applies(&self.service_type, request.service_type())
+            // A rule on attributes applies only to requests that have them all, matching: a
+            // request that says nothing of its tenant is no request of that tenant.
+            && self.attributes.iter().all(|(name, pattern)| {
+                request
+                    .attribute(name)
+                    .is_some_and(|value| wildcard_match(pattern, value))
+            })
     }
 }
 

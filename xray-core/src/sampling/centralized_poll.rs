@@ -77,8 +77,8 @@ struct WireRule {
 
 impl WireRule {
     /// The rule, if it is one this sampler can apply (protocol reference §5.5): version 1, every
-    /// SDK-relevant field present, resource ARN `*` and no attributes, since requests carry
-    /// neither.
+    /// SDK-relevant field present, and resource ARN `*`, since requests carry none. Attributes
+    /// are kept as string patterns; a rule with an attribute that is not a string is skipped.
     fn usable(self) -> Result<RuleDef, &'static str> {
         if self.version != Some(1) {
             return Err("version is not 1");
@@ -86,9 +86,15 @@ impl WireRule {
         if self.resource_arn.as_deref() != Some("*") {
             return Err("it matches on a resource ARN");
         }
-        if self.attributes.as_ref().is_some_and(|a| !a.is_empty()) {
-            return Err("it matches on attributes");
-        }
+        let attributes = self
+            .attributes
+            .unwrap_or_default()
+            .into_iter()
+            .map(|(name, pattern)| match pattern {
+                Value::String(pattern) => Ok((name, pattern)),
+                _ => Err("an attribute's pattern is not a string"),
+            })
+            .collect::<Result<Vec<_>, _>>()?;
         let fixed_rate = self
             .fixed_rate
             .filter(|r| (0.0..=1.0).contains(r))
@@ -107,6 +113,7 @@ impl WireRule {
             host: self.host.ok_or("Host is missing")?,
             http_method: self.http_method.ok_or("HTTPMethod is missing")?,
             url_path: self.url_path.ok_or("URLPath is missing")?,
+            attributes,
         })
     }
 }

@@ -140,7 +140,7 @@ impl LocalSampler {
                 .get(*index)
                 .and_then(|r| r.description())
                 .map(str::to_owned),
-            DecidingRule::LocalDefault | DecidingRule::Centralized(_) => None,
+            _ => None,
         }
     }
 }

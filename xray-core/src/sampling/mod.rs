@@ -27,6 +27,9 @@
 use std::fmt;
 use std::sync::Arc;
 
+use crate::header::Sampled;
+use crate::id::TraceId;
+
 mod centralized;
 mod centralized_http;
 mod centralized_poll;
@@ -63,12 +66,14 @@ pub use wildcard::{wildcard_match, wildcard_match_case_sensitive};
 ///
 /// impl Sampler for Always {
 ///     fn should_sample(&self, _: &SamplingRequest<'_>) -> SamplingDecision {
-///         SamplingDecision::new(true, DecidingRule::LocalDefault, SamplingReason::Rate)
+///         SamplingDecision::new(true, DecidingRule::Custom("always".into()), SamplingReason::Custom)
 ///     }
 /// }
 ///
 /// let sampler: SharedSampler = Arc::new(Always);
-/// assert!(sampler.should_sample(&SamplingRequest::new()).is_sampled());
+/// let decision = sampler.should_sample(&SamplingRequest::new());
+/// assert!(decision.is_sampled());
+/// assert_eq!(decision.rule(), &DecidingRule::Custom("always".into()));
 /// assert!(sampler.explain(&SamplingRequest::new()).decision().is_sampled());
 /// ```
 pub trait Sampler: Send + Sync + fmt::Debug {
@@ -131,6 +136,9 @@ pub struct SamplingRequest<'a> {
     url_path: Option<&'a str>,
     service_name: Option<&'a str>,
     service_type: Option<&'a str>,
+    trace_id: Option<TraceId>,
+    upstream: Sampled,
+    attributes: &'a [(&'a str, &'a str)],
 }
 
 impl<'a> SamplingRequest<'a> {
@@ -142,7 +150,65 @@ impl<'a> SamplingRequest<'a> {
             url_path: None,
             service_name: None,
             service_type: None,
+            trace_id: None,
+            upstream: Sampled::Unknown,
+            attributes: &[],
         }
+    }
+
+    /// Sets the id of the trace the request belongs to (the recorder sets it: the incoming
+    /// header's root, or the new trace's id), for samplers that decide by trace id.
+    pub const fn with_trace_id(mut self, trace_id: TraceId) -> Self {
+        self.trace_id = Some(trace_id);
+        self
+    }
+
+    /// Sets the caller's decision, from the incoming header's `Sampled` field (the recorder
+    /// sets it). [`ParentBasedSampler`] obeys it.
+    pub const fn with_upstream(mut self, upstream: Sampled) -> Self {
+        self.upstream = upstream;
+        self
+    }
+
+    /// Sets the request's attributes, as `(name, value)` pairs: what centralized rules with
+    /// `Attributes` match on (a header value, a tenant, a route).
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use xray_core::SamplingRequest;
+    ///
+    /// let attributes = [("tenant", "blue"), ("route", "/orders/{id}")];
+    /// let request = SamplingRequest::new().with_attributes(&attributes);
+    /// assert_eq!(request.attribute("tenant"), Some("blue"));
+    /// assert_eq!(request.attribute("plan"), None);
+    /// ```
+    pub const fn with_attributes(mut self, attributes: &'a [(&'a str, &'a str)]) -> Self {
+        self.attributes = attributes;
+        self
+    }
+
+    /// The trace id, when known.
+    pub const fn trace_id(&self) -> Option<TraceId> {
+        self.trace_id
+    }
+
+    /// The caller's decision ([`Sampled::Unknown`] without a header or a `Sampled` field).
+    pub const fn upstream(&self) -> Sampled {
+        self.upstream
+    }
+
+    /// The request's attributes.
+    pub const fn attributes(&self) -> &'a [(&'a str, &'a str)] {
+        self.attributes
+    }
+
+    /// The value of the attribute `name`, if the request has it (the first, if repeated).
+    pub fn attribute(&self, name: &str) -> Option<&'a str> {
+        self.attributes
+            .iter()
+            .find(|(k, _)| *k == name)
+            .map(|(_, v)| *v)
     }
 
     /// Sets the `Host` header value.
@@ -235,6 +301,11 @@ pub enum DecidingRule {
     /// The centralized rule of this name, managed in X-Ray and applied by
     /// [`CentralizedSampler`]; the service's own default rule is `Centralized("Default")`.
     Centralized(Arc<str>),
+    /// The caller's decision, carried in the trace header's `Sampled` field and obeyed by
+    /// [`ParentBasedSampler`].
+    Upstream,
+    /// A rule of a sampler of the application's own, named as it chooses.
+    Custom(Arc<str>),
 }
 
 /// How the deciding rule reached its decision.
@@ -263,6 +334,10 @@ pub enum SamplingReason {
     /// A centralized rule with no valid quota from X-Ray yet (or an expired one) borrowed its
     /// one request of the second: sampled, and reported as borrowed rather than sampled.
     Borrow,
+    /// The caller decided ([`DecidingRule::Upstream`]).
+    Upstream,
+    /// A sampler of the application's own decided for a reason of its own.
+    Custom,
 }
 
 /// A sampler's answer for one request.
@@ -314,8 +389,11 @@ impl SamplingDecision {
     /// the SDKs record a rule name only for centralized rules.
     pub fn rule_name(&self) -> Option<&str> {
         match &self.rule {
-            DecidingRule::Local(_) | DecidingRule::LocalDefault => None,
             DecidingRule::Centralized(name) => Some(name),
+            DecidingRule::Local(_)
+            | DecidingRule::LocalDefault
+            | DecidingRule::Upstream
+            | DecidingRule::Custom(_) => None,
         }
     }
 }
@@ -438,6 +516,8 @@ impl fmt::Display for SamplingExplanation {
             DecidingRule::Local(index) => write!(f, " by rule {index}")?,
             DecidingRule::LocalDefault => f.write_str(" by the default rule")?,
             DecidingRule::Centralized(ref name) => write!(f, " by centralized rule {name:?}")?,
+            DecidingRule::Upstream => f.write_str(" by the caller's trace header")?,
+            DecidingRule::Custom(ref name) => write!(f, " by {name:?}")?,
         }
         if self.decision.reason == SamplingReason::Borrow {
             f.write_str(" (borrowed while no quota is assigned)")?;
@@ -505,5 +585,118 @@ impl RuleStatistics {
     /// Requests sampled by borrowing.
     pub fn borrowed(&self) -> u64 {
         self.borrowed
+    }
+}
+
+// ===== composable samplers =====
+
+/// Obeys the caller's decision, and asks `inner` when there is none: an incoming `Sampled=1`
+/// or `Sampled=0` ([`SamplingRequest::upstream`]) decides, as every official SDK does by
+/// default; `Sampled=?`, no `Sampled` field or no header leaves it to `inner`.
+///
+/// The recorder's sampler is wrapped in one unless
+/// [`with_upstream_decisions(false)`](crate::RecorderBuilder::with_upstream_decisions) is set.
+///
+/// # Examples
+///
+/// ```
+/// use std::sync::Arc;
+/// use xray_core::{
+///     DecidingRule, FixedSampler, ParentBasedSampler, Sampled, Sampler, SamplingRequest,
+/// };
+///
+/// let sampler = ParentBasedSampler::new(Arc::new(FixedSampler::never()));
+/// let told = SamplingRequest::new().with_upstream(Sampled::Yes);
+/// assert!(sampler.should_sample(&told).is_sampled());
+/// assert_eq!(sampler.should_sample(&told).rule(), &DecidingRule::Upstream);
+///
+/// let asked = SamplingRequest::new().with_upstream(Sampled::Requested);
+/// assert!(!sampler.should_sample(&asked).is_sampled());
+/// ```
+#[derive(Debug, Clone)]
+pub struct ParentBasedSampler {
+    inner: SharedSampler,
+}
+
+impl ParentBasedSampler {
+    /// Obeys the caller, else asks `inner`.
+    pub fn new(inner: SharedSampler) -> Self {
+        Self { inner }
+    }
+
+    /// The sampler asked when the caller did not decide.
+    pub fn inner(&self) -> &SharedSampler {
+        &self.inner
+    }
+
+    fn upstream(request: &SamplingRequest<'_>) -> Option<SamplingDecision> {
+        request.upstream.decision().map(|sampled| {
+            SamplingDecision::new(sampled, DecidingRule::Upstream, SamplingReason::Upstream)
+        })
+    }
+}
+
+impl Sampler for ParentBasedSampler {
+    fn should_sample(&self, request: &SamplingRequest<'_>) -> SamplingDecision {
+        Self::upstream(request).unwrap_or_else(|| self.inner.should_sample(request))
+    }
+
+    fn explain(&self, request: &SamplingRequest<'_>) -> SamplingExplanation {
+        match Self::upstream(request) {
+            Some(decision) => SamplingExplanation::new(decision, None, 0, 0.0, 0, None),
+            None => self.inner.explain(request),
+        }
+    }
+}
+
+/// Samples every request, or none: for development, tests, or a service whose every request
+/// matters. Chosen with `XRAY_SAMPLER=always` or `never`.
+///
+/// # Examples
+///
+/// ```
+/// use xray_core::{DecidingRule, FixedSampler, Sampler, SamplingRequest};
+///
+/// assert!(FixedSampler::always().should_sample(&SamplingRequest::new()).is_sampled());
+/// let never = FixedSampler::never().should_sample(&SamplingRequest::new());
+/// assert!(!never.is_sampled());
+/// assert_eq!(never.rule(), &DecidingRule::Custom("never".into()));
+/// ```
+#[derive(Debug, Clone)]
+pub struct FixedSampler {
+    sampled: bool,
+    name: Arc<str>,
+}
+
+impl FixedSampler {
+    /// Samples every request (the rule is named `always`).
+    pub fn always() -> Self {
+        Self {
+            sampled: true,
+            name: Arc::from("always"),
+        }
+    }
+
+    /// Samples no request (the rule is named `never`).
+    pub fn never() -> Self {
+        Self {
+            sampled: false,
+            name: Arc::from("never"),
+        }
+    }
+}
+
+impl Sampler for FixedSampler {
+    fn should_sample(&self, _: &SamplingRequest<'_>) -> SamplingDecision {
+        SamplingDecision::new(
+            self.sampled,
+            DecidingRule::Custom(self.name.clone()),
+            SamplingReason::Custom,
+        )
+    }
+
+    fn explain(&self, request: &SamplingRequest<'_>) -> SamplingExplanation {
+        let rate = if self.sampled { 1.0 } else { 0.0 };
+        SamplingExplanation::new(self.should_sample(request), None, 0, rate, 0, None)
     }
 }

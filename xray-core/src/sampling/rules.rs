@@ -702,7 +702,15 @@ impl fmt::Display for Inner {
                 }
                 Ok(())
             }
-            RulesErrorKind::Io => f.write_str("the file cannot be read"),
+            RulesErrorKind::Io => {
+                f.write_str("the file cannot be read")?;
+                match &self.source {
+                    // The operating system's own words: "No such file or directory (os error
+                    // 2)", "Permission denied (os error 13)".
+                    Some(source) => write!(f, " ({source})"),
+                    None => Ok(()),
+                }
+            }
             RulesErrorKind::TooLarge => write!(f, "the file must be {}", self.expected),
             RulesErrorKind::UnsupportedVersion => {
                 write!(f, "`{field}` must be {}", self.expected)

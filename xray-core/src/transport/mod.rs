@@ -106,6 +106,12 @@ pub trait Transport: Send + Sync + fmt::Debug {
 
     /// What became of what this transport was given, since it was made.
     fn stats(&self) -> TransportStats;
+
+    /// A short description for the recorder's start-up log line, such as
+    /// `segment documents over UDP to 127.0.0.1:2000`. The default is the type's name.
+    fn describe(&self) -> String {
+        std::any::type_name::<Self>().to_owned()
+    }
 }
 
 impl<T: Transport + ?Sized> Transport for std::sync::Arc<T> {
@@ -124,6 +130,10 @@ impl<T: Transport + ?Sized> Transport for std::sync::Arc<T> {
     fn stats(&self) -> TransportStats {
         (**self).stats()
     }
+
+    fn describe(&self) -> String {
+        (**self).describe()
+    }
 }
 
 impl<T: Transport + ?Sized> Transport for Box<T> {
@@ -141,6 +151,10 @@ impl<T: Transport + ?Sized> Transport for Box<T> {
 
     fn stats(&self) -> TransportStats {
         (**self).stats()
+    }
+
+    fn describe(&self) -> String {
+        (**self).describe()
     }
 }
 

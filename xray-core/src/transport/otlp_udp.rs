@@ -145,4 +145,8 @@ impl Transport for OtlpUdpTransport {
     fn stats(&self) -> TransportStats {
         self.out.stats()
     }
+
+    fn describe(&self) -> String {
+        "OpenTelemetry spans in T1S UDP datagrams".to_owned()
+    }
 }

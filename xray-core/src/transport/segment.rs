@@ -131,6 +131,10 @@ impl Transport for SegmentTransport {
     fn stats(&self) -> TransportStats {
         self.out.stats()
     }
+
+    fn describe(&self) -> String {
+        "segment documents, one UDP datagram each".to_owned()
+    }
 }
 
 /// Writes header + document into `buf`; true if the result fits one datagram.
