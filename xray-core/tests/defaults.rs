@@ -13,7 +13,7 @@ use xray_core::{
     TraceHeader, TransportErrorKind,
 };
 
-/// The events logged under `xray_core::recorder`, each as its fields.
+/// The events logged under `xray_core` targets, each as its fields.
 #[derive(Default)]
 struct Lines(Mutex<Vec<HashMap<String, String>>>);
 
@@ -42,9 +42,10 @@ impl Subscriber for Lines {
     fn record(&self, _: &Id, _: &Record<'_>) {}
     fn record_follows_from(&self, _: &Id, _: &Id) {}
     fn event(&self, event: &Event<'_>) {
-        if event.metadata().target() == "xray_core::recorder" {
+        if event.metadata().target().starts_with("xray_core") {
             let mut fields = HashMap::new();
             fields.insert("level".to_owned(), event.metadata().level().to_string());
+            fields.insert("target".to_owned(), event.metadata().target().to_owned());
             event.record(&mut Fields(&mut fields));
             self.0.lock().unwrap().push(fields);
         }
@@ -232,4 +233,69 @@ fn an_unusable_daemon_is_not_replaced_by_the_default_one() {
     let stats = recorder.stats().transport;
     assert_eq!((stats.sent, stats.failed), (0, 1));
     assert_eq!(stats.last_error, Some(TransportErrorKind::Closed));
+}
+
+#[test]
+fn a_bad_value_costs_only_itself() {
+    // "Disabled" wins whatever else is wrong.
+    let recorder = reading(&[
+        ("AWS_XRAY_DAEMON_ADDRESS", "garbage"),
+        ("AWS_XRAY_SDK_ENABLED", "false"),
+    ])
+    .build_lenient();
+    assert!(!recorder.is_enabled());
+    assert!(!recorder.begin_segment("off").is_sampled());
+
+    // A bad context-missing strategy leaves the good daemon address in force.
+    let daemon = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
+    daemon
+        .set_read_timeout(Some(std::time::Duration::from_secs(5)))
+        .unwrap();
+    let address = daemon.local_addr().unwrap().to_string();
+    let recorder = reading(&[
+        ("AWS_XRAY_DAEMON_ADDRESS", &address),
+        ("AWS_XRAY_CONTEXT_MISSING", "nonsense"),
+        ("XRAY_SAMPLER", "always"),
+    ])
+    .build_lenient();
+    let segment = recorder.begin_segment("orders");
+    let trace_id = segment.trace_id().to_string();
+    segment.end();
+    let mut buf = [0u8; 65_536];
+    let (n, _) = daemon
+        .recv_from(&mut buf)
+        .expect("the segment reaches the daemon named");
+    let datagram = String::from_utf8_lossy(&buf[..n]);
+    assert!(datagram.contains(&trace_id), "{datagram}");
+}
+
+#[test]
+fn a_bad_tracing_name_is_reported_once_not_per_segment() {
+    let lines = Arc::new(Lines::default());
+    tracing::subscriber::with_default(lines.clone(), || {
+        let recorder = with_vars(&[
+            ("AWS_XRAY_TRACING_NAME", "orders\u{7}\u{1b}[2J"),
+            ("XRAY_SAMPLER", "always"),
+        ])
+        .build()
+        .unwrap();
+        assert_eq!(recorder.service_name(), "orders2J");
+        for _ in 0..1_000 {
+            recorder.begin_segment("ignored").end();
+        }
+    });
+    let lines = lines.0.lock().unwrap();
+    let warned: Vec<_> = lines.iter().filter(|l| l["level"] == "WARN").collect();
+    assert_eq!(warned.len(), 1, "{lines:?}");
+    assert_eq!(warned[0]["variable"], "AWS_XRAY_TRACING_NAME");
+    assert_eq!(warned[0]["used"], "orders2J");
+    // Sanitising logs at most once (here, at build), not once per segment.
+    assert!(
+        lines
+            .iter()
+            .filter(|l| l["target"] == "xray_core::document")
+            .count()
+            <= 1,
+        "{lines:?}"
+    );
 }

@@ -989,6 +989,12 @@ impl SanitizedName {
     }
 }
 
+/// `name` as a document would carry it, for names fixed at start-up (`AWS_XRAY_TRACING_NAME`),
+/// so that they are sanitised, and reported, once rather than on every segment.
+pub(crate) fn sanitized_name(name: &str) -> Arc<str> {
+    sanitize_name(name)
+}
+
 fn sanitize_name(name: &str) -> Arc<str> {
     // Nearly every name is short ASCII the service accepts as it is: one check, and usually
     // no copy (see `shared_name`).

@@ -427,7 +427,22 @@ impl RecorderBuilder {
             }
             (None, None) => None,
         };
-        let forced_name = get(ENV_TRACING_NAME);
+        let forced_name = get(ENV_TRACING_NAME).map(|name| {
+            // Sanitised here, once: every segment carries it, and a name X-Ray refuses would
+            // otherwise be reported on each of them.
+            let clean = crate::document::sanitized_name(&name);
+            if *clean != *name {
+                tracing::warn!(
+                    target: "xray_core::recorder",
+                    variable = ENV_TRACING_NAME,
+                    value = ?name.chars().take(256).collect::<String>(),
+                    used = %clean,
+                    "segment name has characters X-Ray does not accept, or is over 200 \
+                     characters; using it sanitised"
+                );
+            }
+            clean.to_string()
+        });
         let env_enabled = config::sdk_enabled(
             get(ENV_SDK_ENABLED).as_deref(),
             get(ENV_SDK_DISABLED).as_deref(),
