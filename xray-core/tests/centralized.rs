@@ -1112,3 +1112,68 @@ fn unprocessed_statistics_with_a_4xx_code_fetch_the_rules_again() {
         );
     }
 }
+
+// ===== hostile proxies =====
+
+#[test]
+fn a_slow_proxy_cannot_hold_a_refresh_past_its_budget() {
+    // A hundred pages, each a little under the call timeout.
+    let proxy = Proxy::start(|_, index| {
+        std::thread::sleep(Duration::from_millis(300));
+        rules_page(
+            vec![record(&format!("r{index}"), 1, json!({}))],
+            Some(&format!("page-{}", index + 1)),
+        )
+    });
+    let sampler = sampler_for(proxy.addr, &clock());
+    let started = std::time::Instant::now();
+    let err = sampler.refresh_rules_now().unwrap_err();
+    // Five timeouts of 500 ms, plus the call under way: not 100 × 300 ms.
+    assert!(
+        started.elapsed() < Duration::from_secs(4),
+        "{:?}",
+        started.elapsed()
+    );
+    assert_eq!(err.kind(), SamplingProxyErrorKind::Timeout);
+    assert!(
+        names(&sampler).is_empty(),
+        "no partial set of rules is applied"
+    );
+}
+
+#[test]
+fn rules_beyond_what_xray_allows_are_ignored() {
+    let long = "/".repeat(129);
+    let mut records = vec![
+        record("long-path", 1, json!({"URLPath": long})),
+        record("long-host", 1, json!({"Host": "h".repeat(65)})),
+        record("long-method", 1, json!({"HTTPMethod": "GETGETGETGE"})),
+        record(
+            "many-attributes",
+            1,
+            json!({"Attributes": {"a": "1", "b": "2", "c": "3", "d": "4", "e": "5", "f": "6"}}),
+        ),
+        record(
+            "long-attribute",
+            1,
+            json!({"Attributes": {"a": "x".repeat(33)}}),
+        ),
+        record(
+            "fits",
+            1,
+            json!({"URLPath": "/".repeat(128), "Host": "h".repeat(64)}),
+        ),
+    ];
+    // And more rules than kept: 150 more, of which 99 fit beside "fits".
+    records.extend((0..150).map(|i| record(&format!("n{i:03}"), 2, json!({}))));
+    let proxy = simple_proxy(records, vec![]);
+    let sampler = sampler_for(proxy.addr, &clock());
+    assert_eq!(sampler.refresh_rules_now().unwrap(), 100);
+    let kept = names(&sampler);
+    assert_eq!(kept[0], "fits");
+    assert!(
+        !kept
+            .iter()
+            .any(|n| n.starts_with("long") || n == "many-attributes")
+    );
+}

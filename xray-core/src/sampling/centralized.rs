@@ -37,7 +37,8 @@ pub(crate) const DEFAULT_INTERVAL_SECS: u64 = 10;
 ///
 /// # How it decides
 ///
-/// Usable rules (version 1, resource ARN `*`) are tried by ascending priority, ties broken by
+/// Usable rules (version 1, resource ARN `*`, patterns no longer than X-Ray allows, at most
+/// 100 of them) are tried by ascending priority, ties broken by
 /// name; the rule named `Default` comes last. A rule applies when its service name, service
 /// type, host, HTTP method and URL path patterns all match the request (wildcards,
 /// case-insensitive; a field the request lacks, or leaves empty, matches any pattern), and, if
@@ -67,7 +68,8 @@ pub(crate) const DEFAULT_INTERVAL_SECS: u64 = 10;
 /// and applies the quotas and rates X-Ray answers. When X-Ray says the rules changed after the
 /// last fetch, they are fetched again at once. While no rules are held the fetch is retried
 /// every 10 seconds rather than every 5 minutes, so a daemon that starts after the
-/// application is picked up quickly. Calls time out after 2 seconds by default.
+/// application is picked up quickly. Calls time out after 2 seconds by default, and a whole
+/// rules fetch, however many pages, after five timeouts: the rules held so far stay.
 ///
 /// The thread stops when the sampler is dropped: dropping wakes it and does not wait for a
 /// call in flight, which ends within its timeout.

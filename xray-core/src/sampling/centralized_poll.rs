@@ -20,8 +20,19 @@ const TARGETS: &str = "SamplingTargets";
 pub(crate) const MAX_STATISTICS_PER_CALL: usize = 25;
 /// Pages followed in one rules fetch; X-Ray holds a few dozen rules per account, one page.
 const MAX_PAGES: usize = 100;
-/// Usable rules kept from one fetch; past this the rest are ignored (and logged).
-const MAX_RULES: usize = 1000;
+/// Usable rules kept from one fetch, the first received; past this the rest are ignored (and
+/// logged). X-Ray allows 25 rules per Region by default: 100 leaves room and keeps the cost of
+/// a decision bounded.
+const MAX_RULES: usize = 100;
+/// The longest patterns X-Ray accepts (`CreateSamplingRule`): a rule with a longer one cannot
+/// come from X-Ray, and would make every decision slower; it is ignored.
+const MAX_NAME_PATTERN: usize = 64;
+const MAX_METHOD_PATTERN: usize = 10;
+const MAX_PATH_PATTERN: usize = 128;
+const MAX_ATTRIBUTES: usize = 5;
+const MAX_ATTRIBUTE_PATTERN: usize = 32;
+/// A whole rules fetch, every page included, takes at most this many call timeouts.
+const FETCH_BUDGET_CALLS: u32 = 5;
 /// Longest reporting interval accepted from a target, so that a bad value cannot silence a rule
 /// for good.
 const MAX_INTERVAL_SECS: u64 = 3600;
@@ -86,15 +97,34 @@ impl WireRule {
         if self.resource_arn.as_deref() != Some("*") {
             return Err("it matches on a resource ARN");
         }
-        let attributes = self
-            .attributes
-            .unwrap_or_default()
+        let attributes = self.attributes.unwrap_or_default();
+        if attributes.len() > MAX_ATTRIBUTES {
+            return Err("it has more than 5 attributes");
+        }
+        let attributes = attributes
             .into_iter()
             .map(|(name, pattern)| match pattern {
-                Value::String(pattern) => Ok((name, pattern)),
+                Value::String(pattern)
+                    if name.chars().count() <= MAX_ATTRIBUTE_PATTERN
+                        && pattern.chars().count() <= MAX_ATTRIBUTE_PATTERN =>
+                {
+                    Ok((name, pattern))
+                }
+                Value::String(_) => Err("an attribute is longer than 32 characters"),
                 _ => Err("an attribute's pattern is not a string"),
             })
             .collect::<Result<Vec<_>, _>>()?;
+        let within = |pattern: &Option<String>, max: usize| {
+            pattern.as_deref().is_none_or(|p| p.chars().count() <= max)
+        };
+        if !(within(&self.service_name, MAX_NAME_PATTERN)
+            && within(&self.service_type, MAX_NAME_PATTERN)
+            && within(&self.host, MAX_NAME_PATTERN)
+            && within(&self.http_method, MAX_METHOD_PATTERN)
+            && within(&self.url_path, MAX_PATH_PATTERN))
+        {
+            return Err("a pattern is longer than X-Ray allows");
+        }
         let fixed_rate = self
             .fixed_rate
             .filter(|r| (0.0..=1.0).contains(r))
@@ -253,12 +283,22 @@ fn fetch_rules(shared: &Shared) -> Result<Vec<RuleDef>, SamplingProxyError> {
     let mut names: HashSet<Arc<str>> = HashSet::new();
     let mut token: Option<String> = None;
     let mut skipped = 0usize;
+    let deadline = Instant::now() + shared.timeout.saturating_mul(FETCH_BUDGET_CALLS);
     for _ in 0..MAX_PAGES {
+        // However many pages, and however slowly each comes: the rules held so far stay.
+        let left = deadline.saturating_duration_since(Instant::now());
+        if left.is_zero() {
+            return Err(SamplingProxyError::new(
+                SamplingProxyErrorKind::Timeout,
+                GET_RULES,
+                shared.proxy,
+            ));
+        }
         let request = serde_json::to_vec(&RulesRequest {
             next_token: token.as_deref(),
         })
         .map_err(|e| json_error(GET_RULES, shared, e))?;
-        let body = post_json(shared.proxy, GET_RULES, &request, shared.timeout)?;
+        let body = post_json(shared.proxy, GET_RULES, &request, shared.timeout.min(left))?;
         let page: RulesPage =
             serde_json::from_slice(&body).map_err(|e| json_error(GET_RULES, shared, e))?;
         for record in page.records.unwrap_or_default() {
