@@ -18,7 +18,7 @@ async fn handler(event: LambdaEvent<Value>) -> Result<Value, Error> {
     // Under the invocation's context, which the layer makes current.
     let greet = Recorder::global().begin_subsegment("greet");
     let name = event.payload["name"].as_str().unwrap_or("world").to_owned();
-    let _ = greet.put_annotation("name_length", name.len() as u64);
+    greet.put_annotation("name_length", name.len() as u64);
     greet.end();
     Ok(json!({ "message": format!("hello, {name}") }))
 }

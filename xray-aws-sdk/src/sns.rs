@@ -67,7 +67,7 @@
 //! let invocation = recorder.begin_lambda_invocation(Some(invocation_header));
 //! let work = invocation.begin_subsegment("handle-order");
 //! let message_id = payload["Records"][0]["Sns"]["MessageId"].as_str().unwrap_or_default();
-//! let _ = work.put_annotation("message_id", message_id);
+//! work.put_annotation("message_id", message_id);
 //! work.end();
 //!
 //! // The work is in the publisher's trace, under Lambda's segment for the function.

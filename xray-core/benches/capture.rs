@@ -94,7 +94,7 @@ fn sampled(c: &mut Criterion) {
             let _current = segment.enter();
             let sub = recorder.begin_subsegment("plain");
             let _inner = sub.enter();
-            let _ = sub.put_annotation("order_id", 7_u64);
+            sub.put_annotation("order_id", 7_u64);
             plain(black_box(7))
         })
     });

@@ -51,7 +51,7 @@ fn main() {
     let segment = |header: &TraceHeader| {
         let s = recorder.begin_segment_with("orders", Some(header), &request);
         let sub = s.begin_subsegment("work");
-        let _ = sub.put_annotation("order_id", 42);
+        sub.put_annotation("order_id", 42);
         sub.end();
         s.end();
     };

@@ -6,16 +6,13 @@
 //! any release, patch releases included. Do not call it directly: use the attribute, or
 //! [`Recorder::begin_subsegment`] and [`Subsegment::instrument`] by hand.
 
+use std::any::Any;
 use std::borrow::Cow;
-use std::cell::RefCell;
 use std::error::Error;
 use std::fmt;
-use std::future::Future;
-use std::pin::Pin;
+use std::panic::{AssertUnwindSafe, catch_unwind, resume_unwind};
 use std::rc::Rc;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, Ordering};
-use std::task::{Context, Poll};
 
 use crate::context::ContextGuard;
 use crate::document::{AnnotationValue, Cause, StackFrame};
@@ -54,12 +51,7 @@ fn begin_inner(recorder: Option<&Recorder>, name: &str) -> Option<Subsegment> {
 
 fn begin_recorded(name: &str) -> Option<Subsegment> {
     let sub = current()?.begin_subsegment(name);
-    if sub.is_recording() {
-        install_panic_hook();
-        Some(sub)
-    } else {
-        None
-    }
+    sub.is_recording().then_some(sub)
 }
 
 #[cold]
@@ -107,15 +99,12 @@ impl AsRecorder for Box<Recorder> {
 
 // ===== sync functions =====
 
-/// Keeps the subsegment of a sync call current until dropped, then ends it; records a fault
-/// when dropped by a panic unwinding through the call.
+/// Keeps the subsegment of a sync call current until dropped, then ends it.
 #[derive(Debug)]
 pub struct Guard {
     // Field order is drop order: the context is left before the subsegment ends.
     _context: ContextGuard,
     subsegment: Subsegment,
-    /// Called while unwinding already (from a destructor): `panicking()` says nothing then.
-    entered_panicking: bool,
 }
 
 impl Guard {
@@ -125,7 +114,6 @@ impl Guard {
         Self {
             _context: subsegment.enter(),
             subsegment,
-            entered_panicking: std::thread::panicking(),
         }
     }
 
@@ -136,86 +124,48 @@ impl Guard {
     }
 }
 
-impl Drop for Guard {
-    fn drop(&mut self) {
-        if std::thread::panicking() && !self.entered_panicking {
-            record_panic(self.subsegment.entity());
+/// Runs the body of a captured sync function, `f`. A panic unwinding out of it is recorded on
+/// the subsegment (a fault, with the panic's message, and the function's place in the source
+/// as the stack), the subsegment ends, and the panic goes on unwinding: nothing is caught for
+/// good.
+///
+/// The body is a closure passed here: the `FnOnce` bound makes the closure `FnOnce`, so the body
+/// can return borrows of what it captured (`&mut self` returning `Result<&mut T, E>`).
+#[inline]
+pub fn call<R, F: FnOnce() -> R>(
+    guard: &mut Option<Guard>,
+    function: &'static str,
+    file: &'static str,
+    line: u32,
+    f: F,
+) -> R {
+    // Costs nothing unless a panic unwinds through here. `AssertUnwindSafe`: nothing here looks
+    // at what the body left behind; the panic is resumed at once.
+    match catch_unwind(AssertUnwindSafe(f)) {
+        Ok(out) => out,
+        Err(payload) => {
+            if let Some(guard) = guard.take() {
+                panicked(guard, &*payload, StackFrame::new(function, file, line));
+            }
+            resume_unwind(payload)
         }
     }
 }
 
-/// Calls `f`. The body of a function whose `Err` is recorded runs as a closure passed here:
-/// the `FnOnce` bound makes the closure `FnOnce`, so the body can return borrows of what it
-/// captured (`&mut self` returning `Result<&mut T, E>`).
-#[inline(always)]
-pub fn call_once<R, F: FnOnce() -> R>(f: F) -> R {
-    f()
+#[cold]
+#[inline(never)]
+fn panicked(guard: Guard, payload: &(dyn Any + Send), frame: StackFrame) {
+    guard
+        .subsegment
+        .record_panic_with(Some(payload), Some(frame));
+    // Dropped here, where no panic unwinds: the context is left, and the subsegment ends.
+    drop(guard);
 }
 
 // ===== async functions =====
-
-pin_project_lite::pin_project! {
-    /// A future with its own subsegment: current on every poll, ended when the future
-    /// completes, when a poll panics (marked as a fault), or when the future is dropped.
-    #[derive(Debug)]
-    pub struct Instrumented<F> {
-        #[pin]
-        inner: F,
-        subsegment: Option<Subsegment>,
-    }
-}
-
-/// Wraps `fut` so that `subsegment` covers it.
-#[inline]
-pub fn instrument<F: Future>(subsegment: Subsegment, fut: F) -> Instrumented<F> {
-    Instrumented {
-        inner: fut,
-        subsegment: Some(subsegment),
-    }
-}
-
-impl<F: Future> Future for Instrumented<F> {
-    type Output = F::Output;
-
-    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<F::Output> {
-        let this = self.project();
-        let Some(subsegment) = this.subsegment.as_ref() else {
-            return this.inner.poll(cx);
-        };
-        let _context = subsegment.enter();
-        let guard = PollGuard {
-            subsegment: this.subsegment,
-            entered_panicking: std::thread::panicking(),
-        };
-        let out = this.inner.poll(cx);
-        if out.is_ready()
-            && let Some(subsegment) = guard.subsegment.take()
-        {
-            subsegment.end();
-        }
-        out
-    }
-}
-
-/// Ends the subsegment as a fault if the poll it lives in unwinds. An executor that catches the
-/// panic drops the future only after unwinding ends, when `panicking()` is already false, so
-/// the check must happen inside `poll`.
-struct PollGuard<'a> {
-    subsegment: &'a mut Option<Subsegment>,
-    entered_panicking: bool,
-}
-
-impl Drop for PollGuard<'_> {
-    fn drop(&mut self) {
-        if std::thread::panicking()
-            && !self.entered_panicking
-            && let Some(subsegment) = self.subsegment.take()
-        {
-            record_panic(subsegment.entity());
-            subsegment.end();
-        }
-    }
-}
+//
+// An `async fn` is captured by `Subsegment::instrument`: the one future that owns an entity,
+// makes it current on every poll, and records a panicking poll.
 
 // ===== annotations and metadata =====
 
@@ -224,7 +174,7 @@ impl Drop for PollGuard<'_> {
 #[inline]
 pub fn annotate<T: ToAnnotation + ?Sized>(entity: &Entity, key: &str, value: &T) {
     if let Some(value) = value.to_annotation() {
-        let _ = entity.put_annotation(key, value);
+        entity.put_annotation(key, value);
     }
 }
 
@@ -232,7 +182,7 @@ pub fn annotate<T: ToAnnotation + ?Sized>(entity: &Entity, key: &str, value: &T)
 /// raised.
 #[inline]
 pub fn metadata<T: serde::Serialize + ?Sized>(entity: &Entity, key: &str, value: &T) {
-    let _ = entity.put_metadata(key, value);
+    entity.put_metadata(key, value);
 }
 
 /// A value `#[capture(annotate(..))]` can record: strings, integers, floats, bools, an
@@ -384,83 +334,5 @@ impl<T: ?Sized> RecordNothing for Outcome<'_, T> {
 }
 
 fn add_cause(entity: &Entity, cause: Cause) {
-    entity.update(|doc| doc.add_cause(cause));
-}
-
-// ===== panics =====
-
-/// The panic message of this thread's latest panic, for the guard that unwinds through a
-/// captured call: a drop guard cannot see the payload, so a panic hook keeps a copy.
-#[derive(Clone)]
-struct LastPanic {
-    message: String,
-    file: String,
-    line: u32,
-}
-
-thread_local! {
-    static LAST_PANIC: RefCell<Option<LastPanic>> = const { RefCell::new(None) };
-}
-
-/// The longest panic message kept, in characters (the document keeps 2048).
-const MAX_PANIC_MESSAGE_CHARS: usize = 2048;
-
-static HOOK_INSTALLED: AtomicBool = AtomicBool::new(false);
-
-/// Installs, once, a panic hook that notes the message and location of each panic on its
-/// thread, then runs the hook that was set before. Done lazily by the first recorded capture,
-/// so programs that never record one keep their hook untouched. A hook set later with
-/// `std::panic::set_hook` replaces this one; panics are then still recorded as faults, without
-/// their message.
-fn install_panic_hook() {
-    // `take_hook` panics on a panicking thread (a capture inside a destructor during unwinding).
-    if HOOK_INSTALLED.load(Ordering::Relaxed)
-        || std::thread::panicking()
-        || HOOK_INSTALLED.swap(true, Ordering::AcqRel)
-    {
-        return;
-    }
-    let previous = std::panic::take_hook();
-    std::panic::set_hook(Box::new(move |info| {
-        let message = info.payload_as_str().unwrap_or("Box<dyn Any>");
-        let message = match message.char_indices().nth(MAX_PANIC_MESSAGE_CHARS) {
-            Some((cut, _)) => message.get(..cut).unwrap_or(message),
-            None => message,
-        };
-        let (file, line) = info.location().map_or(("", 0), |l| (l.file(), l.line()));
-        let _ = LAST_PANIC.try_with(|last| {
-            if let Ok(mut last) = last.try_borrow_mut() {
-                *last = Some(LastPanic {
-                    message: message.to_owned(),
-                    file: file.to_owned(),
-                    line,
-                });
-            }
-        });
-        previous(info);
-    }));
-}
-
-fn record_panic(entity: &Entity) {
-    if !entity.is_recording() {
-        return;
-    }
-    let last = LAST_PANIC
-        .try_with(|last| last.try_borrow().ok().and_then(|l| l.clone()))
-        .ok()
-        .flatten();
-    let message = last.as_ref().map_or("panicked", |l| l.message.as_str());
-    let mut cause = Cause::from_message(&message, Some("panic"), None);
-    if let (Some(last), Cause::Details(details)) = (&last, &mut cause)
-        && let Some(first) = details.exceptions.first_mut()
-        && !last.file.is_empty()
-    {
-        first
-            .stack
-            .push(StackFrame::new("panic", last.file.as_str(), last.line));
-    }
-    entity.update(|doc| {
-        doc.add_cause(cause);
-        doc.set_fault(true);
-    });
+    entity.add_cause(cause);
 }

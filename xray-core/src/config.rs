@@ -248,7 +248,7 @@ impl FromStr for DaemonAddress {
     /// a name lookup.
     fn from_str(value: &str) -> Result<Self, Self::Err> {
         let err = |reason| ConfigError::DaemonAddress {
-            value: value.chars().take(256).collect(),
+            value: value.chars().take(128).collect(),
             reason,
         };
         let value_trimmed = value.trim();

@@ -20,7 +20,7 @@
 //! {
 //!     let _current = segment.enter();
 //!     let charge = recorder.begin_subsegment("charge-card");
-//!     charge.put_annotation("amount_cents", 4200)?;
+//!     charge.put_annotation("amount_cents", 4200); // returns nothing: never fails the request
 //! } // `charge` ends here
 //! segment.end(); // the segment is sent once it and its subsegments have ended
 //!
@@ -32,9 +32,10 @@
 //!
 //! - [`Recorder`]: configuration, sampling and emission. [`Recorder::global`] is the
 //!   process-wide one the integrations use.
-//! - [`Segment`] and [`Subsegment`] own an entity and end it when dropped; [`Entity`] is a cheap
-//!   handle to either, for annotations ([`Entity::put_annotation`]), metadata, errors
-//!   ([`Entity::add_error`]) and any other field ([`Entity::update`] with [`Document`]).
+//! - [`Segment`] and [`Subsegment`] own an entity and end it when dropped (a drop without
+//!   `end()` ends it there, as `end()` would); [`Entity`] is a cheap handle to either, for
+//!   annotations ([`Entity::put_annotation`]), metadata, errors ([`Entity::add_error`]) and any
+//!   other field ([`Entity::update`] with [`Document`]).
 //! - The current context: [`Entity::enter`] for sync code, [`FutureExt::with_context`],
 //!   [`FutureExt::in_current_context`] and [`Subsegment::instrument`] for futures, which
 //!   re-enter the entity on every poll, whichever thread polls. [`current`] reads it.
@@ -90,8 +91,16 @@
 //!
 //! The crate never panics and never returns an error into application code because tracing
 //! failed: a daemon that is down, a full buffer or an oversize document are counted
-//! ([`Recorder::stats`]) and logged at most once a minute. [`Recorder::flush`] says what was
-//! sent and what was lost since the previous flush. Logs go through the
+//! ([`Recorder::stats`]) and logged at most once a minute. So is bad input: the recording
+//! calls return nothing, and an annotation key X-Ray cannot index or metadata that will not
+//! serialize is refused, counted ([`Recorder::refused`]) and logged with its typed reason.
+//! [`Recorder::flush`] says what was sent and what was lost since the previous flush.
+//!
+//! What the recorder holds is bounded, and so is every wait (see [`Recorder`]'s *Bounds*):
+//! subsegments per segment, open segments (past the bound the oldest is sent in progress and
+//! evicted), how long an ended segment waits for a subsegment still open (then it is sent with
+//! it `in_progress`), and how long [`Recorder::shutdown`] and dropping the recorder wait for a
+//! slow or hung network. Each of them is counted. Logs go through the
 //! [`tracing`](https://docs.rs/tracing) facade, under targets that start with `xray_core`.
 //!
 //! # Feature flags
@@ -151,7 +160,7 @@ pub use header::{
 };
 pub use id::{ParseIdError, SegmentId, TraceId};
 pub use recorder::{
-    ContextMissingError, Entity, Recorder, RecorderBuilder, RecorderStats, Segment,
+    ContextMissingError, Entity, Recorder, RecorderBuilder, RecorderStats, RefusedStats, Segment,
     SetGlobalRecorderError, Subsegment,
 };
 pub use sampling::{

@@ -164,7 +164,7 @@ pub fn record_error<E: fmt::Display + ?Sized>(entity: &Entity, error: &E) {
         return;
     }
     let cause = Cause::from_message(&error, Some(std::any::type_name::<E>()), None);
-    entity.update(|doc| doc.add_cause(cause));
+    entity.add_cause(cause);
 }
 
 /// Whether a call to `host:port` goes to the daemon (its UDP or TCP address), which the SDK

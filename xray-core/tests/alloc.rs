@@ -63,7 +63,7 @@ fn heap_use_of_hot_paths() {
         let s = recorder.begin_segment_with("api", Some(&header), &request);
         let _g = s.enter();
         let sub = recorder.begin_subsegment("work");
-        sub.put_annotation("order_id", 42).unwrap();
+        sub.put_annotation("order_id", 42);
     }
 
     // An unsampled segment with one annotated subsegment: no heap allocation at all.
@@ -71,7 +71,7 @@ fn heap_use_of_hot_paths() {
     for _ in 0..1_000 {
         let s = recorder.begin_segment_with("api", Some(&header), &request);
         let sub = s.begin_subsegment("work");
-        sub.put_annotation("order_id", 42).unwrap();
+        sub.put_annotation("order_id", 42);
         let _ = sub.trace_header();
         sub.end();
         s.end();
@@ -99,8 +99,8 @@ fn heap_use_of_hot_paths() {
     for _ in 0..1_000 {
         let s = by_sampler.begin_segment_with("api", None, &request);
         let sub = s.begin_subsegment("work");
-        sub.put_annotation("order_id", 42).unwrap();
-        let _ = sub.put_metadata("basket", &3);
+        sub.put_annotation("order_id", 42);
+        sub.put_metadata("basket", &3);
         sub.end();
         s.end();
     }
@@ -119,7 +119,48 @@ fn heap_use_of_hot_paths() {
     let handles = open.capacity() * std::mem::size_of_val(&open[0]);
     let per_open = (LIVE_BYTES.load(Ordering::Relaxed) - base - handles) / open.len();
     assert!(per_open <= 200, "{per_open} bytes per open subsegment");
+
+    // The segment is full (10,000 by default): more subsegments are counted, not recorded,
+    // and hold nothing.
+    let base = LIVE_BYTES.load(Ordering::Relaxed);
+    let more: Vec<_> = (0..10_000)
+        .map(|_| segment.begin_subsegment("item"))
+        .collect();
+    let handles = more.capacity() * std::mem::size_of_val(&more[0]);
+    let held = LIVE_BYTES.load(Ordering::Relaxed) - base - handles;
+    assert!(
+        held < 1_000,
+        "{held} bytes for 10,000 subsegments past the bound"
+    );
+    assert_eq!(recorder.stats().too_many_subsegments, 10_000);
+    drop(more);
     drop(open);
     segment.end();
     assert_eq!(emitter.len() as u64, recorder.stats().transport.sent);
+
+    // Segments never ended: past the bound the oldest is sent in progress and its tree freed;
+    // what stays is what the leaked handle itself pins (its tree's header), not its documents.
+    let all = xray_core::SamplingRules::builder()
+        .with_default(0, 1.0)
+        .build()
+        .unwrap();
+    let leaky = Recorder::builder()
+        .ignore_environment()
+        .with_sampler(std::sync::Arc::new(xray_core::LocalSampler::new(all)))
+        .with_emitter(InMemoryEmitter::with_capacity(0))
+        .with_max_open_segments(1_000)
+        .build()
+        .unwrap();
+    // Fill the bound once: the registry and the send buffer exist from then on.
+    for _ in 0..1_100 {
+        std::mem::forget(leaky.begin_segment("leak"));
+    }
+    let base = LIVE_BYTES.load(Ordering::Relaxed);
+    let leaked = 20_000;
+    for _ in 0..leaked {
+        std::mem::forget(leaky.begin_segment("leak"));
+    }
+    let per_leak = (LIVE_BYTES.load(Ordering::Relaxed) - base) / leaked;
+    assert!(per_leak <= 300, "{per_leak} bytes per leaked segment");
+    assert_eq!(leaky.stats().evicted, 1_100 + leaked as u64 - 1_000);
 }

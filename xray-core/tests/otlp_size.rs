@@ -45,9 +45,8 @@ fn a_shape_on_the_wire() -> Vec<u8> {
         .unwrap();
     let segment = recorder.begin_segment("orders");
     let sub = segment.begin_subsegment("load-basket");
-    sub.put_annotation("order_id", 42).unwrap();
-    sub.put_metadata("basket", &serde_json::json!({"items": 3}))
-        .unwrap();
+    sub.put_annotation("order_id", 42);
+    sub.put_metadata("basket", &serde_json::json!({"items": 3}));
     sub.end();
     segment.end();
     let mut buf = vec![0u8; 70_000];

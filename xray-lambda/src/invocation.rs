@@ -6,7 +6,7 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 
 use lambda_runtime::Context;
-use xray_core::{Cause, ContextGuard, Recorder, Segment, Subsegment};
+use xray_core::{ContextGuard, Recorder, Segment, Subsegment};
 
 /// The annotation Powertools for AWS Lambda puts on the handler subsegment.
 const COLD_START: &str = "ColdStart";
@@ -66,7 +66,7 @@ impl Invocation {
         let facade = recorder.begin_lambda_invocation(Some(header));
         let handler =
             begin_handler(&facade, naming, &context.env_config.function_name).inspect(|handler| {
-                let _ = handler.put_annotation(COLD_START, cold_start);
+                handler.put_annotation(COLD_START, cold_start);
             });
         Some(Invocation { handler, facade })
     }
@@ -90,19 +90,9 @@ impl Invocation {
     /// Records a panic caught while calling or polling the handler as a fault with the panic's
     /// message as the cause.
     pub(crate) fn record_panic(&self, payload: &(dyn Any + Send)) {
-        let Some(handler) = self.handler.as_ref().filter(|h| h.is_recording()) else {
-            return;
-        };
-        let message = payload
-            .downcast_ref::<&str>()
-            .copied()
-            .or_else(|| payload.downcast_ref::<String>().map(String::as_str))
-            .unwrap_or("panicked with a payload that is not a string");
-        let cause = Cause::from_message(&message, Some("panic"), None);
-        handler.update(|doc| {
-            doc.add_cause(cause);
-            doc.set_fault(true);
-        });
+        if let Some(handler) = &self.handler {
+            handler.record_panic(payload);
+        }
     }
 
     /// Ends the handler subsegment, then the facade.

@@ -66,7 +66,7 @@ async fn hello(recorder: Recorder, request: Request) -> Result<String, Error> {
         .unwrap_or("world")
         .to_owned();
     let greet = recorder.begin_subsegment("greet");
-    let _ = greet.put_annotation("name_length", name.len() as u64);
+    greet.put_annotation("name_length", name.len() as u64);
     tokio::time::sleep(Duration::from_millis(10)).await;
     let downstream = greet.trace_header().to_string();
     greet.end();

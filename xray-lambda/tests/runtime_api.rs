@@ -100,7 +100,7 @@ fn cases() -> Vec<Case> {
 async fn handle(recorder: Recorder, event: LambdaEvent<Value>) -> Result<Value, Error> {
     let n = event.payload["n"].as_u64().unwrap_or(u64::MAX);
     let work = recorder.begin_subsegment("work");
-    let _ = work.put_annotation("n", n);
+    work.put_annotation("n", n);
     let downstream = work.trace_header().to_string();
     // Meanwhile the other invocations run, on this thread and the other, each in its context.
     tokio::time::sleep(HANDLER_SLEEP).await;

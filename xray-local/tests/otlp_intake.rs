@@ -32,9 +32,9 @@ fn sample_all() -> Arc<LocalSampler> {
 /// A segment with a subsegment (an annotation, an HTTP call) and a grandchild.
 fn record(recorder: &Recorder) -> TraceId {
     let segment = recorder.begin_segment("orders");
-    segment.put_annotation("tenant", "blue").unwrap();
+    segment.put_annotation("tenant", "blue");
     let load = segment.begin_subsegment("load");
-    load.put_annotation("items", 3).unwrap();
+    load.put_annotation("items", 3);
     load.begin_subsegment("query").end();
     load.end();
     let id = segment.trace_id();

@@ -61,7 +61,15 @@ pub(crate) fn gen_function(args: CaptureArgs, item: ItemFn) -> syn::Result<Token
     } else if let Some(shape) = AsyncShape::find(&block, &sig.output) {
         shape.rewrite(&args, &name, &block)
     } else {
-        gen_sync(&args, &name, &block, &sig.output, sig.ident.span())
+        let function = sig.ident.unraw_string();
+        gen_sync(
+            &args,
+            &name,
+            &function,
+            &block,
+            &sig.output,
+            sig.ident.span(),
+        )
     };
 
     Ok(quote! {
@@ -233,6 +241,7 @@ fn erase_impl_trait(ty: &Type) -> Type {
 fn gen_sync(
     args: &CaptureArgs,
     name: &str,
+    function: &str,
     block: &Block,
     output: &ReturnType,
     ident_span: Span,
@@ -246,9 +255,7 @@ fn gen_sync(
     let out = local("__xray_out");
     let begin = gen_begin(args, name);
     let records = gen_records(args, &entity);
-    let head = quote! {
-        // Uninitialised unless recorded: a drop flag, not a dummy guard, on the unsampled path.
-        let #guard = #begin.map(::xray_core::__private::Guard::enter);
+    let records = quote! {
         if let ::core::option::Option::Some(#guard) = &#guard {
             let #entity = #guard.entity();
             #records
@@ -257,24 +264,48 @@ fn gen_sync(
     // The statements, not the block: `{ x }` as the tail of a generated block would trip
     // `unused_braces` on the user's code.
     let stmts = &block.stmts;
-    if !records_err(args, output) {
+    if matches!(output, Some(Type::Never(_))) {
+        // `-> !`: the body stays as it is, since the closure below would need `!` written as
+        // its return type, which is unstable. A panic still ends the subsegment as a fault (the
+        // subsegment sees it unwind), without the message.
         return quote! {
-            #head
+            // Uninitialised unless recorded: a drop flag, not a dummy guard, on the unsampled
+            // path.
+            let #guard = #begin.map(::xray_core::__private::Guard::enter);
+            #records
             #(#stmts)*
         };
     }
-    // The body runs in a closure so that `?` and `return` hand their value back here, where an
-    // `Err` can be seen (as tracing's `#[instrument(err)]` does). The closure goes through
-    // `call_once`, whose `FnOnce` bound lets a body return borrows of what it captured (a
-    // method returning `Result<&mut T, E>`), which a closure inferred as `FnMut` could not.
+    // The body runs in a closure passed to `call`, which records a panic unwinding out of it
+    // (with its message, read from the payload) and resumes it. `?` and `return` hand their
+    // value back here, where an `Err` can be seen (as tracing's `#[instrument(err)]` does).
+    // `call`'s `FnOnce` bound lets a body return borrows of what it captured (a method
+    // returning `Result<&mut T, E>`), which a closure inferred as `FnMut` could not.
     let fake = fake_return(output, ret_span);
+    let site = quote_spanned! {ident_span=>
+        #function, ::core::file!(), ::core::line!()
+    };
+    let call = quote_spanned! {block.span()=>
+        ::xray_core::__private::call(&mut #guard, #site, move || {
+            #fake
+            #(#stmts)*
+        })
+    };
+    let head = quote! {
+        // Uninitialised unless recorded: a drop flag, not a dummy guard, on the unsampled path.
+        let mut #guard = #begin.map(::xray_core::__private::Guard::enter);
+        #records
+    };
+    if !records_err(args, output) {
+        return quote! {
+            #head
+            #call
+        };
+    }
     let record = gen_record_outcome(&out, &entity);
     quote_spanned! {block.span()=>
         #head
-        let #out = ::xray_core::__private::call_once(move || {
-            #fake
-            #(#stmts)*
-        });
+        let #out = #call;
         if let ::core::option::Option::Some(#guard) = &#guard {
             let #entity = #guard.entity();
             #record
@@ -336,7 +367,7 @@ fn gen_async(
         #inner
         match #sub {
             ::core::option::Option::Some(#sub) => {
-                ::xray_core::__private::instrument(#sub, #fut).await
+                ::xray_core::Subsegment::instrument(#sub, #fut).await
             }
             ::core::option::Option::None => #fut.await,
         }

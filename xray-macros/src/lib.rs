@@ -162,11 +162,14 @@ use quote::ToTokens;
 /// ## Panics
 ///
 /// A panic unwinding out of the function ends the subsegment marked as a fault, with the panic
-/// message and location as the cause, then keeps unwinding: nothing is caught. For async
-/// functions this is done inside the poll that panics, so it holds even when the executor
-/// catches the panic. The message is read by a panic hook that the first recorded call
-/// installs once; it chains to the hook set before it. A hook set later with
-/// `std::panic::set_hook` replaces it; panics are then still faults, without their message.
+/// message as the cause (read from the payload of a `panic!`), then keeps unwinding: the panic
+/// is caught around the body only to be recorded, and resumed at once. For async functions
+/// this is done inside the poll that panics (by [`Subsegment::instrument`]'s future, which the
+/// attribute expands to), so it holds even when the executor catches the panic. For sync
+/// functions the cause's stack names the function and where it is defined; the place of the
+/// `panic!` itself is known only to a panic hook, and no hook is installed: the process's own
+/// stays as it was. A function returning `!` is not wrapped: its panics are faults with the
+/// cause `panicked`, without the message.
 ///
 /// ## Async functions
 ///
@@ -280,6 +283,7 @@ use quote::ToTokens;
 /// [`AnnotationValue`]: https://docs.rs/xray-core/latest/xray_core/enum.AnnotationValue.html
 /// [`FutureExt::in_current_context`]: https://docs.rs/xray-core/latest/xray_core/trait.FutureExt.html#method.in_current_context
 /// [`FutureExt::with_context`]: https://docs.rs/xray-core/latest/xray_core/trait.FutureExt.html#method.with_context
+/// [`Subsegment::instrument`]: https://docs.rs/xray-core/latest/xray_core/struct.Subsegment.html#method.instrument
 #[proc_macro_attribute]
 pub fn capture(args: TokenStream, item: TokenStream) -> TokenStream {
     let args = match syn::parse::<attr::CaptureArgs>(args) {

@@ -141,3 +141,26 @@ fn a_call_made_while_unwinding_is_no_fault() {
     assert_eq!(sub["name"], "explode");
     assert!(sub.get("fault").is_none(), "{sub}");
 }
+
+#[test]
+fn the_message_is_the_panics_own_whatever_hook_the_application_sets() {
+    // A hook set after a recorded call has run: the message must still come from the panic
+    // being recorded, not from a hook of the SDK's (which this one would replace) keeping the
+    // last message it saw.
+    let (recorder, emitter) = recorder();
+    let segment = recorder.begin_segment("test");
+    {
+        let _g = segment.enter();
+        assert!(catch_unwind(|| explode(1)).is_err());
+        std::panic::set_hook(Box::new(|_| {}));
+        let second = catch_unwind(|| explode(2));
+        // Back to the default hook.
+        drop(std::panic::take_hook());
+        assert!(second.is_err());
+    }
+    segment.end();
+    let doc = single(&emitter);
+    let subs = support::subs(&doc);
+    assert_eq!(first_exception(&subs[0])["message"], "boom 1");
+    assert_eq!(first_exception(&subs[1])["message"], "boom 2");
+}

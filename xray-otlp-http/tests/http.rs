@@ -168,7 +168,7 @@ fn recorder(transport: OtlpHttpTransport) -> Recorder {
 fn record(recorder: &Recorder) -> xray_core::TraceId {
     let segment = recorder.begin_segment("orders");
     let a = segment.begin_subsegment("load");
-    a.put_annotation("items", 3).unwrap();
+    a.put_annotation("items", 3);
     a.begin_subsegment("query").end();
     a.end();
     let id = segment.trace_id();

@@ -3,7 +3,7 @@
 use std::any::Any;
 
 use http::HeaderValue;
-use xray_core::{Cause, Entity};
+use xray_core::Entity;
 
 /// The `X-Amzn-Trace-Id` header name, as `http` spells header names (lowercase).
 pub const X_AMZN_TRACE_ID: http::HeaderName = http::HeaderName::from_static("x-amzn-trace-id");
@@ -12,19 +12,7 @@ pub(crate) use xray_core::outgoing::record_error;
 
 /// Records a panic caught while polling as a fault with the panic message as the cause.
 pub(crate) fn record_panic(entity: &Entity, payload: &(dyn Any + Send)) {
-    if !entity.is_recording() {
-        return;
-    }
-    let message = payload
-        .downcast_ref::<&str>()
-        .copied()
-        .or_else(|| payload.downcast_ref::<String>().map(String::as_str))
-        .unwrap_or("panicked with a payload that is not a string");
-    let cause = Cause::from_message(&message, Some("panic"), None);
-    entity.update(|doc| {
-        doc.add_cause(cause);
-        doc.set_fault(true);
-    });
+    entity.record_panic(payload);
 }
 
 /// `s` cut to what the service keeps, so a client's oversized header or path is never copied

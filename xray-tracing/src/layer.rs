@@ -53,9 +53,9 @@ impl XRaySpanLayer {
                     Value::Str(v) => v.into(),
                 };
                 // A refused value is logged by xray-core; the span goes on.
-                let _ = entity.put_annotation(&annotation_key(name), value);
+                entity.put_annotation(&annotation_key(name), value);
             } else {
-                let _ = entity.put_metadata_in("tracing", name, &value.to_json());
+                entity.put_metadata_in("tracing", name, &value.to_json());
             }
         }
     }

@@ -113,8 +113,8 @@ pub(crate) fn sample_all() -> SharedSampler {
 pub(crate) fn a_shape(r: &Recorder, request: &SamplingRequest<'_>) {
     let s = r.begin_segment_with("orders", None, request);
     let sub = s.begin_subsegment("work");
-    let _ = sub.put_annotation("order_id", 42);
-    let _ = sub.put_metadata("basket", &3);
+    sub.put_annotation("order_id", 42);
+    sub.put_metadata("basket", &3);
     sub.end();
     s.end();
 }

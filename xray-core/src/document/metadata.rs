@@ -9,6 +9,11 @@ pub const DEFAULT_METADATA_NAMESPACE: &str = "default";
 /// Namespaces starting with this prefix belong to AWS SDKs and clients.
 const RESERVED_PREFIX: &str = "AWS.";
 
+/// Whether `namespace` belongs to AWS SDKs (starts with `AWS.`).
+pub(crate) fn is_reserved_namespace(namespace: &str) -> bool {
+    namespace.starts_with(RESERVED_PREFIX)
+}
+
 /// Why metadata was refused.
 ///
 /// # Examples
@@ -73,7 +78,7 @@ impl Metadata {
         key: &str,
         value: &T,
     ) -> Result<(), MetadataError> {
-        if namespace.starts_with(RESERVED_PREFIX) {
+        if is_reserved_namespace(namespace) {
             return Err(MetadataError::ReservedNamespace);
         }
         self.insert_unchecked(namespace, key, value)

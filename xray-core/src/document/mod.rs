@@ -44,7 +44,9 @@ pub use http::{Http, HttpRequest, HttpResponse, MAX_FIELD_CHARS, StatusFlags, ca
 pub use metadata::{DEFAULT_METADATA_NAMESPACE, Metadata, MetadataError};
 pub use trim::Trimmed;
 
+pub(crate) use annotation::is_valid_key;
 pub(crate) use json::{close_subsegments, open_element, sdk_block};
+pub(crate) use metadata::is_reserved_namespace;
 
 /// The longest name the service accepts, in characters.
 const MAX_NAME_CHARS: usize = 200;

@@ -23,7 +23,11 @@ use crate::diag::LogLimiter;
 /// nap with nothing to send does it sleep until the next datagram wakes it. Under load,
 /// datagrams therefore wait up to 2 ms; an idle process has no timer wake-ups.
 ///
-/// Dropping the emitter sends what is queued and stops the thread.
+/// [`Emitter::shutdown`] stops it: it refuses new datagrams ([`EmitError::Closed`]), lets the
+/// thread send what is queued until the timeout, then gives up what is left, counted in
+/// [`failed`](Self::failed), and leaves the thread to finish on its own a send that has not
+/// returned. Dropping the emitter does the same within [`DROP_TIMEOUT`](Self::DROP_TIMEOUT):
+/// a slow or hung network never holds the host's exit.
 ///
 /// # Examples
 ///
@@ -48,7 +52,8 @@ use crate::diag::LogLimiter;
 #[derive(Debug)]
 pub struct BackgroundEmitter {
     shared: Arc<Shared>,
-    thread: Option<JoinHandle<()>>,
+    /// The sender thread, until it is joined or left to finish on its own at shutdown.
+    thread: Mutex<Option<JoinHandle<()>>>,
 }
 
 #[derive(Debug)]
@@ -74,11 +79,19 @@ struct Queue {
     napping: bool,
     in_flight: bool,
     closed: bool,
+    /// No thread sends: it could not be started.
+    no_sender: bool,
 }
 
 impl BackgroundEmitter {
     /// The default buffer size: 4 MiB of queued datagrams.
     pub const DEFAULT_CAPACITY_BYTES: usize = 4 * 1024 * 1024;
+
+    /// The longest dropping the emitter waits for the thread to send what is queued: 250 ms.
+    /// What is left then is given up, and a send that has not returned is left to finish on
+    /// its own. For a longer wait that says what was lost, call
+    /// [`Recorder::shutdown`](crate::Recorder::shutdown) (or [`Emitter::shutdown`]) first.
+    pub const DROP_TIMEOUT: Duration = Duration::from_millis(250);
 
     /// Sends through `inner` on a new thread, with the default buffer size.
     pub fn new<E: Emitter + 'static>(inner: E) -> Self {
@@ -106,7 +119,7 @@ impl BackgroundEmitter {
         match thread {
             Ok(handle) => Self {
                 shared,
-                thread: Some(handle),
+                thread: Mutex::new(Some(handle)),
             },
             Err(e) => {
                 tracing::error!(
@@ -114,10 +127,14 @@ impl BackgroundEmitter {
                     error = %e,
                     "could not start the X-Ray emitter thread; segments will not be sent"
                 );
-                shared.queue.lock().closed = true;
+                {
+                    let mut q = shared.queue.lock();
+                    q.closed = true;
+                    q.no_sender = true;
+                }
                 Self {
                     shared,
-                    thread: None,
+                    thread: Mutex::new(None),
                 }
             }
         }
@@ -128,10 +145,24 @@ impl BackgroundEmitter {
         self.shared.dropped.load(Ordering::Relaxed)
     }
 
-    /// Datagrams the inner emitter failed to send.
+    /// Datagrams the inner emitter failed to send, and those given up at shutdown.
     pub fn failed(&self) -> u64 {
         self.shared.failed.load(Ordering::Relaxed)
     }
+}
+
+/// How many length-prefixed datagrams `rest` holds.
+fn count_datagrams(mut rest: &[u8]) -> u64 {
+    let mut n = 0;
+    while let Some((len, tail)) = rest.split_first_chunk::<4>() {
+        let len = u32::from_le_bytes(*len) as usize;
+        let Some((_, tail)) = tail.split_at_checked(len) else {
+            break;
+        };
+        rest = tail;
+        n += 1;
+    }
+    n
 }
 
 /// How long the sender waits for more after a batch before sleeping until woken.
@@ -235,7 +266,7 @@ impl Emitter for BackgroundEmitter {
             self.shared.work.notify_one();
         }
         while !q.buf.is_empty() || q.in_flight {
-            if q.closed && self.thread.is_none() {
+            if q.closed && q.no_sender {
                 return false;
             }
             if self.shared.drained.wait_until(&mut q, deadline).timed_out() {
@@ -243,6 +274,53 @@ impl Emitter for BackgroundEmitter {
             }
         }
         true
+    }
+
+    /// Stops taking datagrams, waits until the thread sent what is queued or `timeout` passes,
+    /// then gives up what is still queued (counted in [`failed`](Self::failed), as
+    /// [`TransportErrorKind::Closed`](crate::TransportErrorKind::Closed)). A send that has not
+    /// returned stays pending: the thread is left to finish it on its own and exit, and is
+    /// never waited for past `timeout`.
+    fn shutdown(&self, timeout: Duration) -> bool {
+        let deadline = Instant::now() + timeout;
+        let mut q = self.shared.queue.lock();
+        q.closed = true;
+        // Send now rather than after a nap; a sleeping sender wakes, sees the end, and exits.
+        q.napping = false;
+        q.sender_waiting = false;
+        self.shared.work.notify_one();
+        while (!q.buf.is_empty() || q.in_flight) && !q.no_sender {
+            if self.shared.drained.wait_until(&mut q, deadline).timed_out() {
+                break;
+            }
+        }
+        let left = count_datagrams(&q.buf);
+        q.buf = Vec::new();
+        let in_flight = q.in_flight;
+        drop(q);
+        if left > 0 {
+            self.shared.failed.fetch_add(left, Ordering::Relaxed);
+            *self.shared.last_error.lock() = Some(crate::TransportErrorKind::Closed);
+        }
+        let handle = self.thread.lock().take();
+        if let Some(handle) = handle {
+            // With nothing in flight the thread sees the queue closed and empty, and returns
+            // at once: joining it cannot wait. Otherwise it is in a send that has not returned,
+            // and is left to finish it on its own.
+            if !in_flight || handle.is_finished() {
+                let _ = handle.join();
+            }
+        }
+        if left > 0 || in_flight {
+            tracing::warn!(
+                target: "xray_core::emitter",
+                given_up = left,
+                in_flight,
+                "X-Ray emitter shut down before it could send everything; what was queued is \
+                 counted as failed, and a send that has not returned is left to finish"
+            );
+        }
+        left == 0 && !in_flight
     }
 
     fn delivery(&self) -> Option<super::Delivery> {
@@ -255,11 +333,12 @@ impl Emitter for BackgroundEmitter {
 }
 
 impl Drop for BackgroundEmitter {
+    /// Shuts down within [`DROP_TIMEOUT`](Self::DROP_TIMEOUT), unless that was done already.
     fn drop(&mut self) {
-        self.shared.queue.lock().closed = true;
-        self.shared.work.notify_one();
-        if let Some(thread) = self.thread.take() {
-            let _ = thread.join();
+        if self.thread.get_mut().is_none() {
+            // Shut down before (or never started): nothing is left to wait for.
+            return;
         }
+        self.shutdown(Self::DROP_TIMEOUT);
     }
 }

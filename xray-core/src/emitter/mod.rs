@@ -99,6 +99,14 @@ pub trait Emitter: Send + Sync + fmt::Debug {
         true
     }
 
+    /// Flushes within `timeout`, then stops taking datagrams: the process is about to exit.
+    /// It must return by `timeout` whatever the network does; what it could not send by then is
+    /// given up, and counted as failed in [`delivery`](Self::delivery). Returns whether
+    /// everything accepted was sent. The default only flushes.
+    fn shutdown(&self, timeout: std::time::Duration) -> bool {
+        self.flush(timeout)
+    }
+
     /// Sends `datagrams` in order, as [`emit`](Self::emit) would one by one, and returns how
     /// many were sent; `failed` hears why each of the others was not. The default sends one at
     /// a time; [`UdpEmitter`] sends a batch with one `sendmmsg` system call where the system
@@ -144,6 +152,10 @@ impl<E: Emitter + ?Sized> Emitter for std::sync::Arc<E> {
         (**self).flush(timeout)
     }
 
+    fn shutdown(&self, timeout: std::time::Duration) -> bool {
+        (**self).shutdown(timeout)
+    }
+
     fn emit_batch(&self, datagrams: &[Datagram<'_>], failed: &mut dyn FnMut(EmitError)) -> usize {
         (**self).emit_batch(datagrams, failed)
     }
@@ -160,6 +172,10 @@ impl<E: Emitter + ?Sized> Emitter for Box<E> {
 
     fn flush(&self, timeout: std::time::Duration) -> bool {
         (**self).flush(timeout)
+    }
+
+    fn shutdown(&self, timeout: std::time::Duration) -> bool {
+        (**self).shutdown(timeout)
     }
 
     fn emit_batch(&self, datagrams: &[Datagram<'_>], failed: &mut dyn FnMut(EmitError)) -> usize {

@@ -74,6 +74,9 @@ pub struct RecorderBuilder {
     clock: Option<SharedClock>,
     context_missing: Option<ContextMissing>,
     streaming_threshold: Option<usize>,
+    max_subsegments: usize,
+    max_open_segments: usize,
+    grace_period: std::time::Duration,
     enabled: Option<bool>,
     honor_upstream: bool,
     service_version: Option<String>,
@@ -99,6 +102,9 @@ impl fmt::Debug for RecorderBuilder {
             .field("rules_file", &self.rules_file)
             .field("context_missing", &self.context_missing)
             .field("streaming_threshold", &self.streaming_threshold)
+            .field("max_subsegments", &self.max_subsegments)
+            .field("max_open_segments", &self.max_open_segments)
+            .field("grace_period", &self.grace_period)
             .field("enabled", &self.enabled)
             .field("honor_upstream", &self.honor_upstream)
             .finish()
@@ -114,6 +120,19 @@ impl Default for RecorderBuilder {
 impl RecorderBuilder {
     /// The default streaming threshold: completed subsegments held before they are sent early.
     pub const DEFAULT_STREAMING_THRESHOLD: usize = 100;
+
+    /// The default maximum of subsegments one segment holds, open or ended and not yet sent:
+    /// 10,000. That is already past what X-Ray keeps of one trace (500 KB of documents, and a
+    /// subsegment's is at least about 100 bytes), at about 200 bytes of memory each.
+    pub const DEFAULT_MAX_SUBSEGMENTS_PER_SEGMENT: usize = 10_000;
+
+    /// The default maximum of segments the recorder holds before they are sent: 10,000 sampled
+    /// requests in flight at once, about 1 KB each when they hold a few subsegments.
+    pub const DEFAULT_MAX_OPEN_SEGMENTS: usize = 10_000;
+
+    /// The default grace period: how long a segment that ended waits for subsegments still
+    /// open before it is sent with them in progress, 30 s.
+    pub const DEFAULT_GRACE_PERIOD: std::time::Duration = std::time::Duration::from_secs(30);
 
     /// A builder with the defaults, reading the process environment at [`build`](Self::build).
     pub fn new() -> Self {
@@ -131,6 +150,9 @@ impl RecorderBuilder {
             clock: None,
             context_missing: None,
             streaming_threshold: None,
+            max_subsegments: Self::DEFAULT_MAX_SUBSEGMENTS_PER_SEGMENT,
+            max_open_segments: Self::DEFAULT_MAX_OPEN_SEGMENTS,
+            grace_period: Self::DEFAULT_GRACE_PERIOD,
             enabled: None,
             honor_upstream: true,
             service_version: None,
@@ -318,6 +340,97 @@ impl RecorderBuilder {
     /// independent subsegments (default 100; 0 in AWS Lambda).
     pub fn with_streaming_threshold(mut self, threshold: usize) -> Self {
         self.streaming_threshold = Some(threshold);
+        self
+    }
+
+    /// The most subsegments one segment holds at once, open or ended and not yet sent (default
+    /// [`DEFAULT_MAX_SUBSEGMENTS_PER_SEGMENT`](Self::DEFAULT_MAX_SUBSEGMENTS_PER_SEGMENT),
+    /// 10,000). Streaming sends completed ones ahead (see
+    /// [`with_streaming_threshold`](Self::with_streaming_threshold)), so it mostly bounds how
+    /// many are open at once.
+    ///
+    /// Past it, a new subsegment is not recorded: it is counted in
+    /// [`RecorderStats::too_many_subsegments`](crate::RecorderStats::too_many_subsegments), and,
+    /// like an unsampled one, still has an id and puts the trace header, `Sampled=1`, on the
+    /// calls made under it.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use xray_core::{InMemoryEmitter, Recorder, SamplerKind};
+    ///
+    /// let recorder = Recorder::builder()
+    ///     .ignore_environment()
+    ///     .with_sampler_kind(SamplerKind::Always)
+    ///     .with_emitter(InMemoryEmitter::new())
+    ///     .with_max_subsegments_per_segment(2)
+    ///     .build()?;
+    /// let segment = recorder.begin_segment("batch");
+    /// let open: Vec<_> = (0..3).map(|_| segment.begin_subsegment("item")).collect();
+    /// assert!(open[1].is_recording() && !open[2].is_recording());
+    /// assert!(open[2].trace_header().to_string().ends_with(";Sampled=1"));
+    /// assert_eq!(recorder.stats().too_many_subsegments, 1);
+    /// # Ok::<(), xray_core::ConfigError>(())
+    /// ```
+    pub fn with_max_subsegments_per_segment(mut self, max: usize) -> Self {
+        self.max_subsegments = max;
+        self
+    }
+
+    /// The most segments the recorder holds before they are sent: begun and not ended, or
+    /// ended and waiting for a subsegment (default
+    /// [`DEFAULT_MAX_OPEN_SEGMENTS`](Self::DEFAULT_MAX_OPEN_SEGMENTS), 10,000; at least 1).
+    /// Unsampled segments hold nothing and do not count.
+    ///
+    /// Beginning a segment past it evicts one: the oldest of those sent already in progress
+    /// (see [`with_grace_period`](Self::with_grace_period)), else of those waiting for a
+    /// subsegment, else of those open. It is sent as it stands, its open entities marked
+    /// `in_progress`, its memory is freed, and it is counted in
+    /// [`RecorderStats::evicted`](crate::RecorderStats::evicted); what it records afterwards is
+    /// dropped. Segments whose handles leak are so bounded. Above 2,048 the bound is kept per
+    /// shard (up to 8, by segment id), so eviction may start slightly below it.
+    pub fn with_max_open_segments(mut self, max: usize) -> Self {
+        self.max_open_segments = max.max(1);
+        self
+    }
+
+    /// How long a segment that ended waits for subsegments still open (default
+    /// [`DEFAULT_GRACE_PERIOD`](Self::DEFAULT_GRACE_PERIOD), 30 s), by the recorder's clock.
+    ///
+    /// Within it, the segment is sent whole when its last subsegment ends. Past it, the segment
+    /// is sent as it stands, those still open marked `in_progress` (counted in
+    /// [`RecorderStats::sent_in_progress`](crate::RecorderStats::sent_in_progress)), and each of
+    /// them is sent as an independent subsegment when it ends, which replaces its in-progress
+    /// copy. The period is checked when a segment begins and at
+    /// [`Recorder::flush`](crate::Recorder::flush); with `Duration::ZERO` the segment is sent so
+    /// when it ends.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use std::time::Duration;
+    /// use xray_core::{InMemoryEmitter, Recorder, SamplerKind};
+    ///
+    /// let emitter = InMemoryEmitter::new();
+    /// let recorder = Recorder::builder()
+    ///     .ignore_environment()
+    ///     .with_sampler_kind(SamplerKind::Always)
+    ///     .with_emitter(emitter.clone())
+    ///     .with_grace_period(Duration::ZERO)
+    ///     .build()?;
+    /// let segment = recorder.begin_segment("api");
+    /// let background = segment.begin_subsegment("background");
+    /// segment.end();
+    /// let docs = emitter.documents();
+    /// assert_eq!(docs[0]["subsegments"][0]["in_progress"], true);
+    /// background.end(); // sent again, complete, on its own
+    /// let docs = emitter.documents();
+    /// assert_eq!(docs[1]["type"], "subsegment");
+    /// assert!(docs[1]["end_time"].is_number());
+    /// # Ok::<(), xray_core::ConfigError>(())
+    /// ```
+    pub fn with_grace_period(mut self, grace: std::time::Duration) -> Self {
+        self.grace_period = grace;
         self
     }
 
@@ -591,6 +704,9 @@ impl RecorderBuilder {
                 sampler,
                 clock,
                 streaming_threshold,
+                max_subsegments: self.max_subsegments,
+                max_open_segments: self.max_open_segments,
+                open: super::registry::OpenSegments::new(self.max_open_segments, self.grace_period),
                 lambda,
                 service: Arc::new(super::entity::service_block(self.service_version)),
                 origin: self.origin.map(Into::into),
@@ -598,6 +714,7 @@ impl RecorderBuilder {
                 stats: send::Stats::default(),
                 flushed: Default::default(),
                 missing_log: LogLimiter::new(60),
+                refused: Default::default(),
             }),
         }
     }

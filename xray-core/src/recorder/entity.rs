@@ -1,3 +1,4 @@
+use std::any::Any;
 use std::fmt;
 use std::future::Future;
 use std::sync::Arc;
@@ -5,11 +6,14 @@ use std::sync::Arc;
 use parking_lot::Mutex;
 
 use super::Recorder;
-use super::tree::{OpenError, Outbox, Outgoing, ROOT, State, Tree};
+use super::reentry::{self, Updating};
+use super::refused;
+use super::registry::Due;
+use super::tree::{OpenError, Outbox, ROOT, State, Tree};
 use crate::context::{ContextGuard, WithContext};
 use crate::document::{
     AnnotationError, AnnotationValue, Cause, Document, MetadataError, SanitizedName, Service,
-    XraySdk,
+    StackFrame, XraySdk, is_reserved_namespace, is_valid_key,
 };
 use crate::header::{Sampled, TraceHeader};
 use crate::id::{SegmentId, TraceId};
@@ -70,18 +74,42 @@ impl Entity {
     }
 
     /// The root of a new tree: a sampled segment, or a Lambda facade.
+    ///
+    /// A segment is registered with the recorder's open segments, which bound how many it
+    /// holds: registering may evict the oldest, or find segments past their grace period, and
+    /// those are sent here, once no lock is held. A facade is never sent, and not registered.
     fn root(recorder: &Recorder, trace_id: TraceId, doc: Document, facade: bool) -> Self {
+        let id = doc.id();
+        let state = Mutex::new(State::new(doc));
+        let mut due = Due::default();
+        let tree = if facade {
+            Arc::new(Tree {
+                recorder: recorder.clone(),
+                trace_id,
+                facade,
+                key: None,
+                state,
+            })
+        } else {
+            let now = recorder.inner.clock.now_micros();
+            Arc::new_cyclic(|weak| Tree {
+                recorder: recorder.clone(),
+                trace_id,
+                facade,
+                key: recorder
+                    .inner
+                    .open
+                    .insert(weak.clone(), id.as_u64(), now, &mut due),
+                state,
+            })
+        };
+        recorder.send_due(due);
         Self {
             trace_id,
-            id: doc.id(),
+            id,
             sampled: true,
             node: Some(Node {
-                tree: Arc::new(Tree {
-                    recorder: recorder.clone(),
-                    trace_id,
-                    facade,
-                    state: Mutex::new(State::new(doc)),
-                }),
+                tree,
                 slot: ROOT,
                 generation: 0,
             }),
@@ -140,7 +168,14 @@ impl Entity {
             .with_forwarded(self.forward.as_deref())
     }
 
-    /// Makes this entity current on this thread until the guard is dropped.
+    /// Makes this entity current on this thread until the guard is dropped: for sync code.
+    ///
+    /// Guards may be dropped in any order; each removes only its own entry (see
+    /// [`ContextGuard`]). In async code, do not hold the guard across an `.await`: other
+    /// futures run on the thread while this one waits, and would record into this entity's
+    /// trace. Wrap the future instead, with
+    /// [`FutureExt::with_context`](crate::FutureExt::with_context) or
+    /// [`Subsegment::instrument`], which make the entity current around each poll only.
     pub fn enter(&self) -> ContextGuard {
         crate::context::enter(self.clone())
     }
@@ -154,11 +189,14 @@ impl Entity {
         let id = SegmentId::new();
         let name = SanitizedName::new(name);
         let start = now_secs(recorder);
-        let opened = node
-            .tree
-            .state
-            .lock()
-            .open(node.slot, node.generation, name, id, start);
+        let max = recorder.inner.max_subsegments;
+        let Some(mut state) = reentry::lock(&node.tree.state) else {
+            // Inside an `update` closure that holds this lock: a slot cannot be had now.
+            refused::nested(recorder, "begin_subsegment");
+            return Subsegment::unrecorded(self.trace_id, self.sampled, self.forward.clone());
+        };
+        let opened = state.open(node.slot, node.generation, name, id, start, max);
+        drop(state);
         match opened {
             Ok((slot, generation)) => Subsegment {
                 owner: Owner::new(Entity {
@@ -183,6 +221,10 @@ impl Entity {
             }
             Err(OpenError::TooDeep) => {
                 recorder.too_deep();
+                Subsegment::unrecorded(self.trace_id, self.sampled, self.forward.clone())
+            }
+            Err(OpenError::TooMany) => {
+                recorder.too_many();
                 Subsegment::unrecorded(self.trace_id, self.sampled, self.forward.clone())
             }
         }
@@ -232,64 +274,142 @@ impl Entity {
     }
 
     /// Edits this entity's document directly: for fields without a dedicated setter. Does
-    /// nothing when the entity is not recorded. The closure runs under the segment's lock:
-    /// keep it short.
+    /// nothing, and returns `None`, when the entity is not recorded (or was sent already).
+    ///
+    /// The closure runs under the segment's lock: keep it short, and record through `doc`
+    /// rather than through entity handles. A call made from inside it that needs a lock it
+    /// cannot take at once (this segment's, held by the closure; or any other segment's, held
+    /// by another thread at that moment) never waits for it, since that could wait forever:
+    ///
+    /// - annotations, metadata, errors, flags, links and ends are done once the closure returns
+    ///   (the outermost one, if `update`s are nested), in the order they were made;
+    /// - a nested `update` returns `None` without running its closure, and a subsegment begun
+    ///   there records nothing (it still has ids, and propagates the trace header): both are
+    ///   counted in [`RefusedStats::nested`](crate::RefusedStats::nested) and logged.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use xray_core::{InMemoryEmitter, Recorder, SamplerKind};
+    ///
+    /// let emitter = InMemoryEmitter::new();
+    /// let recorder = Recorder::builder()
+    ///     .ignore_environment()
+    ///     .with_sampler_kind(SamplerKind::Always)
+    ///     .with_emitter(emitter.clone())
+    ///     .build()?;
+    /// let segment = recorder.begin_segment("orders");
+    /// segment.update(|doc| {
+    ///     doc.set_error(true);
+    ///     segment.put_annotation("late", true); // done once the closure returns
+    /// });
+    /// segment.end();
+    ///
+    /// let doc = &emitter.documents()[0];
+    /// assert_eq!(doc["error"], true);
+    /// assert_eq!(doc["annotations"]["late"], true);
+    /// # Ok::<(), xray_core::ConfigError>(())
+    /// ```
     pub fn update<R>(&self, f: impl FnOnce(&mut Document) -> R) -> Option<R> {
         let node = self.node.as_ref()?;
-        node.tree
-            .state
-            .lock()
-            .with_doc(node.slot, node.generation, f)
+        let Some(state) = reentry::lock(&node.tree.state) else {
+            refused::nested(&node.tree.recorder, "update");
+            return None;
+        };
+        // Dropped after the closure, or while a panic in it unwinds: the lock is released,
+        // then what calls made inside the closure left for later is done.
+        let mut updating = Updating::enter(state)?;
+        updating
+            .state()
+            .and_then(|state| state.with_doc(node.slot, node.generation, f))
     }
 
     /// Adds an annotation: an indexed key-value pair that filter expressions can search.
     ///
     /// A key must be 1 to 500 ASCII letters, digits or `_`; a value a string (up to 1,000
-    /// characters), an integer, a finite float or a bool. A bad one is refused with a typed
-    /// error, logged, and never sent. Entities not recorded accept anything and record nothing.
+    /// characters; longer ones are cut), an integer, a finite float or a bool.
+    ///
+    /// Nothing is returned, so that tracing can never fail the application: a bad key or value
+    /// is refused and never sent, counted in
+    /// [`RefusedStats::annotations`](crate::RefusedStats::annotations), and logged as a warning
+    /// naming the key and the [`AnnotationError`] (at most once a minute). The key is checked
+    /// whether the entity is recorded or not, so that a bad one shows in development, where most
+    /// requests are not sampled; the value only when it is recorded.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use xray_core::{InMemoryEmitter, Recorder, SamplerKind};
+    ///
+    /// let emitter = InMemoryEmitter::new();
+    /// let recorder = Recorder::builder()
+    ///     .ignore_environment()
+    ///     .with_sampler_kind(SamplerKind::Always)
+    ///     .with_emitter(emitter.clone())
+    ///     .build()?;
+    /// let segment = recorder.begin_segment("orders");
+    /// segment.put_annotation("tenant", "blue");
+    /// segment.put_annotation("not valid!", 1); // refused: counted and logged
+    /// segment.end();
+    ///
+    /// assert_eq!(emitter.documents()[0]["annotations"], serde_json::json!({"tenant": "blue"}));
+    /// assert_eq!(recorder.refused().annotations, 1);
+    /// # Ok::<(), xray_core::ConfigError>(())
+    /// ```
     #[inline]
-    pub fn put_annotation(
-        &self,
-        key: &str,
-        value: impl Into<AnnotationValue>,
-    ) -> Result<(), AnnotationError> {
-        if self.node.is_none() {
-            return Ok(());
-        }
-        self.update(|doc| doc.put_annotation(key, value))
-            .unwrap_or(Ok(()))
+    pub fn put_annotation(&self, key: &str, value: impl Into<AnnotationValue>) {
+        let Some(node) = &self.node else {
+            if !is_valid_key(key) {
+                refused::annotation(None, key, AnnotationError::InvalidKey);
+            }
+            return;
+        };
+        node.put_annotation(key, value.into());
     }
 
-    /// Adds metadata under the `default` namespace: any serializable value, not indexed.
-    pub fn put_metadata<T: serde::Serialize + ?Sized>(
-        &self,
-        key: &str,
-        value: &T,
-    ) -> Result<(), MetadataError> {
-        self.put_metadata_in("default", key, value)
+    /// Adds metadata under the `default` namespace: any serializable value, not indexed. See
+    /// [`put_metadata_in`](Self::put_metadata_in).
+    pub fn put_metadata<T: serde::Serialize + ?Sized>(&self, key: &str, value: &T) {
+        self.put_metadata_in(crate::DEFAULT_METADATA_NAMESPACE, key, value);
     }
 
-    /// Adds metadata under `namespace` (namespaces starting with `AWS.` are reserved).
+    /// Adds metadata under `namespace`: any serializable value, not indexed.
+    ///
+    /// Nothing is returned, so that tracing can never fail the application: a namespace
+    /// starting with `AWS.` (reserved for AWS SDKs), or a value whose `Serialize` fails, is
+    /// refused and never sent, counted in
+    /// [`RefusedStats::metadata`](crate::RefusedStats::metadata), and logged as a warning naming
+    /// the key and the [`MetadataError`] (at most once a minute). The namespace is checked
+    /// whether the entity is recorded or not; the value is serialized, and so checked, only
+    /// when it is recorded: an unsampled request serializes nothing.
     pub fn put_metadata_in<T: serde::Serialize + ?Sized>(
         &self,
         namespace: &str,
         key: &str,
         value: &T,
-    ) -> Result<(), MetadataError> {
-        if self.node.is_none() {
-            return Ok(());
+    ) {
+        if is_reserved_namespace(namespace) {
+            refused::metadata(
+                self.recorder(),
+                namespace,
+                key,
+                &MetadataError::ReservedNamespace,
+            );
+            return;
         }
-        // Serialize outside the lock: user `Serialize` impls are user code.
-        let value = match serde_json::to_value(value) {
-            Ok(v) => v,
-            Err(e) => {
-                let e = MetadataError::NotSerializable(Box::new(e));
-                tracing::warn!(target: "xray_core::document", error = %e, "metadata dropped");
-                return Err(e);
-            }
+        let Some(node) = &self.node else {
+            return;
         };
-        self.update(|doc| doc.put_metadata_in(namespace, key, &value))
-            .unwrap_or(Ok(()))
+        // Serialized outside the lock: user `Serialize` impls are user code.
+        match serde_json::to_value(value) {
+            Ok(value) => node.put_metadata(namespace, key, value),
+            Err(e) => refused::metadata(
+                Some(&node.tree.recorder),
+                namespace,
+                key,
+                &MetadataError::NotSerializable(Box::new(e)),
+            ),
+        }
     }
 
     /// Records an error and its `source()` chain as the cause, and marks the entity as a
@@ -298,23 +418,83 @@ impl Entity {
         if self.node.is_none() {
             return;
         }
-        let cause = Cause::from_error(error);
-        self.update(|doc| doc.add_cause(cause));
+        self.add_cause(Cause::from_error(error));
+    }
+
+    /// Adds a cause: what [`add_error`](Self::add_error) and `#[capture]` record.
+    pub(crate) fn add_cause(&self, cause: Cause) {
+        if let Some(node) = &self.node {
+            node.record("add_error", move |doc| doc.add_cause(cause));
+        }
+    }
+
+    /// Records a panic as a fault, with the panic's message as the cause (type `panic`): the
+    /// payload's text when it is a `&str` or a `String`, as `panic!` makes them.
+    ///
+    /// For code that catches a panic (`std::panic::catch_unwind`) and resumes it. The futures
+    /// of [`Segment::instrument`], [`Subsegment::instrument`] and `#[capture]` do this
+    /// themselves; and a [`Segment`] or [`Subsegment`] dropped while a panic unwinds through
+    /// the code it covers ends as a fault with the cause `panicked`, the message being out of
+    /// reach of a destructor.
+    pub fn record_panic(&self, payload: &(dyn Any + Send)) {
+        self.record_panic_with(Some(payload), None);
+    }
+
+    /// [`record_panic`](Self::record_panic), with `frame` as the cause's stack; without a
+    /// payload, the message is `panicked`.
+    pub(crate) fn record_panic_with(
+        &self,
+        payload: Option<&(dyn Any + Send)>,
+        frame: Option<StackFrame>,
+    ) {
+        let Some(node) = &self.node else {
+            return;
+        };
+        let message = match payload {
+            Some(p) => p
+                .downcast_ref::<&str>()
+                .copied()
+                .or_else(|| p.downcast_ref::<String>().map(String::as_str))
+                .unwrap_or("panicked with a payload that is not a string"),
+            None => "panicked",
+        };
+        let mut cause = Cause::from_message(&message, Some("panic"), None);
+        if let (Some(frame), Cause::Details(details)) = (frame, &mut cause)
+            && let Some(first) = details.exceptions.first_mut()
+        {
+            first.stack.push(frame);
+        }
+        // Without a payload, the fallback of an owner dropped while unwinding: a panic recorded
+        // already (with its message, by code that caught it) is enough.
+        let fallback = payload.is_none();
+        node.record("record_panic", move |doc| {
+            if fallback && records_panic(doc) {
+                return;
+            }
+            doc.add_cause(cause);
+            doc.set_fault(true);
+        });
     }
 
     /// Marks the entity as an error (a client-side problem, 4xx).
     pub fn set_error(&self) {
-        self.update(|doc| doc.set_error(true));
+        if let Some(node) = &self.node {
+            node.record("set_error", |doc| doc.set_error(true));
+        }
     }
 
     /// Marks the entity as throttled (429).
     pub fn set_throttle(&self) {
-        self.update(|doc| doc.set_throttle(true));
+        if let Some(node) = &self.node {
+            node.record("set_throttle", |doc| doc.set_throttle(true));
+        }
     }
 
     /// Marks the entity as a fault (a server-side problem, 5xx).
     pub fn set_fault(&self) {
-        self.update(|doc| doc.set_fault(true));
+        if let Some(node) = &self.node {
+            node.record("set_fault", |doc| doc.set_fault(true));
+        }
     }
 
     /// Links this entity to a span of another trace (or of this one), such as the producer of
@@ -334,8 +514,98 @@ impl Entity {
     /// # Ok::<(), xray_core::ConfigError>(())
     /// ```
     pub fn add_link(&self, link: crate::SpanLink) {
-        self.update(|doc| doc.add_link(link));
+        if let Some(node) = &self.node {
+            node.record("add_link", move |doc| doc.add_link(link));
+        }
     }
+
+    /// The recorder of a recorded entity.
+    fn recorder(&self) -> Option<&Recorder> {
+        self.node.as_ref().map(|n| &n.tree.recorder)
+    }
+}
+
+// ===== impl Node =====
+
+impl Node {
+    /// Applies `op` to this entity's document under the segment's lock; or, from inside an
+    /// [`Entity::update`] closure that holds a lock in the way, once that returns (see
+    /// `reentry`). `op` is the crate's own code: no user code runs under the lock but
+    /// `update`'s closure.
+    #[inline]
+    fn record(&self, operation: &'static str, op: impl FnOnce(&mut Document) + 'static) {
+        match reentry::lock(&self.tree.state) {
+            Some(mut state) => {
+                let _ = state.with_doc(self.slot, self.generation, op);
+            }
+            None => self.defer(operation, op),
+        }
+    }
+
+    /// Leaves `op` for when the outermost `update` of this thread has released its lock.
+    #[cold]
+    #[inline(never)]
+    fn defer(&self, operation: &'static str, op: impl FnOnce(&mut Document) + 'static) {
+        let node = self.clone();
+        if !reentry::defer(Box::new(move || node.record(operation, op))) {
+            refused::nested(&self.tree.recorder, operation);
+        }
+    }
+
+    /// Adds an annotation, checked first: the check runs outside the lock, and a refusal is
+    /// counted and logged here, once.
+    fn put_annotation(&self, key: &str, value: AnnotationValue) {
+        let refusal = if !is_valid_key(key) {
+            Some(AnnotationError::InvalidKey)
+        } else if matches!(value, AnnotationValue::Float(f) if !f.is_finite()) {
+            Some(AnnotationError::NonFiniteNumber)
+        } else {
+            None
+        };
+        if let Some(error) = refusal {
+            refused::annotation(Some(&self.tree.recorder), key, error);
+            return;
+        }
+        match reentry::lock(&self.tree.state) {
+            Some(mut state) => {
+                let _ = state.with_doc(self.slot, self.generation, |doc| {
+                    doc.put_annotation(key, value)
+                });
+            }
+            None => {
+                let key = key.to_owned();
+                self.defer("put_annotation", move |doc| {
+                    let _ = doc.put_annotation(&key, value);
+                });
+            }
+        }
+    }
+
+    /// Adds metadata already serialized, under a namespace already checked.
+    fn put_metadata(&self, namespace: &str, key: &str, value: serde_json::Value) {
+        match reentry::lock(&self.tree.state) {
+            Some(mut state) => {
+                let _ = state.with_doc(self.slot, self.generation, |doc| {
+                    doc.put_metadata_in(namespace, key, &value)
+                });
+            }
+            None => {
+                let (namespace, key) = (namespace.to_owned(), key.to_owned());
+                self.defer("put_metadata", move |doc| {
+                    let _ = doc.put_metadata_in(&namespace, &key, &value);
+                });
+            }
+        }
+    }
+}
+
+/// Whether `doc` records a panic already.
+fn records_panic(doc: &Document) -> bool {
+    doc.cause().and_then(Cause::details).is_some_and(|d| {
+        d.exceptions
+            .iter()
+            .any(|e| e.kind.as_deref() == Some("panic"))
+    })
 }
 
 fn now_secs(recorder: &Recorder) -> f64 {
@@ -358,6 +628,16 @@ pub(super) fn service_block(version: Option<String>) -> Service {
 /// A segment: one request or unit of work in this service. Ends when [`end`](Self::end) is
 /// called or when dropped; the document is sent when the segment and all its subsegments have
 /// ended.
+///
+/// Dropping a `Segment` without calling `end` ends it at the drop, exactly as `end` would: a
+/// request handler that returns early, panics or is cancelled (its future dropped) still sends
+/// its segment, ended where it stopped. Only a handle that is never dropped keeps the segment
+/// open; the recorder then sends it, in progress, when it evicts it (see
+/// [`RecorderStats::evicted`](crate::RecorderStats::evicted)).
+///
+/// A segment that ends while subsegments are still open waits for them for the
+/// [grace period](crate::RecorderBuilder::with_grace_period) (30 s by default); past it, it is
+/// sent with those marked `in_progress`, and each is sent on its own when it ends.
 ///
 /// Derefs to [`Entity`] for annotations, metadata, errors and subsegments.
 pub struct Segment {
@@ -512,7 +792,8 @@ impl Segment {
     }
 
     /// Runs `fut` with this segment current on every poll, and ends the segment when `fut`
-    /// completes or is dropped.
+    /// completes or is dropped. A poll that panics ends it as a fault, with the panic's message
+    /// as the cause, and the panic goes on unwinding (see [`WithContext`]).
     pub fn instrument<F: Future>(self, fut: F) -> WithContext<F> {
         WithContext::owning_segment(fut, self)
     }
@@ -527,6 +808,17 @@ impl Segment {
 
 /// A subsegment: one piece of work inside a segment (a call to another service, a database
 /// query, a function). Ends when [`end`](Self::end) is called or when dropped.
+///
+/// Dropping a `Subsegment` without calling `end` ends it at the drop, exactly as `end` would
+/// (a future wrapped with [`instrument`](Self::instrument) and dropped before it completes
+/// ends its subsegment where it was dropped). A subsegment whose handle is never dropped stays
+/// open: its segment is then sent after the
+/// [grace period](crate::RecorderBuilder::with_grace_period), with it marked `in_progress`.
+///
+/// Dropped while a panic unwinds through the code it covers, a subsegment (or a segment) ends
+/// as a fault, with the cause `panicked`: the message is out of reach of a destructor. Code
+/// that catches the panic records it with its message ([`Entity::record_panic`]), as
+/// [`instrument`](Self::instrument) and `#[capture]` do.
 ///
 /// Derefs to [`Entity`] for annotations, metadata, errors and nested subsegments.
 pub struct Subsegment {
@@ -575,7 +867,8 @@ impl Subsegment {
     }
 
     /// Runs `fut` with this subsegment current on every poll, and ends the subsegment when
-    /// `fut` completes or is dropped.
+    /// `fut` completes or is dropped. A poll that panics ends it as a fault, with the panic's
+    /// message as the cause, and the panic goes on unwinding (see [`WithContext`]).
     pub fn instrument<F: Future>(self, fut: F) -> WithContext<F> {
         WithContext::owning(fut, self)
     }
@@ -618,16 +911,36 @@ impl Subsegment {
 
 /// Ends its entity once: at `finish`, or when dropped. What [`Segment`] and [`Subsegment`]
 /// share; an entity that is not recorded has nothing to end.
+///
+/// Dropped while a panic unwinds through the code it covers, it records a fault first, with
+/// the cause `panicked` (a destructor cannot read the panic's message; the futures of
+/// `instrument` and `#[capture]` catch the panic, and record it with its message).
 struct Owner {
     entity: Entity,
     done: bool,
+    /// Begun while this thread was already unwinding (in a destructor a panic runs): being
+    /// dropped while unwinding then says nothing about the work it covers.
+    begun_unwinding: bool,
 }
 
 impl Owner {
     #[inline]
     fn new(entity: Entity) -> Self {
         let done = entity.node.is_none();
-        Self { entity, done }
+        // One relaxed load when no thread is panicking; never read for unrecorded entities.
+        let begun_unwinding = !done && std::thread::panicking();
+        Self {
+            entity,
+            done,
+            begun_unwinding,
+        }
+    }
+
+    /// Dropped by a panic unwinding through the code it covers.
+    #[cold]
+    #[inline(never)]
+    fn unwound(&self) {
+        self.entity.record_panic_with(None, None);
     }
 
     #[inline]
@@ -654,18 +967,34 @@ impl Owner {
 impl Drop for Owner {
     #[inline]
     fn drop(&mut self) {
+        if !self.done && !self.begun_unwinding && std::thread::panicking() {
+            self.unwound();
+        }
         self.finish();
     }
 }
 
 fn end_entity(node: &Node, discard: bool) {
+    end_entity_at(node, discard, node.tree.recorder.inner.clock.now_micros());
+}
+
+/// Ends the entity at `now`, the time its owner ended it.
+fn end_entity_at(node: &Node, discard: bool, now: u64) {
     let tree = &node.tree;
     let recorder = &tree.recorder;
-    let end_time = now_secs(recorder);
+    let end_time = crate::document::seconds_from_micros(now);
     let mut out = Outbox::default();
     let threshold = recorder.inner.streaming_threshold;
-    {
-        let mut state = tree.state.lock();
+    let ended = {
+        let Some(mut state) = reentry::lock(&tree.state) else {
+            // Inside an `update` closure that holds this lock: ended once the closure returns,
+            // at the time it was ended.
+            let node = node.clone();
+            if !reentry::defer(Box::new(move || end_entity_at(&node, discard, now))) {
+                refused::nested(recorder, "end");
+            }
+            return;
+        };
         if discard {
             state.discard(node.slot, node.generation);
         }
@@ -676,12 +1005,19 @@ fn end_entity(node: &Node, discard: bool) {
             tree,
             threshold,
             &mut out,
-        );
-    }
-    for doc in out {
-        match doc {
-            Outgoing::Segment(arena) => recorder.send_segment(tree.trace_id, &arena),
-            Outgoing::Independent(doc) => recorder.send_independent(&doc, tree.facade),
-        }
+        )
+    };
+    let completed = out.completed();
+    recorder.send_out(tree, out);
+    // The registry is told after the tree's lock is released: the two are never held together.
+    let Some(key) = tree.key else {
+        return;
+    };
+    let open = &recorder.inner.open;
+    if completed {
+        open.remove(key);
+    } else if ended && node.slot == ROOT && open.ended_early(key, now) && open.sends_at_once() {
+        // The segment ended with subsegments open, and there is no grace period.
+        recorder.send_ahead(tree, false);
     }
 }

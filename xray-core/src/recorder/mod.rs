@@ -2,6 +2,9 @@
 
 mod builder;
 mod entity;
+mod reentry;
+mod refused;
+mod registry;
 mod send;
 mod tree;
 
@@ -10,6 +13,7 @@ use std::sync::{Arc, OnceLock};
 
 pub use builder::RecorderBuilder;
 pub use entity::{Entity, Segment, Subsegment};
+pub use refused::RefusedStats;
 pub use send::RecorderStats;
 pub(crate) use tree::{Arena, ROOT};
 
@@ -26,6 +30,28 @@ use crate::transport::{FlushOutcome, Transport, TransportStats};
 /// A `Recorder` is a cheap handle (one `Arc`); clone it freely. Build one with
 /// [`Recorder::builder`], or use the process-wide [`Recorder::global`], which the tower layers,
 /// the AWS SDK interceptor and `#[capture]` use unless given another.
+///
+/// # Bounds
+///
+/// What the recorder holds, and how long the host waits for it, is bounded; whatever a bound
+/// costs is counted in [`stats`](Self::stats), never lost in silence:
+///
+/// - A segment holds at most
+///   [`with_max_subsegments_per_segment`](RecorderBuilder::with_max_subsegments_per_segment)
+///   (10,000) subsegments open or ended and not yet sent; past that, new ones are not recorded
+///   (`too_many_subsegments`), and still propagate the trace header.
+/// - A segment that ends while a subsegment is still open waits for it for the
+///   [grace period](RecorderBuilder::with_grace_period) (30 s), then is sent with the open
+///   subsegments marked `in_progress` (`sent_in_progress`); each is sent again, complete, when
+///   it ends. [`Segment`] and [`Subsegment`] end their entity when dropped, so only a handle
+///   that is never dropped (kept forever, or leaked with `mem::forget`) stays open.
+/// - The recorder holds at most [`with_max_open_segments`](RecorderBuilder::with_max_open_segments)
+///   (10,000) segments not yet sent; beginning one more evicts the oldest, which is sent as it
+///   stands, in progress, and forgotten (`evicted`). A segment never ended is evicted so.
+/// - [`shutdown`](Self::shutdown) never waits past its timeout and says what it could not
+///   send; dropping the recorder (its last clone) waits at most
+///   [`BackgroundEmitter::DROP_TIMEOUT`](crate::BackgroundEmitter::DROP_TIMEOUT) for a
+///   background sender, however slow or hung the network.
 ///
 /// # Examples
 ///
@@ -64,6 +90,12 @@ pub(crate) struct Inner {
     pub(crate) sampler: SharedSampler,
     pub(crate) clock: SharedClock,
     pub(crate) streaming_threshold: usize,
+    /// The most subsegments one segment holds, open or ended and not yet sent.
+    pub(crate) max_subsegments: usize,
+    /// The most segments the recorder holds before they are sent.
+    pub(crate) max_open_segments: usize,
+    /// The segments not yet sent: their bound and their grace period.
+    pub(crate) open: registry::OpenSegments,
     pub(crate) lambda: bool,
     /// The `service` block of every segment, built once.
     pub(crate) service: Arc<crate::document::Service>,
@@ -75,6 +107,8 @@ pub(crate) struct Inner {
     /// The transport's counters at the last flush, to tell what that flush covers.
     pub(crate) flushed: parking_lot::Mutex<TransportStats>,
     pub(crate) missing_log: LogLimiter,
+    /// What recording calls refused: bad input, and calls made inside `Entity::update`.
+    pub(crate) refused: refused::Counters,
 }
 
 /// The environment as segments carry it: one shared `aws` block (the SDK's and the
@@ -104,6 +138,8 @@ impl fmt::Debug for Recorder {
             .field("sampler", &self.inner.sampler)
             .field("context_missing", &self.inner.context_missing)
             .field("streaming_threshold", &self.inner.streaming_threshold)
+            .field("max_subsegments", &self.inner.max_subsegments)
+            .field("max_open_segments", &self.inner.max_open_segments)
             .field("lambda", &self.inner.lambda)
             .finish()
     }
@@ -242,13 +278,56 @@ impl Recorder {
     /// assert!(recorder.flush(Duration::from_secs(1)).is_complete()); // nothing new
     /// # Ok::<(), Box<dyn std::error::Error>>(())
     /// ```
+    ///
+    /// Segments whose grace period has passed (see [Bounds](#bounds)) are sent first.
     pub fn flush(&self, timeout: std::time::Duration) -> FlushOutcome {
+        let mut due = registry::Due::default();
+        self.inner
+            .open
+            .expired(self.inner.clock.now_micros(), &mut due);
+        self.send_due(due);
         self.settle(timeout, |t, deadline| t.flush(deadline))
     }
 
-    /// Flushes within `timeout`, then shuts the transport down: for the end of the process.
-    /// It never waits past `timeout`.
+    /// For the end of the process: sends every segment not yet sent as it stands, then
+    /// flushes within `timeout` and shuts the transport down. It never waits past `timeout`,
+    /// however slow or hung the network, and what it could not send is in the outcome: `lost`
+    /// (given up at the deadline, counted as failed with [`TransportErrorKind::Closed`]) and
+    /// `pending` (still in the hands of a send that has not returned).
+    ///
+    /// Segments still open, and ended segments still waiting for a subsegment, are sent with
+    /// their open entities marked `in_progress`, and forgotten: they are counted in
+    /// [`RecorderStats::evicted`], and what they record afterwards is dropped. After a
+    /// shutdown, a background sender ([`BackgroundEmitter`](crate::BackgroundEmitter)) and
+    /// `xray-otlp-http` refuse what comes, counted as failed.
+    ///
+    /// [`TransportErrorKind::Closed`]: crate::TransportErrorKind::Closed
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use std::time::Duration;
+    /// use xray_core::{InMemoryEmitter, Recorder, SamplerKind};
+    ///
+    /// let emitter = InMemoryEmitter::new();
+    /// let recorder = Recorder::builder()
+    ///     .ignore_environment()
+    ///     .with_sampler_kind(SamplerKind::Always)
+    ///     .with_emitter(emitter.clone())
+    ///     .build()?;
+    /// let running = recorder.begin_segment("still running");
+    /// let outcome = recorder.shutdown(Duration::from_secs(1));
+    /// assert!(outcome.is_complete());
+    /// assert_eq!(recorder.stats().evicted, 1);
+    /// assert_eq!(emitter.documents()[0]["in_progress"], true);
+    /// drop(running); // ends nothing: the segment was given up
+    /// assert_eq!(emitter.len(), 1);
+    /// # Ok::<(), xray_core::ConfigError>(())
+    /// ```
     pub fn shutdown(&self, timeout: std::time::Duration) -> FlushOutcome {
+        let mut due = registry::Due::default();
+        self.inner.open.drain(&mut due);
+        self.send_due(due);
         self.settle(timeout, |t, deadline| t.shutdown(deadline))
     }
 

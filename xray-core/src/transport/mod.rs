@@ -98,8 +98,10 @@ pub trait Transport: Send + Sync + fmt::Debug {
     /// [`stats`](Self::stats).
     fn flush(&self, deadline: Instant) -> bool;
 
-    /// Flushes, then stops taking entities: the process is about to exit. Returns whether
-    /// nothing was left pending. The default only flushes.
+    /// Flushes, then stops taking entities: the process is about to exit. It must return by
+    /// `deadline`, however slow or hung the network, and give up (counting it as failed) what
+    /// it could not send by then. Returns whether nothing was left pending. The default only
+    /// flushes.
     fn shutdown(&self, deadline: Instant) -> bool {
         self.flush(deadline)
     }
@@ -210,6 +212,13 @@ impl CountedEmitter {
     pub(crate) fn flush(&self, deadline: Instant) -> bool {
         let timeout = deadline.saturating_duration_since(Instant::now());
         self.emitter.flush(timeout) && self.stats().pending() == 0
+    }
+
+    /// Shuts the emitter down by `deadline` (it gives up, and counts, what it could not send),
+    /// then tells whether nothing is pending.
+    pub(crate) fn shutdown(&self, deadline: Instant) -> bool {
+        let timeout = deadline.saturating_duration_since(Instant::now());
+        self.emitter.shutdown(timeout) && self.stats().pending() == 0
     }
 
     /// The counters, with what the emitter sent later (if it does).

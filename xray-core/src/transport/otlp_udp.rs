@@ -142,6 +142,10 @@ impl Transport for OtlpUdpTransport {
         self.out.flush(deadline)
     }
 
+    fn shutdown(&self, deadline: Instant) -> bool {
+        self.out.shutdown(deadline)
+    }
+
     fn stats(&self) -> TransportStats {
         self.out.stats()
     }

@@ -128,6 +128,10 @@ impl Transport for SegmentTransport {
         self.out.flush(deadline)
     }
 
+    fn shutdown(&self, deadline: Instant) -> bool {
+        self.out.shutdown(deadline)
+    }
+
     fn stats(&self) -> TransportStats {
         self.out.stats()
     }
