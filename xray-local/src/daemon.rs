@@ -2,7 +2,7 @@
 //! server of [`crate::server`].
 
 use std::io;
-use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr, TcpListener, UdpSocket};
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr, UdpSocket};
 use std::path::Path;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -18,7 +18,7 @@ use crate::intake::{self, DropReason};
 use crate::sampling::{
     self, RulesError, Sampling, SamplingCalls, SamplingRule, SamplingStatistics,
 };
-use crate::server::{Server, Shared};
+use crate::server::{Access, Server, Shared};
 use crate::store::{Stats, Store, StoreConfig};
 use crate::trace::Trace;
 
@@ -38,10 +38,12 @@ const INTAKE_QUEUE_BYTES: usize = 64 * 1024 * 1024;
 /// A local X-Ray daemon: receives segment documents over UDP and assembles them into traces,
 /// and answers the sampling API (and a read API) over TCP.
 ///
-/// The UDP socket is read by one background thread; the TCP side is served by a one-thread
-/// tokio runtime on another. Both stop on [`XrayLocal::shutdown`] or when the value is
-/// dropped. Every method takes `&self`, so the daemon can be shared (for example in an
-/// `Arc`) between the code under test and the assertions.
+/// The UDP socket is read by one background thread; the TCP side is served by a small tokio
+/// runtime of its own (two threads for connections and the sampling API, and the blocking
+/// pool for the read API and OTLP/HTTP, so that a long query never delays the SDKs' sampling
+/// calls). Both stop on [`XrayLocal::shutdown`] or when the value is dropped. Every method
+/// takes `&self`, so the daemon can be shared (for example in an `Arc`) between the code under
+/// test and the assertions.
 ///
 /// Waiting methods block the calling thread on a condition variable until what they wait for
 /// happens or the timeout passes; in an async test, call them from `spawn_blocking` or keep the
@@ -73,6 +75,7 @@ pub struct XrayLocal {
     sampling: Arc<Sampling>,
     udp_addr: SocketAddr,
     tcp_addr: SocketAddr,
+    exposure: String,
     stop: Arc<AtomicBool>,
     intake: Arc<Intake>,
     forwarder: Option<Arc<Forwarder>>,
@@ -108,6 +111,7 @@ pub struct XrayLocalBuilder {
     config: StoreConfig,
     forward: Option<ForwardConfig>,
     local_sampling: bool,
+    allowed_hosts: Vec<String>,
 }
 
 impl Default for XrayLocalBuilder {
@@ -126,6 +130,7 @@ impl Default for XrayLocalBuilder {
             },
             forward: None,
             local_sampling: false,
+            allowed_hosts: Vec::new(),
         }
     }
 }
@@ -138,11 +143,30 @@ impl XrayLocalBuilder {
         self
     }
 
-    /// The TCP address of the sampling API and read API. Default: the UDP address as given
-    /// (`127.0.0.1:2000`, the AWS daemon's default for both), so port 0 picks a free TCP port
-    /// of its own. Read it back with [`XrayLocal::tcp_addr`].
+    /// The TCP address of the sampling API and read API. Default: the UDP port on loopback
+    /// (`127.0.0.1:2000` with the default UDP address, the AWS daemon's default for both): the
+    /// UDP address itself when it is a loopback one, else `127.0.0.1`, or `::1` for a
+    /// specific IPv6 address. A wildcard or external UDP address is never followed, since the
+    /// read API returns every trace held; expose it beyond the host only by naming such an
+    /// address here. Port 0 picks a free TCP port of its own. Read it back with
+    /// [`XrayLocal::tcp_addr`].
     pub fn tcp_addr(mut self, addr: SocketAddr) -> Self {
         self.tcp_addr = Some(addr);
+        self
+    }
+
+    /// Answers the read API (`GET /traces`, `/map`, ...) to requests whose `Host` header names
+    /// `host` too (its port, if given, is ignored); `"*"` answers any `Host`. Give it once per
+    /// name.
+    ///
+    /// By default the read API answers only a `Host` that is `localhost` (or a subdomain of
+    /// it), a loopback address, or the address the TCP port is bound to (any IP address when
+    /// it is bound to a wildcard), so that a web page cannot read traces through DNS
+    /// rebinding. Add the name others reach the daemon by, such as `xray-daemon` in a Docker
+    /// network. The SDKs' endpoints (the sampling API and OTLP/HTTP) answer any `Host`, and
+    /// requests from web pages of another origin are refused whatever is allowed here.
+    pub fn allow_host(mut self, host: impl Into<String>) -> Self {
+        self.allowed_hosts.push(host.into());
         self
     }
 
@@ -262,8 +286,12 @@ impl XrayLocalBuilder {
     pub fn start(self) -> io::Result<XrayLocal> {
         let socket = bind(self.udp_addr)?;
         let udp_addr = socket.local_addr()?;
-        let listener = TcpListener::bind(self.tcp_addr.unwrap_or(self.udp_addr))?;
+        let listener = crate::server::bind(
+            self.tcp_addr
+                .unwrap_or_else(|| default_tcp_addr(self.udp_addr)),
+        )?;
         let tcp_addr = listener.local_addr()?;
+        let access = Access::new(tcp_addr, &self.allowed_hosts);
         // The read timeout is only a fallback: shutdown wakes the thread with a datagram.
         socket.set_read_timeout(Some(POLL_SHUTDOWN))?;
         let store = Arc::new(Store::new(
@@ -291,6 +319,7 @@ impl XrayLocalBuilder {
             drops: DropLog::default(),
         };
         let sampling = Arc::new(Sampling::new(self.rules, self.rules_page_size));
+        let exposure = crate::server::exposure(udp_addr, &access, proxy.is_some());
         let server = Server::start(
             listener,
             Arc::new(Shared {
@@ -298,6 +327,7 @@ impl XrayLocalBuilder {
                 sampling: Arc::clone(&sampling),
                 forwarder: forwarder.clone(),
                 proxy,
+                access,
             }),
         )?;
         let filer = {
@@ -333,6 +363,7 @@ impl XrayLocalBuilder {
             sampling,
             udp_addr,
             tcp_addr,
+            exposure,
             stop,
             intake,
             forwarder,
@@ -341,6 +372,19 @@ impl XrayLocalBuilder {
             server: Mutex::new(Some(server)),
         })
     }
+}
+
+/// The TCP address when none is given: the UDP port on loopback, never a wildcard or external
+/// address implicitly (see [`XrayLocalBuilder::tcp_addr`]).
+fn default_tcp_addr(udp: SocketAddr) -> SocketAddr {
+    let ip: IpAddr = match udp.ip() {
+        ip if ip.is_loopback() => ip,
+        // A specific IPv6 address: its family's loopback. A wildcard, `[::]` included: the
+        // SDKs' default, 127.0.0.1.
+        IpAddr::V6(ip) if !ip.is_unspecified() => Ipv6Addr::LOCALHOST.into(),
+        _ => Ipv4Addr::LOCALHOST.into(),
+    };
+    SocketAddr::new(ip, udp.port())
 }
 
 fn bind(addr: SocketAddr) -> io::Result<UdpSocket> {
@@ -412,6 +456,13 @@ impl XrayLocal {
     /// The address the TCP server (sampling API and read API) is bound to.
     pub fn tcp_addr(&self) -> SocketAddr {
         self.tcp_addr
+    }
+
+    /// One line saying what is exposed where: the UDP and TCP addresses (loopback only,
+    /// every interface, or one), the endpoints on each, and which `Host` headers the read API
+    /// answers. The binary logs it at start-up.
+    pub fn exposure(&self) -> &str {
+        &self.exposure
     }
 
     /// The value to give an SDK as `AWS_XRAY_DAEMON_ADDRESS`:
@@ -688,7 +739,12 @@ impl Intake {
                         }
                         let share = match &parsed {
                             intake::Parsed::One(_) => datagram.len(),
-                            intake::Parsed::Spans(d) => datagram.len() / d.len().max(1),
+                            intake::Parsed::Spans(d, refused) => {
+                                for reason in refused {
+                                    drops.drop(store, *reason);
+                                }
+                                datagram.len() / d.len().max(1)
+                            }
                         };
                         docs.extend(parsed.into_iter().map(|doc| (doc, share, arrived)));
                     }

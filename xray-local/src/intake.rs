@@ -33,7 +33,8 @@ pub enum DropReason {
     /// The header line is not `{"format":"json","version":1}` (any whitespace, `format`
     /// compared case-insensitively).
     InvalidHeader,
-    /// The document is not UTF-8 JSON.
+    /// The document is not UTF-8 JSON, or nests deeper than 127 levels of objects and arrays
+    /// (serde_json's limit; about 63 levels of subsegments in one document).
     InvalidJson,
     /// The document is JSON but not an object.
     NotAnObject,
@@ -52,6 +53,12 @@ pub enum DropReason {
     /// them) that is not base64 of an OTLP `ExportTraceServiceRequest`, or whose spans give no
     /// valid document.
     InvalidOtlp,
+    /// A segment or subsegment nests more than 120 levels of objects and arrays in its own
+    /// fields, its `subsegments` aside (`metadata` nested that deep, say): close to
+    /// [`InvalidJson`](Self::InvalidJson)'s 127. Subsegments may nest as deep as a document
+    /// can, and separately sent ones 256 levels; the bound keeps the JSON of every trace
+    /// readable by a JSON parser's default limits ([the JSON form](crate::Trace#the-json-form)).
+    TooDeep,
     /// Valid, but the queue between the socket reader and the store was full: documents
     /// arrived faster than they could be filed, for longer than the queue could absorb.
     Backlog,
@@ -59,7 +66,7 @@ pub enum DropReason {
 
 impl DropReason {
     /// Every reason, in declaration order.
-    pub const ALL: [DropReason; 12] = [
+    pub const ALL: [DropReason; 13] = [
         DropReason::Oversize,
         DropReason::MissingBody,
         DropReason::InvalidHeader,
@@ -71,6 +78,7 @@ impl DropReason {
         DropReason::InvalidStartTime,
         DropReason::InvalidParentId,
         DropReason::InvalidOtlp,
+        DropReason::TooDeep,
         DropReason::Backlog,
     ];
 
@@ -88,6 +96,7 @@ impl DropReason {
             DropReason::InvalidStartTime => "invalid_start_time",
             DropReason::InvalidParentId => "invalid_parent_id",
             DropReason::InvalidOtlp => "invalid_otlp",
+            DropReason::TooDeep => "too_deep",
             DropReason::Backlog => "backlog",
         }
     }
@@ -104,7 +113,9 @@ impl DropReason {
             DropReason::InvalidHeader => {
                 "the header line is not {\"format\":\"json\",\"version\":1}"
             }
-            DropReason::InvalidJson => "the document is not UTF-8 JSON",
+            DropReason::InvalidJson => {
+                "the document is not UTF-8 JSON, or nests deeper than 127 levels"
+            }
             DropReason::NotAnObject => "the document is not a JSON object",
             DropReason::InvalidName => "`name` is missing or not a string",
             DropReason::InvalidId => "`id` is missing or not 16 hex digits",
@@ -115,6 +126,9 @@ impl DropReason {
             }
             DropReason::InvalidOtlp => {
                 "a T1S/T1U body is not base64 of an OTLP ExportTraceServiceRequest with spans"
+            }
+            DropReason::TooDeep => {
+                "a segment or subsegment nests more than 120 levels in its own fields"
             }
             DropReason::Backlog => {
                 "the intake queue is full: documents arrive faster than they are filed"
@@ -144,7 +158,9 @@ pub(crate) struct Document {
 #[derive(Debug)]
 pub(crate) enum Parsed {
     One(Document),
-    Spans(Vec<Document>),
+    /// The span documents that passed, and why each of the others was refused: each refusal
+    /// is counted, so that no span is lost in silence.
+    Spans(Vec<Document>, Vec<DropReason>),
 }
 
 impl IntoIterator for Parsed {
@@ -154,7 +170,7 @@ impl IntoIterator for Parsed {
     fn into_iter(self) -> Self::IntoIter {
         match self {
             Parsed::One(doc) => Some(doc).into_iter().chain(Vec::new()),
-            Parsed::Spans(docs) => None.into_iter().chain(docs),
+            Parsed::Spans(docs, _) => None.into_iter().chain(docs),
         }
     }
 }
@@ -180,27 +196,32 @@ pub(crate) fn parse_datagram(datagram: &[u8]) -> Result<Parsed, DropReason> {
         return Err(DropReason::MissingBody);
     }
     if let Some(encoded) = OTLP_PREFIXES.iter().find_map(|p| body.strip_prefix(*p)) {
-        return parse_otlp(encoded.trim_ascii()).map(Parsed::Spans);
+        return parse_otlp(encoded.trim_ascii()).map(|(docs, refused)| Parsed::Spans(docs, refused));
     }
     let value: Value = serde_json::from_slice(body).map_err(|_| DropReason::InvalidJson)?;
     validate(value).map(Parsed::One)
 }
 
-/// The documents of an OTLP export request in base64; the invalid ones are left out.
-fn parse_otlp(encoded: &[u8]) -> Result<Vec<Document>, DropReason> {
+/// The documents of an OTLP export request in base64, and the reasons the invalid ones were
+/// refused. A request that holds no span at all is refused whole.
+fn parse_otlp(encoded: &[u8]) -> Result<(Vec<Document>, Vec<DropReason>), DropReason> {
     use base64::Engine as _;
     let bytes = base64::engine::general_purpose::STANDARD
         .decode(encoded)
         .map_err(|_| DropReason::InvalidOtlp)?;
     let request = decode_otlp(&bytes).ok_or(DropReason::InvalidOtlp)?;
-    let docs: Vec<Document> = xray_core::otlp::to_documents(&request)
-        .into_iter()
-        .filter_map(|value| validate(value).ok())
-        .collect();
-    if docs.is_empty() {
+    let mut docs = Vec::new();
+    let mut refused = Vec::new();
+    for value in xray_core::otlp::to_documents(&request) {
+        match validate(value) {
+            Ok(doc) => docs.push(doc),
+            Err(reason) => refused.push(reason),
+        }
+    }
+    if docs.is_empty() && refused.is_empty() {
         return Err(DropReason::InvalidOtlp);
     }
-    Ok(docs)
+    Ok((docs, refused))
 }
 
 /// An OTLP export request from its protobuf bytes.
@@ -251,6 +272,9 @@ pub(crate) fn validate(value: Value) -> Result<Document, DropReason> {
         Some(Value::String(p)) if is_segment_id(p) => Some(p.clone()),
         Some(_) => return Err(DropReason::InvalidParentId),
     };
+    if too_deep(&value) {
+        return Err(DropReason::TooDeep);
+    }
     let in_progress = is_in_progress(map);
     Ok(Document {
         trace_id,
@@ -261,6 +285,62 @@ pub(crate) fn validate(value: Value) -> Result<Document, DropReason> {
         in_progress,
         value,
     })
+}
+
+/// The most levels of objects and arrays an entity may take up in its own fields, its
+/// `subsegments` aside, its own object included: [`DropReason::TooDeep`] past it.
+pub(crate) const MAX_ENTITY_NESTING: usize = 120;
+
+/// Whether an entity of the document (the document itself or any subsegment in it) is deeper
+/// than [`MAX_ENTITY_NESTING`] in its own fields.
+fn too_deep(doc: &Value) -> bool {
+    let mut entities = vec![doc];
+    while let Some(entity) = entities.pop() {
+        if entity_nesting(entity) > MAX_ENTITY_NESTING {
+            return true;
+        }
+        if let Some(Value::Array(subsegments)) = entity.get("subsegments") {
+            entities.extend(subsegments);
+        }
+    }
+    false
+}
+
+/// The levels of objects and arrays an entity takes up, its `subsegments` list aside: 1 for
+/// an object of numbers and strings, 3 with `"http": {"request": {..}}`. Anything else in a
+/// `subsegments` list counts whole: 0 for a number, 1 for `[]`.
+pub(crate) fn entity_nesting(entity: &Value) -> usize {
+    let Value::Object(map) = entity else {
+        return nesting(entity);
+    };
+    let fields = map
+        .iter()
+        .filter(|(key, value)| !(*key == "subsegments" && value.is_array()))
+        .map(|(_, value)| nesting(value))
+        .max()
+        .unwrap_or(0);
+    1 + fields
+}
+
+/// The levels of objects and arrays of a value, without recursion: 0 for a number or a string,
+/// 1 for `{}` or `[1, 2]`, 2 for `[[1]]`.
+fn nesting(value: &Value) -> usize {
+    let mut deepest = 0;
+    let mut stack = vec![(value, 1)];
+    while let Some((value, level)) = stack.pop() {
+        match value {
+            Value::Array(items) => {
+                deepest = deepest.max(level);
+                stack.extend(items.iter().map(|v| (v, level + 1)));
+            }
+            Value::Object(map) => {
+                deepest = deepest.max(level);
+                stack.extend(map.values().map(|v| (v, level + 1)));
+            }
+            _ => {}
+        }
+    }
+    deepest
 }
 
 pub(crate) fn is_in_progress(map: &Map<String, Value>) -> bool {

@@ -14,6 +14,13 @@
 //!   spans, as the AWS OpenTelemetry distributions send them) gives one document per span,
 //!   converted as X-Ray converts spans ([`xray_core::otlp::to_documents`]); OTLP/HTTP
 //!   (`POST /v1/traces`) on the TCP port does the same.
+//! - **Depth.** One document nests at most 127 levels of objects and arrays (serde_json's
+//!   limit, [`DropReason::InvalidJson`] past it): about 63 levels of subsegments. Separately
+//!   sent subsegments attach under one another up to 256 levels. Within one segment or
+//!   subsegment, its own fields may nest 120 levels ([`DropReason::TooDeep`]). The X-Ray
+//!   documentation sets no limit ("nesting allowed to any depth"); these keep every trace
+//!   readable by a JSON parser's default limits, however deep its tree
+//!   ([the JSON form](Trace#the-json-form)).
 //! - **Assembly.** Documents are grouped by `trace_id`. Independent subsegments
 //!   (`"type": "subsegment"` with a `parent_id`), whether streamed early or sent from AWS Lambda,
 //!   are merged into their parent's `subsegments` at any depth; a completed document replaces its
@@ -41,9 +48,12 @@
 //!   documents. The sampling API is proxied to X-Ray, signed, and the daemon's counters are
 //!   sent with `PutTelemetryRecords`. Without it nothing leaves the machine.
 //!
-//! - **TCP.** On the TCP address (by default the UDP address, as the AWS daemon does) an HTTP/1.1
-//!   server answers the sampling API the SDKs call through the daemon, and a read API for other
-//!   processes. See [the routes](#tcp-routes).
+//! - **TCP.** On the TCP address (by default the UDP port on loopback: a wildcard UDP address is
+//!   never followed) an HTTP/1.1 server answers the sampling API the SDKs call through the
+//!   daemon, and a read API for other processes. See [the routes](#tcp-routes). The sampling
+//!   API is answered on threads that nothing else uses, so a long query never delays it; at
+//!   most 256 connections are open, a new one closing the oldest idle one, and a connection
+//!   that sends no request head within 5 s (or no body within 10 s) is closed.
 //!
 //! # TCP routes
 //!
@@ -51,17 +61,26 @@
 //! |---|---|
 //! | `POST /GetSamplingRules` | when forwarding: sent to X-Ray, signed, and X-Ray's answer returned as it came (likewise `SamplingTargets`); otherwise `{"SamplingRuleRecords": [{"SamplingRule": {..}, "CreatedAt", "ModifiedAt"}], "NextToken"}`: the [rules](XrayLocalBuilder::rules) in order, [`rules_page_size`](XrayLocalBuilder::rules_page_size) per page; pass the `NextToken` back for the next page |
 //! | `POST /SamplingTargets` | takes `{"SamplingStatisticsDocuments": [..]}` (at most 25) and answers `{"SamplingTargetDocuments": [..], "LastRuleModification", "UnprocessedStatistics"}`; statistics for unknown rules come back unprocessed with `ErrorCode` `"400"` |
-//! | `GET /traces?filter=EXPR` | a JSON array of every trace held (settled or not), by first arrival; with `filter`, the traces matching the [`Filter`] expression (URL-encoded) |
+//! | `GET /traces?filter=EXPR` | a JSON array of every trace held (settled or not), by first arrival, in [`Trace`]'s [JSON form](Trace#the-json-form) (nested at most 100 levels: a deep tree's lower subsegments come in `continued`); with `filter`, the traces matching the [`Filter`] expression (URL-encoded) |
 //! | `GET /traces/{trace_id}` | one trace; 404 when none is held |
 //! | `GET /map?filter=EXPR` | the [`ServiceMap`] of the (matching) traces: `{"nodes": [..], "edges": [..]}` |
 //! | `POST /v1/traces` | OTLP/HTTP: an `ExportTraceServiceRequest` in protobuf (`application/x-protobuf`, gzip or not, up to 8 MiB); its spans are filed as documents and, when forwarding, sent on as `T1S` documents. 400 for a body that is not one, 415 for another content type |
-//! | `GET /stats` | the [`Stats`] counters, the sampling API call counts, `sampling_proxy` (forwarded, unsigned, failed; or `null`), and `forwarding` ([`ForwardStats`], or `null`) |
+//! | `GET /stats` | the [`Stats`] counters, the sampling API call counts, `tcp` (connections `open`, `max_open`, `accepted`, `refused`, `closed_for_room`, `timed_out` before a request, `idle_closed` after one; requests refused as `busy` (503) or `forbidden` (403)), `sampling_proxy` (forwarded, unsigned, failed; or `null`), and `forwarding` ([`ForwardStats`], or `null`) |
 //! | `GET /rules` | the sampling rules as a JSON array |
 //!
 //! Errors answer with an X-Ray style body, `{"__type": "InvalidRequestException", "message":
 //! ".."}` and the same name in the `x-amzn-ErrorType` header: 400 for a body that is not JSON,
 //! a missing or ill-typed field or an unknown route (`UnknownOperationException`), 404
-//! (`ResourceNotFoundException`) for an unknown trace, 413 for a body over 1 MiB.
+//! (`ResourceNotFoundException`) for an unknown trace, 413 for a body over 1 MiB, 408 for a
+//! body that does not arrive within 10 s, 503 when too many read-API or OTLP requests wait.
+//!
+//! **Who may call.** A request from a web page of another origin (an `Origin` header other than
+//! `http://` and the request's own allowed `Host`, or `Sec-Fetch-Site: cross-site`) gets 403
+//! (`AccessDeniedException`) on every route. The read API answers only a `Host` that is
+//! `localhost`, a loopback address, the TCP address (any IP address when it is a wildcard) or
+//! a name given with [`allow_host`](XrayLocalBuilder::allow_host), so that a web page cannot
+//! read traces through DNS rebinding; the SDKs' routes (the sampling API, `POST /v1/traces`)
+//! answer any `Host`. [`XrayLocal::exposure`] says in one line what is exposed where.
 //!
 //! **Quota policy.** Each target assigns the rule's `ReservoirSize` split evenly among the
 //! clients that reported statistics for the rule in the last 30 seconds (three reporting
@@ -104,7 +123,9 @@
 //! # The binary
 //!
 //! `xray-local` listens on UDP and TCP `127.0.0.1:2000` and prints each trace as it settles, as
-//! a timeline tree. `-b/--udp ADDR` and `-t/--tcp ADDR` pick other addresses, `-n REGION`
+//! a timeline tree. `-b/--udp ADDR` and `-t/--tcp ADDR` pick other addresses (the TCP side
+//! stays on loopback unless `-t` moves it), `--allow-host NAME` lets the read API answer
+//! another `Host` name, `-n REGION`
 //! forwards to X-Ray (with `--endpoint URL` and `-m MB`), `--rules FILE` loads
 //! sampling rules, `--json` prints each trace as one JSON line, `--map` prints the service map
 //! whenever traffic pauses. `xray-local query --addr ADDR 'EXPR'` asks a running `xray-local`

@@ -69,7 +69,8 @@ impl DaemonLog {
             Level::WARN => "Warn",
             Level::ERROR => "Error",
         };
-        let _ = write!(line, " [{name}] {message}");
+        // Made safe: a message may quote what a peer sent, and one event stays one line.
+        let _ = write!(line, " [{name}] {}", xray_local::render::safe(message));
         line.push('\n');
         let mut sink = self.sink.lock();
         match &mut *sink {

@@ -14,6 +14,15 @@ use xray_local::{
     DropReason, Filter, ForwardConfig, ForwardStats, Stats, Trace, XrayLocal, render,
 };
 
+/// Writes a line to stderr and loses it if stderr is closed or broken. Never `eprintln!`:
+/// it panics when the write fails (exit code 101), so a closed pipe on stderr would stop the
+/// daemon for want of a log line.
+macro_rules! stderr_line {
+    ($($arg:tt)*) => {{
+        let _ = writeln!(io::stderr(), $($arg)*);
+    }};
+}
+
 /// How long the query mode waits for the daemon.
 const QUERY_TIMEOUT: Duration = Duration::from_secs(30);
 
@@ -27,8 +36,13 @@ the sampling API (GetSamplingRules, SamplingTargets) and a read API over TCP.
 Options:
   -b, --bind ADDR   UDP address to listen on [default: 127.0.0.1:2000] (alias: --udp)
   -t, --bind-tcp ADDR
-                    TCP address of the sampling and read API [default: the UDP address]
-                    (alias: --tcp)
+                    TCP address of the sampling and read API [default: the UDP port on
+                    127.0.0.1, or the UDP address if it is a loopback one: a wildcard UDP
+                    address such as 0.0.0.0 is not followed] (alias: --tcp)
+  --allow-host HOST answer the read API (GET /traces, /map, ...) to requests naming HOST
+                    in their Host header too, e.g. the daemon's name in a Docker network; `*`
+                    for any; repeatable [default: localhost, loopback addresses and the
+                    TCP address (any IP address when it is a wildcard)]
   -n, --region REGION
                     forward every document to AWS X-Ray in REGION with PutTraceSegments,
                     signed with the standard AWS credential chain (environment, profile,
@@ -74,6 +88,8 @@ is refused: add a private CA with SSL_CERT_FILE instead.
 
 The first line on stderr gives the bound addresses:
   xray-local: listening on udp ADDR tcp ADDR
+and a later one (`exposed: ...`) what is exposed where. Requests from web pages of another
+origin are refused.
 
 Query mode asks a running xray-local (--addr, its TCP address [default: 127.0.0.1:2000]) for
 the traces matching FILTER, e.g.
@@ -103,6 +119,7 @@ struct Args {
     log_file: Option<PathBuf>,
     log_level: Option<String>,
     concurrency: Option<usize>,
+    allow_hosts: Vec<String>,
 }
 
 /// What the daemon runs with: the flags over cfg.yaml over the AWS daemon's defaults.
@@ -126,6 +143,7 @@ struct Settings {
     log_rotation: bool,
     log_level: tracing::Level,
     concurrency: usize,
+    allow_hosts: Vec<String>,
     loaded: Option<PathBuf>,
 }
 
@@ -205,6 +223,7 @@ impl Settings {
             log_rotation: file.log_rotation,
             log_level,
             concurrency: args.concurrency.unwrap_or(file.concurrency).max(1),
+            allow_hosts: args.allow_hosts,
             loaded,
         })
     }
@@ -261,6 +280,7 @@ fn parse_args(mut args: impl Iterator<Item = String>) -> Result<Command, String>
             "--map" => parsed.map = true,
             "-b" | "--bind" | "--udp" => parsed.udp = Some(address(&arg, &value(&arg)?)?),
             "-t" | "--bind-tcp" | "--tcp" => parsed.tcp = Some(address(&arg, &value(&arg)?)?),
+            "--allow-host" => parsed.allow_hosts.push(value(&arg)?),
             "-n" | "--region" => {
                 let region = value(&arg)?;
                 if !region_ok(&region) {
@@ -328,6 +348,13 @@ fn parse_query(mut args: impl Iterator<Item = String>) -> Result<Command, String
     Ok(Command::Query(query))
 }
 
+/// Prints text and a newline on stdout, or nothing if stdout is closed or broken (`println!`
+/// panics then).
+fn print_text(text: &str) {
+    let mut stdout = io::stdout().lock();
+    let _ = writeln!(stdout, "{text}").and_then(|()| stdout.flush());
+}
+
 fn millis(name: &str, text: &str) -> Result<Duration, String> {
     text.parse()
         .map(Duration::from_millis)
@@ -339,15 +366,15 @@ fn main() -> ExitCode {
         Ok(Command::Run(args)) => args,
         Ok(Command::Query(query)) => return run_query(&query),
         Ok(Command::Help) => {
-            println!("{USAGE}");
+            print_text(USAGE);
             return ExitCode::SUCCESS;
         }
         Ok(Command::Version) => {
-            println!("xray-local {}", env!("CARGO_PKG_VERSION"));
+            print_text(concat!("xray-local ", env!("CARGO_PKG_VERSION")));
             return ExitCode::SUCCESS;
         }
         Err(msg) => {
-            eprintln!("xray-local: {msg}\n\n{USAGE}");
+            stderr_line!("xray-local: {msg}\n\n{USAGE}");
             return ExitCode::from(2);
         }
     };
@@ -357,14 +384,14 @@ fn main() -> ExitCode {
             let cause = std::error::Error::source(&err)
                 .map(|s| format!(": {s}"))
                 .unwrap_or_default();
-            eprintln!("xray-local: {err}{cause}");
+            stderr_line!("xray-local: {err}{cause}");
             return ExitCode::from(2);
         }
     };
     let mut args = match Settings::merge(*args, file, loaded) {
         Ok(settings) => settings,
         Err(msg) => {
-            eprintln!("xray-local: {msg}");
+            stderr_line!("xray-local: {msg}");
             return ExitCode::from(2);
         }
     };
@@ -372,7 +399,7 @@ fn main() -> ExitCode {
         Some(path) => match logging::DaemonLog::file(args.log_level, path, args.log_rotation) {
             Ok(log) => std::sync::Arc::new(log),
             Err(err) => {
-                eprintln!(
+                stderr_line!(
                     "xray-local: cannot open the log file {}: {err}",
                     path.display()
                 );
@@ -393,8 +420,9 @@ fn main() -> ExitCode {
         if to_file {
             log.write_line(level, line);
         } else {
-            // Not `eprintln!`, which panics when stderr is closed.
-            let _ = writeln!(io::stderr(), "xray-local: {line}");
+            // Not `eprintln!`, which panics when stderr is closed. Made safe: a line may quote
+            // what a peer sent.
+            stderr_line!("xray-local: {}", render::safe(line));
         }
     };
     // The metadata look-ups of the AWS daemon. Instance metadata is asked only when a
@@ -410,6 +438,9 @@ fn main() -> ExitCode {
         .idle_timeout(args.idle);
     if let Some(tcp) = args.tcp {
         builder = builder.tcp_addr(tcp);
+    }
+    for host in &args.allow_hosts {
+        builder = builder.allow_host(host.as_str());
     }
     if let Some(region) = &args.region {
         let mut forward = ForwardConfig::new(region.as_str()).concurrency(args.concurrency);
@@ -430,7 +461,7 @@ fn main() -> ExitCode {
             forward = match forward.proxy(url.as_str()) {
                 Ok(forward) => forward,
                 Err(err) => {
-                    eprintln!("xray-local: --proxy-address: {err}");
+                    stderr_line!("xray-local: --proxy-address: {err}");
                     return ExitCode::from(2);
                 }
             };
@@ -441,7 +472,7 @@ fn main() -> ExitCode {
             builder = builder.local_sampling();
         }
     } else if args.endpoint.is_some() || args.role_arn.is_some() || args.proxy.is_some() {
-        eprintln!(
+        stderr_line!(
             "xray-local: an endpoint, role or proxy is for forwarding to X-Ray: give a region \
              too (-n, Region in cfg.yaml, or AWS_REGION)"
         );
@@ -454,7 +485,7 @@ fn main() -> ExitCode {
                 let cause = std::error::Error::source(&err)
                     .map(|s| format!(": {s}"))
                     .unwrap_or_default();
-                eprintln!("xray-local: --rules {}: {err}{cause}", path.display());
+                stderr_line!("xray-local: --rules {}: {err}{cause}", path.display());
                 return ExitCode::from(2);
             }
         };
@@ -462,10 +493,13 @@ fn main() -> ExitCode {
     let local = match builder.start() {
         Ok(local) => local,
         Err(err) => {
-            eprintln!(
+            stderr_line!(
                 "xray-local: cannot listen on udp {} / tcp {}: {err}",
                 args.udp,
-                args.tcp.unwrap_or(args.udp)
+                args.tcp.map_or_else(
+                    || format!("loopback port {}", args.udp.port()),
+                    |tcp| tcp.to_string()
+                )
             );
             return ExitCode::FAILURE;
         }
@@ -477,6 +511,18 @@ fn main() -> ExitCode {
         local.udp_addr(),
         local.tcp_addr()
     );
+    if to_file {
+        // And in the log, where an operator looks, and where they are found when stderr is
+        // closed.
+        report(
+            tracing::Level::INFO,
+            &format!(
+                "listening on udp {} tcp {}",
+                local.udp_addr(),
+                local.tcp_addr()
+            ),
+        );
+    }
     if let Some(region) = &args.region {
         let _ = writeln!(
             io::stderr(),
@@ -487,6 +533,7 @@ fn main() -> ExitCode {
                 .unwrap_or_default()
         );
     }
+    report(tracing::Level::INFO, local.exposure());
     if let Some(path) = &args.loaded {
         report(
             tracing::Level::INFO,
@@ -500,10 +547,20 @@ fn main() -> ExitCode {
     let mut reported = Stats::default();
     let mut last_report: Option<std::time::Instant> = None;
     let mut map_due = false;
+    let mut printer = Printer::default();
     loop {
         if stop.load(std::sync::atomic::Ordering::Relaxed) {
             // Stop reading, file what was read and send what waits for X-Ray (5 s at most).
             local.shutdown();
+            if printer.unprinted > 0 {
+                report(
+                    tracing::Level::WARN,
+                    &format!(
+                        "{} trace(s) were not printed: stdout was closed or failing",
+                        printer.unprinted
+                    ),
+                );
+            }
             if let Some(f) = local.forward_stats() {
                 report(
                     tracing::Level::INFO,
@@ -518,10 +575,14 @@ fn main() -> ExitCode {
         }
         let settled = completed.next_timeout(Duration::from_secs(1));
         let text = match &settled {
-            Some(trace) if args.json => Some(serde_json::to_string(trace).unwrap_or_default()),
+            Some(_) if printer.closed => {
+                printer.unprinted += 1;
+                None
+            }
+            Some(trace) if args.json => Some(render::json(trace)),
             Some(trace) => Some(render::timeline(trace)),
             // Traffic paused: the map of everything held, once per pause.
-            None if args.map && map_due => {
+            None if args.map && map_due && !printer.closed => {
                 map_due = false;
                 Some(render::service_map(&local.traces()))
             }
@@ -530,15 +591,10 @@ fn main() -> ExitCode {
         if settled.is_some() {
             map_due = true;
         }
-        if let Some(text) = text {
-            let mut stdout = io::stdout().lock();
-            // A closed pipe (`xray-local | head`) ends the program quietly.
-            if writeln!(stdout, "{text}")
-                .and_then(|()| stdout.flush())
-                .is_err()
-            {
-                return ExitCode::SUCCESS;
-            }
+        if let Some(text) = text
+            && let Some(line) = printer.print(&text, settled.is_some())
+        {
+            report(tracing::Level::WARN, &line);
         }
         // The library logs through `tracing`, which this binary does not install: report
         // drops here instead, once per second at most.
@@ -590,6 +646,55 @@ fn main() -> ExitCode {
             report(tracing::Level::WARN, &line);
         }
         reported = stats;
+    }
+}
+
+/// Prints the traces on stdout. A daemon does not stop for its stdout: when printing fails,
+/// what was to be printed is lost and counted, and receiving, forwarding and the read API go
+/// on. A closed pipe (`xray-local | head`, a log collector gone) stops the printing for good;
+/// any other error (a full disk) is tried again with the next trace.
+#[derive(Debug, Default)]
+struct Printer {
+    /// Stdout is a closed pipe: nothing is rendered any more.
+    closed: bool,
+    /// The last write failed, and that was reported.
+    failing: bool,
+    /// Settled traces not printed.
+    unprinted: u64,
+}
+
+impl Printer {
+    /// Prints `text` and a newline; returns the line to report when printing stops or
+    /// starts working again.
+    fn print(&mut self, text: &str, is_trace: bool) -> Option<String> {
+        let mut stdout = io::stdout().lock();
+        match writeln!(stdout, "{text}").and_then(|()| stdout.flush()) {
+            Ok(()) if self.failing => {
+                self.failing = false;
+                Some(format!(
+                    "printing traces again; {} trace(s) were not printed",
+                    self.unprinted
+                ))
+            }
+            Ok(()) => None,
+            Err(err) => {
+                self.unprinted += u64::from(is_trace);
+                self.closed = err.kind() == io::ErrorKind::BrokenPipe;
+                let first = !std::mem::replace(&mut self.failing, true);
+                (first || self.closed).then(|| {
+                    if self.closed {
+                        "stdout is closed: traces are no longer printed; receiving, forwarding \
+                         and the read API go on"
+                            .to_owned()
+                    } else {
+                        format!(
+                            "cannot print traces on stdout ({err}); receiving, forwarding and \
+                             the read API go on"
+                        )
+                    }
+                })
+            }
+        }
     }
 }
 
@@ -729,7 +834,8 @@ fn run_query(query: &Query) -> ExitCode {
                 .unwrap_or(body);
             let _ = writeln!(
                 io::stderr(),
-                "xray-local: the daemon answered {status}: {message}"
+                "xray-local: the daemon answered {status}: {}",
+                render::safe(&message)
             );
             return ExitCode::FAILURE;
         }
@@ -742,13 +848,16 @@ fn run_query(query: &Query) -> ExitCode {
             return ExitCode::FAILURE;
         }
     };
+    // Parsed with serde_json's default limits: the read API keeps every answer within them
+    // (see `Trace`'s JSON form), so any client can read it.
     let traces: Vec<Trace> = match serde_json::from_str(&body) {
         Ok(traces) => traces,
-        Err(_) => {
+        Err(err) => {
             let _ = writeln!(
                 io::stderr(),
-                "xray-local: {} did not answer with traces; is it an xray-local?",
-                query.addr
+                "xray-local: {} did not answer with traces ({}); is it an xray-local?",
+                query.addr,
+                render::safe(&err.to_string())
             );
             return ExitCode::FAILURE;
         }
@@ -759,7 +868,7 @@ fn run_query(query: &Query) -> ExitCode {
     } else {
         for trace in &traces {
             if query.json {
-                out.push_str(&serde_json::to_string(trace).unwrap_or_default());
+                out.push_str(&render::json(trace));
             } else {
                 out.push_str(&render::timeline(trace));
             }

@@ -17,7 +17,15 @@
 //! assert!(text.contains("GET http://localhost/ 200"));
 //! # Ok::<(), xray_local::DocumentError>(())
 //! ```
+//!
+//! # Hostile text
+//!
+//! Every string shown comes from a document someone sent over the network, so none is printed
+//! as it came: [`safe`] writes the characters a terminal acts on (control characters, line
+//! breaks, bidirectional overrides) as visible escapes, and every function here passes every
+//! document string through it. Widths are those of the escaped text, so columns stay aligned.
 
+use std::borrow::Cow;
 use std::fmt::Write as _;
 
 use serde_json::Value;
@@ -148,7 +156,7 @@ fn bounds(rows: &[Row<'_>]) -> (f64, f64) {
 
 fn label(row: &Row<'_>) -> String {
     let name = row.entity.name().unwrap_or("?");
-    format!("{}{}", "  ".repeat(row.entity.depth()), name)
+    format!("{}{}", "  ".repeat(row.entity.depth()), safe(name))
 }
 
 fn fit(text: &str, width: usize) -> String {
@@ -193,7 +201,7 @@ fn details(entity: &Entity<'_>) -> String {
         entity.get("namespace")
     };
     if let Some(kind) = kind.and_then(Value::as_str).filter(|k| !k.is_empty()) {
-        parts.push(format!("[{kind}]"));
+        parts.push(format!("[{}]", safe(kind)));
     }
     if let Some(http) = entity.get("http") {
         let request = http.get("request");
@@ -206,8 +214,8 @@ fn details(entity: &Entity<'_>) -> String {
             .and_then(|r| r.get("status"))
             .and_then(Value::as_u64);
         let text: Vec<String> = [
-            method.map(str::to_owned),
-            url.map(str::to_owned),
+            method.map(|m| safe(m).into_owned()),
+            url.map(|u| safe(u).into_owned()),
             status.map(|s| s.to_string()),
         ]
         .into_iter()
@@ -222,7 +230,7 @@ fn details(entity: &Entity<'_>) -> String {
         .and_then(|a| a.get("operation"))
         .and_then(Value::as_str)
     {
-        parts.push(op.to_owned());
+        parts.push(safe(op).into_owned());
     }
     for (flag, mark) in [
         ("error", "ERROR"),
@@ -249,7 +257,9 @@ fn annotations(entity: &Entity<'_>) -> Option<String> {
     Some(
         pairs
             .into_iter()
-            .map(|(k, v)| format!("{k}={v}"))
+            // A string value is shown as JSON (quoted, `"` escaped), then made safe: JSON
+            // escapes C0 controls but leaves DEL, C1 and bidirectional controls as they are.
+            .map(|(k, v)| format!("{}={}", safe(k), safe(&v.to_string())))
             .collect::<Vec<_>>()
             .join(" "),
     )
@@ -258,7 +268,10 @@ fn annotations(entity: &Entity<'_>) -> Option<String> {
 fn exceptions(entity: &Entity<'_>) -> Vec<String> {
     match entity.get("cause") {
         Some(Value::String(id)) => {
-            vec![format!("cause: exception {id} (recorded in a subsegment)")]
+            vec![format!(
+                "cause: exception {} (recorded in a subsegment)",
+                safe(id)
+            )]
         }
         Some(Value::Object(cause)) => cause
             .get("exceptions")
@@ -271,10 +284,10 @@ fn exceptions(entity: &Entity<'_>) -> Vec<String> {
                         let remote = ex.get("remote").and_then(Value::as_bool) == Some(true);
                         let mut text = String::from("exception");
                         if let Some(kind) = kind {
-                            let _ = write!(text, " {kind}");
+                            let _ = write!(text, " {}", safe(kind));
                         }
                         if let Some(message) = message {
-                            let _ = write!(text, ": {message}");
+                            let _ = write!(text, ": {}", safe(message));
                         }
                         if remote {
                             text.push_str(" (remote)");
@@ -323,14 +336,14 @@ pub fn service_map(traces: &[Trace]) -> String {
     let node_width = map
         .nodes()
         .iter()
-        .map(|n| n.name().chars().count())
+        .map(|n| safe(n.name()).chars().count())
         .max()
         .unwrap_or(0)
         .clamp("NODE".len(), MAX_NAME_WIDTH);
     let kind_width = map
         .nodes()
         .iter()
-        .map(|n| n.kind().chars().count())
+        .map(|n| safe(n.kind()).chars().count())
         .max()
         .unwrap_or(0)
         .max("KIND".len());
@@ -345,15 +358,18 @@ pub fn service_map(traces: &[Trace]) -> String {
         let _ = writeln!(
             out,
             "{:<node_width$}  {:<kind_width$}  {}",
-            fit(node.name(), node_width),
-            node.kind(),
+            fit(&safe(node.name()), node_width),
+            safe(node.kind()),
             stats_row(node.stats()),
         );
     }
     let labels: Vec<String> = map
         .edges()
         .iter()
-        .map(|e| fit(&format!("{} -> {}", e.from(), e.to()), 2 * MAX_NAME_WIDTH))
+        .map(|e| {
+            let label = format!("{} -> {}", safe(e.from()), safe(e.to()));
+            fit(&label, 2 * MAX_NAME_WIDTH)
+        })
         .collect();
     let edge_width = labels
         .iter()
@@ -395,5 +411,105 @@ fn stats_row(stats: &CallStats) -> String {
         pct(stats.throttles()),
         pct(stats.faults()),
         stats.average_latency().map_or_else(|| "-".to_owned(), ms),
+    )
+}
+
+// ===== safe text =====
+
+/// Text from a document made safe to print on a terminal: every character a terminal acts on
+/// instead of showing is written as a visible escape, and everything else is left as it is.
+///
+/// Escaped are the C0 controls (ESC, which starts every terminal command, among them), DEL,
+/// the C1 controls U+0080 to U+009F (U+009B is a one-character CSI), the line and paragraph
+/// separators U+2028 and U+2029, and the bidirectional controls U+061C, U+200E, U+200F,
+/// U+202A to U+202E and U+2066 to U+2069, which reorder what is shown ("Trojan Source").
+/// `\n`, `\r` and `\t` are written so; the others as `\u{1b}`, Rust's notation. So a name
+/// never moves the cursor, retitles the window, clears the screen, or starts a line that
+/// looks like output of this program. Backslashes are kept as they are: the escape is for a
+/// reader, and a name that already reads `\u{1b}` was harmless.
+///
+/// Text with nothing to escape is returned as it is, without copying.
+///
+/// # Examples
+///
+/// ```
+/// use xray_local::render::safe;
+///
+/// assert_eq!(safe("checkout"), "checkout");
+/// assert_eq!(safe("a\u{1b}]0;owned\u{7}b"), r"a\u{1b}]0;owned\u{7}b");
+/// assert_eq!(safe("api\nTrace 1-00000000-000000000000000000000000"),
+///            r"api\nTrace 1-00000000-000000000000000000000000");
+/// assert_eq!(safe("\u{202e}txt.exe"), r"\u{202e}txt.exe");
+/// assert_eq!(safe("café ☕"), "café ☕");
+/// ```
+pub fn safe(text: &str) -> Cow<'_, str> {
+    if !text.chars().any(acts_on_terminal) {
+        return Cow::Borrowed(text);
+    }
+    let mut out = String::with_capacity(text.len() + 16);
+    for c in text.chars() {
+        match c {
+            '\n' => out.push_str("\\n"),
+            '\r' => out.push_str("\\r"),
+            '\t' => out.push_str("\\t"),
+            c if acts_on_terminal(c) => {
+                let _ = write!(out, "\\u{{{:x}}}", u32::from(c));
+            }
+            c => out.push(c),
+        }
+    }
+    Cow::Owned(out)
+}
+
+/// A trace as one line of JSON (the form of the read API, see [`Trace`]), safe to print on a
+/// terminal: serde_json escapes the C0 controls, and the other characters [`safe`] escapes are
+/// written as `\uXXXX` escapes too. They can only stand inside JSON strings, so the JSON means
+/// the same; a JSON parser reads the document's text back exactly.
+///
+/// # Examples
+///
+/// ```
+/// use serde_json::{Value, json};
+///
+/// let traces = xray_local::assemble([json!({
+///     "name": "api\u{9b}2J\u{202e}", "id": "70de5b6f19ff9a0a", "start_time": 1.0,
+///     "trace_id": "1-581cf771-a006649127e371903a2de979", "end_time": 2.0,
+/// })])?;
+/// let line = xray_local::render::json(&traces[0]);
+/// assert!(line.contains(r#""name":"api\u009b2J\u202e""#));
+/// let back: Value = serde_json::from_str(&line).unwrap();
+/// assert_eq!(back["segments"][0]["name"], "api\u{9b}2J\u{202e}");
+/// # Ok::<(), xray_local::DocumentError>(())
+/// ```
+pub fn json(trace: &Trace) -> String {
+    let text = serde_json::to_string(trace).unwrap_or_default();
+    if !text.chars().any(acts_on_terminal) {
+        return text;
+    }
+    let mut out = String::with_capacity(text.len() + 16);
+    for c in text.chars() {
+        if acts_on_terminal(c) {
+            // Every one of them is in the Basic Multilingual Plane: one `\uXXXX` each.
+            let _ = write!(out, "\\u{:04x}", u32::from(c));
+        } else {
+            out.push(c);
+        }
+    }
+    out
+}
+
+/// Whether a terminal may act on `c` instead of showing it; see [`safe`].
+fn acts_on_terminal(c: char) -> bool {
+    matches!(
+        c,
+        '\u{0}'..='\u{1f}'
+            | '\u{7f}'..='\u{9f}'
+            | '\u{61c}'
+            | '\u{200e}'
+            | '\u{200f}'
+            | '\u{2028}'
+            | '\u{2029}'
+            | '\u{202a}'..='\u{202e}'
+            | '\u{2066}'..='\u{2069}'
     )
 }

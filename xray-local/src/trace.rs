@@ -2,15 +2,17 @@
 
 use std::collections::{HashMap, HashSet};
 
-use serde::{Deserialize, Serialize};
-use serde_json::Value;
+use serde::ser::{SerializeMap, SerializeSeq, SerializeStruct};
+use serde::{Deserialize, Deserializer, Serialize, Serializer};
+use serde_json::{Map, Value};
 use xray_core::TraceId;
 
 use crate::intake::{self, Document, DropReason};
 
 /// How deep independent subsegments are attached under one another. serde_json already refuses
-/// documents nested deeper than 128 levels; this bounds chains of separately sent pieces, so a
-/// hostile sender cannot make assembly recurse without limit. Pieces past it stay orphans.
+/// documents nested deeper than 127 levels (about 63 levels of subsegments in one document);
+/// this bounds chains of separately sent pieces, so a hostile sender cannot make assembly
+/// recurse without limit. Pieces past it stay orphans.
 const MAX_ATTACH_DEPTH: usize = 256;
 
 /// One assembled trace: its segments with every separately sent subsegment merged under its
@@ -19,8 +21,8 @@ const MAX_ATTACH_DEPTH: usize = 256;
 /// Documents are kept as [`serde_json::Value`] exactly as the SDK sent them, so fields this crate
 /// does not know about are still there to assert on.
 ///
-/// It serializes as `{"trace_id", "complete", "segments", "orphans"}` (the form the read API
-/// serves) and deserializes from the same.
+/// It serializes as `{"trace_id", "complete", "segments", "orphans", "continued"}` (the form
+/// the read API serves) and deserializes from the same; see [the JSON form](#the-json-form).
 ///
 /// # Examples
 ///
@@ -41,12 +43,63 @@ const MAX_ATTACH_DEPTH: usize = 256;
 /// assert_eq!(trace.entities().count(), 2);
 /// # Ok::<(), xray_local::DocumentError>(())
 /// ```
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+///
+/// # The JSON form
+///
+/// `trace_id`, `complete`, `segments` (the segment documents with their subsegments nested in
+/// `subsegments`), `orphans` (left out when there are none) and `continued` (left out when
+/// empty, which is almost always).
+///
+/// A tree of subsegments can be deeper than a JSON parser takes: serde_json refuses more than
+/// 127 levels of nesting by default, and a trace's subsegments may nest 256 levels, each two
+/// levels of JSON. So the JSON of a trace nests at most 100 levels (counting one array around
+/// it, as `GET /traces` has; only an entity whose own fields nest deeper goes past, and never
+/// past 127: the intake refuses deeper ones as [`DropReason::TooDeep`]). Where an entity's
+/// subsegments would go past 100, the entity is written without its `subsegments`, and they
+/// are listed in `continued` as
+/// `{"in": .., "path": [..], "subsegments": [..]}`. `in` is `"segments"`, `"orphans"` or the
+/// index of an earlier entry of `continued`; `path` indexes into that list (for an entry of
+/// `continued`, into its `subsegments`), then down `subsegments` to the entity. Putting the
+/// entries back, from the last to the first, gives the whole tree:
+///
+/// ```python
+/// for c in reversed(trace.get("continued", [])):
+///     within = c["in"]
+///     entity = (trace[within] if isinstance(within, str)
+///               else trace["continued"][within]["subsegments"])[c["path"][0]]
+///     for i in c["path"][1:]:
+///         entity = entity["subsegments"][i]
+///     entity["subsegments"] = c["subsegments"]
+/// ```
+///
+/// Deserializing a [`Trace`] does it, so nothing else sees the difference:
+///
+/// ```
+/// use serde_json::{Value, json};
+///
+/// let trace_id = "1-581cf771-a006649127e371903a2de979";
+/// let mut docs = vec![json!({"name": "api", "id": format!("{:016x}", 1), "trace_id": trace_id,
+///                            "start_time": 1.0, "end_time": 2.0})];
+/// for depth in 1..=200_u64 {
+///     docs.push(json!({"type": "subsegment", "name": format!("level {depth}"),
+///                      "id": format!("{:016x}", depth + 1), "parent_id": format!("{depth:016x}"),
+///                      "trace_id": trace_id, "start_time": 1.0, "end_time": 2.0}));
+/// }
+/// let trace = xray_local::assemble(docs)?.remove(0);
+/// assert_eq!(trace.find("level 200").map(|e| e.depth()), Some(200));
+///
+/// let text = serde_json::to_string(&trace).unwrap();
+/// let plain: Value = serde_json::from_str(&text).unwrap(); // default limits
+/// assert!(plain["continued"].as_array().is_some_and(|c| !c.is_empty()));
+/// let back: xray_local::Trace = serde_json::from_str(&text).unwrap();
+/// assert_eq!(back, trace);
+/// # Ok::<(), xray_local::DocumentError>(())
+/// ```
+#[derive(Debug, Clone, PartialEq)]
 pub struct Trace {
     trace_id: TraceId,
     complete: bool,
     segments: Vec<Value>,
-    #[serde(default, skip_serializing_if = "Vec::is_empty")]
     orphans: Vec<Value>,
 }
 
@@ -103,6 +156,335 @@ impl Trace {
     pub fn find_by_id(&self, id: &str) -> Option<Entity<'_>> {
         self.entities().find(|e| e.id() == Some(id))
     }
+}
+
+// ===== impl Serialize, Deserialize for Trace =====
+
+/// Where trees are cut: the deepest nesting of objects and arrays in the JSON of a trace,
+/// counting one array around it (`GET /traces`), unless one entity's own fields go deeper.
+/// Well under serde_json's default limit, with room left for a consumer that puts an answer
+/// inside something of its own.
+const MAX_NESTING: usize = 100;
+/// The most levels serde_json's `from_str` takes (`remaining_depth` starts at 128 and an error
+/// is raised when it reaches 0); Python's `json` takes about 990.
+const PARSER_LIMIT: usize = 127;
+/// The level of the entities of `segments` and `orphans`: inside the array of traces, the
+/// trace, and the list.
+const ROOT_LEVEL: usize = 4;
+/// The level of the entities of an entry of `continued`: inside the array of traces, the
+/// trace, `continued`, the entry, and its `subsegments`.
+const CONTINUED_LEVEL: usize = 6;
+
+// Whatever the tree, every answer parses: an entity is written inline only where it stays
+// within `MAX_NESTING`, else in `continued`, and the intake refuses an entity whose own fields
+// nest deeper than `MAX_ENTITY_NESTING`, so even such an entity stays within the parser's
+// limit in a root list or in `continued`.
+const _: () = assert!(CONTINUED_LEVEL - 1 + intake::MAX_ENTITY_NESTING <= PARSER_LIMIT);
+const _: () = assert!(ROOT_LEVEL - 1 + intake::MAX_ENTITY_NESTING <= PARSER_LIMIT);
+const _: () = assert!(MAX_NESTING <= PARSER_LIMIT);
+
+/// The list an entry of `continued` continues in.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(untagged)]
+enum Within {
+    List(List),
+    /// An earlier entry of `continued`.
+    Continued(usize),
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+enum List {
+    Segments,
+    Orphans,
+}
+
+/// Subsegments listed apart from their parent, which is written without them.
+#[derive(Debug)]
+struct Cut<'a> {
+    within: Within,
+    path: Vec<usize>,
+    subsegments: &'a [Value],
+}
+
+/// Where a trace is cut so that its JSON nests at most [`MAX_NESTING`] levels: the entities
+/// written without their `subsegments` (by address: they are borrowed from the trace for the
+/// time of one serialization) and the entries of `continued`.
+#[derive(Debug)]
+struct Plan<'a> {
+    cut: HashSet<*const Value>,
+    continued: Vec<Cut<'a>>,
+}
+
+impl<'a> Plan<'a> {
+    fn new(segments: &'a [Value], orphans: &'a [Value]) -> Plan<'a> {
+        let mut plan = Plan {
+            cut: HashSet::new(),
+            continued: Vec::new(),
+        };
+        plan.walk(Within::List(List::Segments), segments, ROOT_LEVEL);
+        plan.walk(Within::List(List::Orphans), orphans, ROOT_LEVEL);
+        // Entries added while walking entry `next` come after it: an entry always continues
+        // an earlier one, which is what lets a reader put them back from the last.
+        let mut next = 0;
+        while let Some(subsegments) = plan.continued.get(next).map(|c| c.subsegments) {
+            plan.walk(Within::Continued(next), subsegments, CONTINUED_LEVEL);
+            next += 1;
+        }
+        plan
+    }
+
+    /// Walks the entities of one list, whose objects are at `level`, and cuts off the
+    /// subsegments of every entity whose children would reach past [`MAX_NESTING`].
+    fn walk(&mut self, within: Within, list: &'a [Value], level: usize) {
+        // Depth-first without recursion: each frame is a list of siblings, the index of the
+        // next one and the level of their objects; `path` holds the index of each frame's
+        // parent, so that only a cut copies it.
+        let mut frames: Vec<(&'a [Value], usize, usize)> = vec![(list, 0, level)];
+        let mut path: Vec<usize> = Vec::new();
+        while let Some(frame) = frames.last_mut() {
+            let (siblings, i, level) = *frame;
+            let Some(doc) = siblings.get(i) else {
+                frames.pop();
+                path.pop();
+                continue;
+            };
+            frame.1 += 1;
+            let Some(children) = doc.get("subsegments").and_then(Value::as_array) else {
+                continue;
+            };
+            // The array is at `level + 1`; a child's object at `level + 2` and its deepest
+            // field `entity_nesting - 1` below that.
+            let fits = children
+                .iter()
+                .all(|child| level + 1 + intake::entity_nesting(child) <= MAX_NESTING);
+            if fits {
+                path.push(i);
+                frames.push((children, 0, level + 2));
+            } else {
+                self.cut.insert(std::ptr::from_ref(doc));
+                let mut at = path.clone();
+                at.push(i);
+                self.continued.push(Cut {
+                    within,
+                    path: at,
+                    subsegments: children,
+                });
+            }
+        }
+    }
+}
+
+/// A list of entities as the plan writes them.
+struct Entries<'p, 'a> {
+    list: &'a [Value],
+    plan: &'p Plan<'a>,
+}
+
+impl Serialize for Entries<'_, '_> {
+    fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        let mut seq = serializer.serialize_seq(Some(self.list.len()))?;
+        for doc in self.list {
+            seq.serialize_element(&Shown {
+                doc,
+                plan: self.plan,
+            })?;
+        }
+        seq.end()
+    }
+}
+
+/// One entity as the plan writes it: as it is, its `subsegments` written the same way or, if
+/// cut, left out.
+struct Shown<'p, 'a> {
+    doc: &'a Value,
+    plan: &'p Plan<'a>,
+}
+
+impl Serialize for Shown<'_, '_> {
+    fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        let Value::Object(map) = self.doc else {
+            return self.doc.serialize(serializer);
+        };
+        let cut = self.plan.cut.contains(&std::ptr::from_ref(self.doc));
+        let len = map.len() - usize::from(cut && map.contains_key("subsegments"));
+        let mut out = serializer.serialize_map(Some(len))?;
+        for (key, value) in map {
+            match value {
+                Value::Array(list) if key == "subsegments" => {
+                    if !cut {
+                        out.serialize_entry(
+                            key,
+                            &Entries {
+                                list,
+                                plan: self.plan,
+                            },
+                        )?;
+                    }
+                }
+                _ => out.serialize_entry(key, value)?,
+            }
+        }
+        out.end()
+    }
+}
+
+/// An entry of `continued` as written.
+struct ShownCut<'p, 'a> {
+    cut: &'p Cut<'a>,
+    plan: &'p Plan<'a>,
+}
+
+impl Serialize for ShownCut<'_, '_> {
+    fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        let mut out = serializer.serialize_struct("Continued", 3)?;
+        out.serialize_field("in", &self.cut.within)?;
+        out.serialize_field("path", &self.cut.path)?;
+        out.serialize_field(
+            "subsegments",
+            &Entries {
+                list: self.cut.subsegments,
+                plan: self.plan,
+            },
+        )?;
+        out.end()
+    }
+}
+
+struct AllCuts<'p, 'a>(&'p Plan<'a>);
+
+impl Serialize for AllCuts<'_, '_> {
+    fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        let mut seq = serializer.serialize_seq(Some(self.0.continued.len()))?;
+        for cut in &self.0.continued {
+            seq.serialize_element(&ShownCut { cut, plan: self.0 })?;
+        }
+        seq.end()
+    }
+}
+
+impl Serialize for Trace {
+    fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        let plan = Plan::new(&self.segments, &self.orphans);
+        let fields =
+            3 + usize::from(!self.orphans.is_empty()) + usize::from(!plan.continued.is_empty());
+        let mut out = serializer.serialize_struct("Trace", fields)?;
+        out.serialize_field("trace_id", &self.trace_id)?;
+        out.serialize_field("complete", &self.complete)?;
+        out.serialize_field(
+            "segments",
+            &Entries {
+                list: &self.segments,
+                plan: &plan,
+            },
+        )?;
+        if self.orphans.is_empty() {
+            out.skip_field("orphans")?;
+        } else {
+            out.serialize_field(
+                "orphans",
+                &Entries {
+                    list: &self.orphans,
+                    plan: &plan,
+                },
+            )?;
+        }
+        if plan.continued.is_empty() {
+            out.skip_field("continued")?;
+        } else {
+            out.serialize_field("continued", &AllCuts(&plan))?;
+        }
+        out.end()
+    }
+}
+
+/// A trace as written, before the entries of `continued` are put back.
+#[derive(Deserialize)]
+struct WireTrace {
+    trace_id: TraceId,
+    complete: bool,
+    segments: Vec<Value>,
+    #[serde(default)]
+    orphans: Vec<Value>,
+    #[serde(default)]
+    continued: Vec<WireCut>,
+}
+
+#[derive(Deserialize)]
+struct WireCut {
+    #[serde(rename = "in")]
+    within: Within,
+    path: Vec<usize>,
+    subsegments: Vec<Value>,
+}
+
+impl<'de> Deserialize<'de> for Trace {
+    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        WireTrace::deserialize(deserializer)?
+            .rejoin()
+            .map_err(serde::de::Error::custom)
+    }
+}
+
+impl WireTrace {
+    /// Puts every entry of `continued` back under its entity, from the last: each continues
+    /// a list written before it, so the paths are still those written.
+    fn rejoin(self) -> Result<Trace, String> {
+        let WireTrace {
+            trace_id,
+            complete,
+            mut segments,
+            mut orphans,
+            mut continued,
+        } = self;
+        for k in (0..continued.len()).rev() {
+            let Some(entry) = continued.get_mut(k) else {
+                continue;
+            };
+            let within = entry.within;
+            let path = std::mem::take(&mut entry.path);
+            let subsegments = std::mem::take(&mut entry.subsegments);
+            let list: &mut [Value] = match within {
+                Within::List(List::Segments) => segments.as_mut_slice(),
+                Within::List(List::Orphans) => orphans.as_mut_slice(),
+                Within::Continued(j) if j < k => continued
+                    .get_mut(j)
+                    .map(|earlier| earlier.subsegments.as_mut_slice())
+                    .unwrap_or_default(),
+                Within::Continued(j) => {
+                    return Err(format!(
+                        "continued[{k}] is in continued[{j}], which is not an earlier entry"
+                    ));
+                }
+            };
+            let entity = entity_at(list, &path)
+                .ok_or_else(|| format!("continued[{k}]: no entity at path {path:?}"))?;
+            if entity
+                .insert("subsegments".to_owned(), Value::Array(subsegments))
+                .is_some()
+            {
+                return Err(format!(
+                    "continued[{k}]: the entity at path {path:?} has subsegments already"
+                ));
+            }
+        }
+        Ok(Trace {
+            trace_id,
+            complete,
+            segments,
+            orphans,
+        })
+    }
+}
+
+/// The entity at `path`: an index into `list`, then into each `subsegments` down.
+fn entity_at<'v>(list: &'v mut [Value], path: &[usize]) -> Option<&'v mut Map<String, Value>> {
+    let (first, rest) = path.split_first()?;
+    let mut node = list.get_mut(*first)?;
+    for &i in rest {
+        node = node.get_mut("subsegments")?.as_array_mut()?.get_mut(i)?;
+    }
+    node.as_object_mut()
 }
 
 /// One segment or subsegment inside a [`Trace`], with where it sits.

@@ -164,7 +164,7 @@ fn an_x_ray_that_is_down_is_a_counted_502_not_a_hang() {
         let mut stream = TcpStream::connect(daemon.tcp_addr()).unwrap();
         write!(
             stream,
-            "GET /stats HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n"
+            "GET /stats HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n\r\n"
         )
         .unwrap();
         let mut text = String::new();
