@@ -118,9 +118,14 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
         .route("/orders/{id}", get(get_order))
         .with_state(App { dynamodb })
         .layer(XRayLayer::new("orders-api"));
-    let addr: SocketAddr = "127.0.0.1:3000".parse()?;
+    // PORT=0 takes a free port (the tests do); the address is printed either way.
+    let port: u16 = std::env::var("PORT")
+        .ok()
+        .and_then(|p| p.parse().ok())
+        .unwrap_or(3000);
+    let addr = SocketAddr::from(([127, 0, 0, 1], port));
     let listener = tokio::net::TcpListener::bind(addr).await?;
-    println!("listening on http://{addr}");
+    println!("listening on http://{}", listener.local_addr()?);
     axum::serve(listener, app).await?;
     Ok(())
 }
