@@ -196,7 +196,8 @@ pub(crate) fn parse_datagram(datagram: &[u8]) -> Result<Parsed, DropReason> {
         return Err(DropReason::MissingBody);
     }
     if let Some(encoded) = OTLP_PREFIXES.iter().find_map(|p| body.strip_prefix(*p)) {
-        return parse_otlp(encoded.trim_ascii()).map(|(docs, refused)| Parsed::Spans(docs, refused));
+        return parse_otlp(encoded.trim_ascii())
+            .map(|(docs, refused)| Parsed::Spans(docs, refused));
     }
     let value: Value = serde_json::from_slice(body).map_err(|_| DropReason::InvalidJson)?;
     validate(value).map(Parsed::One)
