@@ -352,7 +352,7 @@ impl LocalIntakeTarget {
                 let refused_whole =
                     dropped == 1 && accepted == 0 && reasons == [DropReason::InvalidOtlp];
                 // Each span document accepted, or refused and counted with its reason.
-                let each_counted = received == n as u64 && accepted + dropped == received;
+                let each_counted = received == n && accepted + dropped == received;
                 let accounted = refused_whole || each_counted;
                 if !accounted {
                     return Err(format!(
