@@ -219,8 +219,11 @@ impl XrayLocalBuilder {
         self
     }
 
-    /// How many bytes of documents (as received) are kept; past it the oldest traces are
-    /// evicted. Default 256 MiB. The parsed documents take a few times more memory.
+    /// How much memory the stored traces may take; past it the oldest traces are evicted.
+    /// Default 256 MiB. It counts what the documents take parsed (a document of many small
+    /// fields takes twenty times its JSON text or more), their indexes, and the assembled
+    /// traces kept for readers, which go first when room is needed. A full read of the store
+    /// through the read API adds one trace and a 64 KiB chunk at a time.
     pub fn max_bytes(mut self, max: usize) -> Self {
         self.config.max_bytes = max;
         self

@@ -351,3 +351,60 @@ pub(crate) fn is_in_progress(map: &Map<String, Value>) -> bool {
 fn is_segment_id(s: &str) -> bool {
     s.len() == 16 && s.bytes().all(|b| b.is_ascii_hexdigit())
 }
+
+/// What a value takes on the heap once parsed, in bytes: each string's and array's buffer,
+/// each map's nodes and keys, and the allocator's overhead per allocation. An estimate from the
+/// layout of `serde_json`'s types: a map is a `BTreeMap` whose nodes hold 11 entries each
+/// (about 630 bytes a node, even for a map of one entry), so a document of many small objects
+/// costs twenty times its JSON text or more. The store's byte bound counts this.
+pub(crate) fn footprint(value: &Value) -> usize {
+    /// The allocator's bookkeeping and rounding per allocation.
+    const PER_ALLOC: usize = 16;
+    /// A leaf node of a `BTreeMap<String, Value>`: 11 keys, 11 values, a parent link and two
+    /// counts.
+    const NODE: usize = 11 * (size_of::<String>() + size_of::<Value>()) + 16 + PER_ALLOC;
+    /// Entries a node holds on average: a little over two thirds of 11.
+    const PER_NODE: usize = 7;
+    let mut total = size_of::<Value>();
+    let mut stack = vec![value];
+    while let Some(value) = stack.pop() {
+        match value {
+            Value::String(s) if s.capacity() > 0 => total += s.capacity() + PER_ALLOC,
+            Value::Array(items) => {
+                if items.capacity() > 0 {
+                    total += items.capacity() * size_of::<Value>() + PER_ALLOC;
+                }
+                stack.extend(items);
+            }
+            Value::Object(map) if !map.is_empty() => {
+                total += map.len().div_ceil(PER_NODE) * NODE;
+                for (key, value) in map {
+                    total += key.capacity() + PER_ALLOC;
+                    stack.push(value);
+                }
+            }
+            _ => {}
+        }
+    }
+    total
+}
+
+/// What a document costs the store: its parsed value, its ids, and the indexes that the
+/// store keeps of every entity in it (each id in two or three sets), in bytes.
+pub(crate) fn document_cost(doc: &Document) -> usize {
+    /// One id in one index: the string, its buffer, the table's slot.
+    const PER_INDEX: usize = size_of::<String>() + 16 + 16 + 8;
+    let mut entities = 0;
+    let mut stack = vec![&doc.value];
+    while let Some(entity) = stack.pop() {
+        entities += 1;
+        if let Some(Value::Array(subsegments)) = entity.get("subsegments") {
+            stack.extend(subsegments);
+        }
+    }
+    size_of::<Document>()
+        + doc.id.capacity()
+        + doc.parent_id.as_ref().map_or(0, String::capacity)
+        + footprint(&doc.value)
+        + entities * 3 * PER_INDEX
+}

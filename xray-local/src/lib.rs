@@ -30,8 +30,8 @@
 //!   once they *settle*: complete and quiet for the [quiet
 //!   period](XrayLocalBuilder::quiet_period), or idle for the [idle
 //!   timeout](XrayLocalBuilder::idle_timeout).
-//! - **Bounds.** At most [`max_traces`](XrayLocalBuilder::max_traces) traces and
-//!   [`max_bytes`](XrayLocalBuilder::max_bytes) of documents are kept. With followers
+//! - **Bounds.** At most [`max_traces`](XrayLocalBuilder::max_traces) traces, taking at
+//!   most [`max_bytes`](XrayLocalBuilder::max_bytes) of memory as parsed, are kept. With followers
 //!   ([`XrayLocal::completed`]), eviction takes first the oldest traces every one of them has
 //!   read, then the oldest of all; without, it goes by first arrival; within a quarter of a bound, complete traces settle without waiting for
 //!   the quiet period, so that a follower that keeps up sees every trace. Every eviction is

@@ -882,7 +882,8 @@ fn run_query(query: &Query) -> ExitCode {
     ExitCode::SUCCESS
 }
 
-/// A GET over a fresh connection; the daemon answers with a `Content-Length` body and closes.
+/// A GET over a fresh connection; the daemon answers with a `Content-Length` body, or a
+/// chunked one for a list of traces, and closes.
 fn http_get(addr: SocketAddr, path: &str) -> io::Result<(u16, String)> {
     let mut stream = TcpStream::connect_timeout(&addr, QUERY_TIMEOUT)?;
     stream.set_read_timeout(Some(QUERY_TIMEOUT))?;
@@ -900,7 +901,29 @@ fn http_get(addr: SocketAddr, path: &str) -> io::Result<(u16, String)> {
         .nth(1)
         .and_then(|s| s.parse().ok())
         .ok_or_else(bad)?;
-    Ok((status, body.to_owned()))
+    let chunked = head.lines().any(|line| {
+        line.split_once(':').is_some_and(|(name, value)| {
+            name.eq_ignore_ascii_case("transfer-encoding") && value.contains("chunked")
+        })
+    });
+    if !chunked {
+        return Ok((status, body.to_owned()));
+    }
+    let mut joined = String::with_capacity(body.len());
+    let mut rest = body;
+    loop {
+        let (size, after) = rest.split_once("\r\n").ok_or_else(bad)?;
+        let size = size.split(';').next().unwrap_or_default().trim();
+        let size = usize::from_str_radix(size, 16).map_err(|_| bad())?;
+        if size == 0 {
+            return Ok((status, joined));
+        }
+        joined.push_str(after.get(..size).ok_or_else(bad)?);
+        rest = after
+            .get(size..)
+            .and_then(|r| r.strip_prefix("\r\n"))
+            .ok_or_else(bad)?;
+    }
 }
 
 fn url_encode(text: &str) -> String {

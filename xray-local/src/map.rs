@@ -1,5 +1,6 @@
 //! The service map: which services call which, how often, how well and how fast.
 
+use std::borrow::Borrow;
 use std::collections::{BTreeMap, HashMap};
 
 use serde::Serialize;
@@ -198,11 +199,14 @@ impl MapEdge {
 }
 
 impl ServiceMap {
-    /// Builds the map of these traces. Nodes and edges are ordered by name.
-    pub fn from_traces(traces: &[Trace]) -> ServiceMap {
+    /// Builds the map of these traces (a slice of them, or any iterator over traces or
+    /// references to them: each is read once and may be dropped after). Nodes and edges are
+    /// ordered by name.
+    pub fn from_traces<T: Borrow<Trace>>(traces: impl IntoIterator<Item = T>) -> ServiceMap {
         let mut nodes: BTreeMap<String, MapNode> = BTreeMap::new();
         let mut edges: BTreeMap<(String, String), CallStats> = BTreeMap::new();
         for trace in traces {
+            let trace: &Trace = trace.borrow();
             // Segments by the id of the subsegment that called them.
             let mut called: HashMap<&str, Vec<Entity<'_>>> = HashMap::new();
             for segment in trace.entities().filter(|e| e.is_segment()) {

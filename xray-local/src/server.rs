@@ -56,7 +56,7 @@ use std::sync::atomic::{AtomicU8, AtomicU64, AtomicUsize, Ordering};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
-use http_body_util::{BodyExt, Full, Limited};
+use http_body_util::{BodyExt, Either, Full, Limited};
 use hyper::body::{Bytes, Incoming};
 use hyper::header::{CONNECTION, CONTENT_TYPE, HOST, HeaderMap, HeaderValue, ORIGIN};
 use hyper::server::conn::http1;
@@ -73,7 +73,7 @@ use crate::forward::Quiet;
 use crate::map::ServiceMap;
 use crate::sampling::{ApiError, Sampling};
 use crate::store::Store;
-use crate::trace::Trace;
+use xray_core::TraceId;
 
 /// Largest request body read; the sampling API's biggest request (25 statistics documents) is a
 /// few KiB.
@@ -653,7 +653,12 @@ struct Reply {
     content_type: HeaderValue,
     error_type: Option<HeaderValue>,
     body: Bytes,
+    /// A body written as the client reads it, instead of `body`.
+    list: Option<TraceList>,
 }
+
+/// What a response carries: a body made beforehand, or a list of traces.
+type ReplyBody = Either<Full<Bytes>, TraceList>;
 
 impl Reply {
     fn json(value: &impl serde::Serialize) -> Reply {
@@ -662,6 +667,7 @@ impl Reply {
             content_type: HeaderValue::from_static("application/json"),
             error_type: None,
             body: Bytes::from(serde_json::to_vec(value).unwrap_or_default()),
+            list: None,
         }
     }
 
@@ -671,12 +677,17 @@ impl Reply {
             content_type: HeaderValue::from_static("application/json"),
             error_type: Some(HeaderValue::from_static(err.kind)),
             body: Bytes::from(err.body()),
+            list: None,
         }
     }
 
     /// The hyper response; `close` ends the connection after it.
-    fn into_response(self, close: bool) -> Response<Full<Bytes>> {
-        let mut response = Response::new(Full::new(self.body));
+    fn into_response(self, close: bool) -> Response<ReplyBody> {
+        let body = match self.list {
+            Some(list) => Either::Right(list),
+            None => Either::Left(Full::new(self.body)),
+        };
+        let mut response = Response::new(body);
         *response.status_mut() =
             StatusCode::from_u16(self.status).unwrap_or(StatusCode::BAD_REQUEST);
         let headers = response.headers_mut();
@@ -695,7 +706,7 @@ async fn handle(
     ctx: Arc<Ctx>,
     conn: Arc<Conn>,
     req: Request<Incoming>,
-) -> Result<Response<Full<Bytes>>, Infallible> {
+) -> Result<Response<ReplyBody>, Infallible> {
     let activity = Activity::begin(&conn, WORKING);
     let method = req.method().clone();
     let path = req.uri().path().to_owned();
@@ -788,6 +799,7 @@ async fn sampling_reply(
                     .unwrap_or_else(|| HeaderValue::from_static("application/json")),
                 error_type: up.error_type,
                 body: up.body,
+                list: None,
             },
             Err(err) => Reply::error(&err),
         };
@@ -825,6 +837,7 @@ fn otlp_reply(
             content_type: HeaderValue::from_static("application/x-protobuf"),
             error_type: None,
             body: Bytes::new(),
+            list: None,
         },
         Err(err) => Reply::error(&err),
     }
@@ -835,11 +848,18 @@ fn otlp_reply(
 fn route(ctx: &Ctx, method: &Method, path: &str, query: &str) -> Reply {
     let shared = &*ctx.shared;
     let result = match (method, path) {
-        (&Method::GET, "/traces") => {
-            filtered_traces(shared, query).map(|traces| Reply::json(&traces))
-        }
-        (&Method::GET, "/map") => filtered_traces(shared, query)
-            .map(|traces| Reply::json(&ServiceMap::from_traces(&traces))),
+        (&Method::GET, "/traces") => filtered_ids(shared, query).map(|ids| Reply {
+            status: 200,
+            content_type: HeaderValue::from_static("application/json"),
+            error_type: None,
+            body: Bytes::new(),
+            list: Some(TraceList::new(Arc::clone(&shared.store), ids)),
+        }),
+        (&Method::GET, "/map") => filtered_ids(shared, query).map(|ids| {
+            let store = &shared.store;
+            let traces = ids.into_iter().filter_map(|id| store.assembled(id));
+            Reply::json(&ServiceMap::from_traces(traces))
+        }),
         (&Method::GET, "/stats") => Ok(Reply::json(&stats_json(ctx))),
         (&Method::GET, "/rules") => Ok(Reply::json(&shared.sampling.rules())),
         (&Method::GET, _) if path.starts_with("/traces/") => {
@@ -862,18 +882,100 @@ fn route(ctx: &Ctx, method: &Method, path: &str, query: &str) -> Reply {
     result.unwrap_or_else(|err| Reply::error(&err))
 }
 
-fn filtered_traces(shared: &Shared, query: &str) -> Result<Vec<Trace>, ApiError> {
+/// The ids of the traces that match the query's filter, by first arrival. Each is
+/// assembled, matched and let go in turn: a query over the whole store holds one trace at a
+/// time beside it.
+fn filtered_ids(shared: &Shared, query: &str) -> Result<Vec<TraceId>, ApiError> {
     let filter = match query_param(query, "filter") {
         Some(text) if !text.trim().is_empty() => {
             Some(Filter::parse(&text).map_err(|err| ApiError::invalid(format!("filter {err}")))?)
         }
         _ => None,
     };
-    let mut traces = shared.store.traces();
+    let mut ids = shared.store.ids();
     if let Some(filter) = filter {
-        traces.retain(|t| filter.matches(t));
+        let store = &shared.store;
+        ids.retain(|&id| store.assembled(id).is_some_and(|t| filter.matches(&t)));
     }
-    Ok(traces)
+    Ok(ids)
+}
+
+/// The body of `GET /traces`: a JSON array written a chunk at a time as the client reads it,
+/// each trace taken from the store when its turn comes. An answer over the whole store so
+/// costs one trace's copy and one chunk beside it, not a copy of the store; a trace evicted
+/// before its turn is left out.
+struct TraceList {
+    store: Arc<Store>,
+    ids: std::vec::IntoIter<TraceId>,
+    /// Whether `[` and any trace have been written.
+    begun: bool,
+    wrote_any: bool,
+    done: bool,
+}
+
+impl TraceList {
+    /// A chunk is sent once it holds this many bytes (or a trace that is larger).
+    const CHUNK: usize = 64 * 1024;
+
+    fn new(store: Arc<Store>, ids: Vec<TraceId>) -> Self {
+        TraceList {
+            store,
+            ids: ids.into_iter(),
+            begun: false,
+            wrote_any: false,
+            done: false,
+        }
+    }
+
+    /// The next chunk, or `None` after the closing `]`.
+    fn next_chunk(&mut self) -> Option<Bytes> {
+        if self.done {
+            return None;
+        }
+        let mut buf = Vec::with_capacity(Self::CHUNK);
+        if !self.begun {
+            self.begun = true;
+            buf.push(b'[');
+        }
+        while buf.len() < Self::CHUNK {
+            let Some(id) = self.ids.next() else {
+                buf.push(b']');
+                self.done = true;
+                break;
+            };
+            let Some(trace) = self.store.assembled(id) else {
+                continue;
+            };
+            if self.wrote_any {
+                buf.push(b',');
+            }
+            let mark = buf.len();
+            if serde_json::to_writer(&mut buf, &*trace).is_ok() {
+                self.wrote_any = true;
+            } else {
+                // Not reached (a trace is plain JSON); leave the array valid whatever happens.
+                buf.truncate(mark.saturating_sub(usize::from(self.wrote_any)));
+            }
+        }
+        Some(Bytes::from(buf))
+    }
+}
+
+impl hyper::body::Body for TraceList {
+    type Data = Bytes;
+    type Error = Infallible;
+
+    fn poll_frame(
+        self: std::pin::Pin<&mut Self>,
+        _: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<Option<Result<hyper::body::Frame<Bytes>, Infallible>>> {
+        let chunk = self.get_mut().next_chunk();
+        std::task::Poll::Ready(chunk.map(|c| Ok(hyper::body::Frame::data(c))))
+    }
+
+    fn is_end_stream(&self) -> bool {
+        self.done
+    }
 }
 
 fn stats_json(ctx: &Ctx) -> Value {
@@ -889,6 +991,8 @@ fn stats_json(ctx: &Ctx) -> Value {
         "accepted": stats.accepted(),
         "dropped": dropped,
         "evicted_traces": stats.evicted_traces(),
+        "stored_bytes": stats.stored_bytes(),
+        "assembled_bytes": stats.assembled_bytes(),
         "evicted_unsettled": stats.evicted_unsettled(),
         "kernel_dropped": stats.kernel_dropped(),
         "get_sampling_rules_calls": calls.get_sampling_rules(),

@@ -14,7 +14,7 @@ use std::time::{Duration, Instant};
 use parking_lot::{Condvar, Mutex, MutexGuard};
 use xray_core::TraceId;
 
-use crate::intake::{Document, DropReason};
+use crate::intake::{self, Document, DropReason};
 use crate::trace::{Inserted, Pieces, Trace};
 
 /// Counters of what the daemon received, kept since it started.
@@ -42,6 +42,8 @@ pub struct Stats {
     evicted_traces: u64,
     evicted_unsettled: u64,
     kernel_dropped: Option<u64>,
+    stored_bytes: u64,
+    assembled_bytes: u64,
 }
 
 impl Stats {
@@ -77,6 +79,19 @@ impl Stats {
     /// without waiting for the quiet period, so this stays 0 while followers keep up.
     pub fn evicted_unsettled(&self) -> u64 {
         self.evicted_unsettled
+    }
+
+    /// What the documents held now take in memory, parsed and indexed, in bytes: what
+    /// [`max_bytes`](crate::XrayLocalBuilder::max_bytes) bounds, with
+    /// [`assembled_bytes`](Self::assembled_bytes).
+    pub fn stored_bytes(&self) -> u64 {
+        self.stored_bytes
+    }
+
+    /// What the assembled traces kept for readers take now, in bytes. They are dropped,
+    /// oldest first, before any trace is evicted to make room.
+    pub fn assembled_bytes(&self) -> u64 {
+        self.assembled_bytes
     }
 
     /// Datagrams the kernel dropped because the socket's receive buffer was full, before the
@@ -152,7 +167,10 @@ struct Inner {
     traces: HashMap<TraceId, Entry>,
     /// Trace ids by first arrival: eviction takes from the front.
     order: VecDeque<TraceId>,
+    /// What the documents cost, as [`intake::document_cost`] counts.
     bytes: usize,
+    /// The assembled traces kept for readers.
+    cache: Cache,
     stats: Stats,
     /// Traces changed since they last settled (or never settled).
     unsettled: HashSet<TraceId>,
@@ -170,8 +188,21 @@ struct Entry {
     bytes: usize,
     last_update: Instant,
     /// The assembled trace, rebuilt when `None`.
-    cached: Option<Trace>,
+    cached: Option<Arc<Trace>>,
+    /// What `cached` costs, counted in [`Cache::bytes`].
+    cached_bytes: usize,
     settled_seq: Option<u64>,
+}
+
+/// The assembled traces kept for readers. They count against the byte bound beside the
+/// documents (an assembled trace is a copy of its documents), and are dropped, oldest first,
+/// before any trace is evicted.
+#[derive(Debug, Default)]
+struct Cache {
+    /// Trace ids in the order their trace was assembled; an id whose trace has been evicted,
+    /// changed or assembled again since is skipped when it comes up.
+    queue: VecDeque<TraceId>,
+    bytes: usize,
 }
 
 impl Store {
@@ -202,11 +233,19 @@ impl Store {
     }
 
     /// Files accepted documents under their traces, under one lock, and wakes the waiters
-    /// once.
+    /// once. Each counts against the byte bound by what it costs parsed, not by the size of
+    /// its datagram.
     pub(crate) fn insert_batch(&self, docs: Vec<(Document, usize, Instant)>) {
+        let docs: Vec<_> = docs
+            .into_iter()
+            .map(|(doc, _, now)| {
+                let cost = intake::document_cost(&doc);
+                (doc, cost, now)
+            })
+            .collect();
         let mut guard = self.inner.lock();
-        for (doc, size, now) in docs {
-            guard.insert(doc, size, now, &self.config);
+        for (doc, cost, now) in docs {
+            guard.insert(doc, cost, now, &self.config);
         }
         drop(guard);
         self.changed.notify_all();
@@ -219,43 +258,64 @@ impl Store {
     }
 
     pub(crate) fn stats(&self) -> Stats {
-        let stats = self.inner.lock().stats;
+        let stats = self.inner.lock().snapshot();
         self.with_kernel(stats)
     }
 
-    /// Every trace (settled or not) by first arrival.
+    /// Every trace (settled or not) by first arrival, each a copy.
     pub(crate) fn traces(&self) -> Vec<Trace> {
-        let mut inner = self.inner.lock();
-        inner.settle(&self.config, Instant::now());
-        let Inner { order, traces, .. } = &mut *inner;
-        order
-            .iter()
-            .filter_map(|id| traces.get_mut(id).map(|e| e.trace(*id).clone()))
+        self.ids()
+            .into_iter()
+            .filter_map(|id| self.assembled(id))
+            .map(Arc::unwrap_or_clone)
             .collect()
     }
 
-    pub(crate) fn trace(&self, id: TraceId) -> Option<Trace> {
+    /// The ids of every trace (settled or not) by first arrival: a reader of many traces
+    /// takes them one at a time with [`assembled`](Self::assembled), so that no more than
+    /// one is copied at once.
+    pub(crate) fn ids(&self) -> Vec<TraceId> {
         let mut inner = self.inner.lock();
-        inner.traces.get_mut(&id).map(|e| e.trace(id).clone())
+        inner.settle(&self.config, Instant::now());
+        inner.order.iter().copied().collect()
+    }
+
+    /// The trace as it is now, assembled (or taken from the cache).
+    pub(crate) fn assembled(&self, id: TraceId) -> Option<Arc<Trace>> {
+        let mut inner = self.inner.lock();
+        let Inner { traces, cache, .. } = &mut *inner;
+        let trace = traces.get_mut(&id)?.trace(id, cache);
+        inner.evict(&self.config);
+        Some(trace)
+    }
+
+    pub(crate) fn trace(&self, id: TraceId) -> Option<Trace> {
+        self.assembled(id).map(Arc::unwrap_or_clone)
     }
 
     pub(crate) fn wait_for_trace(&self, id: TraceId, timeout: Duration) -> Option<Trace> {
         self.wait(timeout, |inner| {
-            let entry = inner.traces.get_mut(&id)?;
+            let Inner { traces, cache, .. } = inner;
+            let entry = traces.get_mut(&id)?;
             entry.settled_seq?;
-            Some(entry.trace(id).clone())
+            Some(Arc::unwrap_or_clone(entry.trace(id, cache)))
         })
     }
 
     pub(crate) fn wait_for_traces(&self, n: usize, timeout: Duration) -> Vec<Trace> {
         let settled = |inner: &mut Inner| {
-            let Inner { order, traces, .. } = inner;
+            let Inner {
+                order,
+                traces,
+                cache,
+                ..
+            } = inner;
             order
                 .iter()
                 .filter_map(|id| {
                     let entry = traces.get_mut(id)?;
                     entry.settled_seq?;
-                    Some(entry.trace(*id).clone())
+                    Some(Arc::unwrap_or_clone(entry.trace(*id, cache)))
                 })
                 .collect::<Vec<_>>()
         };
@@ -275,8 +335,11 @@ impl Store {
         mut until: impl FnMut(&Stats) -> bool,
     ) -> Stats {
         let stats = self
-            .wait(timeout, |inner| until(&inner.stats).then_some(inner.stats))
-            .unwrap_or_else(|| self.inner.lock().stats);
+            .wait(timeout, |inner| {
+                let stats = inner.snapshot();
+                until(&stats).then_some(stats)
+            })
+            .unwrap_or_else(|| self.inner.lock().snapshot());
         self.with_kernel(stats)
     }
 
@@ -300,7 +363,9 @@ impl Store {
         let mut take = |inner: &mut Inner| {
             let (&seq, &id) = inner.settled.range(cursor.load(Relaxed)..).next()?;
             cursor.store(seq + 1, Relaxed);
-            inner.traces.get_mut(&id).map(|e| e.trace(id).clone())
+            let Inner { traces, cache, .. } = inner;
+            let trace = traces.get_mut(&id).map(|e| e.trace(id, cache));
+            trace.map(Arc::unwrap_or_clone)
         };
         match timeout {
             Some(timeout) => self.wait(timeout, take),
@@ -356,6 +421,15 @@ impl Store {
 }
 
 impl Inner {
+    /// The counters, with what is held now.
+    fn snapshot(&self) -> Stats {
+        Stats {
+            stored_bytes: self.bytes as u64,
+            assembled_bytes: self.cache.bytes as u64,
+            ..self.stats
+        }
+    }
+
     /// Files one accepted document under its trace.
     fn insert(&mut self, doc: Document, size: usize, now: Instant, config: &StoreConfig) {
         self.stats.received += 1;
@@ -369,6 +443,7 @@ impl Inner {
                 bytes: 0,
                 last_update: now,
                 cached: None,
+                cached_bytes: 0,
                 settled_seq: None,
             }
         });
@@ -379,7 +454,7 @@ impl Inner {
         };
         entry.bytes = entry.bytes.saturating_sub(old_size) + size;
         entry.last_update = now;
-        entry.cached = None;
+        entry.drop_cache(&mut self.cache);
         if let Some(seq) = entry.settled_seq.take() {
             self.settled.remove(&seq);
         }
@@ -402,8 +477,24 @@ impl Inner {
     /// Removes traces while over a bound: with followers, first the oldest that every
     /// follower has been shown; then, and without followers, by first arrival (counted apart
     /// when not settled, or settled but not read by every follower).
+    ///
+    /// Over the byte bound, assembled traces kept for readers go first, oldest first.
     fn evict(&mut self, config: &StoreConfig) {
-        while self.traces.len() > config.max_traces || self.bytes > config.max_bytes {
+        loop {
+            let over_bytes = self.bytes.saturating_add(self.cache.bytes) > config.max_bytes;
+            if self.traces.len() <= config.max_traces && !over_bytes {
+                break;
+            }
+            if over_bytes
+                && self.cache.bytes > 0
+                && self.traces.len() <= config.max_traces
+                && let Some(id) = self.cache.queue.pop_front()
+            {
+                if let Some(entry) = self.traces.get_mut(&id) {
+                    entry.drop_cache(&mut self.cache);
+                }
+                continue;
+            }
             let shown = self.shown_before();
             let victim =
                 shown.and_then(|shown| self.settled.range(..shown).next().map(|(_, &id)| id));
@@ -420,8 +511,9 @@ impl Inner {
                     None => break,
                 },
             };
-            if let Some(entry) = self.traces.remove(&id) {
+            if let Some(mut entry) = self.traces.remove(&id) {
                 self.bytes = self.bytes.saturating_sub(entry.bytes);
+                entry.drop_cache(&mut self.cache);
                 if let Some(seq) = entry.settled_seq {
                     self.settled.remove(&seq);
                 }
@@ -436,6 +528,15 @@ impl Inner {
                 tracing::debug!(trace_id = %id, "evicted the oldest trace to stay within bounds");
             }
         }
+        // Ids of caches dropped with their trace or by a change stay queued until they come
+        // up: past twice the traces held, the queue keeps only the live ones.
+        if self.cache.queue.len() > 2 * self.traces.len() + 64 {
+            let traces = &self.traces;
+            let mut seen = HashSet::new();
+            self.cache.queue.retain(|id| {
+                traces.get(id).is_some_and(|e| e.cached.is_some()) && seen.insert(*id)
+            });
+        }
     }
 
     /// Settles every changed trace whose time has come; returns when the next one will be due.
@@ -446,13 +547,20 @@ impl Inner {
         // quiet period, which only waits for late pieces: shown now rather than evicted unseen.
         let pressed = self.traces.len().saturating_mul(4) >= config.max_traces.saturating_mul(3)
             || self.bytes.saturating_mul(4) >= config.max_bytes.saturating_mul(3);
-        for &id in &self.unsettled {
-            let Some(entry) = self.traces.get_mut(&id) else {
+        let assembled_before = self.cache.bytes;
+        let Inner {
+            unsettled,
+            traces,
+            cache,
+            ..
+        } = self;
+        for &id in &*unsettled {
+            let Some(entry) = traces.get_mut(&id) else {
                 done.push((id, None));
                 continue;
             };
             // Assembling is the costly part: only for a trace that may be complete.
-            let complete = entry.pieces.may_be_complete() && entry.trace(id).is_complete();
+            let complete = entry.pieces.may_be_complete() && entry.trace(id, cache).is_complete();
             let quiet_until = if pressed {
                 Some(now)
             } else {
@@ -482,13 +590,33 @@ impl Inner {
                 self.settled.insert(seq, id);
             }
         }
+        if self.cache.bytes > assembled_before {
+            self.evict(config);
+        }
         next
     }
 }
 
 impl Entry {
-    /// The assembled trace, assembling it first if documents arrived since.
-    fn trace(&mut self, id: TraceId) -> &Trace {
-        self.cached.get_or_insert_with(|| self.pieces.build(id))
+    /// The assembled trace, assembling it first if documents arrived since; what a new one
+    /// costs is counted in `cache`.
+    fn trace(&mut self, id: TraceId, cache: &mut Cache) -> Arc<Trace> {
+        if let Some(trace) = &self.cached {
+            return Arc::clone(trace);
+        }
+        let trace = Arc::new(self.pieces.build(id));
+        self.cached_bytes = trace.footprint();
+        cache.bytes += self.cached_bytes;
+        cache.queue.push_back(id);
+        self.cached = Some(Arc::clone(&trace));
+        trace
+    }
+
+    /// Forgets the assembled trace (documents arrived, or room is needed).
+    fn drop_cache(&mut self, cache: &mut Cache) {
+        if self.cached.take().is_some() {
+            cache.bytes = cache.bytes.saturating_sub(self.cached_bytes);
+            self.cached_bytes = 0;
+        }
     }
 }

@@ -104,6 +104,18 @@ pub struct Trace {
 }
 
 impl Trace {
+    /// What the assembled trace takes on the heap, as [`intake::footprint`] counts.
+    pub(crate) fn footprint(&self) -> usize {
+        size_of::<Trace>()
+            + (self.segments.capacity() + self.orphans.capacity()) * size_of::<Value>()
+            + self
+                .segments
+                .iter()
+                .chain(&self.orphans)
+                .map(intake::footprint)
+                .sum::<usize>()
+    }
+
     /// The trace id.
     pub fn id(&self) -> TraceId {
         self.trace_id

@@ -313,24 +313,31 @@ fn oldest_traces_are_evicted_past_max_traces() {
 
 #[test]
 fn oldest_traces_are_evicted_past_max_bytes() {
+    let doc = |t: &str| {
+        let mut doc = segment(t, &id(), "api", 1.0, 2.0);
+        doc["metadata"] = json!({"default": {"pad": "x".repeat(500)}});
+        doc
+    };
+    // What one such document costs the store.
+    let probe = start();
+    send_all(&probe, &[doc(&trace_id())]);
+    let cost = probe.stats().stored_bytes() as usize;
+    assert!(cost > 500, "{cost}");
+
     let local = XrayLocal::builder()
         .udp_addr("127.0.0.1:0".parse().unwrap())
-        .max_bytes(1500)
+        .max_bytes(2 * cost + cost / 2)
         .start()
         .unwrap();
     let ids: Vec<String> = (0..4).map(|_| trace_id()).collect();
-    let docs: Vec<_> = ids
-        .iter()
-        .map(|t| {
-            let mut doc = segment(t, &id(), "api", 1.0, 2.0);
-            doc["metadata"] = json!({"default": {"pad": "x".repeat(500)}});
-            doc
-        })
-        .collect();
+    let docs: Vec<_> = ids.iter().map(|t| doc(t)).collect();
     send_all(&local, &docs);
     let kept = local.traces();
-    assert_eq!(kept.len(), 2, "each datagram is over 500 bytes");
-    assert_eq!(local.stats().evicted_traces(), 2);
+    assert_eq!(kept.len(), 2, "room for two and a half documents");
+    let stats = local.stats();
+    assert_eq!(stats.evicted_traces(), 2);
+    assert_eq!(stats.stored_bytes() as usize, 2 * cost);
+    assert!(stats.stored_bytes() + stats.assembled_bytes() <= (2 * cost + cost / 2) as u64);
     assert_eq!(kept[1].id().to_string(), ids[3]);
 }
 

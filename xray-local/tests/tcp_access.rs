@@ -2,8 +2,6 @@
 //! cross-origin requests), SDKs keep working, and a wildcard UDP address does not expose the
 //! API.
 
-#[path = "support/raw_http.rs"]
-mod raw_http;
 mod support;
 
 use std::io::{BufRead, BufReader};
@@ -11,8 +9,8 @@ use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 use std::process::{Child, Command, Stdio};
 use std::sync::mpsc;
 
-use raw_http::{local, request};
 use serde_json::{Value, json};
+use support::raw_http::{local, request};
 use support::{Sdk, WAIT, id, segment, trace_id};
 use xray_local::XrayLocal;
 

@@ -1,8 +1,6 @@
 //! The TCP API cannot be locked out or stalled: idle connections, slow clients and a heavy
 //! read-API query leave the sampling API answering within the SDKs' timeout.
 
-#[path = "support/raw_http.rs"]
-mod raw_http;
 mod support;
 
 use std::net::TcpStream;
@@ -10,8 +8,8 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
-use raw_http::{closed_after, local};
 use serde_json::{Value, json};
+use support::raw_http::{closed_after, local};
 use support::{Sdk, WAIT, get_json, id, segment, trace_id};
 use xray_local::XrayLocal;
 

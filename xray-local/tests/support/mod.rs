@@ -8,6 +8,8 @@ use serde_json::{Value, json};
 use xray_core::{SegmentId, TraceId};
 use xray_local::XrayLocal;
 
+pub mod raw_http;
+
 /// Long enough for a loaded CI machine; waits return as soon as the condition holds.
 pub const WAIT: Duration = Duration::from_secs(10);
 
@@ -88,7 +90,7 @@ pub fn http(addr: SocketAddr, method: &str, path: &str, body: &str) -> (u16, Str
     let text = String::from_utf8(response).unwrap();
     let (head, body) = text.split_once("\r\n\r\n").unwrap();
     let status = head.split(' ').nth(1).unwrap().parse().unwrap();
-    (status, body.to_owned())
+    (status, raw_http::body_of(head, body).unwrap())
 }
 
 /// A POST whose answer must be JSON.

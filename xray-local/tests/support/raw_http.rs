@@ -79,7 +79,32 @@ fn parse(response: &[u8]) -> io::Result<(u16, String)> {
         .nth(1)
         .and_then(|s| s.parse().ok())
         .ok_or_else(bad)?;
-    Ok((status, body.to_owned()))
+    Ok((status, body_of(head, body).ok_or_else(bad)?))
+}
+
+/// The body after `head`: as it came, or joined from its chunks when `head` says
+/// `Transfer-Encoding: chunked` (a list of traces is written as the client reads it). `None`
+/// for chunks cut short.
+pub fn body_of(head: &str, rest: &str) -> Option<String> {
+    let chunked = head.lines().any(|line| {
+        line.split_once(':').is_some_and(|(name, value)| {
+            name.eq_ignore_ascii_case("transfer-encoding") && value.contains("chunked")
+        })
+    });
+    if !chunked {
+        return Some(rest.to_owned());
+    }
+    let mut body = String::new();
+    let mut rest = rest;
+    loop {
+        let (size, after) = rest.split_once("\r\n")?;
+        let size = usize::from_str_radix(size.split(';').next()?.trim(), 16).ok()?;
+        if size == 0 {
+            return Some(body);
+        }
+        body.push_str(after.get(..size)?);
+        rest = after.get(size..)?.strip_prefix("\r\n")?;
+    }
 }
 
 /// Connects, writes `head` at once, then `trickle` one byte every `every`, reading all the
