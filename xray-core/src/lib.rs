@@ -124,6 +124,7 @@ mod diag;
 mod document;
 mod emitter;
 mod header;
+mod http1;
 mod id;
 #[cfg(feature = "otlp")]
 pub mod otlp;

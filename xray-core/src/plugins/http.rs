@@ -1,30 +1,23 @@
 //! One HTTP/1.1 request over `std::net::TcpStream`, for the link-local metadata endpoints
 //! (EC2 instance metadata, the ECS task metadata endpoint).
 //!
-//! Why not `sampling/centralized_http.rs`: that client bounds each call by a timeout of its own
-//! (twice over) and accepts 1 MiB of body, and it lives private to the sampling module. Here
-//! every step of every call is bounded by one absolute deadline, the detection budget, shared by
-//! all plugins; and the body cap is [`MAX_BODY`]. The framing code is the same in spirit
-//! (`Content-Length`, `chunked`, until close; bounded lines and header counts): when a third
-//! user appears, both belong in one crate-wide module.
+//! The request and the time bounds are its own: every step of every call is bounded by one
+//! absolute deadline, the detection budget, shared by all plugins. The response is read by
+//! the crate's `http1` module, with a body cap of [`MAX_BODY`].
 //!
 //! Every call is `Connection: close`; nothing is pooled, since detection runs once.
 
 use std::fmt;
-use std::io::{self, BufRead, BufReader, Read, Write};
+use std::io::{self, BufReader, Read, Write};
 use std::net::{IpAddr, SocketAddr, TcpStream, ToSocketAddrs};
 use std::sync::mpsc;
 use std::time::{Duration, Instant};
 
+use crate::http1;
+
 /// Largest response body read. An identity document is about 500 bytes and a task's metadata a
 /// few kilobytes per container; a longer body is refused, not buffered.
 pub(super) const MAX_BODY: usize = 64 * 1024;
-/// Longest status, header or chunk-size line.
-const MAX_LINE: usize = 8 * 1024;
-/// Most header (or trailer) lines in one response.
-const MAX_HEADERS: usize = 100;
-/// Most interim (`1xx`) responses skipped before the final one.
-const MAX_INTERIM: usize = 4;
 /// Longest wait for a connection. Link-local endpoints accept in well under a millisecond
 /// where they exist; where they do not, the SYN is usually dropped, and waiting the whole
 /// budget there would leave nothing for the plugins after. (The Java SDK waits 100 ms.)
@@ -190,9 +183,9 @@ pub(super) fn send(
         stream: &stream,
         deadline,
     });
-    let (status, framing) = read_head(&mut reader).map_err(timed_out)?;
+    let (status, framing) = http1::read_head(&mut reader, MAX_BODY).map_err(timed_out)?;
     let body = if (200..300).contains(&status) {
-        read_body(&mut reader, framing).map_err(timed_out)?
+        http1::read_body(&mut reader, framing, MAX_BODY).map_err(timed_out)?
     } else {
         Vec::new()
     };
@@ -272,149 +265,6 @@ impl Read for Timed<'_> {
     }
 }
 
-// ===== the response =====
-
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum Framing {
-    Length(usize),
-    Chunked,
-    UntilClose,
-}
-
-fn invalid(what: &'static str) -> io::Error {
-    io::Error::new(io::ErrorKind::InvalidData, what)
-}
-
-fn too_large() -> io::Error {
-    io::Error::new(
-        io::ErrorKind::FileTooLarge,
-        "the response body is larger than 64 KiB",
-    )
-}
-
-/// One line of at most [`MAX_LINE`] bytes, without its CRLF (or LF).
-fn read_line(reader: &mut impl BufRead) -> io::Result<String> {
-    let mut line = Vec::new();
-    let n = reader
-        .by_ref()
-        .take(MAX_LINE as u64 + 1)
-        .read_until(b'\n', &mut line)?;
-    if n == 0 {
-        return Err(io::Error::new(
-            io::ErrorKind::UnexpectedEof,
-            "the connection closed before the response ended",
-        ));
-    }
-    if line.last() != Some(&b'\n') {
-        return Err(invalid("response line too long or truncated"));
-    }
-    line.pop();
-    if line.last() == Some(&b'\r') {
-        line.pop();
-    }
-    String::from_utf8(line).map_err(|_| invalid("response line is not UTF-8"))
-}
-
-/// The status and body framing of the final response, skipping interim `1xx` ones.
-fn read_head(reader: &mut impl BufRead) -> io::Result<(u16, Framing)> {
-    for _ in 0..=MAX_INTERIM {
-        let status_line = read_line(reader)?;
-        let mut parts = status_line.splitn(3, ' ');
-        if !parts.next().unwrap_or_default().starts_with("HTTP/1.") {
-            return Err(invalid("not an HTTP/1.x status line"));
-        }
-        let status: u16 = parts
-            .next()
-            .filter(|code| code.len() == 3)
-            .and_then(|code| code.parse().ok())
-            .ok_or_else(|| invalid("bad status code"))?;
-        let mut length = None;
-        let mut chunked = false;
-        let mut ended = false;
-        for _ in 0..MAX_HEADERS {
-            let line = read_line(reader)?;
-            if line.is_empty() {
-                ended = true;
-                break;
-            }
-            let (name, value) = line
-                .split_once(':')
-                .ok_or_else(|| invalid("header line without ':'"))?;
-            let value = value.trim();
-            if name.eq_ignore_ascii_case("content-length") {
-                let n: usize = value.parse().map_err(|_| invalid("bad Content-Length"))?;
-                if length.is_some_and(|m| m != n) {
-                    return Err(invalid("conflicting Content-Length headers"));
-                }
-                length = Some(n);
-            } else if name.eq_ignore_ascii_case("transfer-encoding") {
-                // The last coding decides (RFC 9112, 6.3).
-                chunked = value
-                    .rsplit(',')
-                    .next()
-                    .is_some_and(|c| c.trim().eq_ignore_ascii_case("chunked"));
-            }
-        }
-        if !ended {
-            return Err(invalid("too many header lines"));
-        }
-        if (100..200).contains(&status) {
-            continue;
-        }
-        let framing = match (chunked, length) {
-            (true, _) => Framing::Chunked,
-            (false, Some(n)) if n > MAX_BODY => return Err(too_large()),
-            (false, Some(n)) => Framing::Length(n),
-            (false, None) => Framing::UntilClose,
-        };
-        return Ok((status, framing));
-    }
-    Err(invalid("too many interim responses"))
-}
-
-fn read_body(reader: &mut impl BufRead, framing: Framing) -> io::Result<Vec<u8>> {
-    let mut body = Vec::new();
-    match framing {
-        Framing::Length(n) => {
-            body.resize(n, 0);
-            reader.read_exact(&mut body)?;
-        }
-        Framing::UntilClose => {
-            reader
-                .by_ref()
-                .take(MAX_BODY as u64 + 1)
-                .read_to_end(&mut body)?;
-            if body.len() > MAX_BODY {
-                return Err(too_large());
-            }
-        }
-        Framing::Chunked => loop {
-            let line = read_line(reader)?;
-            let size = line.split(';').next().unwrap_or_default().trim();
-            let size =
-                usize::from_str_radix(size, 16).map_err(|_| invalid("bad chunk size line"))?;
-            if size == 0 {
-                for _ in 0..MAX_HEADERS {
-                    if read_line(reader)?.is_empty() {
-                        return Ok(body);
-                    }
-                }
-                return Err(invalid("too many trailer lines"));
-            }
-            let start = body.len();
-            if size > MAX_BODY - start {
-                return Err(too_large());
-            }
-            body.resize(start + size, 0);
-            reader.read_exact(body.get_mut(start..).unwrap_or_default())?;
-            if !read_line(reader)?.is_empty() {
-                return Err(invalid("chunk longer than its size line says"));
-            }
-        },
-    }
-    Ok(body)
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -450,25 +300,5 @@ mod tests {
         ] {
             assert!(Url::parse(bad).is_err(), "{bad}");
         }
-    }
-
-    #[test]
-    fn framing() {
-        let mut r = &b"HTTP/1.1 100 Continue\r\n\r\nHTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n3\r\nabc\r\n2;x=y\r\nde\r\n0\r\n\r\n"[..];
-        let (status, framing) = read_head(&mut r).unwrap();
-        assert_eq!((status, framing), (200, Framing::Chunked));
-        assert_eq!(read_body(&mut r, framing).unwrap(), b"abcde");
-
-        let mut r = &b"HTTP/1.1 200 OK\r\nContent-Length: 70000\r\n\r\n"[..];
-        assert_eq!(
-            read_head(&mut r).unwrap_err().kind(),
-            io::ErrorKind::FileTooLarge
-        );
-
-        let mut r = &b"SSH-2.0-OpenSSH\r\n"[..];
-        assert_eq!(
-            read_head(&mut r).unwrap_err().kind(),
-            io::ErrorKind::InvalidData
-        );
     }
 }

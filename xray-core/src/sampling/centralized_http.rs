@@ -3,24 +3,21 @@
 //! The proxy takes plain, unsigned `POST`s with a JSON body and answers with JSON. Two calls
 //! every ten seconds do not justify an HTTP stack and an async runtime in every application that
 //! traces, so this is a request writer and a response parser over `std::net::TcpStream`: one
-//! connection per call (`Connection: close`), `Content-Length` and `chunked` bodies, and hard
-//! bounds on every length so that a broken or hostile peer costs at most a few kilobytes of
-//! headers, [`MAX_BODY`] of body and [`Deadline`] of time.
+//! connection per call (`Connection: close`), `Content-Length` and `chunked` bodies (read by
+//! the crate's `http1` module), and hard bounds on every length so that a broken or hostile
+//! peer costs at most a few kilobytes of headers, [`MAX_BODY`] of body and [`Deadline`] of
+//! time.
 
 use std::fmt;
-use std::io::{self, BufRead, BufReader, Read, Write};
+use std::io::{self, BufReader, Read, Write};
 use std::net::{SocketAddr, TcpStream};
 use std::time::{Duration, Instant};
+
+use crate::http1;
 
 /// Largest response body accepted. A page of sampling rules is a few kilobytes (an account has
 /// at most a few dozen rules); a body past this is refused rather than buffered.
 pub(crate) const MAX_BODY: usize = 1024 * 1024;
-/// Longest status, header or chunk-size line.
-const MAX_LINE: usize = 8 * 1024;
-/// Most header lines in one response.
-const MAX_HEADERS: usize = 100;
-/// Most interim (`1xx`) responses skipped before the final one.
-const MAX_INTERIM: usize = 4;
 
 // ===== SamplingProxyError =====
 
@@ -219,11 +216,11 @@ pub(crate) fn post_json(
     (&stream).flush().map_err(from_io)?;
 
     let mut reader = BufReader::new(deadline);
-    let (status, framing) = read_head(&mut reader).map_err(from_io)?;
+    let (status, framing) = http1::read_head(&mut reader, MAX_BODY).map_err(from_io)?;
     if status != 200 {
         return Err(fail(SamplingProxyErrorKind::Status).with_status(status));
     }
-    read_body(&mut reader, framing).map_err(from_io)
+    http1::read_body(&mut reader, framing, MAX_BODY).map_err(from_io)
 }
 
 /// A reader over the stream that gives every read the smaller of the per-operation timeout and
@@ -254,149 +251,4 @@ impl Read for Deadline<'_> {
         let mut stream = self.stream;
         stream.read(buf)
     }
-}
-
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum Framing {
-    Length(usize),
-    Chunked,
-    UntilClose,
-}
-
-fn invalid(what: &'static str) -> io::Error {
-    io::Error::new(io::ErrorKind::InvalidData, what)
-}
-
-fn too_large() -> io::Error {
-    io::Error::new(io::ErrorKind::FileTooLarge, "response body too large")
-}
-
-/// Reads one CRLF- (or LF-) terminated line of at most [`MAX_LINE`] bytes, without the line end.
-fn read_line(reader: &mut impl BufRead) -> io::Result<String> {
-    let mut line = Vec::new();
-    let n = reader
-        .by_ref()
-        .take(MAX_LINE as u64 + 1)
-        .read_until(b'\n', &mut line)?;
-    if n == 0 {
-        return Err(io::Error::new(
-            io::ErrorKind::UnexpectedEof,
-            "connection closed before the response ended",
-        ));
-    }
-    if line.last() != Some(&b'\n') {
-        return Err(invalid("response line too long or truncated"));
-    }
-    line.pop();
-    if line.last() == Some(&b'\r') {
-        line.pop();
-    }
-    String::from_utf8(line).map_err(|_| invalid("response line is not UTF-8"))
-}
-
-/// Reads the status line and headers of the final response (skipping interim `1xx` ones).
-fn read_head(reader: &mut impl BufRead) -> io::Result<(u16, Framing)> {
-    for _ in 0..=MAX_INTERIM {
-        let status_line = read_line(reader)?;
-        let mut parts = status_line.splitn(3, ' ');
-        let version = parts.next().unwrap_or_default();
-        if !version.starts_with("HTTP/1.") {
-            return Err(invalid("not an HTTP/1.x status line"));
-        }
-        let status: u16 = parts
-            .next()
-            .filter(|code| code.len() == 3)
-            .and_then(|code| code.parse().ok())
-            .ok_or_else(|| invalid("bad status code"))?;
-
-        let mut length = None;
-        let mut chunked = false;
-        let mut ended = false;
-        for _ in 0..MAX_HEADERS {
-            let line = read_line(reader)?;
-            if line.is_empty() {
-                ended = true;
-                break;
-            }
-            let (name, value) = line
-                .split_once(':')
-                .ok_or_else(|| invalid("header line without ':'"))?;
-            let value = value.trim();
-            if name.eq_ignore_ascii_case("content-length") {
-                let n: usize = value.parse().map_err(|_| invalid("bad Content-Length"))?;
-                if length.is_some_and(|m| m != n) {
-                    return Err(invalid("conflicting Content-Length headers"));
-                }
-                length = Some(n);
-            } else if name.eq_ignore_ascii_case("transfer-encoding") {
-                // The last coding decides whether the body is chunked (RFC 9112, 6.3).
-                chunked = value
-                    .rsplit(',')
-                    .next()
-                    .is_some_and(|c| c.trim().eq_ignore_ascii_case("chunked"));
-            }
-        }
-        if !ended {
-            return Err(invalid("too many header lines"));
-        }
-        if (100..200).contains(&status) {
-            continue;
-        }
-        let framing = if chunked {
-            Framing::Chunked
-        } else if let Some(n) = length {
-            if n > MAX_BODY {
-                return Err(too_large());
-            }
-            Framing::Length(n)
-        } else {
-            Framing::UntilClose
-        };
-        return Ok((status, framing));
-    }
-    Err(invalid("too many interim responses"))
-}
-
-fn read_body(reader: &mut impl BufRead, framing: Framing) -> io::Result<Vec<u8>> {
-    let mut body = Vec::new();
-    match framing {
-        Framing::Length(n) => {
-            body.resize(n, 0);
-            reader.read_exact(&mut body)?;
-        }
-        Framing::UntilClose => {
-            reader
-                .by_ref()
-                .take(MAX_BODY as u64 + 1)
-                .read_to_end(&mut body)?;
-            if body.len() > MAX_BODY {
-                return Err(too_large());
-            }
-        }
-        Framing::Chunked => loop {
-            let line = read_line(reader)?;
-            let size = line.split(';').next().unwrap_or_default().trim();
-            let size =
-                usize::from_str_radix(size, 16).map_err(|_| invalid("bad chunk size line"))?;
-            if size == 0 {
-                // Trailer fields, then the empty line that ends the message.
-                for _ in 0..MAX_HEADERS {
-                    if read_line(reader)?.is_empty() {
-                        return Ok(body);
-                    }
-                }
-                return Err(invalid("too many trailer lines"));
-            }
-            let start = body.len();
-            if size > MAX_BODY - start {
-                return Err(too_large());
-            }
-            body.resize(start + size, 0);
-            reader.read_exact(body.get_mut(start..).unwrap_or_default())?;
-            if !read_line(reader)?.is_empty() {
-                return Err(invalid("chunk longer than its size line says"));
-            }
-        },
-    }
-    Ok(body)
 }
