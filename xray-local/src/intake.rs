@@ -53,6 +53,10 @@ pub enum DropReason {
     /// them) that is not base64 of an OTLP `ExportTraceServiceRequest`, or whose spans give no
     /// valid document.
     InvalidOtlp,
+    /// An OpenTelemetry span whose ids cannot make a document: a trace id that is not 16
+    /// bytes or is zero, a span id that is not 8 bytes or is zero, or a parent span id that
+    /// is neither empty nor 8 bytes. Counted per span; the other spans of its request are kept.
+    InvalidSpan,
     /// A segment or subsegment nests more than 120 levels of objects and arrays in its own
     /// fields, its `subsegments` aside (`metadata` nested that deep, say): close to
     /// [`InvalidJson`](Self::InvalidJson)'s 127. Subsegments may nest as deep as a document
@@ -66,7 +70,7 @@ pub enum DropReason {
 
 impl DropReason {
     /// Every reason, in declaration order.
-    pub const ALL: [DropReason; 13] = [
+    pub const ALL: [DropReason; 14] = [
         DropReason::Oversize,
         DropReason::MissingBody,
         DropReason::InvalidHeader,
@@ -78,6 +82,7 @@ impl DropReason {
         DropReason::InvalidStartTime,
         DropReason::InvalidParentId,
         DropReason::InvalidOtlp,
+        DropReason::InvalidSpan,
         DropReason::TooDeep,
         DropReason::Backlog,
     ];
@@ -96,6 +101,7 @@ impl DropReason {
             DropReason::InvalidStartTime => "invalid_start_time",
             DropReason::InvalidParentId => "invalid_parent_id",
             DropReason::InvalidOtlp => "invalid_otlp",
+            DropReason::InvalidSpan => "invalid_span",
             DropReason::TooDeep => "too_deep",
             DropReason::Backlog => "backlog",
         }
@@ -126,6 +132,9 @@ impl DropReason {
             }
             DropReason::InvalidOtlp => {
                 "a T1S/T1U body is not base64 of an OTLP ExportTraceServiceRequest with spans"
+            }
+            DropReason::InvalidSpan => {
+                "an OpenTelemetry span's trace, span or parent span id cannot make a document"
             }
             DropReason::TooDeep => {
                 "a segment or subsegment nests more than 120 levels in its own fields"
@@ -212,8 +221,9 @@ fn parse_otlp(encoded: &[u8]) -> Result<(Vec<Document>, Vec<DropReason>), DropRe
         .map_err(|_| DropReason::InvalidOtlp)?;
     let request = decode_otlp(&bytes).ok_or(DropReason::InvalidOtlp)?;
     let mut docs = Vec::new();
-    let mut refused = Vec::new();
-    for value in xray_core::otlp::to_documents(&request) {
+    let (values, skipped) = xray_core::otlp::to_documents_counted(&request);
+    let mut refused = vec![DropReason::InvalidSpan; skipped];
+    for value in values {
         match validate(value) {
             Ok(doc) => docs.push(doc),
             Err(reason) => refused.push(reason),

@@ -49,7 +49,11 @@ pub(crate) fn receive(shared: &Shared, body: &[u8], gzip: bool) -> Result<usize,
         ));
     };
     let now = Instant::now();
-    let docs: Vec<_> = xray_core::otlp::to_documents(&request)
+    let (values, skipped) = xray_core::otlp::to_documents_counted(&request);
+    for _ in 0..skipped {
+        shared.store.record_drop(DropReason::InvalidSpan);
+    }
+    let docs: Vec<_> = values
         .into_iter()
         .filter_map(|value| match intake::validate(value) {
             Ok(doc) => Some(doc),

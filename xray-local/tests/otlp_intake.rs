@@ -240,3 +240,57 @@ fn bad_spans_are_refused_and_counted_and_the_daemon_goes_on() {
     assert_eq!(stats.accepted(), 1);
     daemon.shutdown();
 }
+
+#[test]
+fn spans_whose_ids_make_no_document_are_counted_and_their_neighbours_kept() {
+    use xray_core::otlp::proto::tonic::trace::v1::{ResourceSpans, ScopeSpans, Span};
+    let daemon = XrayLocal::builder()
+        .udp_addr("127.0.0.1:0".parse().unwrap())
+        .start()
+        .unwrap();
+    let span = |trace_id: Vec<u8>, span_id: Vec<u8>, name: &str| Span {
+        trace_id,
+        span_id,
+        name: name.to_owned(),
+        start_time_unix_nano: 1_700_000_000_000_000_000,
+        end_time_unix_nano: 1_700_000_001_000_000_000,
+        ..Default::default()
+    };
+    let request = ExportTraceServiceRequest {
+        resource_spans: vec![ResourceSpans {
+            scope_spans: vec![ScopeSpans {
+                spans: vec![
+                    span(vec![7; 16], vec![1; 8], "kept"),
+                    span(vec![0; 16], vec![2; 8], "zero trace id"),
+                    span(vec![7; 16], vec![3; 4], "short span id"),
+                ],
+                ..Default::default()
+            }],
+            ..Default::default()
+        }],
+    };
+    let bytes = request.encode_to_vec();
+
+    // As a T1S datagram.
+    let socket = UdpSocket::bind("127.0.0.1:0").unwrap();
+    let datagram = format!(
+        "{{\"format\":\"json\",\"version\":1}}\nT1S{}",
+        base64::engine::general_purpose::STANDARD.encode(&bytes)
+    );
+    socket
+        .send_to(datagram.as_bytes(), daemon.udp_addr())
+        .unwrap();
+    let stats = daemon.wait_for_stats(Duration::from_secs(10), |s| s.received() >= 3);
+    assert_eq!(stats.received(), 3, "{stats:?}");
+    assert_eq!(stats.accepted(), 1, "{stats:?}");
+    assert_eq!(stats.dropped(DropReason::InvalidSpan), 2, "{stats:?}");
+
+    // And over OTLP/HTTP.
+    let (status, _) = post(daemon.tcp_addr(), "application/x-protobuf", &bytes);
+    assert_eq!(status, 200);
+    let stats = daemon.wait_for_stats(Duration::from_secs(10), |s| s.received() >= 6);
+    assert_eq!(stats.received(), 6, "{stats:?}");
+    assert_eq!(stats.accepted(), 2, "{stats:?}");
+    assert_eq!(stats.dropped(DropReason::InvalidSpan), 4, "{stats:?}");
+    daemon.shutdown();
+}

@@ -13,7 +13,7 @@ mod mapping;
 mod reverse;
 
 pub use opentelemetry_proto as proto;
-pub use reverse::to_documents;
+pub use reverse::{to_documents, to_documents_counted};
 
 use opentelemetry_proto::tonic::collector::trace::v1::ExportTraceServiceRequest;
 use opentelemetry_proto::tonic::common::v1::InstrumentationScope;

@@ -81,7 +81,8 @@ type Object = Map<String, Value>;
 /// Ids: the trace id is `1-xxxxxxxx-yyyyyyyyyyyyyyyyyyyyyyyy` from the 16 bytes of the OTLP
 /// trace id, span ids are 16 hex digits; times are epoch seconds. A span whose trace id is not
 /// 16 bytes, whose span id is not 8 bytes, whose parent span id is neither empty nor 8 bytes,
-/// or whose trace or span id is zero is skipped.
+/// or whose trace or span id is zero is skipped: [`to_documents_counted`] also tells how many
+/// were.
 ///
 /// # Examples
 ///
@@ -114,6 +115,39 @@ type Object = Map<String, Value>;
 /// assert_eq!(docs[0]["end_time"], 1_700_000_001.25);
 /// ```
 pub fn to_documents(request: &ExportTraceServiceRequest) -> Vec<Value> {
+    to_documents_counted(request).0
+}
+
+/// [`to_documents`], and how many spans were skipped because their ids cannot make a
+/// document, so that a receiver can count what it could not keep.
+///
+/// # Examples
+///
+/// ```
+/// use xray_core::otlp::proto::tonic::collector::trace::v1::ExportTraceServiceRequest;
+/// use xray_core::otlp::proto::tonic::trace::v1::{ResourceSpans, ScopeSpans, Span};
+///
+/// let bad = Span {
+///     trace_id: vec![0; 16], // zero: no trace
+///     span_id: vec![1; 8],
+///     name: "orders".into(),
+///     ..Default::default()
+/// };
+/// let request = ExportTraceServiceRequest {
+///     resource_spans: vec![ResourceSpans {
+///         scope_spans: vec![ScopeSpans {
+///             spans: vec![bad],
+///             ..Default::default()
+///         }],
+///         ..Default::default()
+///     }],
+/// };
+/// let (docs, skipped) = xray_core::otlp::to_documents_counted(&request);
+/// assert!(docs.is_empty());
+/// assert_eq!(skipped, 1);
+/// ```
+pub fn to_documents_counted(request: &ExportTraceServiceRequest) -> (Vec<Value>, usize) {
+    let mut skipped = 0;
     let mut out = Vec::new();
     for resource_spans in &request.resource_spans {
         let res = resource_spans
@@ -124,6 +158,7 @@ pub fn to_documents(request: &ExportTraceServiceRequest) -> Vec<Value> {
         for scope_spans in &resource_spans.scope_spans {
             for span in &scope_spans.spans {
                 if !well_formed(span) {
+                    skipped += 1;
                     continue;
                 }
                 for seg in segments_of(span, &res) {
@@ -132,7 +167,7 @@ pub fn to_documents(request: &ExportTraceServiceRequest) -> Vec<Value> {
             }
         }
     }
-    out
+    (out, skipped)
 }
 
 /// Whether the span's ids can make a document: a 16-byte trace id and an 8-byte span id, both

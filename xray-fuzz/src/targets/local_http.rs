@@ -263,7 +263,9 @@ impl LocalHttpTarget {
         }
         match ExportTraceServiceRequest::decode(body) {
             Ok(decoded) => {
-                let n = xray_core::otlp::to_documents(&decoded).len() as u64;
+                // Every document, and every span that makes none (counted as `invalid_span`).
+                let (docs, skipped) = xray_core::otlp::to_documents_counted(&decoded);
+                let n = (docs.len() + skipped) as u64;
                 if answer.status != 200 || received != n || accepted + dropped != n {
                     return Err(format!(
                         "an OTLP/HTTP request whose spans make {n} documents is answered {} \

@@ -851,7 +851,11 @@ fn predict(datagram: &[u8]) -> Expect {
             .decode(encoded.trim_ascii())
             .ok()
             .and_then(|bytes| ExportTraceServiceRequest::decode(bytes.as_slice()).ok())
-            .map(|request| xray_core::otlp::to_documents(&request).len());
+            .map(|request| {
+                // Every document, and every span that makes none (counted as `invalid_span`).
+                let (docs, skipped) = xray_core::otlp::to_documents_counted(&request);
+                docs.len() + skipped
+            });
         return match documents {
             Some(n) if n > 0 => Expect::Spans(u64::try_from(n).unwrap_or(u64::MAX)),
             _ => Expect::Refused(DropReason::InvalidOtlp),
