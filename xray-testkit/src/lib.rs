@@ -176,6 +176,37 @@ pub fn ensure_python_package(import_check: &str, pip_spec: &str) {
 
 pub mod moto;
 
+/// Makes sure `present()` holds, installing the Debian package `package` with apt when it
+/// does not (as root, or through `sudo`), so that tests relying on a server from Debian's
+/// packages run on a fresh machine. Panics, saying what to install, if it cannot.
+pub fn ensure_debian_package(present: impl Fn() -> bool, package: &str) {
+    use std::process::Command;
+    if present() {
+        return;
+    }
+    let apt = |args: &[&str]| {
+        let mut command = if is_root() {
+            Command::new("apt-get")
+        } else {
+            let mut c = Command::new("sudo");
+            c.args(["-n", "apt-get"]);
+            c
+        };
+        command
+            .args(args)
+            .env("DEBIAN_FRONTEND", "noninteractive")
+            .status()
+            .is_ok_and(|s| s.success())
+    };
+    let installed = apt(&["install", "-y", "-q", "--no-install-recommends", package])
+        || (apt(&["update", "-q"])
+            && apt(&["install", "-y", "-q", "--no-install-recommends", package]));
+    assert!(
+        installed && present(),
+        "the Debian package {package} is needed and could not be installed: apt-get install {package}"
+    );
+}
+
 /// A request as a server received it, and what it should have been signed with; see
 /// [`assert_sigv4_by_botocore`].
 #[derive(Debug, Clone)]
@@ -229,4 +260,14 @@ pub fn assert_sigv4_by_botocore(request: &SignedRequest<'_>) {
         String::from_utf8_lossy(&out.stdout),
         String::from_utf8_lossy(&out.stderr)
     );
+}
+pub mod mariadb;
+pub mod postgres;
+
+/// Whether the tests run as root: servers that refuse root then run as their own user.
+fn is_root() -> bool {
+    std::process::Command::new("id")
+        .arg("-u")
+        .output()
+        .is_ok_and(|o| String::from_utf8_lossy(&o.stdout).trim() == "0")
 }
