@@ -82,6 +82,24 @@ pub fn current() -> Option<Entity> {
         .flatten()
 }
 
+/// The segment of the current entity ([`Entity::segment`]): where a request's annotations,
+/// user and flags go, from anywhere in the code that serves it. `None` outside any segment.
+///
+/// ```
+/// use xray_core::{InMemoryEmitter, Recorder, current_segment};
+///
+/// let recorder = Recorder::builder().with_emitter(InMemoryEmitter::new()).build()?;
+/// assert!(current_segment().is_none());
+/// let segment = recorder.begin_segment("checkout");
+/// let sub = segment.begin_subsegment("pricing");
+/// let _current = sub.enter();
+/// assert_eq!(current_segment().unwrap().id(), segment.id());
+/// # Ok::<(), xray_core::ConfigError>(())
+/// ```
+pub fn current_segment() -> Option<Entity> {
+    current().map(|entity| entity.segment())
+}
+
 /// Whether the entity current on this thread is recording (`None`: nothing is current),
 /// without cloning it: the `#[capture]` fast path for unsampled requests.
 pub(crate) fn current_is_recording() -> Option<bool> {

@@ -144,7 +144,7 @@ pub use config::{
     ENV_LAMBDA_TASK_ROOT, ENV_LAMBDA_TRACE_ID, ENV_SAMPLER, ENV_SAMPLING_RULES, ENV_SDK_DISABLED,
     ENV_SDK_ENABLED, ENV_TRACING_NAME, ENV_TRANSPORT, SamplerKind, TransportKind,
 };
-pub use context::{ContextGuard, FutureExt, WithContext, current};
+pub use context::{ContextGuard, FutureExt, WithContext, current, current_segment};
 pub use document::{
     AnnotationError, AnnotationValue, Annotations, Aws, Cause, CauseDetails, CloudwatchLogs,
     DEFAULT_METADATA_NAMESPACE, Document, Ec2, Ecs, Eks, ElasticBeanstalk, Exception, Http,

@@ -50,6 +50,16 @@
 //! `Router::layer`): inside, the layer would see only a 500 response, without the cause. A
 //! request future or body dropped early (the client went away) still ends the segment.
 //!
+//! # With tower-http's `TraceLayer`
+//!
+//! Add `XRayLayer` outermost (before `TraceLayer` in a `ServiceBuilder`, whose first layer is
+//! the outermost, or with the later `.layer` call on an axum `Router`, whose last layer is),
+//! so that the segment exists before `TraceLayer`
+//! opens its `request` span. With `xray_tracing::XRaySpanLayer` installed that span is then a
+//! `request` subsegment timing the handler; with `TraceLayer` outermost instead, its span
+//! comes before the segment and records nothing. `xray-tracing`'s docs show how to leave
+//! tower-http's spans out with a per-layer filter.
+//!
 //! # Feature flags
 //!
 //! - `axum`: read the peer address from axum's `ConnectInfo<SocketAddr>`.

@@ -157,7 +157,12 @@ where
             (None, Some(e)) => e,
             (None, None) => meta.name().to_owned(),
         };
-        let cause = Cause::from_message(&message, Some(meta.target()), None);
+        // The event knows no type of the error (`#[instrument(err)]` records its `Display`):
+        // a type is recorded only when the event names one, as OpenTelemetry's conventions do.
+        let kind = fields
+            .text("error.type")
+            .or_else(|| fields.text("exception.type"));
+        let cause = Cause::from_message(&message, kind.as_deref(), None);
         entity.update(|doc| doc.add_cause(cause));
     }
 

@@ -11,12 +11,40 @@
 //!   the fields named with [`XRaySpanLayer::with_annotations`] (annotations are indexed: X-Ray
 //!   filter expressions search them, and a trace keeps at most 50).
 //! - An `ERROR` event inside a span (what `#[instrument(err)]` emits) records its message as
-//!   the cause and marks the subsegment a fault.
+//!   the cause and marks the subsegment a fault. The exception's `type` is the event's
+//!   `error.type` (or `exception.type`) field where it has one, and left out otherwise: an
+//!   event carries the error's text, not its type.
 //! - Spans created with no X-Ray context, or in a trace that is not sampled, record nothing:
 //!   the layer looks at the current context once and returns.
 //!
 //! Which spans become subsegments is chosen with tracing-subscriber's per-layer filters: a
 //! library's debug spans rarely belong in a trace.
+//!
+//! # `RUST_LOG`, `EnvFilter` and lost subsegments
+//!
+//! **A filter added as a layer of its own filters every layer.** With
+//! `registry().with(EnvFilter::from_default_env()).with(XRaySpanLayer::new())` and
+//! `RUST_LOG=warn`, every `info` span is disabled before this layer sees it, and its
+//! subsegment is never made. tracing gives a layer no way around a global filter. Put the log
+//! level on the log output's layer instead, and this layer sees the spans it is given:
+//!
+//! ```
+//! use tracing_subscriber::{EnvFilter, prelude::*};
+//!
+//! let subscriber = tracing_subscriber::registry()
+//!     .with(xray_tracing::XRaySpanLayer::new())
+//!     .with(tracing_subscriber::fmt::layer().with_filter(EnvFilter::new("warn")));
+//! # drop(subscriber);
+//! ```
+//!
+//! # With tower-http's `TraceLayer`
+//!
+//! tower-http's `TraceLayer` opens a `request` span per request. Inside `XRayLayer` (with
+//! `XRayLayer` outermost), that span becomes a `request` subsegment of the
+//! request's segment, timing the same work again; outside it, the span is opened before the
+//! segment exists and records nothing. Either is harmless; to keep it out of the trace, give
+//! this layer a per-layer filter such as
+//! `Targets::new().with_target("tower_http", LevelFilter::OFF).with_default(LevelFilter::TRACE)`.
 //!
 //! [`XRayEventFormat`] puts the trace id and the entity id on every log line written inside an
 //! X-Ray context, in JSON or text: see [Log correlation](#log-correlation).

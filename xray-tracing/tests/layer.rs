@@ -90,6 +90,9 @@ fn an_error_event_is_the_cause_and_a_fault() {
             tracing::warn!("retrying");
             tracing::error!(error = "card declined", "charge failed");
         });
+        tracing::info_span!("refund").in_scope(|| {
+            tracing::error!(error = "too late", error.type = "RefundWindowClosed", "refund failed");
+        });
         tracing::info_span!("quiet").in_scope(|| tracing::info!("fine"));
     });
     let doc = only(&emitter);
@@ -98,8 +101,11 @@ fn an_error_event_is_the_cause_and_a_fault() {
     let exceptions = charge["cause"]["exceptions"].as_array().unwrap();
     assert_eq!(exceptions.len(), 1);
     assert_eq!(exceptions[0]["message"], "charge failed: card declined");
-    assert_eq!(exceptions[0]["type"], "layer");
-    let quiet = &subs(&doc)[1];
+    // The event does not know the error's type, and the module path is not one.
+    assert!(exceptions[0].get("type").is_none(), "{}", exceptions[0]);
+    let refund = &subs(&doc)[1]["cause"]["exceptions"][0];
+    assert_eq!(refund["type"], "RefundWindowClosed");
+    let quiet = &subs(&doc)[2];
     assert!(quiet.get("fault").is_none() && quiet.get("cause").is_none());
 }
 
@@ -216,4 +222,60 @@ async fn instrumented_futures_carry_their_subsegment_across_awaits_and_tasks() {
     let names: Vec<_> = subs(handle).iter().map(|s| s["name"].clone()).collect();
     assert_eq!(names, ["after-await", "background"]);
     assert_eq!(subs(&subs(handle)[1])[0]["name"], "in-task");
+}
+
+#[tracing::instrument(err)]
+fn charge(card: &str) -> Result<(), std::io::Error> {
+    Err(std::io::Error::other(format!("{card} declined")))
+}
+
+#[test]
+fn instrument_err_records_the_error_without_a_made_up_type() {
+    let (recorder, emitter) = recorder(1.0);
+    tracing::subscriber::with_default(subscriber(XRaySpanLayer::new()), || {
+        let segment = recorder.begin_segment("api");
+        let _current = segment.enter();
+        assert!(charge("visa").is_err());
+    });
+    let doc = only(&emitter);
+    let sub = &subs(&doc)[0];
+    assert_eq!(sub["name"], "charge");
+    assert_eq!(sub["fault"], true);
+    let exception = &sub["cause"]["exceptions"][0];
+    assert_eq!(exception["message"], "visa declined");
+    assert!(exception.get("type").is_none(), "{exception}");
+}
+
+/// A filter added as a global layer (`registry().with(EnvFilter)`) disables spans for every
+/// layer, the X-Ray layer included: the docs say to filter the log output's layer instead.
+#[test]
+fn a_filter_on_the_log_layer_leaves_the_subsegments_alone() {
+    use tracing_subscriber::EnvFilter;
+    let (recorder, emitter) = recorder(1.0);
+    // As documented: the filter on the fmt layer only.
+    let documented = tracing_subscriber::registry()
+        .with(XRaySpanLayer::new())
+        .with(
+            tracing_subscriber::fmt::layer()
+                .with_writer(std::io::sink)
+                .with_filter(EnvFilter::new("warn")),
+        );
+    tracing::subscriber::with_default(documented, || {
+        let segment = recorder.begin_segment("api");
+        let _current = segment.enter();
+        tracing::info_span!("load").in_scope(|| {});
+    });
+    assert_eq!(subs(&only(&emitter))[0]["name"], "load");
+    let _ = emitter.take();
+
+    // The pitfall: a global filter at `warn` drops the `info` span before any layer sees it.
+    let global = tracing_subscriber::registry()
+        .with(EnvFilter::new("warn"))
+        .with(XRaySpanLayer::new());
+    tracing::subscriber::with_default(global, || {
+        let segment = recorder.begin_segment("api");
+        let _current = segment.enter();
+        tracing::info_span!("load").in_scope(|| {});
+    });
+    assert!(subs(&only(&emitter)).is_empty());
 }

@@ -87,6 +87,7 @@ impl Entity {
                 recorder: recorder.clone(),
                 trace_id,
                 facade,
+                root_id: id,
                 key: None,
                 state,
             })
@@ -96,6 +97,7 @@ impl Entity {
                 recorder: recorder.clone(),
                 trace_id,
                 facade,
+                root_id: id,
                 key: recorder
                     .inner
                     .open
@@ -114,6 +116,50 @@ impl Entity {
                 generation: 0,
             }),
             forward: None,
+        }
+    }
+
+    /// The segment this entity belongs to: itself for a segment, its segment for a
+    /// subsegment. In AWS Lambda that is the function's segment, which Lambda records and
+    /// sends itself: what is put on it is not sent, as in every official SDK, so annotate a
+    /// subsegment there (the handler's, say). An entity
+    /// that records nothing (unsampled, or not recorded) gives itself: whatever is put on
+    /// either is dropped alike.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use xray_core::{InMemoryEmitter, Recorder, current_segment};
+    ///
+    /// let emitter = InMemoryEmitter::new();
+    /// let recorder = Recorder::builder().with_emitter(emitter.clone()).build()?;
+    /// let segment = recorder.begin_segment("checkout");
+    /// let sub = segment.begin_subsegment("pricing");
+    /// {
+    ///     let _current = sub.enter();
+    ///     // Deep inside a call, annotate the request's segment.
+    ///     current_segment().unwrap().put_annotation("customer_tier", "gold");
+    ///     assert_eq!(sub.entity().segment().id(), segment.id());
+    /// }
+    /// sub.end();
+    /// segment.end();
+    /// assert_eq!(emitter.documents()[0]["annotations"]["customer_tier"], "gold");
+    /// # Ok::<(), xray_core::ConfigError>(())
+    /// ```
+    pub fn segment(&self) -> Entity {
+        match &self.node {
+            Some(node) if node.slot != ROOT => Entity {
+                trace_id: self.trace_id,
+                id: node.tree.root_id,
+                sampled: self.sampled,
+                node: Some(Node {
+                    tree: Arc::clone(&node.tree),
+                    slot: ROOT,
+                    generation: 0,
+                }),
+                forward: self.forward.clone(),
+            },
+            _ => self.clone(),
         }
     }
 

@@ -45,6 +45,8 @@ pub(crate) struct Tree {
     pub(crate) trace_id: TraceId,
     /// A Lambda facade: the root is never sent, and every subsegment is sent as it completes.
     pub(crate) facade: bool,
+    /// The id of the root: the segment (or facade) every entity of the tree belongs to.
+    pub(crate) root_id: SegmentId,
     /// Where the recorder's registry of open segments holds this tree (`None` for a facade,
     /// which is not registered).
     pub(crate) key: Option<super::registry::Key>,
