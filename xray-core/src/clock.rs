@@ -134,6 +134,9 @@ mod tests {
         let before = std_micros();
         let ours = SystemClock.now_micros();
         let after = std_micros();
-        assert!(before <= ours && ours <= after, "{before} <= {ours} <= {after}");
+        assert!(
+            before <= ours && ours <= after,
+            "{before} <= {ours} <= {after}"
+        );
     }
 }

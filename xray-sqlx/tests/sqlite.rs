@@ -2,10 +2,10 @@
 //! named after the file, failures carry SQLite's extended result code, and every document
 //! passes the schema.
 
-use serde_json::Value;
 use sqlx::sqlite::{SqliteConnectOptions, SqlitePoolOptions};
-use xray_core::{FutureExt as _, InMemoryEmitter, Recorder, SamplerKind};
+use xray_core::FutureExt as _;
 use xray_sqlx::XRayPool;
+use xray_testkit::capture::Capture;
 use xray_testkit::moto::TempDir;
 
 #[tokio::test]
@@ -24,15 +24,9 @@ async fn queries_on_a_file_are_recorded() {
     .with_sanitized_queries(true)
     .read_database_version()
     .await;
-    let emitter = InMemoryEmitter::new();
-    let recorder = Recorder::builder()
-        .ignore_environment()
-        .with_sampler_kind(SamplerKind::Always)
-        .with_emitter(emitter.clone())
-        .build()
-        .unwrap();
+    let capture = Capture::new();
 
-    let segment = recorder.begin_segment("orders");
+    let segment = capture.recorder().begin_segment("orders");
     let work = async {
         sqlx::query("CREATE TABLE items (id INTEGER PRIMARY KEY, name TEXT UNIQUE)")
             .execute(&pool)
@@ -58,28 +52,20 @@ async fn queries_on_a_file_are_recorded() {
     work.with_context(segment.entity().clone()).await;
     segment.end();
 
-    let docs = xray_testkit::checked(emitter.documents());
-    assert_eq!(docs.len(), 1);
-    let subs = docs[0]["subsegments"].as_array().unwrap();
+    let subs = capture.segment("orders").subsegments();
     assert_eq!(subs.len(), 5, "{subs:#?}");
-    for sub in subs {
-        assert_eq!(sub["name"], "orders.db");
-        assert_eq!(sub["namespace"], "remote");
-        assert_eq!(sub["sql"]["database_type"], "SQLite");
-        assert_eq!(
-            sub["sql"]["url"],
-            Value::String(format!("sqlite://{}", file.display()))
-        );
-        assert!(
-            sub["sql"]["database_version"]
-                .as_str()
-                .unwrap()
-                .starts_with('3')
-        );
+    let url = format!("sqlite://{}", file.display());
+    for sub in &subs {
+        assert_eq!(sub.name(), "orders.db");
+        sub.assert_namespace("remote")
+            .assert_sql("database_type", "SQLite")
+            .assert_sql("url", url.as_str());
+        let version = sub.sql("database_version").and_then(|v| v.as_str());
+        assert!(version.is_some_and(|v| v.starts_with('3')), "{version:?}");
     }
     let queries: Vec<&str> = subs
         .iter()
-        .map(|s| s["sql"]["sanitized_query"].as_str().unwrap())
+        .map(|s| s.sql("sanitized_query").and_then(|q| q.as_str()).unwrap())
         .collect();
     assert_eq!(
         queries,
@@ -92,6 +78,6 @@ async fn queries_on_a_file_are_recorded() {
         ]
     );
     // SQLITE_CONSTRAINT_UNIQUE.
-    assert_eq!(subs[2]["cause"]["exceptions"][0]["type"], "2067");
-    assert_eq!(subs[2]["fault"], true);
+    subs[2].assert_fault(true);
+    assert_eq!(subs[2].exception_types(), ["2067"]);
 }

@@ -1,6 +1,15 @@
-//! Test support shared by the xray-rs crates' tests: the published X-Ray segment-document
-//! schema (draft-04, saved in `xray-core/tests/data/`) as a validator, so that every crate's
-//! tests check what they send against the same reference.
+//! Testing code that records AWS X-Ray traces.
+//!
+//! - [`capture::Capture`]: a recorder that keeps what it sends, and views to assert on it by
+//!   name, parent, annotation, flags and `aws` fields, whose failures say what was there
+//!   instead, in the spirit of `tracing-mock` and OpenTelemetry's in-memory exporter.
+//! - The published X-Ray segment-document schema (draft-04, in `schema/`) as a validator:
+//!   every document a capture reads is checked against it, and [`assert_valid`] checks any.
+//! - The real services the xray-rs crates' own tests run against, each started on a free
+//!   loopback port: [`moto`] (AWS APIs, from PyPI), [`postgres`] and [`mariadb`] (from
+//!   Debian's packages), and botocore's SigV4 check ([`assert_sigv4_by_botocore`]).
+//!
+//! The schema by itself:
 //!
 //! # Examples
 //!
@@ -28,8 +37,7 @@ use std::sync::OnceLock;
 use serde_json::{Value, json};
 
 /// The saved segment-document schema, as published with the X-Ray SDKs.
-const SCHEMA: &str =
-    include_str!("../../xray-core/tests/data/xray-segmentdocument-schema-v1.0.0.json");
+const SCHEMA: &str = include_str!("../schema/xray-segmentdocument-schema-v1.0.0.json");
 
 /// The schema as two validators: the root one for segments, and `#/definitions/subsegment`
 /// for subsegments.
@@ -261,6 +269,7 @@ pub fn assert_sigv4_by_botocore(request: &SignedRequest<'_>) {
         String::from_utf8_lossy(&out.stderr)
     );
 }
+pub mod capture;
 pub mod mariadb;
 pub mod postgres;
 
