@@ -23,7 +23,7 @@ use hyper_util::client::legacy::Client;
 use hyper_util::client::legacy::connect::HttpConnector;
 use hyper_util::rt::TokioExecutor;
 use tower::{Layer, ServiceExt};
-use xray_core::Recorder;
+use xray_sdk::Recorder;
 use xray_tower::{XRayClient, XRayClientLayer, XRayLayer};
 
 type TracedClient = XRayClient<Client<HttpConnector, Full<Bytes>>>;

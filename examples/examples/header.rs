@@ -1,6 +1,6 @@
 //! Read an incoming `X-Amzn-Trace-Id`, then print the header to send on an outgoing call and
 //! the one to return to the caller.
-use xray_core::{SegmentId, TraceHeader};
+use xray_sdk::{SegmentId, TraceHeader};
 
 fn main() {
     let incoming = "Root=1-5759e988-bd862e3fe1be46a994272793;Parent=53995c3f42cd8ad8;Sampled=?;Lineage=10:1234abcd:3";

@@ -1,5 +1,5 @@
 //! Generate a trace id and a segment id and print them as they appear on the wire.
-use xray_core::{SegmentId, TraceId};
+use xray_sdk::{SegmentId, TraceId};
 
 fn main() {
     println!("trace id:   {}", TraceId::new());

@@ -11,8 +11,8 @@
 use lambda_runtime::tower::ServiceBuilder;
 use lambda_runtime::{Error, LambdaEvent, service_fn};
 use serde_json::{Value, json};
-use xray_core::Recorder;
 use xray_lambda::XRayLambdaLayer;
+use xray_sdk::Recorder;
 
 async fn handler(event: LambdaEvent<Value>) -> Result<Value, Error> {
     // Under the invocation's context, which the layer makes current.

@@ -25,8 +25,8 @@ use hyper_util::client::legacy::Client;
 use hyper_util::client::legacy::connect::HttpConnector;
 use hyper_util::rt::TokioExecutor;
 use tower::{Layer, ServiceExt};
-use xray_core::{DaemonAddress, LocalSampler, Recorder, SamplingRules, capture};
 use xray_local::XrayLocal;
+use xray_sdk::{DaemonAddress, LocalSampler, Recorder, SamplingRules, capture};
 use xray_tower::{XRayClient, XRayClientLayer, XRayLayer};
 
 type TracedClient = XRayClient<Client<HttpConnector, Full<Bytes>>>;

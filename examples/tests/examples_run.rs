@@ -65,11 +65,11 @@ fn ids_prints_a_trace_id_and_a_segment_id() {
             .to_owned()
     };
     assert!(
-        value("trace id:").parse::<xray_core::TraceId>().is_ok(),
+        value("trace id:").parse::<xray_sdk::TraceId>().is_ok(),
         "{text}"
     );
     assert!(
-        value("segment id:").parse::<xray_core::SegmentId>().is_ok(),
+        value("segment id:").parse::<xray_sdk::SegmentId>().is_ok(),
         "{text}"
     );
 }

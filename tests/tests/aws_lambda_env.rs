@@ -14,7 +14,7 @@ use aws_common::{
 };
 use aws_sdk_dynamodb::types::AttributeValue;
 use xray_aws_sdk::XRayInterceptor;
-use xray_core::FutureExt as _;
+use xray_sdk::FutureExt as _;
 
 const LAMBDA_HEADER: &str =
     "Root=1-5759e988-bd862e3fe1be46a994272793;Parent=53995c3f42cd8ad8;Sampled=1;Lineage=a87bd80c:1";

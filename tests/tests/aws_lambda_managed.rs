@@ -10,7 +10,7 @@ mod aws_common;
 use aws_common::{REGION, Scripted, ScriptedServer, credentials, http_client};
 use aws_sdk_dynamodb::types::AttributeValue;
 use xray_aws_sdk::XRayInterceptor;
-use xray_core::{FutureExt as _, InMemoryEmitter, Recorder, Sampled, TraceHeader};
+use xray_sdk::{FutureExt as _, InMemoryEmitter, Recorder, Sampled, TraceHeader};
 
 /// Three concurrent invocations: two sampled, one not, each with its own `Lineage`.
 const INVOCATIONS: [&str; 3] = [

@@ -25,8 +25,8 @@ use aws_sdk_sqs::types::{
 };
 use serde_json::{Value, json};
 use xray_aws_sdk::{XRayInterceptor, eventbridge, sqs};
-use xray_core::{FutureExt as _, Recorder, SegmentId, TraceId};
 use xray_local::XrayLocal;
+use xray_sdk::{FutureExt as _, Recorder, SegmentId, TraceId};
 
 const WAIT: Duration = Duration::from_secs(20);
 

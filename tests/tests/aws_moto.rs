@@ -13,7 +13,7 @@ use aws_common::{
 use aws_sdk_dynamodb::operation::RequestId as _;
 use serde_json::Value;
 use xray_aws_sdk::{XRayInterceptor, sqs};
-use xray_core::FutureExt as _;
+use xray_sdk::FutureExt as _;
 
 const WAIT: Duration = Duration::from_secs(20);
 

@@ -10,7 +10,7 @@ use aws_common::{
 };
 use serde_json::Value;
 use xray_aws_sdk::XRayInterceptor;
-use xray_core::FutureExt as _;
+use xray_sdk::FutureExt as _;
 
 const WAIT: Duration = Duration::from_secs(20);
 

@@ -12,7 +12,7 @@ use aws_sdk_dynamodb::config::retry::RetryConfig;
 use aws_sdk_dynamodb::types::AttributeValue;
 use serde_json::Value;
 use xray_aws_sdk::XRayInterceptor;
-use xray_core::FutureExt as _;
+use xray_sdk::FutureExt as _;
 
 const WAIT: Duration = Duration::from_secs(20);
 
@@ -163,15 +163,15 @@ async fn outside_a_segment_calls_succeed_untouched() {
 #[tokio::test]
 async fn an_unsampled_trace_records_nothing_and_sends_sampled_0() {
     let server = ScriptedServer::start(vec![Scripted::json(200, "req-1", ITEM)]);
-    let emitter = xray_core::InMemoryEmitter::new();
-    let rules = xray_core::SamplingRules::builder()
+    let emitter = xray_sdk::InMemoryEmitter::new();
+    let rules = xray_sdk::SamplingRules::builder()
         .with_default(0, 0.0)
         .build()
         .unwrap();
-    let recorder = xray_core::Recorder::builder()
+    let recorder = xray_sdk::Recorder::builder()
         .ignore_environment()
         .with_emitter(emitter.clone())
-        .with_sampler(std::sync::Arc::new(xray_core::LocalSampler::new(rules)))
+        .with_sampler(std::sync::Arc::new(xray_sdk::LocalSampler::new(rules)))
         .build()
         .unwrap();
     let client = client(&server.endpoint, 1);
@@ -188,9 +188,9 @@ async fn an_unsampled_trace_records_nothing_and_sends_sampled_0() {
     assert!(emitter.is_empty());
     let headers = server.trace_headers();
     let header = headers[0].as_deref().expect("header sent");
-    let parsed = xray_core::TraceHeader::parse(header).unwrap();
+    let parsed = xray_sdk::TraceHeader::parse(header).unwrap();
     assert_eq!(parsed.root(), trace_id);
-    assert_eq!(parsed.sampled(), xray_core::Sampled::No);
+    assert_eq!(parsed.sampled(), xray_sdk::Sampled::No);
     assert!(parsed.parent().is_some());
 }
 

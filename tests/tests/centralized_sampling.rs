@@ -1,14 +1,14 @@
-//! Centralized sampling end to end: xray-core's CentralizedSampler polling xray-local's
+//! Centralized sampling end to end: xray-sdk's CentralizedSampler polling xray-local's
 //! sampling proxy over real HTTP, and the decisions showing in the documents it then receives.
 
 use std::net::{SocketAddr, TcpListener};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use xray_core::{
+use xray_local::{SamplingRule, XrayLocal};
+use xray_sdk::{
     CentralizedSampler, DaemonAddress, DecidingRule, ManualClock, Recorder, SamplingRequest,
 };
-use xray_local::{SamplingRule, XrayLocal};
 
 /// The daemon's proxy, with one rule, `everything`, that samples all.
 fn daemon_at(addr: SocketAddr) -> XrayLocal {
@@ -62,7 +62,7 @@ fn a_recorder_from_the_environment_alone_follows_the_daemons_rules() {
     let recorder = Recorder::builder()
         .with_env(move |key| (key == "AWS_XRAY_DAEMON_ADDRESS").then(|| addr.to_string()))
         // Nothing beyond loopback, whatever machine the test runs on.
-        .with_environment_detection(xray_core::plugins::DetectOptions::disabled())
+        .with_environment_detection(xray_sdk::plugins::DetectOptions::disabled())
         .with_clock(clock.clone())
         .build()
         .unwrap();

@@ -9,8 +9,8 @@ use std::time::Duration;
 
 use aws_common::{REGION, Scripted, ScriptedServer, credentials, free_port};
 use aws_credential_types::provider::SharedCredentialsProvider;
-use xray_core::{DaemonAddress, LocalSampler, Recorder, SamplingRules};
 use xray_local::{ForwardConfig, ForwardStats, XrayLocal};
+use xray_sdk::{DaemonAddress, LocalSampler, Recorder, SamplingRules};
 
 /// A restJson1 answer of X-Ray's API.
 fn answer(status: u16, error_type: Option<&str>, body: &str) -> Scripted {

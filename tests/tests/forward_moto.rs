@@ -8,8 +8,8 @@ use std::time::Duration;
 
 use aws_common::{Moto, REGION, credentials, http_client};
 use aws_credential_types::provider::SharedCredentialsProvider;
-use xray_core::{DaemonAddress, LocalSampler, Recorder, SamplingRules};
 use xray_local::{ForwardConfig, Trace, XrayLocal};
+use xray_sdk::{DaemonAddress, LocalSampler, Recorder, SamplingRules};
 
 fn recorder(local: &XrayLocal, threshold: usize) -> Recorder {
     let all = SamplingRules::builder()

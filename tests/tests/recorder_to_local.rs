@@ -1,11 +1,11 @@
-//! xray-core's recorder sending to the xray-local daemon over real UDP: what the SDK splits
+//! xray-sdk's recorder sending to the xray-local daemon over real UDP: what the SDK splits
 //! (streaming, the size guard, Lambda) the daemon puts back together as one trace.
 
 use std::sync::Arc;
 use std::time::Duration;
 
-use xray_core::{DaemonAddress, LocalSampler, Recorder, SamplingRules, TraceHeader};
 use xray_local::XrayLocal;
+use xray_sdk::{DaemonAddress, LocalSampler, Recorder, SamplingRules, TraceHeader};
 
 fn daemon() -> XrayLocal {
     XrayLocal::builder()

@@ -21,7 +21,7 @@
 //!
 //! | target | where the header is | continue the trace with |
 //! |---|---|---|
-//! | AWS Lambda | the invocation's own header, `lambda_runtime::Context::xray_trace_id` | [`Recorder::begin_lambda_invocation`](xray_core::Recorder::begin_lambda_invocation) |
+//! | AWS Lambda | the invocation's own header, `lambda_runtime::Context::xray_trace_id` | [`Recorder::begin_lambda_invocation`](xray_sdk::Recorder::begin_lambda_invocation) |
 //! | Amazon SQS | the message's `AWSTraceHeader` system attribute, as for a rule's dead-letter queue; in a Lambda SQS event, `Records[].attributes.AWSTraceHeader` | [`sqs::begin_message_segment`](crate::sqs::begin_message_segment), [`sqs::begin_record_segment`](crate::sqs::begin_record_segment) |
 //!
 //! Archived and replayed events have no header.
@@ -47,9 +47,9 @@ use crate::propagation;
 /// // Outside a segment there is nothing to propagate.
 /// assert_eq!(entry.trace_header(), None);
 ///
-/// let recorder = xray_core::Recorder::builder()
+/// let recorder = xray_sdk::Recorder::builder()
 ///     .ignore_environment()
-///     .with_emitter(xray_core::InMemoryEmitter::new())
+///     .with_emitter(xray_sdk::InMemoryEmitter::new())
 ///     .build()
 ///     .unwrap();
 /// let segment = recorder.begin_segment("orders-api");

@@ -15,7 +15,7 @@ use aws_smithy_runtime_api::client::runtime_components::RuntimeComponents;
 use aws_smithy_types::config_bag::{ConfigBag, Storable, StoreReplace};
 use aws_types::region::Region;
 use serde_json::Value;
-use xray_core::{
+use xray_sdk::{
     Cause, CauseDetails, Document, Entity, Exception, Namespace, SegmentId, Subsegment,
 };
 
@@ -37,7 +37,7 @@ const SKIPPED: [(&str, &str); 3] = [
 /// the trace to the called service.
 ///
 /// Each operation (not each attempt) becomes one subsegment of the entity current when the
-/// operation starts ([`xray_core::current`]): named after the service as the official SDKs
+/// operation starts ([`xray_sdk::current`]): named after the service as the official SDKs
 /// name it (`DynamoDB`, `SQS`, `S3`, `Lambda`), in namespace `aws`, with `aws.operation`,
 /// `aws.region`, `aws.request_id` (and `aws.id_2` for S3), `aws.retries`, the final HTTP
 /// status and content length, the whitelisted request and response parameters
@@ -193,7 +193,7 @@ impl Intercept for XRayInterceptor {
     ) -> Result<(), BoxError> {
         if cfg.load::<CallParent>().is_none() {
             cfg.interceptor_state()
-                .store_put(CallParent(xray_core::current()));
+                .store_put(CallParent(xray_sdk::current()));
         }
         Ok(())
     }

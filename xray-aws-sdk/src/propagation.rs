@@ -1,7 +1,7 @@
 //! What the interceptor and the messaging modules share: an entity's trace header written
 //! out, and a segment that continues a header a message or event arrived with.
 
-use xray_core::{Entity, Recorder, SamplingRequest, Segment, TraceHeader};
+use xray_sdk::{Entity, Recorder, SamplingRequest, Segment, TraceHeader};
 
 /// `entity`'s outgoing trace header, written out: `Root=...;Parent=<entity>;Sampled=1|0`,
 /// then the extra fields the trace came in with.
@@ -14,7 +14,7 @@ pub(crate) fn header_of(entity: &Entity) -> String {
 
 /// The current entity's trace header, written out; `None` outside any segment.
 pub(crate) fn current_header() -> Option<String> {
-    xray_core::current().map(|entity| header_of(&entity))
+    xray_sdk::current().map(|entity| header_of(&entity))
 }
 
 /// Begins segment `name` in the trace of `header` (its `Root`, its `Parent` as parent, its

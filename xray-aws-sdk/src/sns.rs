@@ -41,7 +41,7 @@
 //!
 //! | subscription | where the header is | continue the trace with |
 //! |---|---|---|
-//! | AWS Lambda | the invocation's own header, `lambda_runtime::Context::xray_trace_id`: Lambda's segment for the function is already in the publisher's trace | [`Recorder::begin_lambda_invocation`](xray_core::Recorder::begin_lambda_invocation) |
+//! | AWS Lambda | the invocation's own header, `lambda_runtime::Context::xray_trace_id`: Lambda's segment for the function is already in the publisher's trace | [`Recorder::begin_lambda_invocation`](xray_sdk::Recorder::begin_lambda_invocation) |
 //! | Amazon SQS | the delivered message's `AWSTraceHeader` system attribute; in a Lambda SQS event, `Records[].attributes.AWSTraceHeader` | [`sqs::begin_message_segment`](crate::sqs::begin_message_segment), [`sqs::begin_record_segment`](crate::sqs::begin_record_segment) |
 //! | HTTP/S | not documented: SNS's list of the headers of its POST names only its own `x-amz-sns-*` ones | `xray-tower`'s server layer continues an `X-Amzn-Trace-Id` if one arrives |
 //!
@@ -50,8 +50,8 @@
 //! ```
 //! use serde_json::json;
 //!
-//! let emitter = xray_core::InMemoryEmitter::new();
-//! let recorder = xray_core::Recorder::builder()
+//! let emitter = xray_sdk::InMemoryEmitter::new();
+//! let recorder = xray_sdk::Recorder::builder()
 //!     .ignore_environment()
 //!     .with_emitter(emitter.clone())
 //!     .build()

@@ -44,7 +44,7 @@
 //! `addNewSubsegmentWithoutSampling`, .NET `BeginSubsegmentWithoutSampling`.
 //!
 //! [`begin_record_subsegment`] is that rule, built from
-//! [`xray_core::is_sqs_message_sampled`] and
+//! [`xray_sdk::is_sqs_message_sampled`] and
 //! [`Entity::begin_subsegment_without_sampling`]. One difference: the SDKs look for the text
 //! `Sampled=1` anywhere in the attribute, where `is_sqs_message_sampled` reads the `Sampled`
 //! field itself, so a `Sampled=1` inside another field's value does not count.
@@ -56,8 +56,8 @@
 //! use serde_json::json;
 //! use xray_aws_sdk::sqs;
 //!
-//! let emitter = xray_core::InMemoryEmitter::new();
-//! let recorder = xray_core::Recorder::builder()
+//! let emitter = xray_sdk::InMemoryEmitter::new();
+//! let recorder = xray_sdk::Recorder::builder()
 //!     .ignore_environment()
 //!     .with_emitter(emitter.clone())
 //!     .build()
@@ -85,7 +85,7 @@
 //! ```
 
 use serde_json::Value;
-use xray_core::{Entity, Recorder, Segment, Subsegment};
+use xray_sdk::{Entity, Recorder, Segment, Subsegment};
 
 use crate::propagation;
 
@@ -134,9 +134,9 @@ pub fn message_trace_header() -> Option<String> {
 /// ```
 /// use xray_aws_sdk::sqs;
 ///
-/// let recorder = xray_core::Recorder::builder()
+/// let recorder = xray_sdk::Recorder::builder()
 ///     .ignore_environment()
-///     .with_emitter(xray_core::InMemoryEmitter::new())
+///     .with_emitter(xray_sdk::InMemoryEmitter::new())
 ///     .build()
 ///     .unwrap();
 /// let header = "Root=1-5759e988-bd862e3fe1be46a994272793;Parent=53995c3f42cd8ad8;Sampled=1";
@@ -195,9 +195,9 @@ pub fn record_trace_header(record: &Value) -> Option<&str> {
 /// use serde_json::json;
 /// use xray_aws_sdk::sqs;
 ///
-/// let recorder = xray_core::Recorder::builder()
+/// let recorder = xray_sdk::Recorder::builder()
 ///     .ignore_environment()
-///     .with_emitter(xray_core::InMemoryEmitter::new())
+///     .with_emitter(xray_sdk::InMemoryEmitter::new())
 ///     .build()
 ///     .unwrap();
 /// let record = json!({
@@ -231,9 +231,9 @@ pub fn begin_record_segment(recorder: &Recorder, name: &str, record: &Value) -> 
 /// use serde_json::json;
 /// use xray_aws_sdk::sqs;
 ///
-/// let recorder = xray_core::Recorder::builder()
+/// let recorder = xray_sdk::Recorder::builder()
 ///     .ignore_environment()
-///     .with_emitter(xray_core::InMemoryEmitter::new())
+///     .with_emitter(xray_sdk::InMemoryEmitter::new())
 ///     .build()
 ///     .unwrap();
 /// let invocation = recorder.begin_lambda_invocation(Some(
@@ -248,7 +248,7 @@ pub fn begin_record_segment(recorder: &Recorder, name: &str, record: &Value) -> 
 /// assert!(work.trace_header().to_string().ends_with(";Sampled=0"));
 /// ```
 pub fn begin_record_subsegment(parent: &Entity, name: &str, record: &Value) -> Subsegment {
-    if record_trace_header(record).is_some_and(xray_core::is_sqs_message_sampled) {
+    if record_trace_header(record).is_some_and(xray_sdk::is_sqs_message_sampled) {
         parent.begin_subsegment(name)
     } else {
         parent.begin_subsegment_without_sampling(name)

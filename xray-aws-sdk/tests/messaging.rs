@@ -3,7 +3,7 @@
 
 use serde_json::{Value, json};
 use xray_aws_sdk::sqs;
-use xray_core::{InMemoryEmitter, Recorder};
+use xray_sdk::{InMemoryEmitter, Recorder};
 
 const PRODUCER: &str = "1-5759e988-bd862e3fe1be46a994272793";
 const INVOCATION: &str =

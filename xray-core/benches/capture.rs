@@ -8,13 +8,13 @@
 //!   `baseline` calls the plain function in that segment, `manual` writes the subsegment by
 //!   hand with `begin_subsegment` + `enter`, `capture` uses the attribute with an annotation.
 //!
-//! Run: `cargo bench -p xray-core --bench capture`
+//! Run: `cargo bench -p xray-sdk --bench capture`
 
 use std::hint::black_box;
 use std::sync::Arc;
 
 use criterion::{Criterion, criterion_group, criterion_main};
-use xray_core::{
+use xray_sdk::{
     ContextMissing, Datagram, EmitError, Emitter, LocalSampler, Recorder, SamplingRules, capture,
 };
 

@@ -12,14 +12,14 @@
 //! arms measure the recorder, not a socket; the per-segment bound is lifted
 //! (`with_max_subsegments_per_segment(usize::MAX)`).
 //!
-//! Run: `cargo bench -p xray-core --bench open_children`
+//! Run: `cargo bench -p xray-sdk --bench open_children`
 
 use std::time::Instant;
 
 use criterion::{
     BatchSize, BenchmarkId, Criterion, SamplingMode, Throughput, criterion_group, criterion_main,
 };
-use xray_core::{
+use xray_sdk::{
     Document, Finished, Recorder, RecorderBuilder, Segment, SegmentId, Subsegment, Transport,
     TransportCounters, TransportStats,
 };

@@ -1,8 +1,8 @@
 //! The recorder's hot paths as plain loops, for instruction counts under callgrind, which
 //! (unlike wall time) are repeatable on a busy machine.
 //!
-//! `cargo bench -p xray-core --bench paths` runs each path briefly (a smoke run). To count:
-//! `cargo bench -p xray-core --bench paths --no-run`, then
+//! `cargo bench -p xray-sdk --bench paths` runs each path briefly (a smoke run). To count:
+//! `cargo bench -p xray-sdk --bench paths --no-run`, then
 //! `valgrind --tool=callgrind target/release/deps/paths-<hash> <path> <iterations>` with
 //! `<path>` one of `baseline`, `sync`, `segment_of_100`, `unsampled`; divide the instructions
 //! by the iterations (run twice with different counts to subtract the setup).
@@ -10,7 +10,7 @@
 use std::hint::black_box;
 use std::net::UdpSocket;
 
-use xray_core::{DaemonAddress, Recorder, SamplingRequest, TraceHeader};
+use xray_sdk::{DaemonAddress, Recorder, SamplingRequest, TraceHeader};
 
 mod support;
 

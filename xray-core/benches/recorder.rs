@@ -7,13 +7,13 @@
 //! forced `Sampled=` header. The A shape is a segment and one subsegment with one annotation
 //! and one metadata entry.
 //!
-//! Run: `cargo bench -p xray-core --bench recorder`
+//! Run: `cargo bench -p xray-sdk --bench recorder`
 
 use std::net::UdpSocket;
 use std::sync::Arc;
 
 use criterion::{Criterion, criterion_group, criterion_main};
-use xray_core::{
+use xray_sdk::{
     DaemonAddress, LocalSampler, Recorder, SamplingRequest, SamplingRules, SharedSampler,
 };
 

@@ -7,7 +7,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 
 use criterion::{Criterion, criterion_group, criterion_main};
 use rand::RngExt;
-use xray_core::{
+use xray_sdk::{
     Clock, LocalSampler, Sampler, SamplingRequest, SamplingRule, SamplingRules, SystemClock,
 };
 

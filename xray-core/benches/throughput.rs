@@ -15,14 +15,14 @@
 //! On Linux with two cores or more, the producing thread and the SDK's sender thread share
 //! core 0 and the sink reads on core 1, as a service beside its daemon would.
 //!
-//! Run: `cargo bench -p xray-core --bench throughput`
+//! Run: `cargo bench -p xray-sdk --bench throughput`
 
 use std::net::UdpSocket;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use criterion::{Criterion, Throughput, criterion_group, criterion_main};
-use xray_core::{
+use xray_sdk::{
     BackgroundEmitter, DAEMON_HEADER, InMemoryEmitter, Recorder, SamplingRequest, UdpEmitter,
 };
 

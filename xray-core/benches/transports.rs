@@ -4,12 +4,12 @@
 //! metadata entry, sampled by the sampler (a rule that samples all), sent to a sink whose
 //! thread reads its socket.
 //!
-//! Run: `cargo bench -p xray-core --features otlp --bench transports`
+//! Run: `cargo bench -p xray-sdk --features otlp --bench transports`
 
 use std::net::UdpSocket;
 
 use criterion::{Criterion, criterion_group, criterion_main};
-use xray_core::{DaemonAddress, Recorder, SamplingRequest, TransportKind};
+use xray_sdk::{DaemonAddress, Recorder, SamplingRequest, TransportKind};
 
 mod support;
 

@@ -33,7 +33,7 @@ pub const ENV_LAMBDA_TRACE_ID: &str = "_X_AMZN_TRACE_ID";
 /// # Examples
 ///
 /// ```
-/// use xray_core::DaemonAddress;
+/// use xray_sdk::DaemonAddress;
 ///
 /// let err = "tcp:127.0.0.1:2000".parse::<DaemonAddress>().unwrap_err();
 /// assert!(err.to_string().contains("AWS_XRAY_DAEMON_ADDRESS"));
@@ -85,7 +85,7 @@ impl ConfigError {
     /// # Examples
     ///
     /// ```
-    /// use xray_core::DaemonAddress;
+    /// use xray_sdk::DaemonAddress;
     ///
     /// let err = "nonsense".parse::<DaemonAddress>().unwrap_err();
     /// assert_eq!(err.variable(), "AWS_XRAY_DAEMON_ADDRESS");
@@ -111,12 +111,12 @@ impl ConfigError {
 /// # Examples
 ///
 /// ```
-/// use xray_core::SamplerKind;
+/// use xray_sdk::SamplerKind;
 ///
 /// assert_eq!("Centralized".parse::<SamplerKind>()?, SamplerKind::Centralized);
 /// assert_eq!("always".parse::<SamplerKind>()?, SamplerKind::Always);
 /// assert!("sometimes".parse::<SamplerKind>().is_err());
-/// # Ok::<(), xray_core::ConfigError>(())
+/// # Ok::<(), xray_sdk::ConfigError>(())
 /// ```
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 #[non_exhaustive]
@@ -172,7 +172,7 @@ impl fmt::Display for SamplerKind {
 /// # Examples
 ///
 /// ```
-/// use xray_core::DaemonAddress;
+/// use xray_sdk::DaemonAddress;
 ///
 /// let one: DaemonAddress = "127.0.0.1:2000".parse()?;
 /// assert_eq!(one.udp(), one.tcp());
@@ -180,7 +180,7 @@ impl fmt::Display for SamplerKind {
 /// let two: DaemonAddress = "udp:127.0.0.1:2001 tcp:127.0.0.1:2002".parse()?;
 /// assert_eq!(two.udp().port(), 2001);
 /// assert_eq!(two.tcp().port(), 2002);
-/// # Ok::<(), xray_core::ConfigError>(())
+/// # Ok::<(), xray_sdk::ConfigError>(())
 /// ```
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct DaemonAddress {
@@ -325,11 +325,11 @@ fn resolve(host_port: &str) -> Result<SocketAddr, &'static str> {
 /// # Examples
 ///
 /// ```
-/// use xray_core::ContextMissing;
+/// use xray_sdk::ContextMissing;
 ///
 /// assert_eq!("log_error".parse::<ContextMissing>()?, ContextMissing::LogError);
 /// assert_eq!(ContextMissing::default(), ContextMissing::LogError);
-/// # Ok::<(), xray_core::ConfigError>(())
+/// # Ok::<(), xray_sdk::ConfigError>(())
 /// ```
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 #[non_exhaustive]
@@ -371,11 +371,11 @@ impl FromStr for ContextMissing {
 /// # Examples
 ///
 /// ```
-/// use xray_core::TransportKind;
+/// use xray_sdk::TransportKind;
 ///
 /// assert_eq!("udp".parse::<TransportKind>()?, TransportKind::Segments);
 /// assert!("carrier-pigeon".parse::<TransportKind>().is_err());
-/// # Ok::<(), xray_core::ConfigError>(())
+/// # Ok::<(), xray_sdk::ConfigError>(())
 /// ```
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 #[non_exhaustive]
@@ -405,7 +405,7 @@ impl FromStr for TransportKind {
             #[cfg(feature = "otlp")]
             return Ok(Self::OtlpUdp);
             #[cfg(not(feature = "otlp"))]
-            Err(err("this build of xray-core lacks the `otlp` feature"))
+            Err(err("this build of xray-sdk lacks the `otlp` feature"))
         } else {
             Err(err("expected `udp` or `otlp-udp`"))
         }

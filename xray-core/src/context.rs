@@ -59,7 +59,7 @@ static HELD_ACROSS_AWAIT_LOG: LogLimiter = LogLimiter::new(60);
 /// # Examples
 ///
 /// ```
-/// use xray_core::{current, Recorder, InMemoryEmitter};
+/// use xray_sdk::{current, Recorder, InMemoryEmitter};
 ///
 /// let recorder = Recorder::builder().with_emitter(InMemoryEmitter::new()).build()?;
 /// assert!(current().is_none());
@@ -69,7 +69,7 @@ static HELD_ACROSS_AWAIT_LOG: LogLimiter = LogLimiter::new(60);
 ///     assert_eq!(current().unwrap().id(), segment.id());
 /// }
 /// assert!(current().is_none());
-/// # Ok::<(), xray_core::ConfigError>(())
+/// # Ok::<(), xray_sdk::ConfigError>(())
 /// ```
 pub fn current() -> Option<Entity> {
     STACK
@@ -86,7 +86,7 @@ pub fn current() -> Option<Entity> {
 /// user and flags go, from anywhere in the code that serves it. `None` outside any segment.
 ///
 /// ```
-/// use xray_core::{InMemoryEmitter, Recorder, current_segment};
+/// use xray_sdk::{InMemoryEmitter, Recorder, current_segment};
 ///
 /// let recorder = Recorder::builder().with_emitter(InMemoryEmitter::new()).build()?;
 /// assert!(current_segment().is_none());
@@ -94,7 +94,7 @@ pub fn current() -> Option<Entity> {
 /// let sub = segment.begin_subsegment("pricing");
 /// let _current = sub.enter();
 /// assert_eq!(current_segment().unwrap().id(), segment.id());
-/// # Ok::<(), xray_core::ConfigError>(())
+/// # Ok::<(), xray_sdk::ConfigError>(())
 /// ```
 pub fn current_segment() -> Option<Entity> {
     current().map(|entity| entity.segment())
@@ -132,7 +132,7 @@ pub(crate) fn current_is_recording() -> Option<bool> {
 /// be handed to a multi-threaded `tokio::spawn`:
 ///
 /// ```compile_fail,E0277
-/// # use xray_core::Recorder;
+/// # use xray_sdk::Recorder;
 /// fn spawn<F: std::future::Future + Send>(_: F) {}
 ///
 /// let segment = Recorder::disabled().begin_segment("job");
@@ -145,9 +145,9 @@ pub(crate) fn current_is_recording() -> Option<bool> {
 /// A future that is never sent can still hold one (one given to `block_on`, or a branch of a
 /// `join!`), and no type can forbid that. Inside a [`WithContext`] (what the wrappers above
 /// build, and what `#[capture]` and the tower layers poll through) such a guard stops applying
-/// when the poll returns, and a warning is logged (once a minute, target `xray_core::context`);
+/// when the poll returns, and a warning is logged (once a minute, target `xray_sdk::context`);
 /// outside one, nothing can see the `.await`. Clippy can flag the pattern everywhere: with
-/// `await-holding-invalid-types = [{ path = "xray_core::ContextGuard", reason = "use
+/// `await-holding-invalid-types = [{ path = "xray_sdk::ContextGuard", reason = "use
 /// FutureExt::with_context" }]` in `clippy.toml`, `clippy::await_holding_invalid_type` reports
 /// each guard held across an `.await`.
 #[must_use = "the entity is current only while the guard lives"]
@@ -196,7 +196,7 @@ impl Drop for ContextGuard {
         drop(removed);
         if out_of_order {
             tracing::debug!(
-                target: "xray_core::context",
+                target: "xray_sdk::context",
                 "a context guard was dropped before one entered after it; the context is \
                  restored to the newest entity still entered"
             );
@@ -265,7 +265,7 @@ impl Drop for PollScope {
         drop(held);
         if held_across_await && HELD_ACROSS_AWAIT_LOG.allow(SystemClock.now_micros()) {
             tracing::warn!(
-                target: "xray_core::context",
+                target: "xray_sdk::context",
                 "an X-Ray context guard (`Entity::enter`) was held across an `.await`; it stopped \
                  applying there. Wrap the future with `FutureExt::with_context` or \
                  `Subsegment::instrument` instead"
@@ -382,7 +382,7 @@ impl<F: Future> Future for WithContext<F> {
 /// # Examples
 ///
 /// ```
-/// use xray_core::{current, FutureExt, InMemoryEmitter, Recorder};
+/// use xray_sdk::{current, FutureExt, InMemoryEmitter, Recorder};
 ///
 /// # fn block_on<F: std::future::Future>(f: F) -> F::Output {
 /// #     let mut f = std::pin::pin!(f);
@@ -394,7 +394,7 @@ impl<F: Future> Future for WithContext<F> {
 /// let id = segment.id();
 /// let seen = block_on(async { current().map(|e| e.id()) }.with_context(segment.entity().clone()));
 /// assert_eq!(seen, Some(id));
-/// # Ok::<(), xray_core::ConfigError>(())
+/// # Ok::<(), xray_sdk::ConfigError>(())
 /// ```
 pub trait FutureExt: Future + Sized {
     /// Makes `entity` current whenever this future is polled.

@@ -24,7 +24,7 @@ use crate::id::{SegmentId, TraceId};
 /// # Examples
 ///
 /// ```
-/// use xray_core::{Sampled, TraceHeader};
+/// use xray_sdk::{Sampled, TraceHeader};
 ///
 /// let header: TraceHeader = "Root=1-5759e988-bd862e3fe1be46a994272793;Sampled=?".parse()?;
 /// assert_eq!(header.sampled(), Sampled::Requested);
@@ -33,7 +33,7 @@ use crate::id::{SegmentId, TraceId};
 /// assert_eq!(Sampled::from(true), Sampled::Yes);
 /// assert_eq!(Sampled::Yes.as_str(), Some("1"));
 /// assert_eq!(Sampled::Unknown.as_str(), None);
-/// # Ok::<(), xray_core::ParseTraceHeaderError>(())
+/// # Ok::<(), xray_sdk::ParseTraceHeaderError>(())
 /// ```
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default)]
 pub enum Sampled {
@@ -101,7 +101,7 @@ impl From<bool> for Sampled {
 /// # Examples
 ///
 /// ```
-/// use xray_core::TraceHeader;
+/// use xray_sdk::TraceHeader;
 ///
 /// let err = "Parent=53995c3f42cd8ad8;Sampled=1".parse::<TraceHeader>().unwrap_err();
 /// assert!(err.is_missing_root());
@@ -109,7 +109,7 @@ impl From<bool> for Sampled {
 /// // A malformed root is replaced, not an error.
 /// let header: TraceHeader = "Root=1-5759e988-xyz;Sampled=1".parse()?;
 /// assert_eq!(header.received_root(), Some("1-5759e988-xyz"));
-/// # Ok::<(), xray_core::ParseTraceHeaderError>(())
+/// # Ok::<(), xray_sdk::ParseTraceHeaderError>(())
 /// ```
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 #[error("{}", .kind.message())]
@@ -156,7 +156,7 @@ impl ParseTraceHeaderError {
 /// # Examples
 ///
 /// ```
-/// use xray_core::{TraceHeader, TraceId};
+/// use xray_sdk::{TraceHeader, TraceId};
 ///
 /// let header = TraceHeader::new(TraceId::new());
 /// assert!(header.clone().with_extra("Parent", "x").unwrap_err().is_reserved_key());
@@ -254,7 +254,7 @@ impl ExtraFieldError {
 /// # Examples
 ///
 /// ```
-/// use xray_core::{Sampled, SegmentId, TraceHeader};
+/// use xray_sdk::{Sampled, SegmentId, TraceHeader};
 ///
 /// let incoming: TraceHeader =
 ///     "Root=1-5759e988-bd862e3fe1be46a994272793; Parent=53995c3f42cd8ad8; Sampled=1; Tenant=blue"
@@ -271,7 +271,7 @@ impl ExtraFieldError {
 /// // Building one for a new trace:
 /// let header = TraceHeader::new(incoming.root()).with_sampled(Sampled::No);
 /// assert_eq!(header.to_string(), "Root=1-5759e988-bd862e3fe1be46a994272793;Sampled=0");
-/// # Ok::<(), xray_core::ParseTraceHeaderError>(())
+/// # Ok::<(), xray_sdk::ParseTraceHeaderError>(())
 /// ```
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
 pub struct TraceHeader {
@@ -473,7 +473,7 @@ impl TraceHeader {
     /// # Examples
     ///
     /// ```
-    /// use xray_core::{Sampled, TraceHeader};
+    /// use xray_sdk::{Sampled, TraceHeader};
     ///
     /// let header: TraceHeader = "Root=fake;Sampled=1;Lineage=10:1234abcd:3".parse()?;
     /// assert_eq!(header.received_root(), Some("fake"));
@@ -481,7 +481,7 @@ impl TraceHeader {
     /// // The rest of the header stands.
     /// assert_eq!(header.sampled(), Sampled::Yes);
     /// assert_eq!(header.lineage(), Some("10:1234abcd:3"));
-    /// # Ok::<(), xray_core::ParseTraceHeaderError>(())
+    /// # Ok::<(), xray_sdk::ParseTraceHeaderError>(())
     /// ```
     pub fn received_root(&self) -> Option<&str> {
         self.received.as_ref()?.root.as_deref()
@@ -493,13 +493,13 @@ impl TraceHeader {
     /// # Examples
     ///
     /// ```
-    /// use xray_core::TraceHeader;
+    /// use xray_sdk::TraceHeader;
     ///
     /// let header: TraceHeader =
     ///     "Root=1-5759e988-bd862e3fe1be46a994272793;Parent=53995c3f".parse()?;
     /// assert_eq!(header.parent(), None);
     /// assert_eq!(header.received_parent(), Some("53995c3f"));
-    /// # Ok::<(), xray_core::ParseTraceHeaderError>(())
+    /// # Ok::<(), xray_sdk::ParseTraceHeaderError>(())
     /// ```
     pub fn received_parent(&self) -> Option<&str> {
         self.received.as_ref()?.parent.as_deref()
@@ -568,7 +568,7 @@ impl TraceHeader {
     /// # Examples
     ///
     /// ```
-    /// use xray_core::{SegmentId, TraceHeader};
+    /// use xray_sdk::{SegmentId, TraceHeader};
     ///
     /// let incoming: TraceHeader =
     ///     "Root=1-5759e988-bd862e3fe1be46a994272793;Parent=53995c3f42cd8ad8;Sampled=?;Foo=bar"
@@ -581,7 +581,7 @@ impl TraceHeader {
     ///     buf,
     ///     "Root=1-5759e988-bd862e3fe1be46a994272793;Parent=0123456789abcdef;Sampled=1;Foo=bar"
     /// );
-    /// # Ok::<(), xray_core::ParseTraceHeaderError>(())
+    /// # Ok::<(), xray_sdk::ParseTraceHeaderError>(())
     /// ```
     pub fn downstream(&self, parent: SegmentId, sampled: bool) -> DownstreamHeader<'_> {
         DownstreamHeader {
@@ -599,7 +599,7 @@ impl TraceHeader {
     /// # Examples
     ///
     /// ```
-    /// use xray_core::TraceHeader;
+    /// use xray_sdk::TraceHeader;
     ///
     /// let asked: TraceHeader = "Root=1-5759e988-bd862e3fe1be46a994272793;Sampled=?".parse()?;
     /// assert_eq!(
@@ -609,7 +609,7 @@ impl TraceHeader {
     ///
     /// let told: TraceHeader = "Root=1-5759e988-bd862e3fe1be46a994272793;Sampled=1".parse()?;
     /// assert_eq!(told.response(true).to_string(), "Root=1-5759e988-bd862e3fe1be46a994272793");
-    /// # Ok::<(), xray_core::ParseTraceHeaderError>(())
+    /// # Ok::<(), xray_sdk::ParseTraceHeaderError>(())
     /// ```
     pub fn response(&self, sampled: bool) -> ResponseHeader {
         let header = ResponseHeader::new(self.root);
@@ -668,7 +668,7 @@ impl<'a> Iterator for ExtraFields<'a> {
 /// # Examples
 ///
 /// ```
-/// use xray_core::{SegmentId, TraceHeader, TraceId};
+/// use xray_sdk::{SegmentId, TraceHeader, TraceId};
 ///
 /// let header = TraceHeader::new(TraceId::from_parts(0x5759e988, 0xbd862e3fe1be46a994272793));
 /// let out = header.downstream(SegmentId::from_u64(0x53995c3f42cd8ad8), false);
@@ -722,7 +722,7 @@ impl fmt::Display for DownstreamHeader<'_> {
 /// # Examples
 ///
 /// ```
-/// use xray_core::{ResponseHeader, TraceId};
+/// use xray_sdk::{ResponseHeader, TraceId};
 ///
 /// let root = TraceId::from_parts(0x5759e988, 0xbd862e3fe1be46a994272793);
 /// let mut buf = String::new();
@@ -778,7 +778,7 @@ impl fmt::Display for ResponseHeader {
 /// # Examples
 ///
 /// ```
-/// use xray_core::is_sqs_message_sampled;
+/// use xray_sdk::is_sqs_message_sampled;
 ///
 /// assert!(is_sqs_message_sampled("Root=1-5759e988-bd862e3fe1be46a994272793;Sampled=1"));
 /// assert!(!is_sqs_message_sampled("Root=1-5759e988-bd862e3fe1be46a994272793;Sampled=0"));

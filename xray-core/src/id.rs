@@ -20,7 +20,7 @@ use serde::{Deserialize, Deserializer, Serialize, Serializer};
 /// # Examples
 ///
 /// ```
-/// use xray_core::TraceId;
+/// use xray_sdk::TraceId;
 ///
 /// let err = "1-5759e988-xyz".parse::<TraceId>().unwrap_err();
 /// assert!(err.to_string().contains("trace id"));
@@ -48,7 +48,7 @@ pub enum ParseIdError {
 /// # Examples
 ///
 /// ```
-/// use xray_core::TraceId;
+/// use xray_sdk::TraceId;
 ///
 /// let id: TraceId = "1-5759e988-bd862e3fe1be46a994272793".parse()?;
 /// assert_eq!(id.epoch_seconds(), 0x5759e988);
@@ -60,7 +60,7 @@ pub enum ParseIdError {
 /// let upper: TraceId = "1-632BB806-bd862e3fe1be46a994272793".parse()?;
 /// assert_eq!(upper.to_string(), "1-632BB806-bd862e3fe1be46a994272793");
 /// assert_eq!(upper.to_lowercase().to_string(), "1-632bb806-bd862e3fe1be46a994272793");
-/// # Ok::<(), xray_core::ParseIdError>(())
+/// # Ok::<(), xray_sdk::ParseIdError>(())
 /// ```
 #[derive(Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub struct TraceId {
@@ -230,13 +230,13 @@ impl<'de> Deserialize<'de> for TraceId {
 /// # Examples
 ///
 /// ```
-/// use xray_core::SegmentId;
+/// use xray_sdk::SegmentId;
 ///
 /// let id: SegmentId = "53995c3f42cd8ad8".parse()?;
 /// assert_eq!(id.as_u64(), 0x53995c3f42cd8ad8);
 /// assert_eq!(id.to_string(), "53995c3f42cd8ad8");
 /// assert_ne!(SegmentId::new().as_u64(), 0);
-/// # Ok::<(), xray_core::ParseIdError>(())
+/// # Ok::<(), xray_sdk::ParseIdError>(())
 /// ```
 #[derive(Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub struct SegmentId(u64);

@@ -1,6 +1,6 @@
 //! AWS X-Ray instrumentation for Rust.
 //!
-//! `xray-core` records what a service does as X-Ray *segments* (one per request or unit of
+//! `xray-sdk` records what a service does as X-Ray *segments* (one per request or unit of
 //! work) and *subsegments* (the calls and steps inside it), and sends them to the X-Ray daemon,
 //! which forwards them to AWS X-Ray. The other `xray-*` crates build on it: `xray-tower`
 //! (axum and hyper), `xray-aws-sdk` (aws-sdk-rust calls), `xray-macros` (`#[capture]`) and
@@ -9,7 +9,7 @@
 //! # Quick start
 //!
 //! ```
-//! use xray_core::{InMemoryEmitter, Recorder};
+//! use xray_sdk::{InMemoryEmitter, Recorder};
 //!
 //! // In production: `Recorder::global()`, configured from the environment, sending to the
 //! // daemon at 127.0.0.1:2000. Here the documents are kept in memory.
@@ -76,7 +76,7 @@
 //!
 //! A bad value fails [`RecorderBuilder::build`] with an error naming the variable and the
 //! value; [`Recorder::global`] logs it instead and keeps that one setting's default.
-//! Every build logs one `INFO` line (target `xray_core::recorder`) with the service name,
+//! Every build logs one `INFO` line (target `xray_sdk::recorder`) with the service name,
 //! the daemon, the sampler and the transport in use.
 //!
 //! # AWS Lambda
@@ -101,7 +101,7 @@
 //! evicted), how long an ended segment waits for a subsegment still open (then it is sent with
 //! it `in_progress`), and how long [`Recorder::shutdown`] and dropping the recorder wait for a
 //! slow or hung network. Each of them is counted. Logs go through the
-//! [`tracing`](https://docs.rs/tracing) facade, under targets that start with `xray_core`.
+//! [`tracing`](https://docs.rs/tracing) facade, under targets that start with `xray_sdk`.
 //!
 //! # Feature flags
 //!
@@ -114,6 +114,8 @@
 //!
 //! The minimum supported Rust version is 1.94.
 #![deny(missing_docs)]
+// On docs.rs, items behind a feature are marked with the feature they need.
+#![cfg_attr(docsrs, feature(doc_cfg))]
 
 #[doc(hidden)]
 pub mod __private;

@@ -9,8 +9,8 @@
 //! # Examples
 //!
 //! ```
-//! use xray_core::outgoing::{OutgoingCall, begin_call, end_call};
-//! use xray_core::{InMemoryEmitter, Recorder};
+//! use xray_sdk::outgoing::{OutgoingCall, begin_call, end_call};
+//! use xray_sdk::{InMemoryEmitter, Recorder};
 //!
 //! let emitter = InMemoryEmitter::new();
 //! let recorder = Recorder::builder().with_emitter(emitter.clone()).build()?;
@@ -34,7 +34,7 @@
 //! assert_eq!(sub["http"]["request"]["url"], "http://inventory.internal/items/42");
 //! assert_eq!(sub["http"]["response"]["status"], 200);
 //! assert_eq!(sub["http"]["response"]["content_length"], 17);
-//! # Ok::<(), xray_core::ConfigError>(())
+//! # Ok::<(), xray_sdk::ConfigError>(())
 //! ```
 
 use std::fmt;

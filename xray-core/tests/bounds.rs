@@ -8,7 +8,7 @@ use std::time::{Duration, Instant};
 
 use parking_lot::{Condvar, Mutex};
 use serde_json::Value;
-use xray_core::{
+use xray_sdk::{
     BackgroundEmitter, Datagram, EmitError, Emitter, Finished, InMemoryEmitter, LocalSampler,
     ManualClock, Recorder, RecorderBuilder, SamplingRules, Segment, SharedSampler, Subsegment,
     Transport, TransportCounters, TransportErrorKind, TransportStats,
@@ -45,7 +45,7 @@ fn find<'a>(docs: &'a [Value], name: &str) -> &'a Value {
         .unwrap_or_else(|| panic!("no document named {name}: {docs:?}"))
 }
 
-fn id(e: &xray_core::Entity) -> String {
+fn id(e: &xray_sdk::Entity) -> String {
     e.id().to_string()
 }
 

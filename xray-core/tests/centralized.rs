@@ -12,7 +12,7 @@ use std::time::{Duration, Instant};
 
 use parking_lot::Mutex;
 use serde_json::{Value, json};
-use xray_core::{
+use xray_sdk::{
     CentralizedSampler, DaemonAddress, DecidingRule, InMemoryEmitter, ManualClock, Recorder,
     Sampler, SamplingDecision, SamplingProxyErrorKind, SamplingReason, SamplingRequest,
 };

@@ -7,13 +7,13 @@ use std::sync::{Arc, Mutex};
 use tracing::field::{Field, Visit};
 use tracing::span::{Attributes, Id, Record};
 use tracing::{Event, Metadata, Subscriber};
-use xray_core::plugins::DetectOptions;
-use xray_core::{
+use xray_sdk::plugins::DetectOptions;
+use xray_sdk::{
     ConfigError, DecidingRule, InMemoryEmitter, Recorder, RecorderBuilder, SamplingRequest,
     TraceHeader, TransportErrorKind,
 };
 
-/// The events logged under `xray_core` targets, each as its fields.
+/// The events logged under `xray_sdk` targets, each as its fields.
 #[derive(Default)]
 struct Lines(Mutex<Vec<HashMap<String, String>>>);
 
@@ -42,7 +42,7 @@ impl Subscriber for Lines {
     fn record(&self, _: &Id, _: &Record<'_>) {}
     fn record_follows_from(&self, _: &Id, _: &Id) {}
     fn event(&self, event: &Event<'_>) {
-        if event.metadata().target().starts_with("xray_core") {
+        if event.metadata().target().starts_with("xray_sdk") {
             let mut fields = HashMap::new();
             fields.insert("level".to_owned(), event.metadata().level().to_string());
             fields.insert("target".to_owned(), event.metadata().target().to_owned());
@@ -184,7 +184,7 @@ fn the_environment_chooses_the_sampler_and_the_rules() {
 #[test]
 fn a_rules_file_that_cannot_be_read_gives_the_operating_systems_reason() {
     let missing = std::env::temp_dir().join("xray-no-such-dir/rules.json");
-    let err = xray_core::SamplingRules::from_file(&missing).unwrap_err();
+    let err = xray_sdk::SamplingRules::from_file(&missing).unwrap_err();
     let text = err.to_string();
     assert!(text.contains("xray-no-such-dir/rules.json"), "{text}");
     assert!(text.contains("os error"), "{text}");
@@ -293,7 +293,7 @@ fn a_bad_tracing_name_is_reported_once_not_per_segment() {
     assert!(
         lines
             .iter()
-            .filter(|l| l["target"] == "xray_core::document")
+            .filter(|l| l["target"] == "xray_sdk::document")
             .count()
             <= 1,
         "{lines:?}"

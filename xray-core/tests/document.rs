@@ -11,7 +11,7 @@ use std::sync::{Arc, Mutex};
 use proptest::prelude::*;
 use serde_json::{Value, json};
 use support::{Schema, to_checked_json};
-use xray_core::{
+use xray_sdk::{
     AnnotationError, AnnotationValue, Aws, Cause, CloudwatchLogs, Document, Ec2, Ecs, Eks,
     ElasticBeanstalk, Exception, HttpRequest, Namespace, SegmentId, Service, SpanLink, Sql,
     StackFrame, StatusFlags, TraceId, XraySdk, seconds_from_micros,

@@ -27,7 +27,7 @@ use std::path::Path;
 use proptest::prelude::*;
 use regex::Regex;
 use serde_json::Value;
-use xray_core::{
+use xray_sdk::{
     ParseTraceHeaderError, ResponseHeader, Sampled, SegmentId, TraceHeader, TraceId,
     is_sqs_message_sampled,
 };

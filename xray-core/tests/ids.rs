@@ -21,7 +21,7 @@ use std::time::{SystemTime, UNIX_EPOCH};
 use proptest::prelude::*;
 use regex::Regex;
 use serde_json::Value;
-use xray_core::{SegmentId, TraceId};
+use xray_sdk::{SegmentId, TraceId};
 
 fn vectors() -> Value {
     let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/data/ids.json");

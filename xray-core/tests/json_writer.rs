@@ -6,7 +6,7 @@ use std::fmt;
 
 use proptest::prelude::*;
 use serde_json::{Value, json};
-use xray_core::{
+use xray_sdk::{
     Cause, Document, Ec2, HttpRequest, Namespace, SegmentId, Service, Sql, TraceId, XraySdk,
 };
 
@@ -256,7 +256,7 @@ fn apply(d: &mut Document, e: Edit) {
             d.add_cause(Cause::from_error(&Failure(msg)).with_remote(remote));
         }
         Edit::Annotation(k, v) => {
-            if let Ok(v) = xray_core::AnnotationValue::try_from(v) {
+            if let Ok(v) = xray_sdk::AnnotationValue::try_from(v) {
                 let _ = d.put_annotation(&k, v);
             }
         }

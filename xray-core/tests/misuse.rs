@@ -10,7 +10,7 @@ use std::sync::{Arc, Barrier};
 use std::time::Duration;
 
 use serde_json::{Value, json};
-use xray_core::{
+use xray_sdk::{
     Entity, FutureExt, InMemoryEmitter, Recorder, SamplerKind, Segment, Subsegment, current,
 };
 

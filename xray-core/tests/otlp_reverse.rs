@@ -16,15 +16,15 @@ use prost::Message as _;
 use serde_json::Value;
 use support::scenarios::build;
 use support::{Schema, check_assertions, load_json, to_checked_json};
-use xray_core::otlp::proto::tonic::collector::trace::v1::ExportTraceServiceRequest;
-use xray_core::otlp::proto::tonic::common::v1::any_value::Value as Any;
-use xray_core::otlp::proto::tonic::common::v1::{AnyValue, ArrayValue, KeyValue, KeyValueList};
-use xray_core::otlp::proto::tonic::resource::v1::Resource;
-use xray_core::otlp::proto::tonic::trace::v1::span::{Event, Link, SpanKind};
-use xray_core::otlp::proto::tonic::trace::v1::status::StatusCode;
-use xray_core::otlp::proto::tonic::trace::v1::{ResourceSpans, ScopeSpans, Span, Status};
-use xray_core::otlp::{to_documents, to_spans};
-use xray_core::{
+use xray_sdk::otlp::proto::tonic::collector::trace::v1::ExportTraceServiceRequest;
+use xray_sdk::otlp::proto::tonic::common::v1::any_value::Value as Any;
+use xray_sdk::otlp::proto::tonic::common::v1::{AnyValue, ArrayValue, KeyValue, KeyValueList};
+use xray_sdk::otlp::proto::tonic::resource::v1::Resource;
+use xray_sdk::otlp::proto::tonic::trace::v1::span::{Event, Link, SpanKind};
+use xray_sdk::otlp::proto::tonic::trace::v1::status::StatusCode;
+use xray_sdk::otlp::proto::tonic::trace::v1::{ResourceSpans, ScopeSpans, Span, Status};
+use xray_sdk::otlp::{to_documents, to_spans};
+use xray_sdk::{
     Cause, CloudwatchLogs, Document, Ecs, Finished, FinishedKind, SegmentId, SpanLink, TraceId,
 };
 

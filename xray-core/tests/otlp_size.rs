@@ -21,9 +21,9 @@ use opentelemetry_proto::transform::common::tonic::ResourceAttributesWithSchema;
 use opentelemetry_proto::transform::trace::tonic::group_spans_by_resource_and_scope;
 use opentelemetry_sdk::trace::{SpanData, SpanEvents, SpanLinks};
 use prost::Message as _;
-use xray_core::otlp::proto::tonic::collector::trace::v1::ExportTraceServiceRequest;
-use xray_core::otlp::proto::tonic::trace::v1 as proto;
-use xray_core::{
+use xray_sdk::otlp::proto::tonic::collector::trace::v1::ExportTraceServiceRequest;
+use xray_sdk::otlp::proto::tonic::trace::v1 as proto;
+use xray_sdk::{
     DAEMON_HEADER, DaemonAddress, LocalSampler, Recorder, SamplingRules, TransportKind,
 };
 

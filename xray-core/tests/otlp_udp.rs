@@ -8,9 +8,9 @@ use std::time::Duration;
 
 use base64::Engine as _;
 use prost::Message as _;
-use xray_core::otlp::proto::tonic::collector::trace::v1::ExportTraceServiceRequest;
-use xray_core::otlp::proto::tonic::trace::v1::Span;
-use xray_core::{
+use xray_sdk::otlp::proto::tonic::collector::trace::v1::ExportTraceServiceRequest;
+use xray_sdk::otlp::proto::tonic::trace::v1::Span;
+use xray_sdk::{
     ConfigError, DAEMON_HEADER, DaemonAddress, LocalSampler, MAX_DATAGRAM_LEN, Recorder,
     RecorderBuilder, SamplingRules, TransportKind,
 };
@@ -194,6 +194,6 @@ fn a_receiver_that_is_down_is_counted_not_raised() {
     assert!(stats.failed >= 1, "{stats:?}");
     assert_eq!(
         stats.last_error,
-        Some(xray_core::TransportErrorKind::Refused)
+        Some(xray_sdk::TransportErrorKind::Refused)
     );
 }

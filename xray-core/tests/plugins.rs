@@ -12,8 +12,8 @@ use std::thread;
 use std::time::{Duration, Instant};
 
 use serde_json::{Value, json};
-use xray_core::plugins::{self, DetectOptions, Environment, Plugin};
-use xray_core::{Document, SegmentId, TraceId};
+use xray_sdk::plugins::{self, DetectOptions, Environment, Plugin};
+use xray_sdk::{Document, SegmentId, TraceId};
 
 // ===== stand-in servers =====
 
@@ -947,8 +947,8 @@ fn an_empty_environment_changes_nothing() {
 fn the_recorder_detects_its_environment_off_the_request_path() {
     let ecs = ecs_v4("EC2", 200);
     let uri = format!("{}{ECS_PATH}", ecs.url());
-    let emitter = xray_core::InMemoryEmitter::new();
-    let recorder = xray_core::Recorder::builder()
+    let emitter = xray_sdk::InMemoryEmitter::new();
+    let recorder = xray_sdk::Recorder::builder()
         .with_env(move |key| match key {
             "ECS_CONTAINER_METADATA_URI_V4" => Some(uri.clone()),
             "XRAY_SAMPLER" => Some("always".to_owned()),
@@ -979,8 +979,8 @@ fn the_recorder_detects_its_environment_off_the_request_path() {
     assert_eq!(doc["aws"]["xray"]["sdk"], "X-Ray for Rust");
 
     // With detection off, nothing is asked and nothing is added.
-    let quiet = xray_core::InMemoryEmitter::new();
-    let recorder = xray_core::Recorder::builder()
+    let quiet = xray_sdk::InMemoryEmitter::new();
+    let recorder = xray_sdk::Recorder::builder()
         .with_env(|key| (key == "AWS_XRAY_PLUGINS").then(|| "none".to_owned()))
         .with_emitter(quiet.clone())
         .build()

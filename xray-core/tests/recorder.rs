@@ -9,7 +9,7 @@ use std::time::Duration;
 
 use serde_json::{Value, json};
 use util::{UdpSink, walk};
-use xray_core::{
+use xray_sdk::{
     ContextMissing, DaemonAddress, InMemoryEmitter, LocalSampler, ManualClock, Recorder,
     RecorderBuilder, SamplingRequest, SamplingRules, SharedSampler, TraceHeader,
     TransportErrorKind, current,
@@ -195,7 +195,7 @@ fn many_threads_produce_separate_complete_traces() {
 
 #[test]
 fn tokio_tasks_keep_their_context_across_awaits_and_threads() {
-    use xray_core::FutureExt;
+    use xray_sdk::FutureExt;
     let (recorder, emitter) = memory_recorder();
     let rt = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
@@ -318,9 +318,9 @@ fn nested_subtrees_arrive_whole_in_the_order_they_completed() {
     a1.end();
     // A document embedded by hand comes before the subsegments recorded under the segment.
     segment.update(|doc| {
-        doc.add_subsegment(xray_core::Document::new(
+        doc.add_subsegment(xray_sdk::Document::new(
             "manual",
-            xray_core::SegmentId::new(),
+            xray_sdk::SegmentId::new(),
             1.0,
         ))
     });
@@ -347,7 +347,7 @@ fn nested_subtrees_arrive_whole_in_the_order_they_completed() {
     assert_eq!(names(&a["subsegments"][0]), ["a1x"]);
     assert!(root["subsegments"][1].get("subsegments").is_none());
     // Read back as a `Document`, the tree serializes to the same JSON value.
-    let doc: xray_core::Document = serde_json::from_value(root.clone()).unwrap();
+    let doc: xray_sdk::Document = serde_json::from_value(root.clone()).unwrap();
     assert_eq!(&serde_json::to_value(&doc).unwrap(), root);
 }
 
@@ -761,7 +761,7 @@ fn global_recorder_defaults_without_configuration() {
 fn nesting_depth_is_bounded_and_documents_stay_parseable() {
     let (recorder, emitter) = memory_recorder();
     let segment = recorder.begin_segment("deep");
-    let mut chain: Vec<xray_core::Subsegment> = Vec::new();
+    let mut chain: Vec<xray_sdk::Subsegment> = Vec::new();
     for _ in 0..100 {
         let next = match chain.last() {
             Some(parent) => parent.begin_subsegment("level"),
@@ -844,9 +844,9 @@ fn ten_thousand_subsegments_over_udp() {
 #[test]
 fn one_segment_shared_by_many_threads() {
     fn assert_send_sync<T: Send + Sync>() {}
-    assert_send_sync::<xray_core::Entity>();
-    assert_send_sync::<xray_core::Segment>();
-    assert_send_sync::<xray_core::Subsegment>();
+    assert_send_sync::<xray_sdk::Entity>();
+    assert_send_sync::<xray_sdk::Segment>();
+    assert_send_sync::<xray_sdk::Subsegment>();
 
     let (recorder, emitter) = memory_recorder();
     let segment = recorder.begin_segment("fan-out");
@@ -894,7 +894,7 @@ fn background_sender_and_flush() {
 
 #[test]
 fn a_rules_file_is_used_and_a_bad_one_falls_back_to_the_defaults() {
-    use xray_core::DecidingRule;
+    use xray_sdk::DecidingRule;
     let dir = std::env::temp_dir().join(format!("xray-rules-{}", std::process::id()));
     std::fs::create_dir_all(&dir).unwrap();
     let good = dir.join("good.json");
@@ -954,7 +954,7 @@ fn outgoing_headers_carry_the_incoming_extra_fields_but_never_self() {
         .unwrap();
     for upstream in [
         incoming.clone(),
-        incoming.clone().with_sampled(xray_core::Sampled::No),
+        incoming.clone().with_sampled(xray_sdk::Sampled::No),
     ] {
         let segment = recorder.begin_segment_with("api", Some(&upstream), &SamplingRequest::new());
         let call = segment.begin_subsegment("call");

@@ -5,7 +5,7 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 
 use serde_json::Value;
-use xray_core::{
+use xray_sdk::{
     DecidingRule, LocalSampler, ManualClock, RulesErrorKind, Sampler, SamplingReason,
     SamplingRequest, SamplingRule, SamplingRules, SharedClock,
 };
@@ -310,7 +310,7 @@ fn reservoir_admits_exactly_the_target_each_second() {
 }
 
 fn clock_micros_in_second(clock: &ManualClock) -> u64 {
-    use xray_core::Clock;
+    use xray_sdk::Clock;
     clock.now_micros() % 1_000_000
 }
 
@@ -466,7 +466,7 @@ fn explain_logs_at_debug() {
         fn record_follows_from(&self, _: &Id, _: &Id) {}
         fn event(&self, event: &Event<'_>) {
             let meta = event.metadata();
-            if meta.target() == "xray_core::sampling" && *meta.level() == Level::DEBUG {
+            if meta.target() == "xray_sdk::sampling" && *meta.level() == Level::DEBUG {
                 self.0.fetch_add(1, Ordering::Relaxed);
             }
         }
@@ -520,7 +520,7 @@ fn missing_attributes_match_implicitly() {
 fn error_is_one_pointer() {
     // Errors are rare; the happy path should not pay for a wide `Result`.
     assert_eq!(
-        std::mem::size_of::<xray_core::RulesError>(),
+        std::mem::size_of::<xray_sdk::RulesError>(),
         std::mem::size_of::<usize>()
     );
 }
@@ -528,7 +528,7 @@ fn error_is_one_pointer() {
 mod never_panics {
     use proptest::prelude::*;
     use serde_json::{Value, json};
-    use xray_core::{LocalSampler, Sampler, SamplingRequest, SamplingRules};
+    use xray_sdk::{LocalSampler, Sampler, SamplingRequest, SamplingRules};
 
     /// Any JSON value a hand-edited rules file might hold where a field belongs.
     fn any_value() -> impl Strategy<Value = Value> {

@@ -5,7 +5,7 @@ mod support;
 
 use serde_json::{Value, json};
 use support::{Schema, to_checked_json};
-use xray_core::{Document, SegmentId, TraceId};
+use xray_sdk::{Document, SegmentId, TraceId};
 
 fn valid_segment() -> Value {
     json!({

@@ -8,7 +8,7 @@ mod support;
 use serde_json::Value;
 use support::scenarios::build;
 use support::{Schema, check_assertions, load_json, to_checked_json};
-use xray_core::Document;
+use xray_sdk::Document;
 
 fn vector_files() -> Vec<String> {
     let dir = support::data_path("segment_docs");
@@ -101,7 +101,7 @@ mod otlp {
     use std::time::Duration;
 
     use serde_json::Value;
-    use xray_core::{
+    use xray_sdk::{
         Cause, CloudwatchLogs, DAEMON_HEADER, Document, Ecs, Finished, FinishedKind,
         OtlpUdpTransport, SegmentId, TraceId, Transport, UdpEmitter,
     };

@@ -7,7 +7,7 @@ use std::sync::Arc;
 
 use proptest::prelude::*;
 use serde_json::Value;
-use xray_core::{
+use xray_sdk::{
     Entity, InMemoryEmitter, LocalSampler, Recorder, SamplingRules, Segment, Subsegment,
 };
 

@@ -39,8 +39,8 @@ use hyper_util::rt::TokioExecutor;
 use rand::rngs::SmallRng;
 use rand::{RngExt, SeedableRng};
 use tower::{Layer as _, ServiceExt as _};
-use xray_core::{DaemonAddress, Recorder, RecorderStats, SamplerKind};
 use xray_local::{DropReason, Stats, XrayLocal};
+use xray_sdk::{DaemonAddress, Recorder, RecorderStats, SamplerKind};
 use xray_tower::{XRayClient, XRayClientLayer, XRayLayer};
 
 const MIB: f64 = 1024.0 * 1024.0;

@@ -9,15 +9,15 @@ use base64::engine::general_purpose::STANDARD;
 use rand::RngExt;
 use rand::rngs::SmallRng;
 use serde_json::{Map, Value};
-use xray_core::otlp::proto::tonic::collector::trace::v1::ExportTraceServiceRequest;
-use xray_core::otlp::proto::tonic::common::v1::any_value::Value as Any;
-use xray_core::otlp::proto::tonic::common::v1::{
+use xray_sdk::otlp::proto::tonic::collector::trace::v1::ExportTraceServiceRequest;
+use xray_sdk::otlp::proto::tonic::common::v1::any_value::Value as Any;
+use xray_sdk::otlp::proto::tonic::common::v1::{
     AnyValue, ArrayValue, InstrumentationScope, KeyValue, KeyValueList,
 };
-use xray_core::otlp::proto::tonic::resource::v1::Resource;
-use xray_core::otlp::proto::tonic::trace::v1::span::{Event, Link};
-use xray_core::otlp::proto::tonic::trace::v1::{ResourceSpans, ScopeSpans, Span, Status};
-use xray_core::{InMemoryEmitter, Recorder, SamplerKind, TransportKind};
+use xray_sdk::otlp::proto::tonic::resource::v1::Resource;
+use xray_sdk::otlp::proto::tonic::trace::v1::span::{Event, Link};
+use xray_sdk::otlp::proto::tonic::trace::v1::{ResourceSpans, ScopeSpans, Span, Status};
+use xray_sdk::{InMemoryEmitter, Recorder, SamplerKind, TransportKind};
 
 use crate::mutate::{JsonMutator, NUMBERS, pick};
 

@@ -11,7 +11,7 @@ pin_project_lite::pin_project! {
     /// invocation's context.
     ///
     /// Every poll enters the handler subsegment (or the facade) on the polling thread and
-    /// leaves it before returning, as [`xray_core::FutureExt::with_context`] does, so the
+    /// leaves it before returning, as [`xray_sdk::FutureExt::with_context`] does, so the
     /// context follows this invocation across `.await` and threads and never leaks into
     /// another invocation polled on the same thread. When the handler's future completes, the
     /// handler subsegment and then the facade end; an `Err` is first recorded on the handler

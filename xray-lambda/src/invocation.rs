@@ -6,7 +6,7 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 
 use lambda_runtime::Context;
-use xray_core::{ContextGuard, Recorder, Segment, Subsegment};
+use xray_sdk::{ContextGuard, Recorder, Segment, Subsegment};
 
 /// The annotation Powertools for AWS Lambda puts on the handler subsegment.
 const COLD_START: &str = "ColdStart";
@@ -83,7 +83,7 @@ impl Invocation {
     /// message and type name as the cause.
     pub(crate) fn record_error<E: fmt::Display + ?Sized>(&self, error: &E) {
         if let Some(handler) = &self.handler {
-            xray_core::outgoing::record_error(handler, error);
+            xray_sdk::outgoing::record_error(handler, error);
         }
     }
 

@@ -1,7 +1,7 @@
 use std::sync::Arc;
 
 use tower::Layer;
-use xray_core::Recorder;
+use xray_sdk::Recorder;
 
 use crate::invocation::HandlerName;
 use crate::service::XRayLambda;
@@ -23,7 +23,7 @@ use crate::service::XRayLambda;
 /// ```
 /// use lambda_runtime::{Context, Error, LambdaEvent, service_fn};
 /// use tower::{ServiceBuilder, ServiceExt};
-/// use xray_core::{InMemoryEmitter, Recorder};
+/// use xray_sdk::{InMemoryEmitter, Recorder};
 /// use xray_lambda::XRayLambdaLayer;
 ///
 /// # #[tokio::main(flavor = "current_thread")]
@@ -36,7 +36,7 @@ use crate::service::XRayLambda;
 ///
 /// let handler = service_fn(|event: LambdaEvent<String>| async move {
 ///     // The invocation's context is current inside the handler.
-///     let lookup = xray_core::current().expect("a context").begin_subsegment("lookup");
+///     let lookup = xray_sdk::current().expect("a context").begin_subsegment("lookup");
 ///     lookup.end();
 ///     Ok::<_, Error>(format!("hello, {}", event.payload))
 /// });

@@ -3,7 +3,7 @@
 //! [`XRayLambdaLayer`] is a tower layer for the handler service. For every invocation it takes
 //! the invocation's own trace header (`lambda_runtime::Context::xray_trace_id`, which the
 //! runtime reads from the Runtime API's `Lambda-Runtime-Trace-Id`), begins the invocation's
-//! facade with [`Recorder::begin_lambda_invocation`](xray_core::Recorder::begin_lambda_invocation),
+//! facade with [`Recorder::begin_lambda_invocation`](xray_sdk::Recorder::begin_lambda_invocation),
 //! opens a handler subsegment under it and runs the handler with that subsegment as the current
 //! context: every subsegment the handler begins (`#[capture]` functions, AWS SDK calls through
 //! `xray-aws-sdk`, HTTP calls through `xray-tower` or `xray-reqwest`) nests under it and is sent
@@ -18,7 +18,7 @@
 //! use lambda_runtime::tower::ServiceBuilder;
 //! use lambda_runtime::{Error, LambdaEvent, service_fn};
 //! use serde_json::{Value, json};
-//! use xray_core::Recorder;
+//! use xray_sdk::Recorder;
 //! use xray_lambda::XRayLambdaLayer;
 //!
 //! async fn handler(event: LambdaEvent<Value>) -> Result<Value, Error> {
@@ -78,7 +78,7 @@
 //! }
 //! ```
 //!
-//! The layer uses the global recorder ([`Recorder::global`](xray_core::Recorder::global))
+//! The layer uses the global recorder ([`Recorder::global`](xray_sdk::Recorder::global))
 //! unless given one with [`XRayLambdaLayer::with_recorder`]. Keep its default synchronous UDP
 //! sender in Lambda: Lambda freezes the process once the response is posted, and datagrams
 //! still queued in a background sender would leave only at the next invocation.

@@ -4,7 +4,7 @@ use std::task::{Context, Poll};
 
 use lambda_runtime::LambdaEvent;
 use tower::Service;
-use xray_core::Recorder;
+use xray_sdk::Recorder;
 
 use crate::future::InvocationFuture;
 use crate::invocation::{HandlerName, Invocation};

@@ -14,8 +14,8 @@ use lambda_http::{Error, Request, RequestExt, service_fn};
 use serde_json::{Value, json};
 use stand_in::{AnswerKind, Event, RuntimeApi};
 use tower::ServiceBuilder;
-use xray_core::{InMemoryEmitter, Recorder, TraceHeader};
 use xray_lambda::XRayLambdaLayer;
+use xray_sdk::{InMemoryEmitter, Recorder, TraceHeader};
 
 const FUNCTION_NAME: &str = "orders-http";
 const SAMPLED: &str = "Root=1-67748580-00000000000000000000a11c;Parent=53995c3f42cd8ad8;\

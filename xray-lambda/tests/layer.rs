@@ -9,8 +9,8 @@ use std::task::{Context as TaskContext, Waker};
 use lambda_runtime::{Context, Error, LambdaEvent, service_fn};
 use serde_json::Value;
 use tower::{Service, ServiceBuilder, ServiceExt};
-use xray_core::{InMemoryEmitter, Recorder};
 use xray_lambda::XRayLambdaLayer;
+use xray_sdk::{InMemoryEmitter, Recorder};
 
 const ROOT: &str = "1-5759e988-bd862e3fe1be46a994272793";
 const PARENT: &str = "53995c3f42cd8ad8";
@@ -53,7 +53,7 @@ fn block_on<F: Future>(future: F) -> F::Output {
 
 /// A handler that records "work" and fails when asked.
 async fn work(event: LambdaEvent<Value>) -> Result<&'static str, Error> {
-    let current = xray_core::current().expect("the invocation's context is current");
+    let current = xray_sdk::current().expect("the invocation's context is current");
     current.begin_subsegment("work").end();
     match event.payload.as_str() {
         Some("fail") => Err("out of stock".into()),
@@ -131,7 +131,7 @@ fn an_invocation_without_a_trace_header_runs_untraced() {
     let service = ServiceBuilder::new()
         .layer(XRayLambdaLayer::new().with_recorder(recorder))
         .service(service_fn(|_: LambdaEvent<Value>| async {
-            Ok::<_, Error>(xray_core::current().is_none())
+            Ok::<_, Error>(xray_sdk::current().is_none())
         }));
     let event = LambdaEvent::new(Value::Null, context(None, "orders-fn"));
     assert!(block_on(service.oneshot(event)).unwrap(), "no context");
@@ -143,7 +143,7 @@ fn a_disabled_recorder_leaves_the_handler_alone() {
     let service = ServiceBuilder::new()
         .layer(XRayLambdaLayer::new().with_recorder(Recorder::disabled()))
         .service(service_fn(|_: LambdaEvent<Value>| async {
-            Ok::<_, Error>(xray_core::current().is_none())
+            Ok::<_, Error>(xray_sdk::current().is_none())
         }));
     let event = LambdaEvent::new(Value::Null, context(Some(HEADER), "orders-fn"));
     assert!(block_on(service.oneshot(event)).unwrap(), "no context");
@@ -155,7 +155,7 @@ fn an_unsampled_invocation_records_nothing_but_propagates() {
     let service = ServiceBuilder::new()
         .layer(XRayLambdaLayer::new().with_recorder(recorder))
         .service(service_fn(|_: LambdaEvent<Value>| async {
-            let current = xray_core::current().expect("a context");
+            let current = xray_sdk::current().expect("a context");
             let call = current.begin_subsegment("call");
             Ok::<_, Error>(call.trace_header().to_string())
         }));
@@ -179,7 +179,7 @@ fn a_handler_future_dropped_early_still_ends_the_invocation() {
     let mut service = ServiceBuilder::new()
         .layer(XRayLambdaLayer::new().with_recorder(recorder))
         .service(service_fn(|_: LambdaEvent<Value>| async {
-            let current = xray_core::current().expect("a context");
+            let current = xray_sdk::current().expect("a context");
             let _open = current.begin_subsegment("never finishes");
             std::future::pending::<()>().await;
             Ok::<_, Error>(())
@@ -201,7 +201,7 @@ fn a_lambda_http_request_is_traced_from_the_context_in_its_extensions() {
     let service = ServiceBuilder::new()
         .layer(XRayLambdaLayer::new().with_recorder(recorder))
         .service(service_fn(|_: http::Request<String>| async {
-            let current = xray_core::current().expect("a context");
+            let current = xray_sdk::current().expect("a context");
             current.begin_subsegment("work").end();
             Ok::<_, Error>("done")
         }));
@@ -232,7 +232,7 @@ fn an_http_request_without_a_lambda_context_runs_untraced() {
     let service = ServiceBuilder::new()
         .layer(XRayLambdaLayer::new().with_recorder(recorder))
         .service(service_fn(|_: http::Request<String>| async {
-            Ok::<_, Error>(xray_core::current().is_none())
+            Ok::<_, Error>(xray_sdk::current().is_none())
         }));
     let request = http::Request::new(String::new());
     assert!(block_on(service.oneshot(request)).unwrap(), "no context");

@@ -16,8 +16,8 @@ use lambda_runtime::{Error, LambdaEvent, service_fn};
 use serde_json::{Value, json};
 use stand_in::{Answer, AnswerKind, Event, RuntimeApi};
 use tower::ServiceBuilder;
-use xray_core::{InMemoryEmitter, Recorder, Sampled, TraceHeader};
 use xray_lambda::XRayLambdaLayer;
+use xray_sdk::{InMemoryEmitter, Recorder, Sampled, TraceHeader};
 
 const FUNCTION_NAME: &str = "orders-fn";
 const HANDLER: &str = "## orders-fn";

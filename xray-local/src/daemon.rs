@@ -11,7 +11,7 @@ use std::time::{Duration, Instant};
 
 use parking_lot::Mutex;
 use socket2::{Domain, Protocol, Socket, Type};
-use xray_core::TraceId;
+use xray_sdk::TraceId;
 
 use crate::forward::{ForwardConfig, ForwardStats, Forwarder};
 use crate::intake::{self, DropReason};
@@ -406,14 +406,14 @@ fn bind(addr: SocketAddr) -> io::Result<UdpSocket> {
 /// # Examples
 ///
 /// ```
-/// use xray_core::TraceId;
+/// use xray_sdk::TraceId;
 /// use xray_local::TraceKey;
 ///
 /// let id: TraceId = "1-581cf771-a006649127e371903a2de979".parse()?;
 /// assert_eq!("1-581cf771-a006649127e371903a2de979".trace_id(), Some(id));
 /// assert_eq!(id.to_string().trace_id(), Some(id));
 /// assert_eq!("1-nope".trace_id(), None);
-/// # Ok::<(), xray_core::ParseIdError>(())
+/// # Ok::<(), xray_sdk::ParseIdError>(())
 /// ```
 pub trait TraceKey {
     /// The trace id, if this names one.

@@ -9,7 +9,7 @@
 use std::fmt;
 
 use serde_json::{Map, Value};
-use xray_core::TraceId;
+use xray_sdk::TraceId;
 
 /// Why a datagram or a document was refused.
 ///
@@ -221,7 +221,7 @@ fn parse_otlp(encoded: &[u8]) -> Result<(Vec<Document>, Vec<DropReason>), DropRe
         .map_err(|_| DropReason::InvalidOtlp)?;
     let request = decode_otlp(&bytes).ok_or(DropReason::InvalidOtlp)?;
     let mut docs = Vec::new();
-    let (values, skipped) = xray_core::otlp::to_documents_counted(&request);
+    let (values, skipped) = xray_sdk::otlp::to_documents_counted(&request);
     let mut refused = vec![DropReason::InvalidSpan; skipped];
     for value in values {
         match validate(value) {
@@ -238,9 +238,9 @@ fn parse_otlp(encoded: &[u8]) -> Result<(Vec<Document>, Vec<DropReason>), DropRe
 /// An OTLP export request from its protobuf bytes.
 pub(crate) fn decode_otlp(
     bytes: &[u8],
-) -> Option<xray_core::otlp::proto::tonic::collector::trace::v1::ExportTraceServiceRequest> {
+) -> Option<xray_sdk::otlp::proto::tonic::collector::trace::v1::ExportTraceServiceRequest> {
     use prost::Message as _;
-    xray_core::otlp::proto::tonic::collector::trace::v1::ExportTraceServiceRequest::decode(bytes)
+    xray_sdk::otlp::proto::tonic::collector::trace::v1::ExportTraceServiceRequest::decode(bytes)
         .ok()
 }
 

@@ -12,7 +12,7 @@
 //!   otherwise ignored. Documents are kept as [`serde_json::Value`], so every SDK's fields pass
 //!   through. A body of `T1S` or `T1U` and base64 of an OTLP export request (OpenTelemetry
 //!   spans, as the AWS OpenTelemetry distributions send them) gives one document per span,
-//!   converted as X-Ray converts spans ([`xray_core::otlp::to_documents`]); OTLP/HTTP
+//!   converted as X-Ray converts spans ([`xray_sdk::otlp::to_documents`]); OTLP/HTTP
 //!   (`POST /v1/traces`) on the TCP port does the same.
 //! - **Depth.** One document nests at most 127 levels of objects and arrays (serde_json's
 //!   limit, [`DropReason::InvalidJson`] past it): about 63 levels of subsegments. Separately

@@ -8,8 +8,8 @@ use std::time::Instant;
 
 use base64::Engine as _;
 use prost::Message as _;
-use xray_core::otlp::proto::tonic::collector::trace::v1::ExportTraceServiceRequest;
-use xray_core::otlp::proto::tonic::trace::v1::{ResourceSpans, ScopeSpans};
+use xray_sdk::otlp::proto::tonic::collector::trace::v1::ExportTraceServiceRequest;
+use xray_sdk::otlp::proto::tonic::trace::v1::{ResourceSpans, ScopeSpans};
 
 use crate::intake::{self, DropReason};
 use crate::sampling::ApiError;
@@ -20,7 +20,7 @@ pub(crate) const MAX_REQUEST: usize = 8 * 1024 * 1024;
 
 /// The protobuf bytes of one forwarded document at most: base64 of them after `T1S` fits in
 /// 64 KiB, X-Ray's limit on a segment document.
-const MAX_FORWARDED: usize = xray_core::MAX_OTLP_REQUEST_LEN;
+const MAX_FORWARDED: usize = xray_sdk::MAX_OTLP_REQUEST_LEN;
 
 /// Files the spans of an OTLP/HTTP request and queues them for X-Ray; returns how many
 /// documents were accepted.
@@ -49,7 +49,7 @@ pub(crate) fn receive(shared: &Shared, body: &[u8], gzip: bool) -> Result<usize,
         ));
     };
     let now = Instant::now();
-    let (values, skipped) = xray_core::otlp::to_documents_counted(&request);
+    let (values, skipped) = xray_sdk::otlp::to_documents_counted(&request);
     for _ in 0..skipped {
         shared.store.record_drop(DropReason::InvalidSpan);
     }
@@ -151,9 +151,9 @@ pub(crate) fn t1s_documents(request: ExportTraceServiceRequest) -> Vec<String> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use xray_core::otlp::proto::tonic::common::v1::{AnyValue, KeyValue, any_value};
-    use xray_core::otlp::proto::tonic::resource::v1::Resource;
-    use xray_core::otlp::proto::tonic::trace::v1::Span;
+    use xray_sdk::otlp::proto::tonic::common::v1::{AnyValue, KeyValue, any_value};
+    use xray_sdk::otlp::proto::tonic::resource::v1::Resource;
+    use xray_sdk::otlp::proto::tonic::trace::v1::Span;
 
     fn request(spans: usize) -> ExportTraceServiceRequest {
         let attr = |k: &str, v: &str| KeyValue {

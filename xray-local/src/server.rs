@@ -73,7 +73,7 @@ use crate::forward::Quiet;
 use crate::map::ServiceMap;
 use crate::sampling::{ApiError, Sampling};
 use crate::store::Store;
-use xray_core::TraceId;
+use xray_sdk::TraceId;
 
 /// Largest request body read; the sampling API's biggest request (25 statistics documents) is a
 /// few KiB.

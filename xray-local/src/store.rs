@@ -12,7 +12,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use parking_lot::{Condvar, Mutex, MutexGuard};
-use xray_core::TraceId;
+use xray_sdk::TraceId;
 
 use crate::intake::{self, Document, DropReason};
 use crate::trace::{Inserted, Pieces, Trace};

@@ -5,7 +5,7 @@ use std::collections::{HashMap, HashSet};
 use serde::ser::{SerializeMap, SerializeSeq, SerializeStruct};
 use serde::{Deserialize, Deserializer, Serialize, Serializer};
 use serde_json::{Map, Value};
-use xray_core::TraceId;
+use xray_sdk::TraceId;
 
 use crate::intake::{self, Document, DropReason};
 

@@ -162,7 +162,7 @@ fn a_running_daemon_and_query_print_a_hostile_document_escaped() {
         "--quiet-ms",
         "0",
     ]);
-    let trace_id = xray_core::TraceId::new().to_string();
+    let trace_id = xray_sdk::TraceId::new().to_string();
     let doc = document(&trace_id);
     binary::send(daemon.udp, &doc);
 
@@ -199,7 +199,7 @@ fn a_running_daemon_and_query_print_a_hostile_document_escaped() {
 #[test]
 fn json_mode_prints_a_hostile_document_escaped_and_intact() {
     let mut daemon = binary::start(&["--udp", "127.0.0.1:0", "--json", "--quiet-ms", "0"]);
-    let doc = document(&xray_core::TraceId::new().to_string());
+    let doc = document(&xray_sdk::TraceId::new().to_string());
     binary::send(daemon.udp, &doc);
     let line = daemon.stdout.recv_timeout(binary::WAIT).unwrap();
     assert_printable("the --json line", &line);

@@ -1,5 +1,5 @@
 //! OpenTelemetry spans into xray-local: `T1S` datagrams on the UDP port (as the AWS
-//! OpenTelemetry distributions send them on Lambda, and xray-core's `OtlpUdpTransport`) and
+//! OpenTelemetry distributions send them on Lambda, and xray-sdk's `OtlpUdpTransport`) and
 //! OTLP/HTTP on the TCP port (`xray-otlp-http`). They are shown like segments, and forwarded
 //! in the form `PutTraceSegments` takes: `T1S` and base64 of an export request.
 
@@ -15,10 +15,10 @@ use base64::Engine as _;
 use prost::Message as _;
 use serde_json::Value;
 use xray_api::Xray;
-use xray_core::otlp::proto::tonic::collector::trace::v1::ExportTraceServiceRequest;
-use xray_core::{DaemonAddress, LocalSampler, Recorder, SamplingRules, TraceId, TransportKind};
 use xray_local::{DropReason, Trace, XrayLocal};
 use xray_otlp_http::OtlpHttpTransport;
+use xray_sdk::otlp::proto::tonic::collector::trace::v1::ExportTraceServiceRequest;
+use xray_sdk::{DaemonAddress, LocalSampler, Recorder, SamplingRules, TraceId, TransportKind};
 
 fn sample_all() -> Arc<LocalSampler> {
     Arc::new(LocalSampler::new(
@@ -243,7 +243,7 @@ fn bad_spans_are_refused_and_counted_and_the_daemon_goes_on() {
 
 #[test]
 fn spans_whose_ids_make_no_document_are_counted_and_their_neighbours_kept() {
-    use xray_core::otlp::proto::tonic::trace::v1::{ResourceSpans, ScopeSpans, Span};
+    use xray_sdk::otlp::proto::tonic::trace::v1::{ResourceSpans, ScopeSpans, Span};
     let daemon = XrayLocal::builder()
         .udp_addr("127.0.0.1:0".parse().unwrap())
         .start()

@@ -10,8 +10,8 @@ use std::time::Duration;
 
 use aws_credential_types::Credentials;
 use aws_credential_types::provider::SharedCredentialsProvider;
-use xray_core::{CentralizedSampler, DaemonAddress, Recorder, SamplingRequest};
 use xray_local::{ForwardConfig, XrayLocal};
+use xray_sdk::{CentralizedSampler, DaemonAddress, Recorder, SamplingRequest};
 
 #[path = "support/xray_api.rs"]
 mod xray_api;

@@ -136,9 +136,9 @@ fn local(name: &str) -> Ident {
 fn gen_begin(args: &CaptureArgs, name: &str) -> TokenStream {
     match &args.recorder {
         Some(recorder) => quote_spanned! {recorder.span()=>
-            ::xray_core::__private::begin_in(&(#recorder), #name)
+            ::xray_sdk::__private::begin_in(&(#recorder), #name)
         },
-        None => quote!(::xray_core::__private::begin(#name)),
+        None => quote!(::xray_sdk::__private::begin(#name)),
     }
 }
 
@@ -157,26 +157,26 @@ fn gen_records(args: &CaptureArgs, entity: &Ident) -> TokenStream {
     let annotations = args.annotate.iter().map(|f| {
         let key = f.key_str();
         let value = value(f);
-        quote!(::xray_core::__private::annotate(#entity, #key, #value);)
+        quote!(::xray_sdk::__private::annotate(#entity, #key, #value);)
     });
     let metadata = args.metadata.iter().map(|f| {
         let key = f.key_str();
         let value = value(f);
-        quote!(::xray_core::__private::metadata(#entity, #key, #value);)
+        quote!(::xray_sdk::__private::metadata(#entity, #key, #value);)
     });
     quote!(#(#annotations)* #(#metadata)*)
 }
 
 /// Records an `Err` held in `out` on `entity`, by autoref specialization (see
-/// `xray_core::__private::Outcome`).
+/// `xray_sdk::__private::Outcome`).
 fn gen_record_outcome(out: &Ident, entity: &Ident) -> TokenStream {
     quote! {{
         #[allow(unused_imports)]
-        use ::xray_core::__private::{
+        use ::xray_sdk::__private::{
             RecordBoxedError as _, RecordBoxedLocalError as _, RecordDisplay as _,
             RecordError as _, RecordNothing as _,
         };
-        (&&&&&::xray_core::__private::Outcome(&#out)).__xray_record(#entity);
+        (&&&&&::xray_sdk::__private::Outcome(&#out)).__xray_record(#entity);
     }}
 }
 
@@ -271,7 +271,7 @@ fn gen_sync(
         return quote! {
             // Uninitialised unless recorded: a drop flag, not a dummy guard, on the unsampled
             // path.
-            let #guard = #begin.map(::xray_core::__private::Guard::enter);
+            let #guard = #begin.map(::xray_sdk::__private::Guard::enter);
             #records
             #(#stmts)*
         };
@@ -286,14 +286,14 @@ fn gen_sync(
         #function, ::core::file!(), ::core::line!()
     };
     let call = quote_spanned! {block.span()=>
-        ::xray_core::__private::call(&mut #guard, #site, move || {
+        ::xray_sdk::__private::call(&mut #guard, #site, move || {
             #fake
             #(#stmts)*
         })
     };
     let head = quote! {
         // Uninitialised unless recorded: a drop flag, not a dummy guard, on the unsampled path.
-        let mut #guard = #begin.map(::xray_core::__private::Guard::enter);
+        let mut #guard = #begin.map(::xray_sdk::__private::Guard::enter);
         #records
     };
     if !records_err(args, output) {
@@ -367,7 +367,7 @@ fn gen_async(
         #inner
         match #sub {
             ::core::option::Option::Some(#sub) => {
-                ::xray_core::Subsegment::instrument(#sub, #fut).await
+                ::xray_sdk::Subsegment::instrument(#sub, #fut).await
             }
             ::core::option::Option::None => #fut.await,
         }

@@ -1,7 +1,7 @@
 //! The `#[capture]` attribute for AWS X-Ray.
 //!
-//! Use it through `xray-core`, which re-exports it (feature `macros`, on by default) and holds
-//! the code the attribute expands to: `use xray_core::capture;`. See [`capture`] for the full
+//! Use it through `xray-sdk`, which re-exports it (feature `macros`, on by default) and holds
+//! the code the attribute expands to: `use xray_sdk::capture;`. See [`capture`] for the full
 //! documentation.
 #![deny(missing_docs)]
 
@@ -14,14 +14,14 @@ use quote::ToTokens;
 /// Records each call of a function as an X-Ray subsegment.
 ///
 /// The subsegment is a child of the entity current when the function starts (see
-/// [`xray_core::current`]), is current itself while the function runs, so that calls inside it
+/// [`xray_sdk::current`]), is current itself while the function runs, so that calls inside it
 /// nest under it, and ends when the function returns, unwinds or, for async functions, when
 /// the future completes or is dropped. It is named after the function unless given a name.
 ///
 /// ```
-/// use xray_core::{capture, Recorder};
+/// use xray_sdk::{capture, Recorder};
 /// # use std::sync::Arc;
-/// # use xray_core::{InMemoryEmitter, LocalSampler, SamplingRules};
+/// # use xray_sdk::{InMemoryEmitter, LocalSampler, SamplingRules};
 ///
 /// #[capture]
 /// fn load_basket(user: u64) -> Vec<u32> {
@@ -55,9 +55,9 @@ use quote::ToTokens;
 /// # Ok::<(), Box<dyn std::error::Error>>(())
 /// ```
 ///
-/// The attribute is re-exported by `xray-core` (feature `macros`, on by default) and expands
-/// to calls into `xray_core`: depend on `xray-core`, and write `xray_core::capture` or
-/// `use xray_core::capture;`.
+/// The attribute is re-exported by `xray-sdk` (feature `macros`, on by default) and expands
+/// to calls into `xray_sdk`: depend on `xray-sdk`, and write `xray_sdk::capture` or
+/// `use xray_sdk::capture;`.
 ///
 /// # Options
 ///
@@ -97,7 +97,7 @@ use quote::ToTokens;
 /// the function relies on.
 ///
 /// ```
-/// # use xray_core::capture;
+/// # use xray_sdk::capture;
 /// struct Order {
 ///     id: u64,
 ///     coupon: Option<String>,
@@ -132,7 +132,7 @@ use quote::ToTokens;
 /// return type hides its `Result` behind an alias of another name; `err = false` records none.
 ///
 /// ```
-/// # use xray_core::capture;
+/// # use xray_sdk::capture;
 /// #[derive(Debug)]
 /// struct NotFound;
 ///
@@ -181,8 +181,8 @@ use quote::ToTokens;
 ///
 /// ```
 /// # use std::sync::Arc;
-/// # use xray_core::{InMemoryEmitter, LocalSampler, SamplingRules};
-/// use xray_core::{capture, FutureExt, Recorder};
+/// # use xray_sdk::{InMemoryEmitter, LocalSampler, SamplingRules};
+/// use xray_sdk::{capture, FutureExt, Recorder};
 ///
 /// #[capture(annotate(key))]
 /// async fn fetch(key: &str) -> Option<String> {
@@ -213,7 +213,7 @@ use quote::ToTokens;
 /// the `#[async_trait]` impl:
 ///
 /// ```
-/// # use xray_core::capture;
+/// # use xray_sdk::capture;
 /// #[async_trait::async_trait]
 /// trait Cache {
 ///     async fn get(&self, key: u32) -> Option<u32>;
@@ -246,7 +246,7 @@ use quote::ToTokens;
 ///
 /// ```
 /// # use std::sync::Arc;
-/// use xray_core::{capture, ContextMissing, InMemoryEmitter, Recorder};
+/// use xray_sdk::{capture, ContextMissing, InMemoryEmitter, Recorder};
 ///
 /// struct Service {
 ///     recorder: Recorder,
@@ -268,7 +268,7 @@ use quote::ToTokens;
 /// };
 /// assert_eq!(service.handle(), 7); // no segment: runs, logs, records nothing
 /// assert_eq!(service.recorder.stats().context_missing, 1);
-/// # Ok::<(), xray_core::ConfigError>(())
+/// # Ok::<(), xray_sdk::ConfigError>(())
 /// ```
 ///
 /// # Compile errors
@@ -278,12 +278,12 @@ use quote::ToTokens;
 /// or repeated key, an annotation of a type that cannot be one, and `#[capture]` on a
 /// `const fn`, a method without a body, or something that is not a function.
 ///
-/// [`xray_core::current`]: https://docs.rs/xray-core/latest/xray_core/fn.current.html
-/// [`Recorder::global`]: https://docs.rs/xray-core/latest/xray_core/struct.Recorder.html#method.global
-/// [`AnnotationValue`]: https://docs.rs/xray-core/latest/xray_core/enum.AnnotationValue.html
-/// [`FutureExt::in_current_context`]: https://docs.rs/xray-core/latest/xray_core/trait.FutureExt.html#method.in_current_context
-/// [`FutureExt::with_context`]: https://docs.rs/xray-core/latest/xray_core/trait.FutureExt.html#method.with_context
-/// [`Subsegment::instrument`]: https://docs.rs/xray-core/latest/xray_core/struct.Subsegment.html#method.instrument
+/// [`xray_sdk::current`]: https://docs.rs/xray-sdk/latest/xray_sdk/fn.current.html
+/// [`Recorder::global`]: https://docs.rs/xray-sdk/latest/xray_sdk/struct.Recorder.html#method.global
+/// [`AnnotationValue`]: https://docs.rs/xray-sdk/latest/xray_sdk/enum.AnnotationValue.html
+/// [`FutureExt::in_current_context`]: https://docs.rs/xray-sdk/latest/xray_sdk/trait.FutureExt.html#method.in_current_context
+/// [`FutureExt::with_context`]: https://docs.rs/xray-sdk/latest/xray_sdk/trait.FutureExt.html#method.with_context
+/// [`Subsegment::instrument`]: https://docs.rs/xray-sdk/latest/xray_sdk/struct.Subsegment.html#method.instrument
 #[proc_macro_attribute]
 pub fn capture(args: TokenStream, item: TokenStream) -> TokenStream {
     let args = match syn::parse::<attr::CaptureArgs>(args) {

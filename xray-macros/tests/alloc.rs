@@ -8,7 +8,7 @@ use std::future::Future;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::task::{Context, Poll, Waker};
 
-use xray_core::{
+use xray_sdk::{
     ContextMissing, InMemoryEmitter, Recorder, SamplerKind, SamplingRequest, TraceHeader, capture,
 };
 

@@ -6,7 +6,7 @@ mod support;
 use std::time::Duration;
 
 use support::{names, only_sub, recorder, single, subs};
-use xray_core::{FutureExt, capture, current};
+use xray_sdk::{FutureExt, capture, current};
 
 fn runtime() -> tokio::runtime::Runtime {
     tokio::runtime::Builder::new_multi_thread()
@@ -58,7 +58,7 @@ fn the_subsegment_is_current_across_awaits_and_nests() {
 }
 
 #[capture]
-async fn current_inside() -> Option<xray_core::SegmentId> {
+async fn current_inside() -> Option<xray_sdk::SegmentId> {
     current().map(|e| e.id())
 }
 

@@ -7,7 +7,7 @@ use std::fmt;
 
 use serde_json::Value;
 use support::{in_segment, only_sub};
-use xray_core::capture;
+use xray_sdk::capture;
 
 #[derive(Debug)]
 struct Timeout;

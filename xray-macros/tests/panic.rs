@@ -7,7 +7,7 @@ use std::panic::{AssertUnwindSafe, catch_unwind};
 
 use serde_json::Value;
 use support::{names, only_sub, recorder, single};
-use xray_core::capture;
+use xray_sdk::capture;
 
 #[capture]
 fn explode(code: u32) -> u32 {
@@ -37,7 +37,7 @@ fn a_panic_is_a_fault_with_its_message_and_unwinding_continues() {
     let payload = caught.unwrap_err();
     assert_eq!(payload.downcast_ref::<String>().unwrap(), "boom 7");
     // The context stack unwound with the guards.
-    assert_eq!(xray_core::current().map(|e| e.id()), None);
+    assert_eq!(xray_sdk::current().map(|e| e.id()), None);
     segment.end();
 
     let doc = single(&emitter);
@@ -84,7 +84,7 @@ fn a_panicking_poll_is_a_fault_even_when_the_executor_catches_it() {
     let segment = recorder.begin_segment("test");
     let entity = segment.entity().clone();
     let joined = rt.block_on(async move {
-        use xray_core::FutureExt;
+        use xray_sdk::FutureExt;
         tokio::spawn(explode_later(3).with_context(entity)).await
     });
     assert!(joined.unwrap_err().is_panic());

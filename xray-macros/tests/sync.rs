@@ -4,7 +4,7 @@ mod support;
 
 use serde_json::json;
 use support::{in_segment, names, only_sub, single, subs};
-use xray_core::{ContextMissing, Recorder, capture};
+use xray_sdk::{ContextMissing, Recorder, capture};
 
 #[capture]
 fn load_basket(id: u64) -> u64 {
@@ -215,7 +215,7 @@ fn expensive() -> u64 {
 
 #[capture(annotate(cost = expensive()), metadata(more = expensive()))]
 fn guarded() -> u32 {
-    xray_core::current().map_or(0, |e| u32::from(e.is_recording()))
+    xray_sdk::current().map_or(0, |e| u32::from(e.is_recording()))
 }
 
 #[test]

@@ -6,8 +6,8 @@ mod support;
 use std::sync::Arc;
 use std::time::Duration;
 
-use xray_core::{DaemonAddress, FutureExt, LocalSampler, Recorder, SamplingRules, capture};
 use xray_local::XrayLocal;
+use xray_sdk::{DaemonAddress, FutureExt, LocalSampler, Recorder, SamplingRules, capture};
 
 #[derive(Debug)]
 struct Unavailable;

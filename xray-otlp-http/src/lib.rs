@@ -1,15 +1,15 @@
-//! OTLP/HTTP transport for [`xray_core`]: finished segments as OpenTelemetry spans, posted as
+//! OTLP/HTTP transport for [`xray_sdk`]: finished segments as OpenTelemetry spans, posted as
 //! protobuf (gzip) to AWS X-Ray's OTLP endpoint (`https://xray.<region>.amazonaws.com/v1/traces`,
 //! signed with SigV4), or to any OTLP/HTTP receiver such as an OpenTelemetry Collector.
 //!
 //! This is X-Ray's only ingestion path for span links and for traces too large for
 //! datagrams. The spans carry every segment field as the attributes X-Ray's translator reads
-//! (see [`xray_core::otlp`]).
+//! (see [`xray_sdk::otlp`]).
 //!
 //! # Example
 //!
 //! ```no_run
-//! use xray_core::Recorder;
+//! use xray_sdk::Recorder;
 //! use xray_otlp_http::OtlpHttpTransport;
 //!
 //! // Credentials from the standard AWS chain: environment, profile, web identity, ECS, EC2.
@@ -20,7 +20,7 @@
 //!
 //! # How it sends
 //!
-//! - [`export`](xray_core::Transport::export) converts the entities to spans on the caller's
+//! - [`export`](xray_sdk::Transport::export) converts the entities to spans on the caller's
 //!   thread and queues them; a sender thread of its own batches them (at most 10,000 spans and
 //!   5 MB uncompressed a request, the endpoint's limits) and posts them. A span over 200 KB is
 //!   dropped and counted in `dropped_too_large`; spans that do not fit the bounded queue
@@ -32,8 +32,8 @@
 //!   answer) counts those spans as failed and the rest as sent.
 //! - Every request is signed anew (SigV4, service `xray`) when signing is on; credentials come
 //!   from the provider given, or the standard chain, and are refreshed before they expire.
-//! - [`flush`](xray_core::Transport::flush) and
-//!   [`shutdown`](xray_core::Transport::shutdown) never wait past their deadline; a shutdown
+//! - [`flush`](xray_sdk::Transport::flush) and
+//!   [`shutdown`](xray_sdk::Transport::shutdown) never wait past their deadline; a shutdown
 //!   also cuts retries short at it.
 //!
 //! Counters count spans.
@@ -49,13 +49,13 @@ use aws_credential_types::Credentials;
 use aws_credential_types::provider::{ProvideCredentials, SharedCredentialsProvider};
 use parking_lot::{Condvar, Mutex};
 use prost::Message;
-use xray_core::otlp::proto::tonic::collector::trace::v1::{
+use xray_sdk::otlp::proto::tonic::collector::trace::v1::{
     ExportTraceServiceRequest, ExportTraceServiceResponse,
 };
-use xray_core::otlp::proto::tonic::common::v1::InstrumentationScope;
-use xray_core::otlp::proto::tonic::resource::v1::Resource;
-use xray_core::otlp::proto::tonic::trace::v1::{ResourceSpans, ScopeSpans, Span};
-use xray_core::{Finished, Transport, TransportCounters, TransportErrorKind, TransportStats};
+use xray_sdk::otlp::proto::tonic::common::v1::InstrumentationScope;
+use xray_sdk::otlp::proto::tonic::resource::v1::Resource;
+use xray_sdk::otlp::proto::tonic::trace::v1::{ResourceSpans, ScopeSpans, Span};
+use xray_sdk::{Finished, Transport, TransportCounters, TransportErrorKind, TransportStats};
 
 /// The endpoint's limit on one request, uncompressed.
 pub const MAX_REQUEST_BYTES: usize = 5_000_000;
@@ -342,8 +342,7 @@ impl Transport for OtlpHttpTransport {
     fn export(&self, finished: &Finished<'_>) {
         let shared = &*self.shared;
         let counters = &shared.counters;
-        let (resource, mut spans) =
-            xray_core::otlp::to_spans(finished, &shared.config.service_name);
+        let (resource, mut spans) = xray_sdk::otlp::to_spans(finished, &shared.config.service_name);
         // Each span's size is computed once: it decides both its fate and the queue's bytes.
         let before = spans.len();
         let mut bytes = resource.encoded_len();

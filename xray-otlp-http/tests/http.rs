@@ -15,11 +15,11 @@ use axum::http::{HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
 use parking_lot::Mutex;
 use prost::Message;
-use xray_core::otlp::proto::tonic::collector::trace::v1::{
+use xray_otlp_http::OtlpHttpTransport;
+use xray_sdk::otlp::proto::tonic::collector::trace::v1::{
     ExportTracePartialSuccess, ExportTraceServiceRequest, ExportTraceServiceResponse,
 };
-use xray_core::{LocalSampler, Recorder, SamplingRules, Transport, TransportErrorKind};
-use xray_otlp_http::OtlpHttpTransport;
+use xray_sdk::{LocalSampler, Recorder, SamplingRules, Transport, TransportErrorKind};
 
 /// What the server answers, in turn; the last answer repeats.
 #[derive(Clone)]
@@ -165,7 +165,7 @@ fn recorder(transport: OtlpHttpTransport) -> Recorder {
 }
 
 /// A segment with two subsegments, one nested: three spans.
-fn record(recorder: &Recorder) -> xray_core::TraceId {
+fn record(recorder: &Recorder) -> xray_sdk::TraceId {
     let segment = recorder.begin_segment("orders");
     let a = segment.begin_subsegment("load");
     a.put_annotation("items", 3);

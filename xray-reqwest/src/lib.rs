@@ -3,7 +3,7 @@
 //!
 //! [`XRayMiddleware`] records a `remote` subsegment for every request and sends the
 //! `X-Amzn-Trace-Id` header to the callee, with the same fields as `xray-tower`'s
-//! `XRayClientLayer`: both go through [`xray_core::outgoing`].
+//! `XRayClientLayer`: both go through [`xray_sdk::outgoing`].
 //!
 //! # Supported Rust versions
 //!
@@ -14,8 +14,8 @@ use http::Extensions;
 use reqwest::header::{CONTENT_LENGTH, HeaderValue};
 use reqwest::{Request, Response};
 use reqwest_middleware::{Middleware, Next};
-use xray_core::outgoing::{self, OutgoingCall};
-use xray_core::{Recorder, Subsegment};
+use xray_sdk::outgoing::{self, OutgoingCall};
+use xray_sdk::{Recorder, Subsegment};
 
 /// A [`reqwest_middleware::Middleware`] that records a `remote` subsegment for every request
 /// of a `reqwest` client and sends the trace header to the callee: what
@@ -31,7 +31,7 @@ use xray_core::{Recorder, Subsegment};
 ///
 /// ```
 /// use reqwest_middleware::ClientBuilder;
-/// use xray_core::{FutureExt, Recorder};
+/// use xray_sdk::{FutureExt, Recorder};
 /// use xray_reqwest::XRayMiddleware;
 ///
 /// # async fn run(recorder: Recorder) -> Result<(), reqwest_middleware::Error> {

@@ -8,24 +8,24 @@ use axum::http::{HeaderMap, StatusCode};
 use axum::routing::any;
 use reqwest_middleware::{ClientBuilder, ClientWithMiddleware};
 use serde_json::Value;
-use xray_core::{ContextMissing, FutureExt, Recorder, Sampled, TraceHeader};
 use xray_reqwest::XRayMiddleware;
+use xray_sdk::{ContextMissing, FutureExt, Recorder, Sampled, TraceHeader};
 
 /// A builder for a recorder that samples every new trace and reads no environment.
-fn sampling_all() -> xray_core::RecorderBuilder {
-    let rules = xray_core::SamplingRules::builder()
+fn sampling_all() -> xray_sdk::RecorderBuilder {
+    let rules = xray_sdk::SamplingRules::builder()
         .with_default(0, 1.0)
         .build()
         .expect("valid rules");
     Recorder::builder()
         .ignore_environment()
         .with_service_name("test")
-        .with_sampler(Arc::new(xray_core::LocalSampler::new(rules)))
+        .with_sampler(Arc::new(xray_sdk::LocalSampler::new(rules)))
 }
 
 /// A recorder that samples everything into memory.
-fn in_memory() -> (Recorder, xray_core::InMemoryEmitter) {
-    let emitter = xray_core::InMemoryEmitter::new();
+fn in_memory() -> (Recorder, xray_sdk::InMemoryEmitter) {
+    let emitter = xray_sdk::InMemoryEmitter::new();
     let recorder = sampling_all()
         .with_emitter(emitter.clone())
         .build()
@@ -156,7 +156,7 @@ async fn a_connection_error_is_a_fault_with_its_cause() {
 
 #[tokio::test]
 async fn no_context_sends_the_request_unchanged() {
-    let emitter = xray_core::InMemoryEmitter::new();
+    let emitter = xray_sdk::InMemoryEmitter::new();
     let recorder = sampling_all()
         .with_emitter(emitter.clone())
         .with_context_missing(ContextMissing::RuntimeError)
@@ -177,7 +177,7 @@ async fn no_context_sends_the_request_unchanged() {
 #[tokio::test]
 async fn calls_to_the_daemon_are_not_traced() {
     let (addr, seen) = server(200).await;
-    let emitter = xray_core::InMemoryEmitter::new();
+    let emitter = xray_sdk::InMemoryEmitter::new();
     let recorder = sampling_all()
         .with_emitter(emitter.clone())
         .with_daemon_address(addr.to_string().parse().unwrap())

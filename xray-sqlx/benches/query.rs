@@ -14,7 +14,7 @@ use std::time::{Duration, Instant};
 
 use criterion::{Criterion, criterion_group, criterion_main};
 use sqlx::postgres::PgPoolOptions;
-use xray_core::{DaemonAddress, FutureExt as _, Recorder, SamplerKind};
+use xray_sdk::{DaemonAddress, FutureExt as _, Recorder, SamplerKind};
 use xray_sqlx::XRayPool;
 use xray_testkit::postgres::Postgres;
 

@@ -12,7 +12,7 @@ use sqlx_core::database::Database;
 use sqlx_core::error::{BoxDynError, Error};
 use sqlx_core::executor::Execute;
 use sqlx_core::sql_str::SqlStr;
-use xray_core::{Cause, Namespace, Sql, Subsegment, capped_field};
+use xray_sdk::{Cause, Namespace, Sql, Subsegment, capped_field};
 
 use crate::Shared;
 use crate::sanitize::sanitize;
@@ -29,7 +29,7 @@ impl Call {
     /// A subsegment under the current entity, or `None` when the query is not recorded:
     /// outside any segment, or under an unsampled one. Nothing is allocated then.
     pub(crate) fn begin(shared: &Arc<Shared>) -> Option<Call> {
-        let parent = xray_core::current()?;
+        let parent = xray_sdk::current()?;
         if !parent.is_recording() {
             return None;
         }

@@ -25,7 +25,7 @@
 //! # What is recorded
 //!
 //! Each query made through `&XRayPool` or `&mut XRayTransaction` while a sampled segment or
-//! subsegment is current ([`xray_core::current`]) is a subsegment:
+//! subsegment is current ([`xray_sdk::current`]) is a subsegment:
 //!
 //! - named `database@host` as the official SDKs name it (`orders@db.internal`), the file's
 //!   name for SQLite, with `namespace: "remote"`;
@@ -62,6 +62,8 @@
 //!
 //! [sqlx]: https://docs.rs/sqlx
 #![deny(missing_docs)]
+// On docs.rs, items behind a feature are marked with the feature they need.
+#![cfg_attr(docsrs, feature(doc_cfg))]
 
 mod call;
 mod database;
@@ -106,7 +108,7 @@ struct Shared {
 /// ```
 /// # #[tokio::main(flavor = "current_thread")]
 /// # async fn main() -> Result<(), Box<dyn std::error::Error>> {
-/// use xray_core::{FutureExt as _, InMemoryEmitter, Recorder};
+/// use xray_sdk::{FutureExt as _, InMemoryEmitter, Recorder};
 /// use xray_sqlx::XRayPool;
 ///
 /// let emitter = InMemoryEmitter::new();

@@ -5,7 +5,7 @@
 
 use serde_json::Value;
 use sqlx::mysql::MySqlPoolOptions;
-use xray_core::{FutureExt as _, InMemoryEmitter, Recorder, SamplerKind};
+use xray_sdk::{FutureExt as _, InMemoryEmitter, Recorder, SamplerKind};
 use xray_sqlx::XRayPool;
 use xray_testkit::mariadb::MariaDb;
 

@@ -8,7 +8,7 @@ use std::time::Duration;
 
 use serde_json::Value;
 use sqlx::postgres::PgPoolOptions;
-use xray_core::{FutureExt as _, InMemoryEmitter, Recorder, SamplerKind};
+use xray_sdk::{FutureExt as _, InMemoryEmitter, Recorder, SamplerKind};
 use xray_sqlx::XRayPool;
 use xray_testkit::postgres::Postgres;
 

@@ -3,7 +3,7 @@
 //! passes the schema.
 
 use sqlx::sqlite::{SqliteConnectOptions, SqlitePoolOptions};
-use xray_core::FutureExt as _;
+use xray_sdk::FutureExt as _;
 use xray_sqlx::XRayPool;
 use xray_testkit::capture::Capture;
 use xray_testkit::moto::TempDir;

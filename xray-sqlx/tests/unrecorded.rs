@@ -6,7 +6,7 @@ use std::alloc::{GlobalAlloc, Layout, System};
 use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
 
 use sqlx::SqlitePool;
-use xray_core::{FutureExt as _, InMemoryEmitter, Recorder, SamplerKind};
+use xray_sdk::{FutureExt as _, InMemoryEmitter, Recorder, SamplerKind};
 use xray_sqlx::XRayPool;
 
 struct Counting;

@@ -31,7 +31,7 @@ use std::fmt::Write as _;
 use std::time::Duration;
 
 use serde_json::Value;
-use xray_core::{InMemoryEmitter, Recorder, RecorderBuilder, SamplerKind};
+use xray_sdk::{InMemoryEmitter, Recorder, RecorderBuilder, SamplerKind};
 
 /// A recorder whose documents are kept in memory, and the views to assert on them.
 ///

@@ -23,7 +23,7 @@ use axum::routing::get;
 use criterion::{Criterion, criterion_group, criterion_main};
 use http::Request;
 use tower::ServiceExt;
-use xray_core::{Datagram, EmitError, Emitter, LocalSampler, Recorder, SamplingRules};
+use xray_sdk::{Datagram, EmitError, Emitter, LocalSampler, Recorder, SamplingRules};
 use xray_tower::XRayLayer;
 
 #[derive(Debug)]

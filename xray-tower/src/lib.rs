@@ -8,7 +8,7 @@
 //! - [`XRayClientLayer`] records a `remote` subsegment for every outgoing request of a tower
 //!   HTTP client (hyper-util's legacy `Client`, for one) and sends the trace header to the
 //!   callee. The `xray-reqwest` crate does the same for `reqwest` clients, and
-//!   [`xray_core::outgoing`] holds what both record, for any other client.
+//!   [`xray_sdk::outgoing`] holds what both record, for any other client.
 //!
 //! # Example
 //!
@@ -25,7 +25,7 @@
 //! # }
 //! ```
 //!
-//! Both layers use the global recorder ([`xray_core::Recorder::global`]) unless given one
+//! Both layers use the global recorder ([`xray_sdk::Recorder::global`]) unless given one
 //! with `with_recorder`.
 //!
 //! # What is recorded
@@ -55,9 +55,9 @@
 //! Add `XRayLayer` outermost (before `TraceLayer` in a `ServiceBuilder`, whose first layer is
 //! the outermost, or with the later `.layer` call on an axum `Router`, whose last layer is),
 //! so that the segment exists before `TraceLayer`
-//! opens its `request` span. With `xray_tracing::XRaySpanLayer` installed that span is then a
+//! opens its `request` span. With `xray_tracing_subscriber::XRaySpanLayer` installed that span is then a
 //! `request` subsegment timing the handler; with `TraceLayer` outermost instead, its span
-//! comes before the segment and records nothing. `xray-tracing`'s docs show how to leave
+//! comes before the segment and records nothing. `xray-tracing-subscriber`'s docs show how to leave
 //! tower-http's spans out with a per-layer filter.
 //!
 //! # Feature flags
@@ -68,6 +68,8 @@
 //!
 //! The minimum supported Rust version is 1.94.
 #![deny(missing_docs)]
+// On docs.rs, items behind a feature are marked with the feature they need.
+#![cfg_attr(docsrs, feature(doc_cfg))]
 
 mod client;
 mod naming;

@@ -3,12 +3,12 @@
 use std::any::Any;
 
 use http::HeaderValue;
-use xray_core::Entity;
+use xray_sdk::Entity;
 
 /// The `X-Amzn-Trace-Id` header name, as `http` spells header names (lowercase).
 pub const X_AMZN_TRACE_ID: http::HeaderName = http::HeaderName::from_static("x-amzn-trace-id");
 
-pub(crate) use xray_core::outgoing::record_error;
+pub(crate) use xray_sdk::outgoing::record_error;
 
 /// Records a panic caught while polling as a fault with the panic message as the cause.
 pub(crate) fn record_panic(entity: &Entity, payload: &(dyn Any + Send)) {
@@ -18,7 +18,7 @@ pub(crate) fn record_panic(entity: &Entity, payload: &(dyn Any + Send)) {
 /// `s` cut to what the service keeps, so a client's oversized header or path is never copied
 /// whole into a document that lives as long as the request.
 pub(crate) fn capped(s: &str) -> String {
-    xray_core::capped_field(s).to_owned()
+    xray_sdk::capped_field(s).to_owned()
 }
 
 /// A header value from text this crate wrote (ids and fixed keys, always visible ASCII).

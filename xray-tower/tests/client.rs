@@ -8,7 +8,7 @@ use std::sync::{Arc, Mutex};
 use http::{HeaderMap, Request, Response, StatusCode};
 use serde_json::Value;
 use tower::{Layer, ServiceExt, service_fn};
-use xray_core::{ContextMissing, FutureExt, Recorder, TraceHeader};
+use xray_sdk::{ContextMissing, FutureExt, Recorder, TraceHeader};
 use xray_tower::XRayClientLayer;
 
 use support::{in_memory, sampling_all};
@@ -96,7 +96,7 @@ async fn records_a_remote_subsegment_and_sends_its_id() {
         sent.parent().unwrap().to_string(),
         call["id"].as_str().unwrap()
     );
-    assert_eq!(sent.sampled(), xray_core::Sampled::Yes);
+    assert_eq!(sent.sampled(), xray_sdk::Sampled::Yes);
     let all = seen.lock().unwrap()[0]
         .get_all("x-amzn-trace-id")
         .iter()
@@ -148,11 +148,8 @@ async fn unsampled_trace_is_propagated_as_sampled_0() {
         .with_recorder(recorder.clone())
         .layer(inner);
     let upstream: TraceHeader = format!("Root={ROOT};Sampled=0").parse().unwrap();
-    let segment = recorder.begin_segment_with(
-        "caller",
-        Some(&upstream),
-        &xray_core::SamplingRequest::new(),
-    );
+    let segment =
+        recorder.begin_segment_with("caller", Some(&upstream), &xray_sdk::SamplingRequest::new());
     svc.oneshot(Request::get("http://b.internal/").body(()).unwrap())
         .with_context(segment.entity().clone())
         .await
@@ -161,14 +158,14 @@ async fn unsampled_trace_is_propagated_as_sampled_0() {
     assert!(xray_testkit::checked(emitter.documents()).is_empty());
     let sent: TraceHeader = sent_header(&seen).unwrap().parse().unwrap();
     assert_eq!(sent.root().to_string(), ROOT);
-    assert_eq!(sent.sampled(), xray_core::Sampled::No);
+    assert_eq!(sent.sampled(), xray_sdk::Sampled::No);
     assert!(sent.parent().is_some());
 }
 
 #[tokio::test]
 async fn no_context_sends_the_request_unchanged() {
     for strategy in [ContextMissing::LogError, ContextMissing::RuntimeError] {
-        let emitter = xray_core::InMemoryEmitter::new();
+        let emitter = xray_sdk::InMemoryEmitter::new();
         let recorder = sampling_all()
             .with_emitter(emitter.clone())
             .with_context_missing(strategy)
@@ -191,7 +188,7 @@ async fn no_context_sends_the_request_unchanged() {
 
 #[tokio::test]
 async fn calls_to_the_daemon_are_not_traced() {
-    let emitter = xray_core::InMemoryEmitter::new();
+    let emitter = xray_sdk::InMemoryEmitter::new();
     let recorder = sampling_all()
         .with_emitter(emitter.clone())
         .with_daemon_address("127.0.0.1:2999".parse().unwrap())

@@ -22,8 +22,8 @@ use hyper_util::service::TowerToHyperService;
 use tokio::io::AsyncWriteExt;
 use tokio::sync::{Semaphore, mpsc};
 use tower::{Layer, ServiceExt};
-use xray_core::{DaemonAddress, ManualClock, Recorder, TraceHeader};
 use xray_local::{Trace, XrayLocal};
+use xray_sdk::{DaemonAddress, ManualClock, Recorder, TraceHeader};
 use xray_tower::{XRayClient, XRayClientLayer, XRayLayer};
 
 use support::{ChannelBody, sampling_all};
@@ -250,7 +250,7 @@ async fn unsampled_upstream_records_nothing_and_propagates() {
     assert_eq!(answered.as_deref(), Some(&*format!("Root={unsampled}")));
     let b_saw: TraceHeader = b_saw.parse().unwrap();
     assert_eq!(b_saw.root().to_string(), unsampled);
-    assert_eq!(b_saw.sampled(), xray_core::Sampled::No);
+    assert_eq!(b_saw.sampled(), xray_sdk::Sampled::No);
 
     // A sampled request after it: once its documents are in, the unsampled ones would be too.
     let (_, answered, _) = get_from(&plain, format!("http://{a}/a"), None).await;

@@ -15,7 +15,7 @@ use http::{Request, Response, StatusCode};
 use http_body_util::BodyExt;
 use serde_json::Value;
 use tower::{Layer, ServiceExt, service_fn};
-use xray_core::{ManualClock, Recorder, TraceHeader};
+use xray_sdk::{ManualClock, Recorder, TraceHeader};
 use xray_tower::{SegmentNaming, XRayLayer};
 
 use support::{ChannelBody, in_memory, sampling_all};
@@ -36,7 +36,7 @@ fn app(recorder: &Recorder) -> Router {
         .route(
             "/work",
             get(|| async {
-                let current = xray_core::current().expect("the segment is current in handlers");
+                let current = xray_sdk::current().expect("the segment is current in handlers");
                 let child = current.begin_subsegment("load");
                 child.put_annotation("rows", 3);
                 child.end();
@@ -189,9 +189,9 @@ async fn sampling_requested_gets_the_decision_and_nothing_echoed() {
 
     let never = Recorder::builder()
         .ignore_environment()
-        .with_emitter(xray_core::InMemoryEmitter::new())
-        .with_sampler(Arc::new(xray_core::LocalSampler::new(
-            xray_core::SamplingRules::builder()
+        .with_emitter(xray_sdk::InMemoryEmitter::new())
+        .with_sampler(Arc::new(xray_sdk::LocalSampler::new(
+            xray_sdk::SamplingRules::builder()
                 .with_default(0, 0.0)
                 .build()
                 .unwrap(),
@@ -351,7 +351,7 @@ async fn futures_poll_once<F: std::future::Future + Unpin>(mut f: F) -> Option<F
 async fn streaming_body_ends_the_segment_after_the_last_chunk() {
     let start = 1_750_000_000_000_000;
     let clock = Arc::new(ManualClock::new(start));
-    let emitter = xray_core::InMemoryEmitter::new();
+    let emitter = xray_sdk::InMemoryEmitter::new();
     let recorder = sampling_all()
         .with_emitter(emitter.clone())
         .with_clock(clock.clone())
@@ -422,7 +422,7 @@ async fn failing_body_is_a_fault() {
 
 #[tokio::test]
 async fn disabled_recorder_passes_through() {
-    let emitter = xray_core::InMemoryEmitter::new();
+    let emitter = xray_sdk::InMemoryEmitter::new();
     let recorder = sampling_all()
         .with_emitter(emitter.clone())
         .with_enabled(false)
@@ -436,9 +436,9 @@ async fn disabled_recorder_passes_through() {
 
 #[tokio::test]
 async fn tracing_name_from_the_environment_wins() {
-    let emitter = xray_core::InMemoryEmitter::new();
+    let emitter = xray_sdk::InMemoryEmitter::new();
     let recorder = sampling_all()
-        .with_env(|k| (k == xray_core::ENV_TRACING_NAME).then(|| "forced".to_owned()))
+        .with_env(|k| (k == xray_sdk::ENV_TRACING_NAME).then(|| "forced".to_owned()))
         .with_emitter(emitter.clone())
         .build()
         .unwrap();

@@ -7,7 +7,7 @@ use tracing::{Event, Subscriber};
 use tracing_subscriber::fmt::format::Writer;
 use tracing_subscriber::fmt::{FmtContext, FormatEvent, FormatFields};
 use tracing_subscriber::registry::LookupSpan;
-use xray_core::{SegmentId, TraceId};
+use xray_sdk::{SegmentId, TraceId};
 
 // ===== impl LogFields =====
 
@@ -65,7 +65,7 @@ impl fmt::Display for LogFields {
 /// Unsampled requests have real ids too: see [Unsampled requests](crate#unsampled-requests).
 /// The one exception is the all-zero trace id `1-00000000-000000000000000000000000`: the no-op
 /// id the Python and Go SDKs give unsampled requests by default (`AWS_XRAY_NOOP_ID`), and so
-/// may send downstream, and the one [`Subsegment::none`](xray_core::Subsegment::none) carries.
+/// may send downstream, and the one [`Subsegment::none`](xray_sdk::Subsegment::none) carries.
 /// It would match every such request, so it gives `None`.
 ///
 /// Reading the context takes no lock and allocates nothing.
@@ -73,21 +73,21 @@ impl fmt::Display for LogFields {
 /// # Examples
 ///
 /// ```
-/// use xray_core::{InMemoryEmitter, Recorder};
+/// use xray_sdk::{InMemoryEmitter, Recorder};
 ///
 /// let recorder = Recorder::builder().with_emitter(InMemoryEmitter::new()).build()?;
-/// assert!(xray_tracing::log_fields().is_none());
+/// assert!(xray_tracing_subscriber::log_fields().is_none());
 ///
 /// let segment = recorder.begin_segment("worker");
 /// let _current = segment.enter();
-/// let ids = xray_tracing::log_fields().unwrap();
+/// let ids = xray_tracing_subscriber::log_fields().unwrap();
 /// assert_eq!(ids.trace_id(), segment.trace_id());
 /// assert_eq!(ids.entity_id(), segment.id());
 /// assert_eq!(ids.to_string(), format!("{}@{}", segment.trace_id(), segment.id()));
-/// # Ok::<(), xray_core::ConfigError>(())
+/// # Ok::<(), xray_sdk::ConfigError>(())
 /// ```
 pub fn log_fields() -> Option<LogFields> {
-    let entity = xray_core::current()?;
+    let entity = xray_sdk::current()?;
     let trace_id = entity.trace_id();
     if trace_id.random() == 0 {
         return None;
@@ -135,7 +135,7 @@ pub fn log_fields() -> Option<LogFields> {
 /// ```
 /// use tracing_subscriber::fmt;
 /// use tracing_subscriber::prelude::*;
-/// use xray_tracing::XRayEventFormat;
+/// use xray_tracing_subscriber::XRayEventFormat;
 ///
 /// let subscriber = tracing_subscriber::registry().with(
 ///     fmt::layer()
@@ -152,7 +152,7 @@ pub fn log_fields() -> Option<LogFields> {
 /// ```
 /// use tracing_subscriber::fmt;
 /// use tracing_subscriber::prelude::*;
-/// use xray_tracing::{LogFields, XRayEventFormat};
+/// use xray_tracing_subscriber::{LogFields, XRayEventFormat};
 ///
 /// let subscriber = tracing_subscriber::registry().with(
 ///     fmt::layer()

@@ -5,7 +5,7 @@ use tracing::span::{Attributes, Id, Record};
 use tracing::{Event, Level, Subscriber};
 use tracing_subscriber::layer::Context;
 use tracing_subscriber::registry::{LookupSpan, SpanRef};
-use xray_core::{AnnotationValue, Cause, ContextGuard, Entity, Subsegment};
+use xray_sdk::{AnnotationValue, Cause, ContextGuard, Entity, Subsegment};
 
 use crate::fields::{Fields, Value, annotation_key};
 
@@ -52,7 +52,7 @@ impl XRaySpanLayer {
                     Value::F64(v) => v.into(),
                     Value::Str(v) => v.into(),
                 };
-                // A refused value is logged by xray-core; the span goes on.
+                // A refused value is logged by xray-sdk; the span goes on.
                 entity.put_annotation(&annotation_key(name), value);
             } else {
                 entity.put_metadata_in("tracing", name, &value.to_json());
@@ -116,8 +116,8 @@ where
             Some(parent) => ctx
                 .span(parent)
                 .and_then(nearest)
-                .or_else(xray_core::current),
-            None => xray_core::current(),
+                .or_else(xray_sdk::current),
+            None => xray_sdk::current(),
         };
         let Some(parent) = parent.filter(Entity::is_recording) else {
             return;

@@ -32,7 +32,7 @@
 //! use tracing_subscriber::{EnvFilter, prelude::*};
 //!
 //! let subscriber = tracing_subscriber::registry()
-//!     .with(xray_tracing::XRaySpanLayer::new())
+//!     .with(xray_tracing_subscriber::XRaySpanLayer::new())
 //!     .with(tracing_subscriber::fmt::layer().with_filter(EnvFilter::new("warn")));
 //! # drop(subscriber);
 //! ```
@@ -54,8 +54,8 @@
 //! ```
 //! use tracing_subscriber::filter::{LevelFilter, Targets};
 //! use tracing_subscriber::prelude::*;
-//! use xray_core::{InMemoryEmitter, Recorder};
-//! use xray_tracing::XRaySpanLayer;
+//! use xray_sdk::{InMemoryEmitter, Recorder};
+//! use xray_tracing_subscriber::XRaySpanLayer;
 //!
 //! let emitter = InMemoryEmitter::new();
 //! let recorder = Recorder::builder().with_emitter(emitter.clone()).build()?;
@@ -82,7 +82,7 @@
 //! assert_eq!(reserve["annotations"]["order_id"], 42);
 //! assert_eq!(reserve["metadata"]["tracing"]["items"], 3);
 //! assert_eq!(reserve["subsegments"][0]["name"], "inventory");
-//! # Ok::<(), xray_core::ConfigError>(())
+//! # Ok::<(), xray_sdk::ConfigError>(())
 //! ```
 //!
 //! # Log correlation
@@ -118,8 +118,8 @@
 //! use std::sync::{Arc, Mutex};
 //! use tracing_subscriber::fmt;
 //! use tracing_subscriber::prelude::*;
-//! use xray_core::{InMemoryEmitter, Recorder};
-//! use xray_tracing::XRayEventFormat;
+//! use xray_sdk::{InMemoryEmitter, Recorder};
+//! use xray_tracing_subscriber::XRayEventFormat;
 //!
 //! // An in-memory log, for the example; a service writes to stdout or a file.
 //! #[derive(Clone, Default)]
@@ -190,7 +190,7 @@
 //! | this crate | real ids always, as Python and Go with `AWS_XRAY_NOOP_ID=false`; the variable is not read |
 //!
 //! A context whose trace id is the all-zero no-op id (a request from an upstream service that
-//! used no-op ids, or [`Subsegment::none`](xray_core::Subsegment::none) entered by hand) adds
+//! used no-op ids, or [`Subsegment::none`](xray_sdk::Subsegment::none) entered by hand) adds
 //! nothing to a line: that id would match every such request.
 //!
 //! # Supported Rust versions

@@ -8,8 +8,8 @@ use serde_json::Value;
 use tracing::instrument::WithSubscriber;
 use tracing::{Instrument, Subscriber};
 use tracing_subscriber::prelude::*;
-use xray_core::{FutureExt, InMemoryEmitter, LocalSampler, Recorder, SamplingRules};
-use xray_tracing::XRaySpanLayer;
+use xray_sdk::{FutureExt, InMemoryEmitter, LocalSampler, Recorder, SamplingRules};
+use xray_tracing_subscriber::XRaySpanLayer;
 
 fn recorder(rate: f64) -> (Recorder, InMemoryEmitter) {
     let emitter = InMemoryEmitter::new();
@@ -62,7 +62,7 @@ fn spans_become_nested_subsegments_with_their_fields() {
             // Recorded after creation, through `Span::record`.
             outer.record("note", "late");
         });
-        assert_eq!(xray_core::current().unwrap().id(), segment.id());
+        assert_eq!(xray_sdk::current().unwrap().id(), segment.id());
     });
 
     let doc = only(&emitter);
@@ -115,13 +115,13 @@ fn spans_outside_a_trace_or_unsampled_record_nothing() {
     tracing::subscriber::with_default(subscriber(XRaySpanLayer::new()), || {
         // No X-Ray context at all.
         tracing::info_span!("startup").in_scope(|| {
-            assert!(xray_core::current().is_none());
+            assert!(xray_sdk::current().is_none());
         });
         // An unsampled segment: the context stays the segment, which records nothing.
         let segment = recorder.begin_segment("api");
         let _current = segment.enter();
         tracing::info_span!("work").in_scope(|| {
-            assert_eq!(xray_core::current().unwrap().id(), segment.id());
+            assert_eq!(xray_sdk::current().unwrap().id(), segment.id());
         });
     });
     assert!(emitter.documents().is_empty());
@@ -137,12 +137,12 @@ fn spans_exited_out_of_order_restore_the_context() {
         let b = tracing::info_span!("b");
         let entered_a = a.enter();
         let entered_b = b.enter();
-        let b_id = xray_core::current().unwrap().id();
+        let b_id = xray_sdk::current().unwrap().id();
         drop(entered_a);
         // `b` was entered last: it stays current until it exits.
-        assert_eq!(xray_core::current().unwrap().id(), b_id);
+        assert_eq!(xray_sdk::current().unwrap().id(), b_id);
         drop(entered_b);
-        assert_eq!(xray_core::current().unwrap().id(), segment.id());
+        assert_eq!(xray_sdk::current().unwrap().id(), segment.id());
     });
     // Both were created before either was entered: siblings under the segment.
     let doc = only(&emitter);
@@ -164,7 +164,7 @@ fn a_span_with_an_explicit_parent_nests_under_it_from_another_thread() {
         std::thread::scope(|s| {
             s.spawn(|| {
                 tracing::subscriber::with_default(subscriber.clone(), || {
-                    assert!(xray_core::current().is_none());
+                    assert!(xray_sdk::current().is_none());
                     tracing::info_span!(parent: &parent, "worker").in_scope(|| {
                         recorder.begin_subsegment("step").end();
                     });

@@ -13,11 +13,11 @@ use tracing::Subscriber;
 use tracing_subscriber::filter::{LevelFilter, Targets};
 use tracing_subscriber::fmt;
 use tracing_subscriber::prelude::*;
-use xray_core::{
+use xray_sdk::{
     InMemoryEmitter, LocalSampler, Recorder, SamplingRequest, SamplingRules, SegmentId, Subsegment,
     TraceHeader, TraceId,
 };
-use xray_tracing::{LogFields, XRayEventFormat, XRaySpanLayer, log_fields};
+use xray_tracing_subscriber::{LogFields, XRayEventFormat, XRaySpanLayer, log_fields};
 
 // ===== fixtures =====
 
@@ -68,7 +68,7 @@ impl Log {
     }
 }
 
-/// Only this test's own events: xray-core's diagnostics stay out of the logs compared.
+/// Only this test's own events: xray-sdk's diagnostics stay out of the logs compared.
 fn ours() -> Targets {
     Targets::new().with_target(module_path!(), LevelFilter::TRACE)
 }
@@ -139,7 +139,7 @@ struct Ids {
     entity: SegmentId,
 }
 
-fn ids_of(entity: &xray_core::Entity) -> Ids {
+fn ids_of(entity: &xray_sdk::Entity) -> Ids {
     Ids {
         trace: entity.trace_id(),
         entity: entity.id(),
@@ -148,7 +148,7 @@ fn ids_of(entity: &xray_core::Entity) -> Ids {
 
 /// The current context's ids, as the test sees them.
 fn current_ids() -> Ids {
-    ids_of(&xray_core::current().expect("an X-Ray context is current"))
+    ids_of(&xray_sdk::current().expect("an X-Ray context is current"))
 }
 
 /// `wrapped` minus the two default keys, which must hold `ids` (or be absent for `None`).

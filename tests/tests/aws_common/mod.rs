@@ -9,8 +9,8 @@ use std::time::Duration;
 
 use base64::Engine as _;
 use serde_json::Value;
-use xray_core::{DaemonAddress, LocalSampler, Recorder, SamplingRules, TraceId};
 use xray_local::XrayLocal;
+use xray_sdk::{DaemonAddress, LocalSampler, Recorder, SamplingRules, TraceId};
 
 pub const REGION: &str = "us-east-1";
 pub const ACCESS_KEY: &str = "AKIDEXAMPLETESTKEY00";

@@ -11,7 +11,7 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::Duration;
 
 use serde::Serialize;
-use xray_core::{LocalSampler, Recorder, SamplingRequest, SamplingRules, SharedSampler};
+use xray_sdk::{LocalSampler, Recorder, SamplingRequest, SamplingRules, SharedSampler};
 
 #[derive(Serialize)]
 pub(crate) struct Sub {
@@ -83,7 +83,7 @@ pub(crate) fn baseline_doc() -> Seg {
             xray: Xray {
                 sdk: "X-Ray for Rust",
                 sdk_version: "0.1.0",
-                package: "xray-core",
+                package: "xray-sdk",
             },
         },
         subsegments: vec![Sub {

@@ -16,7 +16,7 @@ pub(crate) const MAX_VALUE_CHARS: usize = 1000;
 /// # Examples
 ///
 /// ```
-/// use xray_core::{AnnotationError, Document, SegmentId};
+/// use xray_sdk::{AnnotationError, Document, SegmentId};
 ///
 /// let mut doc = Document::new("api", SegmentId::new(), 1_735_689_600.0);
 /// let err = doc.put_annotation("not-valid", "x").unwrap_err();
@@ -45,7 +45,7 @@ pub enum AnnotationError {
 /// # Examples
 ///
 /// ```
-/// use xray_core::AnnotationValue;
+/// use xray_sdk::AnnotationValue;
 ///
 /// assert_eq!(AnnotationValue::from(7_u8), AnnotationValue::Int(7));
 /// assert!(AnnotationValue::try_from(serde_json::json!({"a": 1})).is_err());
@@ -234,14 +234,14 @@ impl<'de> Deserialize<'de> for LenientValue {
 /// # Examples
 ///
 /// ```
-/// use xray_core::{AnnotationValue, Annotations};
+/// use xray_sdk::{AnnotationValue, Annotations};
 ///
 /// let mut a = Annotations::new();
 /// a.insert("tenant", "blue")?;
 /// a.insert("tenant", "green")?;
 /// assert_eq!(a.get("tenant"), Some(&AnnotationValue::from("green")));
 /// assert_eq!(a.len(), 1);
-/// # Ok::<(), xray_core::AnnotationError>(())
+/// # Ok::<(), xray_sdk::AnnotationError>(())
 /// ```
 #[derive(Debug, Clone, Default, PartialEq)]
 pub struct Annotations {

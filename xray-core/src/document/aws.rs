@@ -10,7 +10,7 @@ use serde_json::{Map, Value};
 /// # Examples
 ///
 /// ```
-/// use xray_core::Aws;
+/// use xray_sdk::Aws;
 ///
 /// let mut aws = Aws::default();
 /// aws.operation = Some("GetItem".into());
@@ -192,11 +192,11 @@ pub struct CloudwatchLogs {
 /// # Examples
 ///
 /// ```
-/// use xray_core::XraySdk;
+/// use xray_sdk::XraySdk;
 ///
 /// let sdk = XraySdk::rust();
 /// assert_eq!(sdk.sdk.as_deref(), Some("X-Ray for Rust"));
-/// assert_eq!(sdk.package.as_deref(), Some("xray-core"));
+/// assert_eq!(sdk.package.as_deref(), Some("xray-sdk"));
 /// ```
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 #[non_exhaustive]
@@ -217,7 +217,7 @@ pub struct XraySdk {
 }
 
 impl XraySdk {
-    /// This SDK: `X-Ray for Rust`, this crate's version, package `xray-core`.
+    /// This SDK: `X-Ray for Rust`, this crate's version, package `xray-sdk`.
     pub fn rust() -> Self {
         Self {
             sdk: Some("X-Ray for Rust".to_owned()),
@@ -233,7 +233,7 @@ impl XraySdk {
 /// # Examples
 ///
 /// ```
-/// use xray_core::Service;
+/// use xray_sdk::Service;
 ///
 /// let mut service = Service::rust();
 /// service.version = Some("2.4.1".into());
@@ -269,7 +269,7 @@ impl Service {
 /// # Examples
 ///
 /// ```
-/// use xray_core::Sql;
+/// use xray_sdk::Sql;
 ///
 /// let mut sql = Sql::default();
 /// sql.database_type = Some("PostgreSQL".into());

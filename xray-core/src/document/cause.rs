@@ -27,7 +27,7 @@ pub(crate) const MAX_FRAMES: usize = 50;
 /// # Examples
 ///
 /// ```
-/// use xray_core::Cause;
+/// use xray_sdk::Cause;
 ///
 /// let err = "x".parse::<u8>().unwrap_err();
 /// let cause = Cause::from_typed_error(&err);
@@ -49,7 +49,7 @@ pub enum Cause {
 /// # Examples
 ///
 /// ```
-/// use xray_core::{CauseDetails, Exception, SegmentId};
+/// use xray_sdk::{CauseDetails, Exception, SegmentId};
 ///
 /// let mut details = CauseDetails::default();
 /// details.working_directory = Some("/srv/app".into());
@@ -75,7 +75,7 @@ pub struct CauseDetails {
 /// # Examples
 ///
 /// ```
-/// use xray_core::{Exception, SegmentId};
+/// use xray_sdk::{Exception, SegmentId};
 ///
 /// let mut e = Exception::new(SegmentId::from_u64(1), "table not found");
 /// e.kind = Some("ResourceNotFoundException".into());
@@ -117,7 +117,7 @@ pub struct Exception {
 /// # Examples
 ///
 /// ```
-/// use xray_core::StackFrame;
+/// use xray_sdk::StackFrame;
 ///
 /// let text = "   0: app::render\n             at ./src/render.rs:88:5\n";
 /// let (frames, truncated) = StackFrame::parse_backtrace(text, 10);
@@ -242,7 +242,7 @@ impl Cause {
     /// # Examples
     ///
     /// ```
-    /// use xray_core::Cause;
+    /// use xray_sdk::Cause;
     ///
     /// let cause = Cause::from_message(&"connection reset", Some("hyper::Error"), None);
     /// let ex = &cause.details().unwrap().exceptions[0];

@@ -30,7 +30,7 @@ impl Document {
     /// # Examples
     ///
     /// ```
-    /// use xray_core::{Document, SegmentId, seconds_from_micros};
+    /// use xray_sdk::{Document, SegmentId, seconds_from_micros};
     ///
     /// let mut doc = Document::new("orders", SegmentId::new(), seconds_from_micros(1_735_689_600_120_000));
     /// doc.put_annotation("tenant", "blue")?;
@@ -40,7 +40,7 @@ impl Document {
     /// let fast: serde_json::Value = serde_json::from_slice(&out).unwrap();
     /// assert_eq!(fast, serde_json::to_value(&doc).unwrap());
     /// assert!(out.ends_with(br#""start_time":1735689600.120000,"annotations":{"tenant":"blue"}}"#));
-    /// # Ok::<(), xray_core::AnnotationError>(())
+    /// # Ok::<(), xray_sdk::AnnotationError>(())
     /// ```
     pub fn write_json(&self, out: &mut Vec<u8>) -> Result<(), serde_json::Error> {
         // The one writer walks entities through the view every transport sees.

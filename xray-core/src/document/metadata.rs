@@ -19,7 +19,7 @@ pub(crate) fn is_reserved_namespace(namespace: &str) -> bool {
 /// # Examples
 ///
 /// ```
-/// use xray_core::{Document, MetadataError, SegmentId};
+/// use xray_sdk::{Document, MetadataError, SegmentId};
 ///
 /// let mut doc = Document::new("api", SegmentId::new(), 1_735_689_600.0);
 /// let err = doc.put_metadata_in("AWS.mine", "k", &1).unwrap_err();
@@ -49,12 +49,12 @@ impl MetadataError {
 /// # Examples
 ///
 /// ```
-/// use xray_core::Metadata;
+/// use xray_sdk::Metadata;
 ///
 /// let mut m = Metadata::new();
 /// m.insert("default", "basket", &serde_json::json!({"items": 3}))?;
 /// assert_eq!(m.get("default", "basket").unwrap()["items"], 3);
-/// # Ok::<(), xray_core::MetadataError>(())
+/// # Ok::<(), xray_sdk::MetadataError>(())
 /// ```
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 #[serde(transparent)]

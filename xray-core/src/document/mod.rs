@@ -6,7 +6,7 @@
 //! written by any X-Ray SDK can be read back.
 //!
 //! ```
-//! use xray_core::{Document, SegmentId, TraceId, seconds_from_micros};
+//! use xray_sdk::{Document, SegmentId, TraceId, seconds_from_micros};
 //!
 //! let mut segment = Document::new("orders-api", SegmentId::new(), seconds_from_micros(1_735_689_600_120_511));
 //! segment.set_trace_id(TraceId::new());
@@ -17,7 +17,7 @@
 //! let json = serde_json::to_string(&segment).unwrap();
 //! assert!(json.contains(r#""start_time":1735689600.120511"#));
 //! assert!(json.contains(r#""fault":true"#));
-//! # Ok::<(), xray_core::AnnotationError>(())
+//! # Ok::<(), xray_sdk::AnnotationError>(())
 //! ```
 
 mod annotation;
@@ -65,7 +65,7 @@ const MAX_ROUNDED_SECS: f64 = 9_007_199_254.0;
 /// # Examples
 ///
 /// ```
-/// use xray_core::seconds_from_micros;
+/// use xray_sdk::seconds_from_micros;
 ///
 /// assert_eq!(seconds_from_micros(1_735_689_600_120_511).to_string(), "1735689600.120511");
 /// ```
@@ -79,7 +79,7 @@ pub fn seconds_from_micros(micros: u64) -> f64 {
 /// # Examples
 ///
 /// ```
-/// use xray_core::Namespace;
+/// use xray_sdk::Namespace;
 ///
 /// assert_eq!(Namespace::from("aws"), Namespace::Aws);
 /// assert_eq!(Namespace::from("local").as_str(), "local");
@@ -133,7 +133,7 @@ impl From<&str> for Namespace {
 /// # Examples
 ///
 /// ```
-/// use xray_core::{Document, Namespace, SegmentId, TraceId};
+/// use xray_sdk::{Document, Namespace, SegmentId, TraceId};
 ///
 /// let trace = TraceId::new();
 /// let parent = SegmentId::new();
@@ -223,7 +223,7 @@ struct Link {
 /// # Examples
 ///
 /// ```
-/// use xray_core::{Document, SegmentId, SpanLink, TraceId};
+/// use xray_sdk::{Document, SegmentId, SpanLink, TraceId};
 ///
 /// let producer = TraceId::new();
 /// let mut doc = Document::new("consume", SegmentId::new(), 1.0);
@@ -628,7 +628,7 @@ impl Document {
             self.annotations = None;
         }
         if let Err(err) = &result {
-            tracing::warn!(target: "xray_core::document", error = %err, "annotation dropped");
+            tracing::warn!(target: "xray_sdk::document", error = %err, "annotation dropped");
         }
         result
     }
@@ -682,7 +682,7 @@ impl Document {
             self.metadata = None;
         }
         if let Err(err) = result {
-            tracing::warn!(target: "xray_core::document", error = %err, "metadata dropped");
+            tracing::warn!(target: "xray_sdk::document", error = %err, "metadata dropped");
         }
     }
 
@@ -1027,7 +1027,7 @@ fn sanitize_name(name: &str) -> Arc<str> {
         static LOG: crate::diag::LogLimiter = crate::diag::LogLimiter::new(60);
         if LOG.allow(crate::clock::now_micros_for_logs()) {
             tracing::debug!(
-                target: "xray_core::document",
+                target: "xray_sdk::document",
                 name = %out,
                 "segment name sanitised: characters X-Ray does not accept were dropped, or it \
                  was cut to 200 characters (logged once a minute)"

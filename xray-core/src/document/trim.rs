@@ -49,7 +49,7 @@ impl Document {
     /// # Examples
     ///
     /// ```
-    /// use xray_core::{Document, SegmentId, Trimmed};
+    /// use xray_sdk::{Document, SegmentId, Trimmed};
     ///
     /// let mut doc = Document::new("big", SegmentId::new(), 1.0);
     /// doc.put_metadata("blob", &"x".repeat(100_000)).unwrap();

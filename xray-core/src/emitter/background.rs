@@ -34,7 +34,7 @@ use crate::diag::LogLimiter;
 /// ```
 /// use std::net::UdpSocket;
 /// use std::time::Duration;
-/// use xray_core::{BackgroundEmitter, Datagram, Emitter, UdpEmitter, DAEMON_HEADER};
+/// use xray_sdk::{BackgroundEmitter, Datagram, Emitter, UdpEmitter, DAEMON_HEADER};
 ///
 /// let daemon = UdpSocket::bind("127.0.0.1:0")?;
 /// let emitter = BackgroundEmitter::new(UdpEmitter::new(daemon.local_addr()?)?);
@@ -123,7 +123,7 @@ impl BackgroundEmitter {
             },
             Err(e) => {
                 tracing::error!(
-                    target: "xray_core::emitter",
+                    target: "xray_sdk::emitter",
                     error = %e,
                     "could not start the X-Ray emitter thread; segments will not be sent"
                 );
@@ -209,7 +209,7 @@ fn run(shared: &Shared, inner: &dyn Emitter) {
             *shared.last_error.lock() = Some(e.kind());
             if LOG.allow(crate::clock::SystemClock.now_micros()) {
                 tracing::warn!(
-                    target: "xray_core::emitter",
+                    target: "xray_sdk::emitter",
                     error = %e,
                     failed = shared.failed.load(Ordering::Relaxed),
                     "X-Ray segments could not be sent"
@@ -313,7 +313,7 @@ impl Emitter for BackgroundEmitter {
         }
         if left > 0 || in_flight {
             tracing::warn!(
-                target: "xray_core::emitter",
+                target: "xray_sdk::emitter",
                 given_up = left,
                 in_flight,
                 "X-Ray emitter shut down before it could send everything; what was queued is \

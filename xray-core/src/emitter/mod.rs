@@ -24,7 +24,7 @@ pub const MAX_DATAGRAM_LEN: usize = 63 * 1024;
 /// # Examples
 ///
 /// ```
-/// use xray_core::Datagram;
+/// use xray_sdk::Datagram;
 ///
 /// let bytes = b"{\"format\":\"json\",\"version\":1}\n{\"name\":\"a\"}";
 /// let datagram = Datagram::new(bytes).unwrap();

@@ -42,14 +42,14 @@ fn scope() -> InstrumentationScope {
 /// # Examples
 ///
 /// ```
-/// use xray_core::{Document, Finished, FinishedKind, SegmentId, TraceId};
+/// use xray_sdk::{Document, Finished, FinishedKind, SegmentId, TraceId};
 ///
 /// let trace_id = TraceId::new();
 /// let mut doc = Document::new("orders", SegmentId::new(), 1.0);
 /// doc.set_trace_id(trace_id);
 /// doc.set_end_time(2.0);
 /// let finished = Finished::from_document(FinishedKind::Segment, trace_id, &doc);
-/// let (_resource, spans) = xray_core::otlp::to_spans(&finished, "orders");
+/// let (_resource, spans) = xray_sdk::otlp::to_spans(&finished, "orders");
 /// assert_eq!(spans.len(), 1);
 /// assert_eq!(spans[0].span_id, doc.id().as_u64().to_be_bytes());
 /// ```

@@ -87,16 +87,16 @@ type Object = Map<String, Value>;
 /// # Examples
 ///
 /// ```
-/// use xray_core::otlp::proto::tonic::collector::trace::v1::ExportTraceServiceRequest;
-/// use xray_core::otlp::proto::tonic::trace::v1::{ResourceSpans, ScopeSpans};
-/// use xray_core::{Document, Finished, FinishedKind, SegmentId, TraceId};
+/// use xray_sdk::otlp::proto::tonic::collector::trace::v1::ExportTraceServiceRequest;
+/// use xray_sdk::otlp::proto::tonic::trace::v1::{ResourceSpans, ScopeSpans};
+/// use xray_sdk::{Document, Finished, FinishedKind, SegmentId, TraceId};
 ///
 /// let trace_id = TraceId::new();
 /// let mut doc = Document::new("orders", SegmentId::new(), 1_700_000_000.5);
 /// doc.set_trace_id(trace_id);
 /// doc.set_end_time(1_700_000_001.25);
 /// let finished = Finished::from_document(FinishedKind::Segment, trace_id, &doc);
-/// let (resource, spans) = xray_core::otlp::to_spans(&finished, "orders");
+/// let (resource, spans) = xray_sdk::otlp::to_spans(&finished, "orders");
 /// let request = ExportTraceServiceRequest {
 ///     resource_spans: vec![ResourceSpans {
 ///         resource: Some(resource),
@@ -107,7 +107,7 @@ type Object = Map<String, Value>;
 ///         ..Default::default()
 ///     }],
 /// };
-/// let docs = xray_core::otlp::to_documents(&request);
+/// let docs = xray_sdk::otlp::to_documents(&request);
 /// assert_eq!(docs.len(), 1);
 /// assert_eq!(docs[0]["name"], "orders");
 /// assert_eq!(docs[0]["id"], doc.id().to_string());
@@ -124,8 +124,8 @@ pub fn to_documents(request: &ExportTraceServiceRequest) -> Vec<Value> {
 /// # Examples
 ///
 /// ```
-/// use xray_core::otlp::proto::tonic::collector::trace::v1::ExportTraceServiceRequest;
-/// use xray_core::otlp::proto::tonic::trace::v1::{ResourceSpans, ScopeSpans, Span};
+/// use xray_sdk::otlp::proto::tonic::collector::trace::v1::ExportTraceServiceRequest;
+/// use xray_sdk::otlp::proto::tonic::trace::v1::{ResourceSpans, ScopeSpans, Span};
 ///
 /// let bad = Span {
 ///     trace_id: vec![0; 16], // zero: no trace
@@ -142,7 +142,7 @@ pub fn to_documents(request: &ExportTraceServiceRequest) -> Vec<Value> {
 ///         ..Default::default()
 ///     }],
 /// };
-/// let (docs, skipped) = xray_core::otlp::to_documents_counted(&request);
+/// let (docs, skipped) = xray_sdk::otlp::to_documents_counted(&request);
 /// assert!(docs.is_empty());
 /// assert_eq!(skipped, 1);
 /// ```

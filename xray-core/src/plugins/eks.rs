@@ -9,7 +9,7 @@
 //! `cluster.name`, from which it also adds the log group
 //! `/aws/containerinsights/<cluster>/application`.
 //!
-//! xray-core has no TLS, so that call is not made; everything else is the same:
+//! xray-sdk has no TLS, so that call is not made; everything else is the same:
 //!
 //! - detection: `KUBERNETES_SERVICE_HOST` (set by the kubelet in every container) *and* the
 //!   token file exist. The token is never read: only its presence counts.

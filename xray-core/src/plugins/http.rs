@@ -42,7 +42,7 @@ impl Url {
         let s = s.trim();
         let rest = strip_prefix_ignore_case(s, "http://").ok_or_else(|| {
             if strip_prefix_ignore_case(s, "https://").is_some() {
-                format!("{s:?}: only http:// endpoints are supported (no TLS in xray-core)")
+                format!("{s:?}: only http:// endpoints are supported (no TLS in xray-sdk)")
             } else {
                 format!("{s:?} is not an http:// URL")
             }

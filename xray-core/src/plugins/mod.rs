@@ -6,12 +6,12 @@
 //! document, and its [`Display`](std::fmt::Display) is a one-line summary for the start-up log.
 //! A plugin that does not apply (no Beanstalk file, no ECS variable) costs a file check or an
 //! environment lookup; one that fails or runs out of time contributes nothing and is logged
-//! once, at `DEBUG` under the target `xray_core::plugins`, with the underlying (OS) error.
+//! once, at `DEBUG` under the target `xray_sdk::plugins`, with the underlying (OS) error.
 //! Detection never panics and never waits past its budget.
 //!
 //! ```
-//! use xray_core::plugins::{self, DetectOptions, Plugin};
-//! use xray_core::{Document, SegmentId, TraceId};
+//! use xray_sdk::plugins::{self, DetectOptions, Plugin};
+//! use xray_sdk::{Document, SegmentId, TraceId};
 //!
 //! // The file the Elastic Beanstalk platform writes for the X-Ray daemon.
 //! let dir = std::env::temp_dir().join(format!("xray-plugins-doc-mod-{}", std::process::id()));
@@ -55,7 +55,7 @@
 //! in an ECS task on Fargate, which has no instance metadata.
 //!
 //! EKS: the Java SDK, the only one with this plugin, reads the cluster name from the Kubernetes
-//! API (the `amazon-cloudwatch/cluster-info` config map) over HTTPS. xray-core has no TLS, so
+//! API (the `amazon-cloudwatch/cluster-info` config map) over HTTPS. xray-sdk has no TLS, so
 //! the cluster name comes from [`DetectOptions::with_eks_cluster_name`] or from the
 //! `k8s.cluster.name` entry of `OTEL_RESOURCE_ATTRIBUTES` (OpenTelemetry's resource variable),
 //! and is otherwise left out.
@@ -152,14 +152,14 @@ const DEFAULT_MOUNTINFO: &str = "/proc/self/mountinfo";
 /// # Examples
 ///
 /// ```
-/// use xray_core::plugins::Plugin;
+/// use xray_sdk::plugins::Plugin;
 ///
 /// assert_eq!("ECSPlugin".parse::<Plugin>()?, Plugin::Ecs);
 /// assert_eq!("elastic_beanstalk".parse::<Plugin>()?, Plugin::ElasticBeanstalk);
 /// assert_eq!(Plugin::Eks.origin(), "AWS::EKS::Container");
 /// assert_eq!(Plugin::ALL[0], Plugin::ElasticBeanstalk); // the most specific first
 /// assert!("DockerPlugin".parse::<Plugin>().is_err());
-/// # Ok::<(), xray_core::plugins::ParsePluginError>(())
+/// # Ok::<(), xray_sdk::plugins::ParsePluginError>(())
 /// ```
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 #[non_exhaustive]
@@ -267,7 +267,7 @@ impl FromStr for Plugin {
 /// # Examples
 ///
 /// ```
-/// use xray_core::plugins::Plugin;
+/// use xray_sdk::plugins::Plugin;
 ///
 /// let err = "DockerPlugin".parse::<Plugin>().unwrap_err();
 /// assert!(err.to_string().contains("DockerPlugin"));
@@ -320,7 +320,7 @@ fn parse_plugin_list(list: &str) -> Option<PluginSet> {
             Err(e) => {
                 if UNKNOWN_LOG.allow(SystemClock.now_micros()) {
                     tracing::warn!(
-                        target: "xray_core::plugins",
+                        target: "xray_sdk::plugins",
                         error = %e,
                         "ignoring a plugin name"
                     );
@@ -350,7 +350,7 @@ type EnvLookup = Arc<dyn Fn(&str) -> Option<String> + Send + Sync>;
 ///
 /// ```
 /// use std::time::Duration;
-/// use xray_core::plugins::{self, DetectOptions, Plugin};
+/// use xray_sdk::plugins::{self, DetectOptions, Plugin};
 ///
 /// // Off entirely: no file, no variable, no network.
 /// let env = plugins::detect(&DetectOptions::disabled());
@@ -614,13 +614,13 @@ impl fmt::Display for Failure {
 /// Synchronous: run it once, at start-up, off the request path (the recorder's builder runs
 /// it on a thread of its own). It takes at most the budget (one second by default) and never
 /// panics: a plugin that fails or runs out of time contributes nothing, is listed in
-/// [`Environment::problems`], and is logged once at `DEBUG` (target `xray_core::plugins`) with
+/// [`Environment::problems`], and is logged once at `DEBUG` (target `xray_sdk::plugins`) with
 /// the error. Response bodies and files are read up to 64 KiB.
 ///
 /// # Examples
 ///
 /// ```
-/// use xray_core::plugins::{self, DetectOptions, Plugin};
+/// use xray_sdk::plugins::{self, DetectOptions, Plugin};
 ///
 /// // No Beanstalk file and no Kubernetes token at these paths: nothing applies, nothing fails.
 /// let missing = std::env::temp_dir().join("xray-plugins-doc-detect-no-such-file");
@@ -686,7 +686,7 @@ pub fn detect(options: &DetectOptions) -> Environment {
     let origin = env.detected().next().map(|p| p.origin().to_owned());
     env.origin = origin;
     tracing::debug!(
-        target: "xray_core::plugins",
+        target: "xray_sdk::plugins",
         elapsed_ms = started.elapsed().as_millis() as u64,
         environment = %env,
         "environment detected"
@@ -711,8 +711,8 @@ fn guarded<T>(f: impl FnOnce() -> Result<Option<T>, Failure>) -> Result<Option<T
 /// # Examples
 ///
 /// ```
-/// use xray_core::plugins::Environment;
-/// use xray_core::{Document, Ec2, SegmentId};
+/// use xray_sdk::plugins::Environment;
+/// use xray_sdk::{Document, Ec2, SegmentId};
 ///
 /// let mut ec2 = Ec2::default();
 /// ec2.instance_id = Some("i-0b5a4678fc325be98".into());
@@ -795,8 +795,8 @@ impl Environment {
     /// # Examples
     ///
     /// ```
-    /// use xray_core::plugins::Environment;
-    /// use xray_core::{Aws, CloudwatchLogs, XraySdk};
+    /// use xray_sdk::plugins::Environment;
+    /// use xray_sdk::{Aws, CloudwatchLogs, XraySdk};
     ///
     /// let mut group = CloudwatchLogs::default();
     /// group.log_group = Some("/ecs/orders".into());
@@ -836,7 +836,7 @@ impl Environment {
     /// # Examples
     ///
     /// ```
-    /// use xray_core::plugins::{self, DetectOptions};
+    /// use xray_sdk::plugins::{self, DetectOptions};
     ///
     /// let env = plugins::detect(&DetectOptions::disabled());
     /// assert_eq!(env.summary(), "no AWS environment detected");
@@ -864,7 +864,7 @@ impl Environment {
     fn failed(&mut self, plugin: Plugin, failure: Failure) {
         if plugin.log().allow(SystemClock.now_micros()) {
             tracing::debug!(
-                target: "xray_core::plugins",
+                target: "xray_sdk::plugins",
                 plugin = plugin.name(),
                 error = %failure,
                 "environment plugin found nothing, or less than it could"
@@ -944,7 +944,7 @@ impl fmt::Display for Environment {
 /// # Examples
 ///
 /// ```
-/// use xray_core::plugins::EcsTask;
+/// use xray_sdk::plugins::EcsTask;
 ///
 /// let mut task = EcsTask::default();
 /// task.launch_type = Some("FARGATE".into());

@@ -44,13 +44,13 @@ type EnvLookup = Arc<dyn Fn(&str) -> Option<String> + Send + Sync>;
 /// To sample everything in development, set `XRAY_SAMPLER=always` (or call
 /// `.with_sampler_kind(SamplerKind::Always)`).
 ///
-/// [`build`](Self::build) logs one `INFO` line under the target `xray_core::recorder` naming
+/// [`build`](Self::build) logs one `INFO` line under the target `xray_sdk::recorder` naming
 /// the service, the daemon, the sampler and the transport.
 ///
 /// # Examples
 ///
 /// ```
-/// use xray_core::{ContextMissing, Recorder};
+/// use xray_sdk::{ContextMissing, Recorder};
 ///
 /// let recorder = Recorder::builder()
 ///     .with_service_name("orders")
@@ -58,7 +58,7 @@ type EnvLookup = Arc<dyn Fn(&str) -> Option<String> + Send + Sync>;
 ///     .with_context_missing(ContextMissing::IgnoreError)
 ///     .build()?;
 /// assert_eq!(recorder.service_name(), "orders");
-/// # Ok::<(), xray_core::ConfigError>(())
+/// # Ok::<(), xray_sdk::ConfigError>(())
 /// ```
 pub struct RecorderBuilder {
     env: Option<EnvLookup>,
@@ -211,14 +211,14 @@ impl RecorderBuilder {
     /// # Examples
     ///
     /// ```
-    /// use xray_core::Recorder;
-    /// use xray_core::plugins::DetectOptions;
+    /// use xray_sdk::Recorder;
+    /// use xray_sdk::plugins::DetectOptions;
     ///
     /// let recorder = Recorder::builder()
     ///     .with_environment_detection(DetectOptions::disabled())
     ///     .build()?;
     /// # drop(recorder);
-    /// # Ok::<(), xray_core::ConfigError>(())
+    /// # Ok::<(), xray_sdk::ConfigError>(())
     /// ```
     pub fn with_environment_detection(mut self, options: DetectOptions) -> Self {
         self.detect = Some(options);
@@ -280,7 +280,7 @@ impl RecorderBuilder {
     /// # Examples
     ///
     /// ```
-    /// use xray_core::{DecidingRule, Recorder, SamplerKind, SamplingRequest};
+    /// use xray_sdk::{DecidingRule, Recorder, SamplerKind, SamplingRequest};
     ///
     /// let recorder = Recorder::builder()
     ///     .ignore_environment()
@@ -288,7 +288,7 @@ impl RecorderBuilder {
     ///     .build()?;
     /// let segment = recorder.begin_segment("dev");
     /// assert!(segment.is_sampled());
-    /// # Ok::<(), xray_core::ConfigError>(())
+    /// # Ok::<(), xray_sdk::ConfigError>(())
     /// ```
     pub fn with_sampler_kind(mut self, kind: SamplerKind) -> Self {
         self.sampler_kind = kind;
@@ -301,7 +301,7 @@ impl RecorderBuilder {
     ///
     /// A file that cannot be read or is malformed does not fail [`build`](Self::build): the
     /// error, naming the file and the faulty field or the operating system's error, is logged
-    /// at `ERROR` level under the target `xray_core::sampling`, and the default rules (one
+    /// at `ERROR` level under the target `xray_sdk::sampling`, and the default rules (one
     /// request a second, then 5 %) are used.
     pub fn with_sampling_rules_file(mut self, path: impl Into<std::path::PathBuf>) -> Self {
         self.rules_file = Some(path.into());
@@ -357,7 +357,7 @@ impl RecorderBuilder {
     /// # Examples
     ///
     /// ```
-    /// use xray_core::{InMemoryEmitter, Recorder, SamplerKind};
+    /// use xray_sdk::{InMemoryEmitter, Recorder, SamplerKind};
     ///
     /// let recorder = Recorder::builder()
     ///     .ignore_environment()
@@ -370,7 +370,7 @@ impl RecorderBuilder {
     /// assert!(open[1].is_recording() && !open[2].is_recording());
     /// assert!(open[2].trace_header().to_string().ends_with(";Sampled=1"));
     /// assert_eq!(recorder.stats().too_many_subsegments, 1);
-    /// # Ok::<(), xray_core::ConfigError>(())
+    /// # Ok::<(), xray_sdk::ConfigError>(())
     /// ```
     pub fn with_max_subsegments_per_segment(mut self, max: usize) -> Self {
         self.max_subsegments = max;
@@ -409,7 +409,7 @@ impl RecorderBuilder {
     ///
     /// ```
     /// use std::time::Duration;
-    /// use xray_core::{InMemoryEmitter, Recorder, SamplerKind};
+    /// use xray_sdk::{InMemoryEmitter, Recorder, SamplerKind};
     ///
     /// let emitter = InMemoryEmitter::new();
     /// let recorder = Recorder::builder()
@@ -427,7 +427,7 @@ impl RecorderBuilder {
     /// let docs = emitter.documents();
     /// assert_eq!(docs[1]["type"], "subsegment");
     /// assert!(docs[1]["end_time"].is_number());
-    /// # Ok::<(), xray_core::ConfigError>(())
+    /// # Ok::<(), xray_sdk::ConfigError>(())
     /// ```
     pub fn with_grace_period(mut self, grace: std::time::Duration) -> Self {
         self.grace_period = grace;
@@ -476,7 +476,7 @@ impl RecorderBuilder {
     pub fn build_lenient(self) -> Recorder {
         match self.build_with(|e| {
             tracing::error!(
-                target: "xray_core::recorder",
+                target: "xray_sdk::recorder",
                 variable = e.variable(),
                 error = %e,
                 "invalid X-Ray configuration in the environment; {}",
@@ -546,7 +546,7 @@ impl RecorderBuilder {
             let clean = crate::document::sanitized_name(&name);
             if *clean != *name {
                 tracing::warn!(
-                    target: "xray_core::recorder",
+                    target: "xray_sdk::recorder",
                     variable = ENV_TRACING_NAME,
                     value = ?name.chars().take(256).collect::<String>(),
                     used = %clean,
@@ -579,7 +579,7 @@ impl RecorderBuilder {
                 Ok(e) => Box::new(e),
                 Err(e) => {
                     tracing::error!(
-                        target: "xray_core::emitter",
+                        target: "xray_sdk::emitter",
                         error = %e,
                         daemon = %daemon.udp(),
                         "could not open a UDP socket for the X-Ray daemon; segments will be \
@@ -609,7 +609,7 @@ impl RecorderBuilder {
             let rules = match &self.rules_file {
                 Some(path) => SamplingRules::from_file(path).unwrap_or_else(|e| {
                     tracing::error!(
-                        target: "xray_core::sampling",
+                        target: "xray_sdk::sampling",
                         path = %path.display(),
                         error = %e,
                         "invalid X-Ray sampling rules file; using the default rules (one \
@@ -671,7 +671,7 @@ impl RecorderBuilder {
                 }
             };
             tracing::info!(
-                target: "xray_core::recorder",
+                target: "xray_sdk::recorder",
                 service = %forced_name.as_deref().unwrap_or(&service_name),
                 daemon = %if self.daemon_unusable { "unusable (see the error above)".to_owned() } else { daemon.to_string() },
                 sampler = %sampling,
@@ -727,10 +727,10 @@ fn start_detection(options: DetectOptions, into: Arc<std::sync::OnceLock<super::
         .spawn(move || {
             let env = crate::plugins::detect(&options);
             if env.is_empty() {
-                tracing::debug!(target: "xray_core::recorder", "no AWS environment detected");
+                tracing::debug!(target: "xray_sdk::recorder", "no AWS environment detected");
                 return;
             }
-            tracing::info!(target: "xray_core::recorder", environment = %env, "X-Ray environment detected");
+            tracing::info!(target: "xray_sdk::recorder", environment = %env, "X-Ray environment detected");
             let mut aws = (**crate::document::sdk_block()).clone();
             env.fill_aws(&mut aws);
             let _ = into.set(super::Detected {
@@ -740,7 +740,7 @@ fn start_detection(options: DetectOptions, into: Arc<std::sync::OnceLock<super::
         });
     if let Err(error) = spawned {
         tracing::warn!(
-            target: "xray_core::recorder",
+            target: "xray_sdk::recorder",
             %error,
             "could not start environment detection; segments carry no environment blocks"
         );

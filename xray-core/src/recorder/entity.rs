@@ -129,7 +129,7 @@ impl Entity {
     /// # Examples
     ///
     /// ```
-    /// use xray_core::{InMemoryEmitter, Recorder, current_segment};
+    /// use xray_sdk::{InMemoryEmitter, Recorder, current_segment};
     ///
     /// let emitter = InMemoryEmitter::new();
     /// let recorder = Recorder::builder().with_emitter(emitter.clone()).build()?;
@@ -144,7 +144,7 @@ impl Entity {
     /// sub.end();
     /// segment.end();
     /// assert_eq!(emitter.documents()[0]["annotations"]["customer_tier"], "gold");
-    /// # Ok::<(), xray_core::ConfigError>(())
+    /// # Ok::<(), xray_sdk::ConfigError>(())
     /// ```
     pub fn segment(&self) -> Entity {
         match &self.node {
@@ -191,7 +191,7 @@ impl Entity {
     /// # Examples
     ///
     /// ```
-    /// use xray_core::{Recorder, SamplingRequest, TraceHeader};
+    /// use xray_sdk::{Recorder, SamplingRequest, TraceHeader};
     ///
     /// let recorder = Recorder::builder().ignore_environment().build()?;
     /// let incoming: TraceHeader =
@@ -259,7 +259,7 @@ impl Entity {
             },
             Err(OpenError::Gone) => {
                 tracing::debug!(
-                    target: "xray_core::recorder",
+                    target: "xray_sdk::recorder",
                     parent = %self.id,
                     "subsegment begun under an entity already sent; it is not recorded"
                 );
@@ -291,7 +291,7 @@ impl Entity {
     /// # Examples
     ///
     /// ```
-    /// use xray_core::{InMemoryEmitter, Recorder};
+    /// use xray_sdk::{InMemoryEmitter, Recorder};
     ///
     /// let emitter = InMemoryEmitter::new();
     /// let recorder = Recorder::builder()
@@ -312,7 +312,7 @@ impl Entity {
     /// let docs = emitter.documents();
     /// assert_eq!(docs.len(), 1);
     /// assert_eq!(docs[0]["name"], "message");
-    /// # Ok::<(), xray_core::ConfigError>(())
+    /// # Ok::<(), xray_sdk::ConfigError>(())
     /// ```
     pub fn begin_subsegment_without_sampling(&self, name: &str) -> Subsegment {
         let _ = name;
@@ -336,7 +336,7 @@ impl Entity {
     /// # Examples
     ///
     /// ```
-    /// use xray_core::{InMemoryEmitter, Recorder, SamplerKind};
+    /// use xray_sdk::{InMemoryEmitter, Recorder, SamplerKind};
     ///
     /// let emitter = InMemoryEmitter::new();
     /// let recorder = Recorder::builder()
@@ -354,7 +354,7 @@ impl Entity {
     /// let doc = &emitter.documents()[0];
     /// assert_eq!(doc["error"], true);
     /// assert_eq!(doc["annotations"]["late"], true);
-    /// # Ok::<(), xray_core::ConfigError>(())
+    /// # Ok::<(), xray_sdk::ConfigError>(())
     /// ```
     pub fn update<R>(&self, f: impl FnOnce(&mut Document) -> R) -> Option<R> {
         let node = self.node.as_ref()?;
@@ -385,7 +385,7 @@ impl Entity {
     /// # Examples
     ///
     /// ```
-    /// use xray_core::{InMemoryEmitter, Recorder, SamplerKind};
+    /// use xray_sdk::{InMemoryEmitter, Recorder, SamplerKind};
     ///
     /// let emitter = InMemoryEmitter::new();
     /// let recorder = Recorder::builder()
@@ -400,7 +400,7 @@ impl Entity {
     ///
     /// assert_eq!(emitter.documents()[0]["annotations"], serde_json::json!({"tenant": "blue"}));
     /// assert_eq!(recorder.refused().annotations, 1);
-    /// # Ok::<(), xray_core::ConfigError>(())
+    /// # Ok::<(), xray_sdk::ConfigError>(())
     /// ```
     #[inline]
     pub fn put_annotation(&self, key: &str, value: impl Into<AnnotationValue>) {
@@ -550,14 +550,14 @@ impl Entity {
     /// # Examples
     ///
     /// ```
-    /// use xray_core::{Recorder, SegmentId, SpanLink, TraceId};
+    /// use xray_sdk::{Recorder, SegmentId, SpanLink, TraceId};
     ///
     /// let recorder = Recorder::builder().ignore_environment().build()?;
     /// let segment = recorder.begin_segment("consumer");
     /// let producer = SpanLink::new(TraceId::new(), SegmentId::new()).with_attribute("queue", "orders");
     /// segment.add_link(producer);
     /// segment.end();
-    /// # Ok::<(), xray_core::ConfigError>(())
+    /// # Ok::<(), xray_sdk::ConfigError>(())
     /// ```
     pub fn add_link(&self, link: crate::SpanLink) {
         if let Some(node) = &self.node {
@@ -934,7 +934,7 @@ impl Subsegment {
     /// # Examples
     ///
     /// ```
-    /// use xray_core::{InMemoryEmitter, Recorder};
+    /// use xray_sdk::{InMemoryEmitter, Recorder};
     ///
     /// let emitter = InMemoryEmitter::new();
     /// let recorder = Recorder::builder().with_emitter(emitter.clone()).build()?;
@@ -946,7 +946,7 @@ impl Subsegment {
     /// let doc = &emitter.documents()[0];
     /// assert_eq!(doc["subsegments"].as_array().unwrap().len(), 1);
     /// assert_eq!(doc["subsegments"][0]["name"], "kept");
-    /// # Ok::<(), xray_core::ConfigError>(())
+    /// # Ok::<(), xray_sdk::ConfigError>(())
     /// ```
     pub fn discard(mut self) {
         self.owner.discard();

@@ -56,7 +56,7 @@ use crate::transport::{FlushOutcome, Transport, TransportStats};
 /// # Examples
 ///
 /// ```
-/// use xray_core::{InMemoryEmitter, Recorder};
+/// use xray_sdk::{InMemoryEmitter, Recorder};
 ///
 /// let emitter = InMemoryEmitter::new();
 /// let recorder = Recorder::builder()
@@ -73,7 +73,7 @@ use crate::transport::{FlushOutcome, Transport, TransportStats};
 /// let docs = emitter.documents();
 /// assert_eq!(docs[0]["name"], "orders");
 /// assert_eq!(docs[0]["subsegments"][0]["annotations"]["items"], 3);
-/// # Ok::<(), xray_core::ConfigError>(())
+/// # Ok::<(), xray_sdk::ConfigError>(())
 /// ```
 #[derive(Clone)]
 pub struct Recorder {
@@ -225,7 +225,7 @@ impl Recorder {
     /// # Examples
     ///
     /// ```
-    /// use xray_core::{InMemoryEmitter, Recorder};
+    /// use xray_sdk::{InMemoryEmitter, Recorder};
     ///
     /// let recorder = Recorder::builder()
     ///     .ignore_environment()
@@ -233,7 +233,7 @@ impl Recorder {
     ///     .with_emitter(InMemoryEmitter::new())
     ///     .build()?;
     /// assert_eq!(recorder.daemon_address().udp().port(), 3000);
-    /// # Ok::<(), xray_core::ConfigError>(())
+    /// # Ok::<(), xray_sdk::ConfigError>(())
     /// ```
     pub fn daemon_address(&self) -> DaemonAddress {
         self.inner.daemon
@@ -262,7 +262,7 @@ impl Recorder {
     /// ```
     /// use std::sync::Arc;
     /// use std::time::Duration;
-    /// use xray_core::{InMemoryEmitter, LocalSampler, Recorder, SamplingRules};
+    /// use xray_sdk::{InMemoryEmitter, LocalSampler, Recorder, SamplingRules};
     ///
     /// let all = SamplingRules::builder().with_default(0, 1.0).build()?;
     /// let recorder = Recorder::builder()
@@ -307,7 +307,7 @@ impl Recorder {
     ///
     /// ```
     /// use std::time::Duration;
-    /// use xray_core::{InMemoryEmitter, Recorder, SamplerKind};
+    /// use xray_sdk::{InMemoryEmitter, Recorder, SamplerKind};
     ///
     /// let emitter = InMemoryEmitter::new();
     /// let recorder = Recorder::builder()
@@ -322,7 +322,7 @@ impl Recorder {
     /// assert_eq!(emitter.documents()[0]["in_progress"], true);
     /// drop(running); // ends nothing: the segment was given up
     /// assert_eq!(emitter.len(), 1);
-    /// # Ok::<(), xray_core::ConfigError>(())
+    /// # Ok::<(), xray_sdk::ConfigError>(())
     /// ```
     pub fn shutdown(&self, timeout: std::time::Duration) -> FlushOutcome {
         let mut due = registry::Due::default();
@@ -471,7 +471,7 @@ impl Recorder {
             .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
         if inner.missing_log.allow(inner.clock.now_micros()) {
             tracing::error!(
-                target: "xray_core::context",
+                target: "xray_sdk::context",
                 operation,
                 "no X-Ray segment is current; nothing is recorded (enter a segment, or wrap \
                  futures with `with_context`/`in_current_context`)"

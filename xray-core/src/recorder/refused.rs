@@ -17,14 +17,14 @@ use crate::document::{AnnotationError, MetadataError};
 /// Counters of what recording calls refused, since the recorder was built: see
 /// [`Recorder::refused`].
 ///
-/// Each refusal is also logged as a warning (target `xray_core::recorder`, at most once a
+/// Each refusal is also logged as a warning (target `xray_sdk::recorder`, at most once a
 /// minute for each kind) with its reason. Refusals on entities that are not recorded (not
 /// sampled) are logged the same way, but not counted: they have no recorder.
 ///
 /// # Examples
 ///
 /// ```
-/// use xray_core::{InMemoryEmitter, Recorder, SamplerKind};
+/// use xray_sdk::{InMemoryEmitter, Recorder, SamplerKind};
 ///
 /// let recorder = Recorder::builder()
 ///     .ignore_environment()
@@ -36,7 +36,7 @@ use crate::document::{AnnotationError, MetadataError};
 /// segment.put_metadata_in("AWS.mine", "k", &1); // refused: the namespace is reserved
 /// assert_eq!(recorder.refused().annotations, 1);
 /// assert_eq!(recorder.refused().metadata, 1);
-/// # Ok::<(), xray_core::ConfigError>(())
+/// # Ok::<(), xray_sdk::ConfigError>(())
 /// ```
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 #[non_exhaustive]
@@ -100,7 +100,7 @@ pub(crate) fn annotation(recorder: Option<&Recorder>, key: &str, error: Annotati
     }
     if ANNOTATION_LOG.allow(now_micros(recorder)) {
         tracing::warn!(
-            target: "xray_core::recorder",
+            target: "xray_sdk::recorder",
             key = shown(key),
             %error,
             "X-Ray annotation refused, not recorded (counted in `Recorder::refused`; one line a \
@@ -124,7 +124,7 @@ pub(crate) fn metadata(
     if METADATA_LOG.allow(now_micros(recorder)) {
         let source = std::error::Error::source(error).map(ToString::to_string);
         tracing::warn!(
-            target: "xray_core::recorder",
+            target: "xray_sdk::recorder",
             namespace = shown(namespace),
             key = shown(key),
             %error,
@@ -142,7 +142,7 @@ pub(crate) fn nested(recorder: &Recorder, operation: &'static str) {
     bump(&recorder.inner.refused.nested);
     if NESTED_LOG.allow(now_micros(Some(recorder))) {
         tracing::warn!(
-            target: "xray_core::recorder",
+            target: "xray_sdk::recorder",
             operation,
             "X-Ray call made inside an `Entity::update` closure on the segment it updates, which \
              needs that segment's lock now: refused (a nested `update` returns `None`, a \

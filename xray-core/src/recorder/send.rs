@@ -28,12 +28,12 @@ pub(crate) struct Stats {
 /// # Examples
 ///
 /// ```
-/// use xray_core::{InMemoryEmitter, Recorder};
+/// use xray_sdk::{InMemoryEmitter, Recorder};
 ///
 /// let recorder = Recorder::builder().with_emitter(InMemoryEmitter::new()).build()?;
 /// recorder.begin_segment("job").end();
 /// assert_eq!(recorder.stats().transport.sent, 1);
-/// # Ok::<(), xray_core::ConfigError>(())
+/// # Ok::<(), xray_sdk::ConfigError>(())
 /// ```
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 #[non_exhaustive]
@@ -99,7 +99,7 @@ impl Recorder {
         bump(&stats.too_many);
         if stats.limit_log.allow(self.inner.clock.now_micros()) {
             tracing::warn!(
-                target: "xray_core::recorder",
+                target: "xray_sdk::recorder",
                 max = self.inner.max_subsegments,
                 "a segment holds its maximum of subsegments; new ones are not recorded \
                  (counted in `too_many_subsegments`)"
@@ -151,7 +151,7 @@ impl Recorder {
         if sent != SentAhead::Nothing && stats.ahead_log.allow(self.inner.clock.now_micros()) {
             if forget {
                 tracing::warn!(
-                    target: "xray_core::recorder",
+                    target: "xray_sdk::recorder",
                     trace_id = %tree.trace_id,
                     max_open_segments = self.inner.max_open_segments,
                     "X-Ray segment given up before it completed (too many open segments, or \
@@ -160,7 +160,7 @@ impl Recorder {
                 );
             } else {
                 tracing::warn!(
-                    target: "xray_core::recorder",
+                    target: "xray_sdk::recorder",
                     trace_id = %tree.trace_id,
                     "X-Ray segment ended but a subsegment is still open after the grace \
                      period: sent with it in progress; it is sent again when it ends \
@@ -200,7 +200,7 @@ impl Recorder {
         bump(&stats.too_deep);
         if stats.size_log.allow(self.inner.clock.now_micros()) {
             tracing::warn!(
-                target: "xray_core::recorder",
+                target: "xray_sdk::recorder",
                 max_depth = super::tree::MAX_DEPTH,
                 "subsegments nested too deep; the deeper ones are not recorded"
             );

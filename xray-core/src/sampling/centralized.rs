@@ -86,20 +86,20 @@ pub(crate) const DEFAULT_INTERVAL_SECS: u64 = 10;
 /// caller decides):
 ///
 /// ```no_run
-/// use xray_core::Recorder;
+/// use xray_sdk::Recorder;
 ///
 /// let recorder = Recorder::builder()
 ///     .with_daemon_address("127.0.0.1:2000".parse()?)
 ///     .with_centralized_sampling(true)
 ///     .build()?;
-/// # Ok::<(), xray_core::ConfigError>(())
+/// # Ok::<(), xray_sdk::ConfigError>(())
 /// ```
 ///
 /// Or built and given to the recorder:
 ///
 /// ```
 /// use std::sync::Arc;
-/// use xray_core::{CentralizedSampler, DaemonAddress, DecidingRule, Sampler, SamplingRequest};
+/// use xray_sdk::{CentralizedSampler, DaemonAddress, DecidingRule, Sampler, SamplingRequest};
 ///
 /// let daemon = DaemonAddress::default();
 /// let sampler = CentralizedSampler::builder(daemon.tcp())
@@ -109,11 +109,11 @@ pub(crate) const DEFAULT_INTERVAL_SECS: u64 = 10;
 /// let decision = sampler.should_sample(&SamplingRequest::new().with_url_path("/"));
 /// assert_eq!(decision.rule(), &DecidingRule::LocalDefault);
 ///
-/// let recorder = xray_core::Recorder::builder()
+/// let recorder = xray_sdk::Recorder::builder()
 ///     .ignore_environment()
 ///     .with_sampler(Arc::new(sampler))
 ///     .build()?;
-/// # Ok::<(), xray_core::ConfigError>(())
+/// # Ok::<(), xray_sdk::ConfigError>(())
 /// ```
 pub struct CentralizedSampler {
     shared: Arc<Shared>,
@@ -129,7 +129,7 @@ pub struct CentralizedSampler {
 /// ```
 /// use std::sync::Arc;
 /// use std::time::Duration;
-/// use xray_core::{CentralizedSampler, LocalSampler, ManualClock, SamplingRules};
+/// use xray_sdk::{CentralizedSampler, LocalSampler, ManualClock, SamplingRules};
 ///
 /// let clock = Arc::new(ManualClock::new(1_735_689_600_000_000));
 /// let sampler = CentralizedSampler::builder("127.0.0.1:2000".parse().unwrap())
@@ -164,7 +164,7 @@ impl CentralizedSamplerBuilder {
     ///
     /// ```
     /// use std::sync::Arc;
-    /// use xray_core::{CentralizedSampler, DecidingRule, FixedSampler, Sampler, SamplingRequest};
+    /// use xray_sdk::{CentralizedSampler, DecidingRule, FixedSampler, Sampler, SamplingRequest};
     ///
     /// let sampler = CentralizedSampler::builder("127.0.0.1:9".parse().unwrap())
     ///     .with_fallback_sampler(Arc::new(FixedSampler::never()))
@@ -229,7 +229,7 @@ impl CentralizedSamplerBuilder {
                 Ok(handle) => Some(handle),
                 Err(error) => {
                     tracing::warn!(
-                        target: "xray_core::sampling",
+                        target: "xray_sdk::sampling",
                         %error,
                         "could not start the sampling poller thread; centralized rules will not \
                          be fetched and the local fallback rules decide"
@@ -384,7 +384,7 @@ impl Sampler for CentralizedSampler {
             seen.draw,
         )
         .with_statistics(rule.state.statistics());
-        tracing::debug!(target: "xray_core::sampling", %explanation, "sampling decision explained");
+        tracing::debug!(target: "xray_sdk::sampling", %explanation, "sampling decision explained");
         explanation
     }
 }

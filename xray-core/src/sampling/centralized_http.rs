@@ -35,7 +35,7 @@ pub(crate) const MAX_BODY: usize = 1024 * 1024;
 /// # Examples
 ///
 /// ```
-/// use xray_core::{CentralizedSampler, SamplingProxyErrorKind};
+/// use xray_sdk::{CentralizedSampler, SamplingProxyErrorKind};
 ///
 /// // A loopback port that was free a moment ago: nothing listens there.
 /// let closed = std::net::TcpListener::bind("127.0.0.1:0")?.local_addr()?;

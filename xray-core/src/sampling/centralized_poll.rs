@@ -273,7 +273,7 @@ pub(crate) fn refresh_rules(
         fetched_at: now,
     });
     *shared.manifest.write() = Some(manifest);
-    tracing::debug!(target: "xray_core::sampling", rules = count, "centralized sampling rules fetched");
+    tracing::debug!(target: "xray_sdk::sampling", rules = count, "centralized sampling rules fetched");
     Ok(count)
 }
 
@@ -309,7 +309,7 @@ fn fetch_rules(shared: &Shared) -> Result<Vec<RuleDef>, SamplingProxyError> {
                 Ok(def) if names.contains(&def.name) => skipped += 1,
                 Ok(def) if defs.len() >= MAX_RULES => {
                     skipped += 1;
-                    tracing::debug!(target: "xray_core::sampling", rule = %def.name, "too many sampling rules; ignored");
+                    tracing::debug!(target: "xray_sdk::sampling", rule = %def.name, "too many sampling rules; ignored");
                 }
                 Ok(def) => {
                     names.insert(def.name.clone());
@@ -317,7 +317,7 @@ fn fetch_rules(shared: &Shared) -> Result<Vec<RuleDef>, SamplingProxyError> {
                 }
                 Err(reason) => {
                     skipped += 1;
-                    tracing::debug!(target: "xray_core::sampling", reason, "sampling rule ignored");
+                    tracing::debug!(target: "xray_sdk::sampling", reason, "sampling rule ignored");
                 }
             }
         }
@@ -331,10 +331,10 @@ fn fetch_rules(shared: &Shared) -> Result<Vec<RuleDef>, SamplingProxyError> {
         }
     }
     if token.is_some() {
-        tracing::warn!(target: "xray_core::sampling", pages = MAX_PAGES, "sampling rules span too many pages; the rest are ignored");
+        tracing::warn!(target: "xray_sdk::sampling", pages = MAX_PAGES, "sampling rules span too many pages; the rest are ignored");
     }
     if skipped > 0 {
-        tracing::debug!(target: "xray_core::sampling", skipped, "sampling rules not applicable to this SDK were ignored");
+        tracing::debug!(target: "xray_sdk::sampling", skipped, "sampling rules not applicable to this SDK were ignored");
     }
     Ok(defs)
 }
@@ -413,7 +413,7 @@ fn report(
             continue;
         };
         tracing::debug!(
-            target: "xray_core::sampling",
+            target: "xray_sdk::sampling",
             rule = u.rule_name.as_deref().unwrap_or_default(),
             code = u.error_code.as_deref().unwrap_or_default(),
             "X-Ray did not process a rule's statistics"
@@ -431,7 +431,7 @@ fn note(poll: &mut PollState, operation: &'static str, error: Option<&SamplingPr
         Some(error) if !poll.failing => {
             poll.failing = true;
             tracing::warn!(
-                target: "xray_core::sampling",
+                target: "xray_sdk::sampling",
                 %error,
                 operation,
                 "sampling proxy call failed; the rules held so far (or the local rules) keep \
@@ -439,11 +439,11 @@ fn note(poll: &mut PollState, operation: &'static str, error: Option<&SamplingPr
             );
         }
         Some(error) => {
-            tracing::debug!(target: "xray_core::sampling", %error, operation, "sampling proxy call failed again");
+            tracing::debug!(target: "xray_sdk::sampling", %error, operation, "sampling proxy call failed again");
         }
         None => {
             if poll.failing {
-                tracing::info!(target: "xray_core::sampling", operation, "sampling proxy answers again");
+                tracing::info!(target: "xray_sdk::sampling", operation, "sampling proxy answers again");
             }
             poll.failing = false;
         }

@@ -39,7 +39,7 @@ use crate::clock::{SharedClock, SystemClock};
 ///
 /// ```
 /// use std::sync::Arc;
-/// use xray_core::{DecidingRule, LocalSampler, ManualClock, Sampler, SamplingRequest, SamplingRules};
+/// use xray_sdk::{DecidingRule, LocalSampler, ManualClock, Sampler, SamplingRequest, SamplingRules};
 ///
 /// let rules = SamplingRules::from_json(r#"{
 ///     "version": 2,
@@ -57,7 +57,7 @@ use crate::clock::{SharedClock, SystemClock};
 ///
 /// clock.advance_micros(1_000_000); // next second: the reservoir is full again
 /// assert!(sampler.should_sample(&order).is_sampled());
-/// # Ok::<(), xray_core::RulesError>(())
+/// # Ok::<(), xray_sdk::RulesError>(())
 /// ```
 #[derive(Debug)]
 pub struct LocalSampler {
@@ -196,7 +196,7 @@ impl Sampler for LocalSampler {
             used_this_second,
             draw,
         );
-        tracing::debug!(target: "xray_core::sampling", %explanation, "sampling decision explained");
+        tracing::debug!(target: "xray_sdk::sampling", %explanation, "sampling decision explained");
         explanation
     }
 }

@@ -33,7 +33,7 @@ const MAX_FILE_BYTES: u64 = 1024 * 1024;
 /// # Examples
 ///
 /// ```
-/// use xray_core::{RulesErrorKind, SamplingRule, SamplingRules};
+/// use xray_sdk::{RulesErrorKind, SamplingRule, SamplingRules};
 ///
 /// let from_json = SamplingRules::from_json(r#"{
 ///     "version": 2,
@@ -57,7 +57,7 @@ const MAX_FILE_BYTES: u64 = 1024 * 1024;
 ///     .unwrap_err();
 /// assert_eq!(err.kind(), RulesErrorKind::OutOfRange);
 /// assert_eq!(err.field(), Some("rate"));
-/// # Ok::<(), xray_core::RulesError>(())
+/// # Ok::<(), xray_sdk::RulesError>(())
 /// ```
 #[derive(Debug, Clone, PartialEq)]
 pub struct SamplingRules {
@@ -169,7 +169,7 @@ impl SamplingRules {
 /// # Examples
 ///
 /// ```
-/// use xray_core::{SamplingRequest, SamplingRule};
+/// use xray_sdk::{SamplingRequest, SamplingRule};
 ///
 /// let rule = SamplingRule::new("*.example.com", "POST", "/v1/orders*")
 ///     .with_fixed_target(2)
@@ -279,7 +279,7 @@ impl SamplingRule {
 /// # Examples
 ///
 /// ```
-/// use xray_core::{SamplingRule, SamplingRules};
+/// use xray_sdk::{SamplingRule, SamplingRules};
 ///
 /// let rules = SamplingRules::builder()
 ///     .with_rule(SamplingRule::new("*", "POST", "/orders*").with_fixed_target(5).with_rate(0.1))
@@ -287,7 +287,7 @@ impl SamplingRule {
 ///     .build()?;
 /// assert_eq!(rules.rules().len(), 1);
 /// assert_eq!(rules.default_rate(), 0.01);
-/// # Ok::<(), xray_core::RulesError>(())
+/// # Ok::<(), xray_sdk::RulesError>(())
 /// ```
 #[derive(Debug, Clone)]
 pub struct SamplingRulesBuilder {
@@ -530,7 +530,7 @@ fn wrong_type(at: Position, field: &'static str, expected: &'static str) -> Rule
 /// # Examples
 ///
 /// ```
-/// use xray_core::{RulesErrorKind, SamplingRules};
+/// use xray_sdk::{RulesErrorKind, SamplingRules};
 ///
 /// let err = SamplingRules::from_json(r#"{"version": 3, "default": {"fixed_target": 1, "rate": 0.05}}"#)
 ///     .unwrap_err();
@@ -577,7 +577,7 @@ enum Position {
 /// # Examples
 ///
 /// ```
-/// use xray_core::{RulesErrorKind, SamplingRules};
+/// use xray_sdk::{RulesErrorKind, SamplingRules};
 ///
 /// let err = SamplingRules::from_json(r#"{
 ///     "version": 2,

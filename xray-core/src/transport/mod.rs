@@ -44,7 +44,7 @@ use crate::recorder::Arena;
 /// ```
 /// use std::sync::{Arc, Mutex};
 /// use std::time::Instant;
-/// use xray_core::{Finished, Recorder, Transport, TransportCounters, TransportStats};
+/// use xray_sdk::{Finished, Recorder, Transport, TransportCounters, TransportStats};
 ///
 /// #[derive(Debug, Default)]
 /// struct JsonLines {
@@ -61,7 +61,7 @@ use crate::recorder::Arena;
 ///                 self.lines.lock().unwrap().push(String::from_utf8_lossy(&out).into_owned());
 ///                 self.counters.sent(1);
 ///             }
-///             Err(_) => self.counters.failed(1, xray_core::TransportErrorKind::Encode),
+///             Err(_) => self.counters.failed(1, xray_sdk::TransportErrorKind::Encode),
 ///         }
 ///     }
 ///
@@ -86,7 +86,7 @@ use crate::recorder::Arena;
 /// let lines = lines.lines.lock().unwrap();
 /// assert!(lines[0].contains(r#""subsegments":[{"name":"step""#));
 /// assert_eq!(recorder.stats().transport.sent, 1);
-/// # Ok::<(), xray_core::ConfigError>(())
+/// # Ok::<(), xray_sdk::ConfigError>(())
 /// ```
 pub trait Transport: Send + Sync + fmt::Debug {
     /// Takes one finished segment tree or independent subsegment. It must not block: what
@@ -317,7 +317,7 @@ impl<'a> Finished<'a> {
     /// # Examples
     ///
     /// ```
-    /// use xray_core::{Document, Finished, FinishedKind, SegmentId, TraceId};
+    /// use xray_sdk::{Document, Finished, FinishedKind, SegmentId, TraceId};
     ///
     /// let trace_id = TraceId::new();
     /// let mut doc = Document::new("job", SegmentId::new(), 1.0);

@@ -58,7 +58,7 @@ pub const MAX_OTLP_REQUEST_LEN: usize =
 ///
 /// ```
 /// use std::net::UdpSocket;
-/// use xray_core::{OtlpUdpTransport, Recorder, UdpEmitter};
+/// use xray_sdk::{OtlpUdpTransport, Recorder, UdpEmitter};
 ///
 /// let daemon = UdpSocket::bind("127.0.0.1:0")?;
 /// let transport = OtlpUdpTransport::new(UdpEmitter::new(daemon.local_addr()?)?, "orders");

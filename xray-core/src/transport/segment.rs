@@ -24,7 +24,7 @@ use crate::emitter::{DAEMON_HEADER, Emitter, MAX_DATAGRAM_LEN};
 /// # Examples
 ///
 /// ```
-/// use xray_core::{InMemoryEmitter, Recorder, SegmentTransport};
+/// use xray_sdk::{InMemoryEmitter, Recorder, SegmentTransport};
 ///
 /// let emitter = InMemoryEmitter::new();
 /// let recorder = Recorder::builder()
@@ -33,7 +33,7 @@ use crate::emitter::{DAEMON_HEADER, Emitter, MAX_DATAGRAM_LEN};
 ///     .build()?;
 /// recorder.begin_segment("job").end();
 /// assert_eq!(emitter.documents()[0]["name"], "job");
-/// # Ok::<(), xray_core::ConfigError>(())
+/// # Ok::<(), xray_sdk::ConfigError>(())
 /// ```
 #[derive(Debug)]
 pub struct SegmentTransport {
@@ -82,7 +82,7 @@ impl SegmentTransport {
             self.out.counters.truncated(1);
             if self.size_log.allow(SystemClock.now_micros()) {
                 tracing::warn!(
-                    target: "xray_core::transport",
+                    target: "xray_sdk::transport",
                     id = %doc.id(),
                     name = %doc.name(),
                     bytes = before,
@@ -96,7 +96,7 @@ impl SegmentTransport {
             self.out.counters.dropped_too_large(1);
             if self.size_log.allow(SystemClock.now_micros()) {
                 tracing::error!(
-                    target: "xray_core::transport",
+                    target: "xray_sdk::transport",
                     id = %doc.id(),
                     name = %doc.name(),
                     bytes = buf.len(),

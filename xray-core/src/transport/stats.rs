@@ -17,13 +17,13 @@ use crate::diag::LogLimiter;
 /// # Examples
 ///
 /// ```
-/// use xray_core::{InMemoryEmitter, Recorder};
+/// use xray_sdk::{InMemoryEmitter, Recorder};
 ///
 /// let recorder = Recorder::builder().with_emitter(InMemoryEmitter::new()).build()?;
 /// recorder.begin_segment("job").end();
 /// let stats = recorder.stats().transport;
 /// assert_eq!((stats.queued, stats.sent, stats.pending()), (1, 1, 0));
-/// # Ok::<(), xray_core::ConfigError>(())
+/// # Ok::<(), xray_sdk::ConfigError>(())
 /// ```
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 #[non_exhaustive]
@@ -142,7 +142,7 @@ impl std::fmt::Display for TransportErrorKind {
 /// Lock-free counters behind a [`TransportStats`], for writing a transport.
 ///
 /// Each call is one relaxed atomic add. [`failed`](Self::failed) and the drops also log a
-/// warning, at most once a minute per counter set, under the target `xray_core::transport`.
+/// warning, at most once a minute per counter set, under the target `xray_sdk::transport`.
 #[derive(Debug, Default)]
 pub struct TransportCounters {
     queued: AtomicU64,
@@ -237,7 +237,7 @@ impl TransportCounters {
     fn warn(&self, what: &str, kind: Option<TransportErrorKind>) {
         if self.log.allow(SystemClock.now_micros()) {
             tracing::warn!(
-                target: "xray_core::transport",
+                target: "xray_sdk::transport",
                 error = kind.map(|k| k.as_str()),
                 stats = ?self.snapshot(),
                 "X-Ray data {what}"

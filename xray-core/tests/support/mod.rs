@@ -27,7 +27,7 @@ pub(crate) use xray_testkit::Schema;
 
 /// Serializes `doc`, validates it (the schema check refuses any `null` too), and returns the
 /// JSON.
-pub(crate) fn to_checked_json(schema: &Schema, doc: &xray_core::Document) -> Value {
+pub(crate) fn to_checked_json(schema: &Schema, doc: &xray_sdk::Document) -> Value {
     let text = serde_json::to_string(doc).expect("document serializes");
     let value: Value = serde_json::from_str(&text).expect("output is JSON");
     schema.assert_valid(&value);

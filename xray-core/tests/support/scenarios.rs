@@ -5,7 +5,7 @@ use std::backtrace::Backtrace;
 use std::fmt;
 
 use serde_json::Value;
-use xray_core::{
+use xray_sdk::{
     AnnotationValue, Cause, Clock, Document, HttpRequest, ManualClock, Namespace, SegmentId, Sql,
     TraceId, XraySdk, seconds_from_micros,
 };

@@ -1,4 +1,4 @@
-//! A bare UDP "daemon" for xray-core's own tests: a real socket on 127.0.0.1:0 that keeps
+//! A bare UDP "daemon" for xray-sdk's own tests: a real socket on 127.0.0.1:0 that keeps
 //! every datagram it receives.
 #![allow(dead_code, unreachable_pub)]
 

@@ -11,7 +11,7 @@
 use std::net::SocketAddr;
 
 use rand::rngs::SmallRng;
-use xray_core::{DaemonAddress, ENV_DAEMON_ADDRESS};
+use xray_sdk::{DaemonAddress, ENV_DAEMON_ADDRESS};
 
 use crate::corpus::Corpus;
 use crate::harness::Target;

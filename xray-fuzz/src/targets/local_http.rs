@@ -25,8 +25,8 @@ use prost::Message as _;
 use rand::RngExt;
 use rand::rngs::SmallRng;
 use serde_json::Value;
-use xray_core::otlp::proto::tonic::collector::trace::v1::ExportTraceServiceRequest;
 use xray_local::{Filter, XrayLocal};
+use xray_sdk::otlp::proto::tonic::collector::trace::v1::ExportTraceServiceRequest;
 
 use super::local_intake::{Reader, write_part};
 use crate::corpus::Corpus;
@@ -264,7 +264,7 @@ impl LocalHttpTarget {
         match ExportTraceServiceRequest::decode(body) {
             Ok(decoded) => {
                 // Every document, and every span that makes none (counted as `invalid_span`).
-                let (docs, skipped) = xray_core::otlp::to_documents_counted(&decoded);
+                let (docs, skipped) = xray_sdk::otlp::to_documents_counted(&decoded);
                 let n = (docs.len() + skipped) as u64;
                 if answer.status != 200 || received != n || accepted + dropped != n {
                     return Err(format!(
@@ -328,7 +328,7 @@ impl LocalHttpTarget {
         let text = String::from_utf8_lossy(payload);
         if kind == TRACE {
             let held = text
-                .parse::<xray_core::TraceId>()
+                .parse::<xray_sdk::TraceId>()
                 .ok()
                 .and_then(|id| self.local.trace(id));
             return match (answer.status, held) {

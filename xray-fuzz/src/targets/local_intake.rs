@@ -30,8 +30,8 @@ use prost::Message as _;
 use rand::RngExt;
 use rand::rngs::SmallRng;
 use serde_json::{Map, Value, json};
-use xray_core::otlp::proto::tonic::collector::trace::v1::ExportTraceServiceRequest;
 use xray_local::{DropReason, Filter, ServiceMap, Stats, Trace, XrayLocal};
+use xray_sdk::otlp::proto::tonic::collector::trace::v1::ExportTraceServiceRequest;
 
 use crate::corpus::Corpus;
 use crate::harness::{SLOW, Target, escape};
@@ -853,7 +853,7 @@ fn predict(datagram: &[u8]) -> Expect {
             .and_then(|bytes| ExportTraceServiceRequest::decode(bytes.as_slice()).ok())
             .map(|request| {
                 // Every document, and every span that makes none (counted as `invalid_span`).
-                let (docs, skipped) = xray_core::otlp::to_documents_counted(&request);
+                let (docs, skipped) = xray_sdk::otlp::to_documents_counted(&request);
                 docs.len() + skipped
             });
         return match documents {

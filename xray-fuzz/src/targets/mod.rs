@@ -53,7 +53,7 @@ pub(crate) const ABOUT: &[(&str, &str)] = &[
     ("filter", "xray_local::Filter::parse and Filter::matches"),
     (
         "otlp",
-        "xray_core::otlp::to_documents on ExportTraceServiceRequests decoded from fuzzed protobuf",
+        "xray_sdk::otlp::to_documents on ExportTraceServiceRequests decoded from fuzzed protobuf",
     ),
 ];
 

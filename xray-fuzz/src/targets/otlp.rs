@@ -1,5 +1,5 @@
 //! The OTLP decoder every transport's receiver shares: protobuf bytes decoded with prost, then
-//! [`xray_core::otlp::to_documents`].
+//! [`xray_sdk::otlp::to_documents`].
 //!
 //! What must hold for a request that decodes: one or two documents per well-formed span
 //! (two for a local root that is not a server span), none for the others; every document is
@@ -9,7 +9,7 @@ use prost::Message as _;
 use rand::RngExt;
 use rand::rngs::SmallRng;
 use serde_json::Value;
-use xray_core::otlp::proto::tonic::collector::trace::v1::ExportTraceServiceRequest;
+use xray_sdk::otlp::proto::tonic::collector::trace::v1::ExportTraceServiceRequest;
 
 use crate::corpus::Corpus;
 use crate::harness::Target;
@@ -84,7 +84,7 @@ impl Target for OtlpTarget {
 
 /// Converts `request` and checks the documents; returns how many there are.
 pub(crate) fn check_request(request: &ExportTraceServiceRequest) -> Result<usize, String> {
-    let docs = xray_core::otlp::to_documents(request);
+    let docs = xray_sdk::otlp::to_documents(request);
     let well_formed = spans::spans(request)
         .filter(|s| spans::well_formed(s))
         .count();
@@ -104,7 +104,7 @@ pub(crate) fn check_request(request: &ExportTraceServiceRequest) -> Result<usize
     }
     let again = ExportTraceServiceRequest::decode(request.encode_to_vec().as_slice())
         .map_err(|err| format!("the request encoded again does not decode: {err}"))?;
-    let count = xray_core::otlp::to_documents(&again).len();
+    let count = xray_sdk::otlp::to_documents(&again).len();
     if count != docs.len() {
         return Err(format!(
             "{} documents, {count} from the same request encoded again",

@@ -12,7 +12,7 @@ use std::sync::Arc;
 
 use rand::rngs::SmallRng;
 use serde_json::Value;
-use xray_core::{
+use xray_sdk::{
     DecidingRule, LocalSampler, ManualClock, Sampler, SamplingRequest, SamplingRule, SamplingRules,
 };
 

@@ -7,7 +7,7 @@ pub(crate) fn datagram(n: u64) -> Vec<u8> {
         "name": "orders", "id": format!("{:016x}", n * 2 + 1), "trace_id": trace,
         "start_time": 1_735_689_600.120_511, "end_time": 1_735_689_600.318_204,
         "service": {"runtime": "rust", "runtime_version": "1.95.0"},
-        "aws": {"xray": {"sdk": "X-Ray for Rust", "sdk_version": "0.1.0", "package": "xray-core"}},
+        "aws": {"xray": {"sdk": "X-Ray for Rust", "sdk_version": "0.1.0", "package": "xray-sdk"}},
         "subsegments": [{
             "name": "work", "id": format!("{:016x}", n * 2 + 2),
             "start_time": 1_735_689_600.131_002, "end_time": 1_735_689_600.149_877,

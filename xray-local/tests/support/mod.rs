@@ -5,8 +5,8 @@ use std::net::{SocketAddr, UdpSocket};
 use std::time::Duration;
 
 use serde_json::{Value, json};
-use xray_core::{SegmentId, TraceId};
 use xray_local::XrayLocal;
+use xray_sdk::{SegmentId, TraceId};
 
 pub mod raw_http;
 

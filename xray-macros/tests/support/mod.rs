@@ -5,7 +5,7 @@
 use std::sync::Arc;
 
 use serde_json::Value;
-use xray_core::{ContextMissing, InMemoryEmitter, LocalSampler, Recorder, SamplingRules, Segment};
+use xray_sdk::{ContextMissing, InMemoryEmitter, LocalSampler, Recorder, SamplingRules, Segment};
 
 pub fn recorder_with(rate: f64, missing: ContextMissing) -> (Recorder, InMemoryEmitter) {
     let emitter = InMemoryEmitter::new();

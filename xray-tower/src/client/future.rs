@@ -4,7 +4,7 @@ use std::pin::Pin;
 use std::task::{Context, Poll};
 
 use http::Response;
-use xray_core::Subsegment;
+use xray_sdk::Subsegment;
 
 pin_project_lite::pin_project! {
     /// The response future of [`XRayClient`](super::XRayClient).

@@ -1,5 +1,5 @@
 use tower::Layer;
-use xray_core::Recorder;
+use xray_sdk::Recorder;
 
 use super::XRayClient;
 
@@ -22,7 +22,7 @@ use super::XRayClient;
 /// ```
 /// use std::sync::Arc;
 /// use tower::{Layer, ServiceExt, service_fn};
-/// use xray_core::{FutureExt, InMemoryEmitter, LocalSampler, Recorder, SamplingRules};
+/// use xray_sdk::{FutureExt, InMemoryEmitter, LocalSampler, Recorder, SamplingRules};
 /// use xray_tower::XRayClientLayer;
 ///
 /// # #[tokio::main(flavor = "current_thread")]

@@ -8,8 +8,8 @@ use std::task::{Context, Poll};
 
 use http::{HeaderMap, Request, Response, Uri};
 use tower::Service;
-use xray_core::outgoing::{self, OutgoingCall};
-use xray_core::{Recorder, Subsegment};
+use xray_sdk::outgoing::{self, OutgoingCall};
+use xray_sdk::{Recorder, Subsegment};
 
 pub use future::ResponseFuture;
 pub use layer::XRayClientLayer;

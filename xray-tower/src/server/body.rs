@@ -5,7 +5,7 @@ use std::task::{Context, Poll};
 
 use bytes::Buf;
 use http_body::{Body, Frame, SizeHint};
-use xray_core::{HttpResponse, Segment};
+use xray_sdk::{HttpResponse, Segment};
 
 use crate::record::{record_error, record_panic};
 

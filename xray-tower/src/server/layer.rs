@@ -1,5 +1,5 @@
 use tower::Layer;
-use xray_core::Recorder;
+use xray_sdk::Recorder;
 
 use super::XRay;
 use crate::naming::SegmentNaming;
@@ -23,7 +23,7 @@ use crate::naming::SegmentNaming;
 /// use std::sync::Arc;
 /// use axum::{Router, routing::get};
 /// use tower::ServiceExt;
-/// use xray_core::{InMemoryEmitter, LocalSampler, Recorder, SamplingRules};
+/// use xray_sdk::{InMemoryEmitter, LocalSampler, Recorder, SamplingRules};
 /// use xray_tower::XRayLayer;
 ///
 /// # #[tokio::main(flavor = "current_thread")]

@@ -12,7 +12,7 @@ use std::task::{Context, Poll};
 use http::header::{CONTENT_LENGTH, HOST, USER_AGENT};
 use http::{HeaderMap, HeaderName, Request, Response};
 use tower::Service;
-use xray_core::{HttpRequest, Recorder, SamplingRequest, Segment, TraceHeader};
+use xray_sdk::{HttpRequest, Recorder, SamplingRequest, Segment, TraceHeader};
 
 pub use body::ResponseBody;
 pub use future::ResponseFuture;

@@ -1,4 +1,4 @@
-use xray_core::capture;
+use xray_sdk::capture;
 
 #[capture(annotate(user_id))]
 fn handler(order_id: u64) -> u64 {

@@ -1,4 +1,4 @@
-use xray_core::capture;
+use xray_sdk::capture;
 
 #[capture(annotate(items, first = items.first()))]
 fn handler(items: Vec<Vec<u8>>) {}

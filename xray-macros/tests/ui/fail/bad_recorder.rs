@@ -1,4 +1,4 @@
-use xray_core::capture;
+use xray_sdk::capture;
 
 #[capture(recorder = "global")]
 fn handler() {}

@@ -1,4 +1,4 @@
-use xray_core::capture;
+use xray_sdk::capture;
 
 #[capture(annotate(id, id = id + 1))]
 fn handler(id: u64) -> u64 {

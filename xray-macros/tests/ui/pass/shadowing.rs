@@ -2,7 +2,7 @@
 //! the generated locals change nothing.
 #![allow(dead_code, non_camel_case_types)]
 
-use xray_core::capture;
+use xray_sdk::capture;
 
 struct Option;
 struct Some;

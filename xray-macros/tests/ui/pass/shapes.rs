@@ -4,7 +4,7 @@
 use std::future::Future;
 use std::pin::Pin;
 
-use xray_core::{Recorder, capture};
+use xray_sdk::{Recorder, capture};
 
 #[capture]
 unsafe fn raw(p: *const u8) -> u8 {
