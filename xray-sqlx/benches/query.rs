@@ -97,8 +97,92 @@ fn queries(c: &mut Criterion) {
         b.iter_custom(|iters| run(iters, Some(&unsampled), &traced))
     });
     g.finish();
+
+    // Paired: batches of each kind, alternating (ABBA), so that the drift of a loopback round
+    // trip on a shared machine falls on both alike; the median of the ratios is printed.
+    let mut ratios = Vec::with_capacity(PAIRS);
+    let mut unsampled_ratios = Vec::with_capacity(PAIRS);
+    let mut medians = (Vec::with_capacity(PAIRS), Vec::with_capacity(PAIRS));
+    for round in 0..PAIRS {
+        let (p, r, u) = if round % 2 == 0 {
+            let p = run(PER_SEGMENT, None, &plain);
+            let r = run(PER_SEGMENT, Some(&sampled), &traced);
+            (p, r, run(PER_SEGMENT, Some(&unsampled), &traced))
+        } else {
+            let u = run(PER_SEGMENT, Some(&unsampled), &traced);
+            let r = run(PER_SEGMENT, Some(&sampled), &traced);
+            (run(PER_SEGMENT, None, &plain), r, u)
+        };
+        ratios.push(r.as_secs_f64() / p.as_secs_f64());
+        unsampled_ratios.push(u.as_secs_f64() / p.as_secs_f64());
+        medians.0.push(p.as_secs_f64() / PER_SEGMENT as f64);
+        medians.1.push(r.as_secs_f64() / PER_SEGMENT as f64);
+    }
+    let median = |v: &mut Vec<f64>| {
+        v.sort_by(f64::total_cmp);
+        v[v.len() / 2]
+    };
+    let (mut quarter, mut three) = (ratios.clone(), ratios.clone());
+    quarter.sort_by(f64::total_cmp);
+    three.sort_by(f64::total_cmp);
+    println!(
+        "paired, {PAIRS} rounds of {PER_SEGMENT} queries each: unsampled / sqlx = {:.4}",
+        median(&mut unsampled_ratios)
+    );
+    println!(
+        "paired, {PAIRS} rounds of {PER_SEGMENT} queries each: recorded / sqlx = {:.4} \
+         (quartiles {:.4} to {:.4}); per query, medians: sqlx {:.1} µs, recorded {:.1} µs",
+        median(&mut ratios),
+        quarter[PAIRS / 4],
+        three[3 * PAIRS / 4],
+        median(&mut medians.0) * 1e6,
+        median(&mut medians.1) * 1e6,
+    );
     drop(server);
+
+    // The wrapper's own cost per query, where a query costs little: SQLite in memory.
+    let lite = rt.block_on(async {
+        sqlx::sqlite::SqlitePoolOptions::new()
+            .max_connections(1)
+            .connect("sqlite::memory:")
+            .await
+            .unwrap()
+    });
+    let lite: &'static sqlx::SqlitePool = Box::leak(Box::new(lite));
+    let lite_traced: &'static XRayPool<sqlx::Sqlite> =
+        Box::leak(Box::new(XRayPool::new(lite.clone())));
+    let time = |recorded: bool| {
+        let segment = sampled.begin_segment("bench");
+        let start = Instant::now();
+        rt.block_on(
+            async {
+                for _ in 0..PER_SEGMENT {
+                    if recorded {
+                        sqlx::query("SELECT 1").execute(lite_traced).await.unwrap();
+                    } else {
+                        sqlx::query("SELECT 1").execute(lite).await.unwrap();
+                    }
+                }
+            }
+            .with_context(segment.entity().clone()),
+        );
+        segment.end();
+        start.elapsed().as_secs_f64() / PER_SEGMENT as f64
+    };
+    let (mut plain_lite, mut traced_lite) = (Vec::new(), Vec::new());
+    for _ in 0..PAIRS {
+        plain_lite.push(time(false));
+        traced_lite.push(time(true));
+    }
+    println!(
+        "SQLite in memory, per query, medians: sqlx {:.2} µs, recorded {:.2} µs",
+        median(&mut plain_lite) * 1e6,
+        median(&mut traced_lite) * 1e6
+    );
 }
+
+/// Rounds of the paired comparison.
+const PAIRS: usize = 600;
 
 /// One query's future.
 type Query = std::pin::Pin<
