@@ -7,6 +7,10 @@
 //!   sent every 100 queries to a UDP sink whose thread reads its socket;
 //! - `xray-sqlx/unsampled`: under an unsampled segment.
 //!
+//! Then alternating rounds of each, whose paired medians are printed (recorded, recorded with
+//! its segments kept in memory rather than sent, and unsampled, each over plain sqlx), and
+//! the same on SQLite in memory, where a query costs little.
+//!
 //! Run: `cargo bench -p xray-sqlx --bench query`
 
 use std::net::UdpSocket;
@@ -59,6 +63,16 @@ fn queries(c: &mut Criterion) {
             .unwrap()
     };
     let sampled = recorder(SamplerKind::Always);
+    // The same recording, its segments kept in memory instead of sent: the wrapper's and the
+    // recorder's cost without the sink's thread taking a core from PostgreSQL's round trip.
+    let kept = xray_sdk::InMemoryEmitter::with_capacity(64);
+    let in_memory = Recorder::builder()
+        .ignore_environment()
+        .with_service_name("bench")
+        .with_sampler_kind(SamplerKind::Always)
+        .with_emitter(kept.clone())
+        .build()
+        .unwrap();
     let unsampled = recorder(SamplerKind::Never);
 
     // Every case runs its queries 100 to a `block_on`, so that the runtime's own cost is the
@@ -102,6 +116,7 @@ fn queries(c: &mut Criterion) {
     // trip on a shared machine falls on both alike; the median of the ratios is printed.
     let mut ratios = Vec::with_capacity(PAIRS);
     let mut unsampled_ratios = Vec::with_capacity(PAIRS);
+    let mut in_memory_ratios = Vec::with_capacity(PAIRS);
     let mut medians = (Vec::with_capacity(PAIRS), Vec::with_capacity(PAIRS));
     for round in 0..PAIRS {
         let (p, r, u) = if round % 2 == 0 {
@@ -115,6 +130,10 @@ fn queries(c: &mut Criterion) {
         };
         ratios.push(r.as_secs_f64() / p.as_secs_f64());
         unsampled_ratios.push(u.as_secs_f64() / p.as_secs_f64());
+        let m = run(PER_SEGMENT, Some(&in_memory), &traced);
+        let p2 = run(PER_SEGMENT, None, &plain);
+        in_memory_ratios.push(m.as_secs_f64() / p2.as_secs_f64());
+        let _ = kept.take();
         medians.0.push(p.as_secs_f64() / PER_SEGMENT as f64);
         medians.1.push(r.as_secs_f64() / PER_SEGMENT as f64);
     }
@@ -128,6 +147,11 @@ fn queries(c: &mut Criterion) {
     println!(
         "paired, {PAIRS} rounds of {PER_SEGMENT} queries each: unsampled / sqlx = {:.4}",
         median(&mut unsampled_ratios)
+    );
+    println!(
+        "paired, {PAIRS} rounds of {PER_SEGMENT} queries each: recorded, segments kept in \
+         memory / sqlx = {:.4}",
+        median(&mut in_memory_ratios)
     );
     println!(
         "paired, {PAIRS} rounds of {PER_SEGMENT} queries each: recorded / sqlx = {:.4} \
@@ -182,7 +206,7 @@ fn queries(c: &mut Criterion) {
 }
 
 /// Rounds of the paired comparison.
-const PAIRS: usize = 600;
+const PAIRS: usize = 400;
 
 /// One query's future.
 type Query = std::pin::Pin<
