@@ -7,9 +7,8 @@
 //!   sent every 100 queries to a UDP sink whose thread reads its socket;
 //! - `xray-sqlx/unsampled`: under an unsampled segment.
 //!
-//! Then alternating rounds of each, whose paired medians are printed (recorded, recorded with
-//! its segments kept in memory rather than sent, and unsampled, each over plain sqlx), and
-//! the same on SQLite in memory, where a query costs little.
+//! Then the three interleaved a query at a time, each timed on its own, whose overheads over
+//! plain sqlx are printed, and the wrapper's cost on SQLite in memory.
 //!
 //! Run: `cargo bench -p xray-sqlx --bench query`
 
@@ -63,16 +62,6 @@ fn queries(c: &mut Criterion) {
             .unwrap()
     };
     let sampled = recorder(SamplerKind::Always);
-    // The same recording, its segments kept in memory instead of sent: the wrapper's and the
-    // recorder's cost without the sink's thread taking a core from PostgreSQL's round trip.
-    let kept = xray_sdk::InMemoryEmitter::with_capacity(64);
-    let in_memory = Recorder::builder()
-        .ignore_environment()
-        .with_service_name("bench")
-        .with_sampler_kind(SamplerKind::Always)
-        .with_emitter(kept.clone())
-        .build()
-        .unwrap();
     let unsampled = recorder(SamplerKind::Never);
 
     // Every case runs its queries 100 to a `block_on`, so that the runtime's own cost is the
@@ -112,55 +101,73 @@ fn queries(c: &mut Criterion) {
     });
     g.finish();
 
-    // Paired: batches of each kind, alternating (ABBA), so that the drift of a loopback round
-    // trip on a shared machine falls on both alike; the median of the ratios is printed.
-    let mut ratios = Vec::with_capacity(PAIRS);
-    let mut unsampled_ratios = Vec::with_capacity(PAIRS);
-    let mut in_memory_ratios = Vec::with_capacity(PAIRS);
-    let mut medians = (Vec::with_capacity(PAIRS), Vec::with_capacity(PAIRS));
-    for round in 0..PAIRS {
-        let (p, r, u) = if round % 2 == 0 {
-            let p = run(PER_SEGMENT, None, &plain);
-            let r = run(PER_SEGMENT, Some(&sampled), &traced);
-            (p, r, run(PER_SEGMENT, Some(&unsampled), &traced))
-        } else {
-            let u = run(PER_SEGMENT, Some(&unsampled), &traced);
-            let r = run(PER_SEGMENT, Some(&sampled), &traced);
-            (run(PER_SEGMENT, None, &plain), r, u)
-        };
-        ratios.push(r.as_secs_f64() / p.as_secs_f64());
-        unsampled_ratios.push(u.as_secs_f64() / p.as_secs_f64());
-        let m = run(PER_SEGMENT, Some(&in_memory), &traced);
-        let p2 = run(PER_SEGMENT, None, &plain);
-        in_memory_ratios.push(m.as_secs_f64() / p2.as_secs_f64());
-        let _ = kept.take();
-        medians.0.push(p.as_secs_f64() / PER_SEGMENT as f64);
-        medians.1.push(r.as_secs_f64() / PER_SEGMENT as f64);
+    // Interleaved: plain, recorded and unsampled queries take turns one query at a time (the
+    // order rotating), each timed on its own, so that the drift of a loopback round trip on a
+    // shared machine (whole batches run 10 % slower or faster) falls on all three alike. The
+    // recorded queries share a sampled segment per round, whose begin and end are timed too
+    // and charged to them. The overhead is the median of the differences between neighbouring
+    // queries, over the plain queries' median.
+    let mut plain_times = Vec::with_capacity(ROUNDS * PER_SEGMENT as usize);
+    let mut recorded_over = Vec::with_capacity(ROUNDS * PER_SEGMENT as usize);
+    let mut unsampled_over = Vec::with_capacity(ROUNDS * PER_SEGMENT as usize);
+    let mut segment_cost = Duration::ZERO;
+    for round in 0..ROUNDS {
+        let begun = Instant::now();
+        let segment = sampled.begin_segment("bench");
+        let quiet = unsampled.begin_segment("bench");
+        segment_cost += begun.elapsed();
+        let (recording, not) = (segment.entity().clone(), quiet.entity().clone());
+        rt.block_on(async {
+            for i in 0..PER_SEGMENT as usize {
+                let mut times = [Duration::ZERO; 3];
+                for turn in 0..3 {
+                    let arm = (turn + i + round) % 3;
+                    let start = Instant::now();
+                    match arm {
+                        0 => plain().await.map(drop).unwrap(),
+                        1 => traced()
+                            .with_context(recording.clone())
+                            .await
+                            .map(drop)
+                            .unwrap(),
+                        _ => traced().with_context(not.clone()).await.map(drop).unwrap(),
+                    }
+                    times[arm] = start.elapsed();
+                }
+                let [p, r, u] = times.map(|t| t.as_secs_f64());
+                plain_times.push(p);
+                recorded_over.push(r - p);
+                unsampled_over.push(u - p);
+            }
+        });
+        let ending = Instant::now();
+        segment.end();
+        quiet.end();
+        segment_cost += ending.elapsed();
     }
     let median = |v: &mut Vec<f64>| {
         v.sort_by(f64::total_cmp);
         v[v.len() / 2]
     };
-    let (mut quarter, mut three) = (ratios.clone(), ratios.clone());
-    quarter.sort_by(f64::total_cmp);
-    three.sort_by(f64::total_cmp);
+    let base = median(&mut plain_times);
+    let per_query_segment = segment_cost.as_secs_f64() / (ROUNDS as f64 * PER_SEGMENT as f64);
+    let mean = |v: &[f64]| v.iter().sum::<f64>() / v.len() as f64;
+    let (recorded_mean, plain_mean) = (mean(&recorded_over), mean(&plain_times));
+    let recorded = median(&mut recorded_over) + per_query_segment;
+    let quiet = median(&mut unsampled_over);
     println!(
-        "paired, {PAIRS} rounds of {PER_SEGMENT} queries each: unsampled / sqlx = {:.4}",
-        median(&mut unsampled_ratios)
-    );
-    println!(
-        "paired, {PAIRS} rounds of {PER_SEGMENT} queries each: recorded, segments kept in \
-         memory / sqlx = {:.4}",
-        median(&mut in_memory_ratios)
-    );
-    println!(
-        "paired, {PAIRS} rounds of {PER_SEGMENT} queries each: recorded / sqlx = {:.4} \
-         (quartiles {:.4} to {:.4}); per query, medians: sqlx {:.1} µs, recorded {:.1} µs",
-        median(&mut ratios),
-        quarter[PAIRS / 4],
-        three[3 * PAIRS / 4],
-        median(&mut medians.0) * 1e6,
-        median(&mut medians.1) * 1e6,
+        "interleaved, {ROUNDS} rounds of {PER_SEGMENT} queries of each kind: plain sqlx, median \
+         {:.1} µs a query; recorded +{:.2} µs (of which the segment's begin and end {:.2} µs) \
+         = {:.4}; unsampled {:+.2} µs = {:.4}; by means, which outliers move: recorded \
+         {:+.2} µs = {:.4}",
+        base * 1e6,
+        recorded * 1e6,
+        per_query_segment * 1e6,
+        1.0 + recorded / base,
+        quiet * 1e6,
+        1.0 + quiet / base,
+        (recorded_mean + per_query_segment) * 1e6,
+        1.0 + (recorded_mean + per_query_segment) / plain_mean,
     );
     drop(server);
 
@@ -194,7 +201,7 @@ fn queries(c: &mut Criterion) {
         start.elapsed().as_secs_f64() / PER_SEGMENT as f64
     };
     let (mut plain_lite, mut traced_lite) = (Vec::new(), Vec::new());
-    for _ in 0..PAIRS {
+    for _ in 0..ROUNDS {
         plain_lite.push(time(false));
         traced_lite.push(time(true));
     }
@@ -205,8 +212,8 @@ fn queries(c: &mut Criterion) {
     );
 }
 
-/// Rounds of the paired comparison.
-const PAIRS: usize = 400;
+/// Rounds of the interleaved comparison.
+const ROUNDS: usize = 400;
 
 /// One query's future.
 type Query = std::pin::Pin<

@@ -23,6 +23,16 @@ pub(crate) struct Call {
     shared: Arc<Shared>,
     /// Where the query's text is put when sqlx reads it (only when sanitized queries are on).
     sql: Option<Arc<OnceLock<SqlStr>>>,
+    described: Described,
+}
+
+/// How much of a call's `sql` block is written.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Described {
+    Not,
+    /// All but the query's text, which sqlx had not read yet.
+    WithoutText,
+    Fully,
 }
 
 impl Call {
@@ -37,23 +47,42 @@ impl Call {
         if !subsegment.is_recording() {
             return None;
         }
-        let description = &shared.description;
-        let version = shared.database_version.get().cloned();
-        subsegment.update(|doc| {
-            doc.set_namespace(Namespace::Remote);
-            let mut sql = Sql::default();
-            sql.url = Some(capped_field(&description.url).to_owned());
-            sql.database_type = Some(description.database_type.to_owned());
-            sql.database_version = version;
-            sql.driver_version = Some(crate::DRIVER_VERSION.to_owned());
-            sql.user.clone_from(&description.user);
-            doc.set_sql(sql);
-        });
         Some(Call {
             subsegment: Some(subsegment),
             shared: Arc::clone(shared),
             sql: shared.sanitized_queries.then(|| Arc::new(OnceLock::new())),
+            described: Described::Not,
         })
+    }
+
+    /// Writes the `sql` block, with the query's text once sqlx has read it, if it is not
+    /// written yet. Called while the query waits for the database (its first `Pending`), so
+    /// that the work is done off the query's path, and at its end otherwise.
+    pub(crate) fn describe(&mut self) {
+        let text = self.sql.as_ref().and_then(|slot| slot.get());
+        let wanted = match (self.described, text) {
+            (Described::Fully, _) | (Described::WithoutText, None) => return,
+            (_, Some(_)) => Described::Fully,
+            (Described::Not, None) if self.sql.is_none() => Described::Fully,
+            (Described::Not, None) => Described::WithoutText,
+        };
+        let Some(subsegment) = &self.subsegment else {
+            return;
+        };
+        let sql = match text {
+            None => Arc::clone(&self.shared.connection),
+            Some(text) => {
+                let mut sql = Sql::clone(&self.shared.connection);
+                let query = sanitize(text.as_str(), self.shared.dialect);
+                sql.sanitized_query = Some(capped_field(&query).to_owned());
+                Arc::new(sql)
+            }
+        };
+        subsegment.update(|doc| {
+            doc.set_namespace(Namespace::Remote);
+            doc.set_sql(sql);
+        });
+        self.described = wanted;
     }
 
     /// `query`, made to hand its text to this call when sqlx reads it.
@@ -74,10 +103,10 @@ impl Call {
     /// Ends the subsegment: a success, or the error as its cause (a fault), with the
     /// database's error code (SQLSTATE) as the cause's type where it has one.
     pub(crate) fn finish(mut self, error: Option<&Error>) {
+        self.describe();
         let Some(subsegment) = self.subsegment.take() else {
             return;
         };
-        self.record_text(&subsegment);
         if let Some(error) = error {
             let kind = match error {
                 Error::Database(db) => (self.shared.error_code)(db.as_ref()),
@@ -94,28 +123,16 @@ impl Call {
         }
         subsegment.end();
     }
-
-    fn record_text(&self, subsegment: &Subsegment) {
-        let Some(text) = self.sql.as_ref().and_then(|slot| slot.get()) else {
-            return;
-        };
-        let query = sanitize(text.as_str(), self.shared.dialect);
-        subsegment.update(|doc| {
-            let mut sql = doc.sql().cloned().unwrap_or_default();
-            sql.sanitized_query = Some(capped_field(&query).to_owned());
-            doc.set_sql(sql);
-        });
-    }
 }
 
 impl Drop for Call {
     /// A query whose future or stream is dropped before it ended was cancelled by the
     /// application: ended now, marked as an error (a client's, not a fault).
     fn drop(&mut self) {
+        self.describe();
         let Some(subsegment) = self.subsegment.take() else {
             return;
         };
-        self.record_text(&subsegment);
         subsegment.update(|doc| {
             doc.add_cause(Cause::from_message(
                 &"the query was cancelled: its future or stream was dropped before it ended",
@@ -204,12 +221,45 @@ impl<T> Stream for Traced<'_, T> {
                     call.finish(Some(error));
                 }
             }
-            _ => {}
+            Poll::Pending => {
+                if let Some(call) = &mut this.call {
+                    call.describe();
+                }
+            }
+            Poll::Ready(Some(Ok(_))) => {}
         }
         polled
     }
 
     fn size_hint(&self) -> (usize, Option<usize>) {
         self.inner.size_hint()
+    }
+}
+
+/// A future whose call ends with it: `fetch_optional`, `COMMIT` and `ROLLBACK`.
+pub(crate) struct TracedFuture<F> {
+    pub(crate) inner: F,
+    pub(crate) call: Option<Call>,
+}
+
+impl<T, F: Future<Output = Result<T, Error>> + Unpin> Future for TracedFuture<F> {
+    type Output = Result<T, Error>;
+
+    fn poll(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
+        let this = &mut *self;
+        let polled = Pin::new(&mut this.inner).poll(cx);
+        match &polled {
+            Poll::Ready(result) => {
+                if let Some(call) = this.call.take() {
+                    call.finish(result.as_ref().err());
+                }
+            }
+            Poll::Pending => {
+                if let Some(call) = &mut this.call {
+                    call.describe();
+                }
+            }
+        }
+        polled
     }
 }

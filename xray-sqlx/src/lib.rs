@@ -71,7 +71,7 @@ mod sanitize;
 
 use std::fmt;
 use std::ops::Deref;
-use std::sync::{Arc, OnceLock};
+use std::sync::Arc;
 
 use futures_core::future::BoxFuture;
 use futures_core::stream::BoxStream;
@@ -82,8 +82,9 @@ use sqlx_core::executor::{Execute, Executor};
 use sqlx_core::pool::Pool;
 use sqlx_core::sql_str::SqlStr;
 use sqlx_core::transaction::Transaction;
+use xray_sdk::{Sql, capped_field};
 
-use crate::call::{Call, Traced};
+use crate::call::{Call, Traced, TracedFuture};
 pub use crate::database::XRayDatabase;
 use crate::sanitize::Dialect;
 
@@ -96,7 +97,8 @@ struct Shared {
     description: database::Description,
     dialect: Dialect,
     sanitized_queries: bool,
-    database_version: OnceLock<String>,
+    /// The `sql` block of every query (the query's text aside), made once and shared.
+    connection: Arc<Sql>,
     error_code: fn(&dyn sqlx_core::error::DatabaseError) -> Option<String>,
 }
 
@@ -160,13 +162,18 @@ impl<DB: XRayDatabase> XRayPool<DB> {
     /// host, the database, the user) is read from the pool's connect options.
     pub fn new(pool: Pool<DB>) -> Self {
         let description = DB::describe(&pool.connect_options());
+        let mut connection = Sql::default();
+        connection.url = Some(capped_field(&description.url).to_owned());
+        connection.database_type = Some(description.database_type.to_owned());
+        connection.driver_version = Some(DRIVER_VERSION.to_owned());
+        connection.user.clone_from(&description.user);
         XRayPool {
             pool,
             shared: Arc::new(Shared {
                 description,
                 dialect: DB::dialect(),
                 sanitized_queries: false,
-                database_version: OnceLock::new(),
+                connection: Arc::new(connection),
                 error_code: DB::error_code,
             }),
         }
@@ -182,7 +189,7 @@ impl<DB: XRayDatabase> XRayPool<DB> {
     pub fn with_database_version(self, version: impl Into<String>) -> Self {
         let version = version.into();
         self.reshape(|shared| {
-            shared.database_version = OnceLock::from(version);
+            Arc::make_mut(&mut shared.connection).database_version = Some(version);
         })
     }
 
@@ -208,7 +215,7 @@ impl<DB: XRayDatabase> XRayPool<DB> {
             description: self.shared.description.clone(),
             dialect: self.shared.dialect,
             sanitized_queries: self.shared.sanitized_queries,
-            database_version: self.shared.database_version.clone(),
+            connection: Arc::clone(&self.shared.connection),
             error_code: self.shared.error_code,
         };
         f(&mut shared);
@@ -267,15 +274,7 @@ impl<'c, DB: Database> XRayTransaction<'c, DB> {
     ///
     /// sqlx's, unchanged.
     pub async fn commit(self) -> Result<(), Error> {
-        let call = Call::begin(&self.shared);
-        if let Some(call) = &call {
-            call.set_text("COMMIT");
-        }
-        let result = self.tx.commit().await;
-        if let Some(call) = call {
-            call.finish(result.as_ref().err());
-        }
-        result
+        statement(&self.shared, "COMMIT", self.tx.commit()).await
     }
 
     /// Rolls back, recorded as a query (`ROLLBACK`).
@@ -284,20 +283,33 @@ impl<'c, DB: Database> XRayTransaction<'c, DB> {
     ///
     /// sqlx's, unchanged.
     pub async fn rollback(self) -> Result<(), Error> {
-        let call = Call::begin(&self.shared);
-        if let Some(call) = &call {
-            call.set_text("ROLLBACK");
-        }
-        let result = self.tx.rollback().await;
-        if let Some(call) = call {
-            call.finish(result.as_ref().err());
-        }
-        result
+        statement(&self.shared, "ROLLBACK", self.tx.rollback()).await
     }
 
     /// The wrapped transaction: queries through it are not recorded.
     pub fn inner(&mut self) -> &mut Transaction<'c, DB> {
         &mut self.tx
+    }
+}
+
+/// Runs a statement that is not an [`Execute`] (`COMMIT`, `ROLLBACK`), recorded as a query
+/// with `text` when a sampled entity is current.
+async fn statement<F: Future<Output = Result<(), Error>>>(
+    shared: &Arc<Shared>,
+    text: &'static str,
+    run: F,
+) -> Result<(), Error> {
+    let run = std::pin::pin!(run);
+    match Call::begin(shared) {
+        None => run.await,
+        Some(call) => {
+            call.set_text(text);
+            TracedFuture {
+                inner: run,
+                call: Some(call),
+            }
+            .await
+        }
     }
 }
 
@@ -339,10 +351,9 @@ where
         None => executor.fetch_optional(query),
         Some(call) => {
             let inner = executor.fetch_optional(call.watch(query));
-            Box::pin(async move {
-                let result = inner.await;
-                call.finish(result.as_ref().err());
-                result
+            Box::pin(TracedFuture {
+                inner,
+                call: Some(call),
             })
         }
     }

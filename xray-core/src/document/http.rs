@@ -171,6 +171,10 @@ pub fn capped_field(s: &str) -> &str {
 
 /// The first `max` characters of `s`, without copying.
 pub(crate) fn prefix_chars(s: &str, max: usize) -> &str {
+    if s.len() <= max {
+        // No more bytes than `max`, so no more characters.
+        return s;
+    }
     match s.char_indices().nth(max) {
         Some((idx, _)) => s.get(..idx).unwrap_or(s),
         None => s,

@@ -4,7 +4,7 @@
 //! but without going through `serde`'s generic machinery: keys are static byte strings, strings
 //! that need no escaping (nearly all) are copied in one `memcpy`, ids are formatted in place,
 //! and times are written as integer seconds and microseconds. Rarely used blocks (`http`,
-//! `sql`, `cause`, `metadata`, the `aws` environment blocks) still go through `serde_json`.
+//! `cause`, `metadata`, the `aws` environment blocks) still go through `serde_json`.
 //!
 //! The one textual difference: times are written with all six decimals (`1.500000` where
 //! `serde_json` writes `1.5`); both parse to the same `f64`.
@@ -123,7 +123,7 @@ impl Document {
         }
         if let Some(v) = self.sql.as_deref().filter(|v| **v != super::Sql::default()) {
             out.extend_from_slice(b",\"sql\":");
-            serde_json::to_writer(&mut *out, v)?;
+            write_sql(out, v);
         }
         if self.error {
             out.extend_from_slice(b",\"error\":true");
@@ -246,6 +246,20 @@ fn write_aws(out: &mut Vec<u8>, v: &Aws) -> Result<(), serde_json::Error> {
     }
     w.end();
     Ok(())
+}
+
+/// The `sql` block, its fields in the model's order (as `serde` writes them).
+fn write_sql(out: &mut Vec<u8>, v: &super::Sql) {
+    let mut o = Fields::new(out);
+    o.opt_str(b"\"connection_string\":", v.connection_string.as_deref());
+    o.opt_str(b"\"url\":", v.url.as_deref());
+    o.opt_str(b"\"sanitized_query\":", v.sanitized_query.as_deref());
+    o.opt_str(b"\"database_type\":", v.database_type.as_deref());
+    o.opt_str(b"\"database_version\":", v.database_version.as_deref());
+    o.opt_str(b"\"driver_version\":", v.driver_version.as_deref());
+    o.opt_str(b"\"user\":", v.user.as_deref().map(http::capped_field));
+    o.opt_str(b"\"preparation\":", v.preparation.as_deref());
+    o.end();
 }
 
 fn write_sdk(out: &mut Vec<u8>, v: &XraySdk) {

@@ -168,7 +168,7 @@ pub struct Document {
     http: Option<Box<Http>>,
     /// Shared: a recorder gives every segment the same SDK block without allocating it.
     aws: Option<Arc<Aws>>,
-    sql: Option<Box<Sql>>,
+    sql: Option<Arc<Sql>>,
     cause: Option<Box<Cause>>,
     /// Shared like `aws`.
     service: Option<Arc<Service>>,
@@ -532,9 +532,30 @@ impl Document {
         self.sql.as_deref()
     }
 
-    /// Sets the `sql` block.
-    pub fn set_sql(&mut self, sql: Sql) {
-        self.sql = Some(Box::new(sql));
+    /// Sets the `sql` block. An `Arc<Sql>` is shared, not copied: a database client whose
+    /// queries all describe the same connection makes the block once and sets it on each.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use std::sync::Arc;
+    /// use xray_sdk::{Document, SegmentId, Sql};
+    ///
+    /// let mut connection = Sql::default();
+    /// connection.database_type = Some("PostgreSQL".into());
+    /// let connection = Arc::new(connection);
+    /// let mut doc = Document::new("orders@db", SegmentId::new(), 1.0);
+    /// doc.set_sql(Arc::clone(&connection));
+    /// assert_eq!(doc.sql().and_then(|s| s.database_type.as_deref()), Some("PostgreSQL"));
+    /// ```
+    pub fn set_sql(&mut self, sql: impl Into<Arc<Sql>>) {
+        self.sql = Some(sql.into());
+    }
+
+    /// The `sql` block to change in place, made empty if there is none (copied first if it
+    /// is shared with other documents).
+    pub fn sql_mut(&mut self) -> &mut Sql {
+        Arc::make_mut(self.sql.get_or_insert_with(Arc::default))
     }
 
     /// Whether the callee is instrumented too, so the service should expect a segment whose
@@ -958,7 +979,7 @@ impl<'de> Deserialize<'de> for Document {
             metadata: w.metadata.filter(|m| !m.is_empty()).map(Box::new),
             http: http.map(Box::new),
             aws: w.aws.map(Arc::new),
-            sql: w.sql.map(Box::new),
+            sql: w.sql.map(Arc::new),
             cause: w.cause.map(Box::new),
             service: w.service.map(Arc::new),
             rare,

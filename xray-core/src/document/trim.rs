@@ -101,15 +101,18 @@ impl Document {
     }
 
     fn trim_sql(&mut self) -> bool {
-        let Some(q) = self.sql.as_mut().and_then(|s| s.sanitized_query.as_mut()) else {
+        let Some(cut) = self
+            .sql
+            .as_deref()
+            .and_then(|s| s.sanitized_query.as_deref())
+            .and_then(|q| q.char_indices().nth(1000))
+            .map(|(cut, _)| cut)
+        else {
             return false;
         };
-        match q.char_indices().nth(1000) {
-            Some((cut, _)) => {
-                q.truncate(cut);
-                true
-            }
-            None => false,
+        if let Some(q) = &mut self.sql_mut().sanitized_query {
+            q.truncate(cut);
         }
+        true
     }
 }
