@@ -8,7 +8,8 @@
 //! two services on 127.0.0.1: `orders`, which prices an order and calls `inventory` to reserve
 //! stock. Both are axum routers with `XRayLayer`; the call between them goes through
 //! `XRayClientLayer`, so each order is one trace across both services. The business functions
-//! are `#[capture]`d: each call is a subsegment with annotations. Three orders are sent, one of them for an item out of stock,
+//! are `#[capture]`d: each call is a subsegment with annotations. Three orders are sent, one of
+//! them for an item out of stock,
 //! which fails. The example then prints each trace as a timeline, the service map, and exits.
 
 use std::net::SocketAddr;
@@ -25,8 +26,9 @@ use hyper_util::client::legacy::Client;
 use hyper_util::client::legacy::connect::HttpConnector;
 use hyper_util::rt::TokioExecutor;
 use tower::{Layer, ServiceExt};
-use xray_local::XrayLocal;
-use xray_sdk::{DaemonAddress, LocalSampler, Recorder, SamplingRules, capture};
+use xray_local::XRayLocal;
+use xray_sdk::sampling::{LocalSampler, SamplingRules};
+use xray_sdk::{DaemonAddress, Recorder, capture};
 use xray_tower::{XRayClient, XRayClientLayer, XRayLayer};
 
 type TracedClient = XRayClient<Client<HttpConnector, Full<Bytes>>>;
@@ -137,7 +139,7 @@ async fn serve(app: Router) -> std::io::Result<SocketAddr> {
 #[tokio::main]
 async fn main() -> Result<(), Box<dyn std::error::Error>> {
     // A local daemon on free ports: it assembles what the services send into traces.
-    let daemon = XrayLocal::builder()
+    let daemon = XRayLocal::builder()
         .udp_addr("127.0.0.1:0".parse()?)
         .quiet_period(Duration::from_millis(300))
         .start()?;

@@ -10,13 +10,13 @@ use std::process::{Command, Stdio};
 use std::time::Duration;
 
 use support::example_binary;
-use xray_local::XrayLocal;
+use xray_local::XRayLocal;
 use xray_testkit::moto::Moto;
 
 const WAIT: Duration = Duration::from_secs(20);
 
-fn local() -> XrayLocal {
-    XrayLocal::builder()
+fn local() -> XRayLocal {
+    XRayLocal::builder()
         .udp_addr("127.0.0.1:0".parse().unwrap())
         .quiet_period(Duration::from_millis(200))
         .start()
@@ -24,7 +24,7 @@ fn local() -> XrayLocal {
 }
 
 /// The example's command, sending to `local`, sampling everything, reading nothing else.
-fn example(name: &str, local: &XrayLocal) -> Command {
+fn example(name: &str, local: &XRayLocal) -> Command {
     let mut command = Command::new(example_binary(name));
     command
         .env_clear()

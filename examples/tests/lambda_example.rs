@@ -24,7 +24,7 @@ use support::example_binary;
 
 use serde_json::{Value, json};
 use stand_in::{AnswerKind, Event, RuntimeApi};
-use xray_sdk::DAEMON_HEADER;
+use xray_sdk::transport::DAEMON_HEADER;
 
 const HEADER: &str = "Root=1-67748580-0000000000000000000e7a41;Parent=53995c3f42cd8ad8;\
                       Sampled=1;Lineage=10:a87bd80c:1";

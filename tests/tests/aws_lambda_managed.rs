@@ -10,7 +10,8 @@ mod aws_common;
 use aws_common::{REGION, Scripted, ScriptedServer, credentials, http_client};
 use aws_sdk_dynamodb::types::AttributeValue;
 use xray_aws_sdk::XRayInterceptor;
-use xray_sdk::{FutureExt as _, InMemoryEmitter, Recorder, Sampled, TraceHeader};
+use xray_sdk::header::Sampled;
+use xray_sdk::{FutureExt as _, InMemoryEmitter, Recorder, TraceHeader};
 
 /// Three concurrent invocations: two sampled, one not, each with its own `Lineage`.
 const INVOCATIONS: [&str; 3] = [

@@ -25,7 +25,7 @@ use aws_sdk_sqs::types::{
 };
 use serde_json::{Value, json};
 use xray_aws_sdk::{XRayInterceptor, eventbridge, sqs};
-use xray_local::XrayLocal;
+use xray_local::XRayLocal;
 use xray_sdk::{FutureExt as _, Recorder, SegmentId, TraceId};
 
 const WAIT: Duration = Duration::from_secs(20);
@@ -125,7 +125,7 @@ fn delivered_as_aws_does(record: &mut Value, sent: &str) {
 /// Processes `record` in a segment of its own and checks that xray-local receives it in the
 /// producer's trace, with `parent_id` (the producer's entity) as parent.
 fn assert_consumer_continues(
-    local: &XrayLocal,
+    local: &XRayLocal,
     recorder: &Recorder,
     record: &Value,
     trace_id: TraceId,

@@ -17,11 +17,11 @@ use xray_sdk::FutureExt as _;
 
 const WAIT: Duration = Duration::from_secs(20);
 
-fn status(e: &xray_local::Entity<'_>) -> Option<u64> {
+fn status(e: &xray_local::TraceEntity<'_>) -> Option<u64> {
     e.get("http")?.get("response")?.get("status")?.as_u64()
 }
 
-fn content_length(e: &xray_local::Entity<'_>) -> Option<i64> {
+fn content_length(e: &xray_local::TraceEntity<'_>) -> Option<i64> {
     e.get("http")?
         .get("response")?
         .get("content_length")?
@@ -31,7 +31,7 @@ fn content_length(e: &xray_local::Entity<'_>) -> Option<i64> {
 /// Moto received a request carrying this subsegment as `Parent`, SigV4-signed without the
 /// trace header among the signed headers (so setting it after signing keeps the signature
 /// valid).
-fn assert_server_saw_parent(moto: &Moto, trace_id: &str, sub: &xray_local::Entity<'_>) {
+fn assert_server_saw_parent(moto: &Moto, trace_id: &str, sub: &xray_local::TraceEntity<'_>) {
     let expected = call_header(trace_id, sub);
     let ours = requests_carrying(moto, &expected);
     assert!(!ours.is_empty(), "moto never saw {expected}");
@@ -48,7 +48,7 @@ fn assert_server_saw_parent(moto: &Moto, trace_id: &str, sub: &xray_local::Entit
     }
 }
 
-fn assert_common(e: &xray_local::Entity<'_>, parent_id: &str) {
+fn assert_common(e: &xray_local::TraceEntity<'_>, parent_id: &str) {
     assert_eq!(e.get("namespace"), Some(&Value::from("aws")));
     assert_eq!(e.parent_id(), Some(parent_id));
     assert_eq!(aws(e)["region"], REGION);

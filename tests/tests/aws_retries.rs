@@ -164,14 +164,16 @@ async fn outside_a_segment_calls_succeed_untouched() {
 async fn an_unsampled_trace_records_nothing_and_sends_sampled_0() {
     let server = ScriptedServer::start(vec![Scripted::json(200, "req-1", ITEM)]);
     let emitter = xray_sdk::InMemoryEmitter::new();
-    let rules = xray_sdk::SamplingRules::builder()
+    let rules = xray_sdk::sampling::SamplingRules::builder()
         .with_default(0, 0.0)
         .build()
         .unwrap();
     let recorder = xray_sdk::Recorder::builder()
         .ignore_environment()
         .with_emitter(emitter.clone())
-        .with_sampler(std::sync::Arc::new(xray_sdk::LocalSampler::new(rules)))
+        .with_sampler(std::sync::Arc::new(xray_sdk::sampling::LocalSampler::new(
+            rules,
+        )))
         .build()
         .unwrap();
     let client = client(&server.endpoint, 1);
@@ -190,7 +192,7 @@ async fn an_unsampled_trace_records_nothing_and_sends_sampled_0() {
     let header = headers[0].as_deref().expect("header sent");
     let parsed = xray_sdk::TraceHeader::parse(header).unwrap();
     assert_eq!(parsed.root(), trace_id);
-    assert_eq!(parsed.sampled(), xray_sdk::Sampled::No);
+    assert_eq!(parsed.sampled(), xray_sdk::header::Sampled::No);
     assert!(parsed.parent().is_some());
 }
 

@@ -5,23 +5,23 @@ use std::net::{SocketAddr, TcpListener};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use xray_local::{SamplingRule, XrayLocal};
-use xray_sdk::{
-    CentralizedSampler, DaemonAddress, DecidingRule, ManualClock, Recorder, SamplingRequest,
-};
+use xray_local::{CentralizedRule, XRayLocal};
+use xray_sdk::clock::ManualClock;
+use xray_sdk::sampling::{CentralizedSampler, DecidingRule, SamplingRequest};
+use xray_sdk::{DaemonAddress, Recorder};
 
 /// The daemon's proxy, with one rule, `everything`, that samples all.
-fn daemon_at(addr: SocketAddr) -> XrayLocal {
-    let mut everything = SamplingRule::new("everything", 1, 1.0, 0);
+fn daemon_at(addr: SocketAddr) -> XRayLocal {
+    let mut everything = CentralizedRule::new("everything", 1, 1.0, 0);
     everything.url_path = "*".into();
     // The port was free a moment ago, or was this test's own daemon's: retry while the old
     // listener lets go of it.
     let deadline = Instant::now() + Duration::from_secs(10);
     loop {
-        let started = XrayLocal::builder()
+        let started = XRayLocal::builder()
             .udp_addr(addr)
             .tcp_addr(addr)
-            .rules(vec![everything.clone(), SamplingRule::default_rule()])
+            .rules(vec![everything.clone(), CentralizedRule::default_rule()])
             .unwrap()
             .start();
         match started {
@@ -103,13 +103,13 @@ fn a_recorder_from_the_environment_alone_follows_the_daemons_rules() {
 
 #[test]
 fn rules_from_the_daemon_decide_and_statistics_flow_back() {
-    let mut orders = SamplingRule::new("orders", 10, 0.0, 0);
+    let mut orders = CentralizedRule::new("orders", 10, 0.0, 0);
     orders.url_path = "/orders*".into();
-    let mut health = SamplingRule::new("health", 5, 0.0, 0);
+    let mut health = CentralizedRule::new("health", 5, 0.0, 0);
     health.url_path = "/health".into();
-    let mut default = SamplingRule::default_rule();
+    let mut default = CentralizedRule::default_rule();
     default.fixed_rate = 1.0;
-    let daemon = XrayLocal::builder()
+    let daemon = XRayLocal::builder()
         .udp_addr("127.0.0.1:0".parse().unwrap())
         .rules(vec![health, orders, default])
         .unwrap()

@@ -9,8 +9,9 @@ use std::time::Duration;
 
 use aws_common::{REGION, Scripted, ScriptedServer, credentials, free_port};
 use aws_credential_types::provider::SharedCredentialsProvider;
-use xray_local::{ForwardConfig, ForwardStats, XrayLocal};
-use xray_sdk::{DaemonAddress, LocalSampler, Recorder, SamplingRules};
+use xray_local::{ForwardConfig, ForwardStats, XRayLocal};
+use xray_sdk::sampling::{LocalSampler, SamplingRules};
+use xray_sdk::{DaemonAddress, Recorder};
 
 /// A restJson1 answer of X-Ray's API.
 fn answer(status: u16, error_type: Option<&str>, body: &str) -> Scripted {
@@ -38,7 +39,7 @@ fn forward(endpoint: &str, n: usize) -> ForwardStats {
         .credentials(SharedCredentialsProvider::new(credentials()))
         .idle(Duration::from_millis(50))
         .retries(3, Duration::from_millis(5), Duration::from_millis(20));
-    let local = XrayLocal::builder()
+    let local = XRayLocal::builder()
         .udp_addr("127.0.0.1:0".parse().unwrap())
         .forward(config)
         .start()
@@ -135,7 +136,7 @@ fn a_full_buffer_drops_the_oldest_and_counts_them() {
         .buffer_bytes(2_000)
         .idle(Duration::from_secs(60))
         .retries(1, Duration::from_millis(1), Duration::from_millis(1));
-    let local = XrayLocal::builder()
+    let local = XRayLocal::builder()
         .udp_addr("127.0.0.1:0".parse().unwrap())
         .forward(config)
         .start()

@@ -8,10 +8,11 @@ use std::time::Duration;
 
 use aws_common::{Moto, REGION, credentials, http_client};
 use aws_credential_types::provider::SharedCredentialsProvider;
-use xray_local::{ForwardConfig, Trace, XrayLocal};
-use xray_sdk::{DaemonAddress, LocalSampler, Recorder, SamplingRules};
+use xray_local::{ForwardConfig, Trace, XRayLocal};
+use xray_sdk::sampling::{LocalSampler, SamplingRules};
+use xray_sdk::{DaemonAddress, Recorder};
 
-fn recorder(local: &XrayLocal, threshold: usize) -> Recorder {
+fn recorder(local: &XRayLocal, threshold: usize) -> Recorder {
     let all = SamplingRules::builder()
         .with_default(0, 1.0)
         .build()
@@ -101,7 +102,7 @@ async fn segments_sent_over_udp_reach_xray_field_for_field() {
         .endpoint(&moto.endpoint)
         .credentials(SharedCredentialsProvider::new(credentials()))
         .idle(Duration::from_millis(100));
-    let local = XrayLocal::builder()
+    let local = XRayLocal::builder()
         .udp_addr("127.0.0.1:0".parse().unwrap())
         .quiet_period(Duration::from_millis(200))
         .forward(forward)
@@ -189,7 +190,7 @@ async fn segments_sent_over_udp_reach_xray_field_for_field() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn without_a_region_nothing_is_forwarded() {
-    let local = XrayLocal::builder()
+    let local = XRayLocal::builder()
         .udp_addr("127.0.0.1:0".parse().unwrap())
         .start()
         .unwrap();

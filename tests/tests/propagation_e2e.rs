@@ -30,7 +30,8 @@ use hyper_util::rt::TokioExecutor;
 use tower::{Layer, ServiceExt};
 use xray_aws_sdk::sqs;
 use xray_reqwest::XRayMiddleware;
-use xray_sdk::{Sampled, TraceHeader, TraceId};
+use xray_sdk::header::Sampled;
+use xray_sdk::{TraceHeader, TraceId};
 use xray_tower::{XRayClient, XRayClientLayer, XRayLayer};
 
 const WAIT: Duration = Duration::from_secs(20);

@@ -4,18 +4,19 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use xray_local::XrayLocal;
-use xray_sdk::{DaemonAddress, LocalSampler, Recorder, SamplingRules, TraceHeader};
+use xray_local::XRayLocal;
+use xray_sdk::sampling::{LocalSampler, SamplingRules};
+use xray_sdk::{DaemonAddress, Recorder, TraceHeader};
 
-fn daemon() -> XrayLocal {
-    XrayLocal::builder()
+fn daemon() -> XRayLocal {
+    XRayLocal::builder()
         .udp_addr("127.0.0.1:0".parse().unwrap())
         .quiet_period(Duration::from_millis(200))
         .start()
         .expect("xray-local starts")
 }
 
-fn recorder(daemon: &XrayLocal, threshold: usize) -> Recorder {
+fn recorder(daemon: &XRayLocal, threshold: usize) -> Recorder {
     Recorder::builder()
         .ignore_environment()
         .with_daemon_address(DaemonAddress::new(daemon.udp_addr()))

@@ -15,9 +15,8 @@ use aws_smithy_runtime_api::client::runtime_components::RuntimeComponents;
 use aws_smithy_types::config_bag::{ConfigBag, Storable, StoreReplace};
 use aws_types::region::Region;
 use serde_json::Value;
-use xray_sdk::{
-    Cause, CauseDetails, Document, Entity, Exception, Namespace, SegmentId, Subsegment,
-};
+use xray_sdk::document::{CauseDetails, Exception};
+use xray_sdk::{Cause, Document, Entity, Namespace, SegmentId, Subsegment};
 
 use crate::extract::{self, Message, Protocol};
 use crate::whitelist::{self, OperationRules};

@@ -1,7 +1,8 @@
 //! What the interceptor and the messaging modules share: an entity's trace header written
 //! out, and a segment that continues a header a message or event arrived with.
 
-use xray_sdk::{Entity, Recorder, SamplingRequest, Segment, TraceHeader};
+use xray_sdk::sampling::SamplingRequest;
+use xray_sdk::{Entity, Recorder, Segment, TraceHeader};
 
 /// `entity`'s outgoing trace header, written out: `Root=...;Parent=<entity>;Sampled=1|0`,
 /// then the extra fields the trace came in with.

@@ -44,7 +44,7 @@
 //! `addNewSubsegmentWithoutSampling`, .NET `BeginSubsegmentWithoutSampling`.
 //!
 //! [`begin_record_subsegment`] is that rule, built from
-//! [`xray_sdk::is_sqs_message_sampled`] and
+//! [`xray_sdk::header::is_sqs_message_sampled`] and
 //! [`Entity::begin_subsegment_without_sampling`]. One difference: the SDKs look for the text
 //! `Sampled=1` anywhere in the attribute, where `is_sqs_message_sampled` reads the `Sampled`
 //! field itself, so a `Sampled=1` inside another field's value does not count.
@@ -248,7 +248,7 @@ pub fn begin_record_segment(recorder: &Recorder, name: &str, record: &Value) -> 
 /// assert!(work.trace_header().to_string().ends_with(";Sampled=0"));
 /// ```
 pub fn begin_record_subsegment(parent: &Entity, name: &str, record: &Value) -> Subsegment {
-    if record_trace_header(record).is_some_and(xray_sdk::is_sqs_message_sampled) {
+    if record_trace_header(record).is_some_and(xray_sdk::header::is_sqs_message_sampled) {
         parent.begin_subsegment(name)
     } else {
         parent.begin_subsegment_without_sampling(name)

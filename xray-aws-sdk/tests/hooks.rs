@@ -16,7 +16,8 @@ use aws_smithy_types::body::SdkBody;
 use aws_smithy_types::config_bag::ConfigBag;
 use proptest::prelude::*;
 use xray_aws_sdk::XRayInterceptor;
-use xray_sdk::{InMemoryEmitter, LocalSampler, Recorder, SamplingRules};
+use xray_sdk::sampling::{LocalSampler, SamplingRules};
+use xray_sdk::{InMemoryEmitter, Recorder};
 
 fn recorder(emitter: &InMemoryEmitter) -> Recorder {
     let rules = SamplingRules::builder()

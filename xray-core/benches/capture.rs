@@ -14,9 +14,10 @@ use std::hint::black_box;
 use std::sync::Arc;
 
 use criterion::{Criterion, criterion_group, criterion_main};
-use xray_sdk::{
-    ContextMissing, Datagram, EmitError, Emitter, LocalSampler, Recorder, SamplingRules, capture,
-};
+use xray_sdk::config::ContextMissing;
+use xray_sdk::sampling::{LocalSampler, SamplingRules};
+use xray_sdk::transport::{Datagram, EmitError, Emitter};
+use xray_sdk::{Recorder, capture};
 
 #[derive(Debug)]
 struct Discard;

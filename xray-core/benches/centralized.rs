@@ -13,7 +13,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use criterion::{Criterion, criterion_group, criterion_main};
 use rand::RngExt;
 use serde_json::{Value, json};
-use xray_sdk::{
+use xray_sdk::sampling::{
     CentralizedSampler, DecidingRule, LocalSampler, Sampler, SamplingRequest, SamplingRule,
     SamplingRules,
 };

@@ -19,10 +19,8 @@ use std::time::Instant;
 use criterion::{
     BatchSize, BenchmarkId, Criterion, SamplingMode, Throughput, criterion_group, criterion_main,
 };
-use xray_sdk::{
-    Document, Finished, Recorder, RecorderBuilder, Segment, SegmentId, Subsegment, Transport,
-    TransportCounters, TransportStats,
-};
+use xray_sdk::transport::{Finished, Transport, TransportCounters, TransportStats};
+use xray_sdk::{Document, Recorder, RecorderBuilder, Segment, SegmentId, Subsegment};
 
 mod support;
 

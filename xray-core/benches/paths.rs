@@ -10,7 +10,8 @@
 use std::hint::black_box;
 use std::net::UdpSocket;
 
-use xray_sdk::{DaemonAddress, Recorder, SamplingRequest, TraceHeader};
+use xray_sdk::sampling::SamplingRequest;
+use xray_sdk::{DaemonAddress, Recorder, TraceHeader};
 
 mod support;
 

@@ -13,9 +13,8 @@ use std::net::UdpSocket;
 use std::sync::Arc;
 
 use criterion::{Criterion, criterion_group, criterion_main};
-use xray_sdk::{
-    DaemonAddress, LocalSampler, Recorder, SamplingRequest, SamplingRules, SharedSampler,
-};
+use xray_sdk::sampling::{LocalSampler, SamplingRequest, SamplingRules, SharedSampler};
+use xray_sdk::{DaemonAddress, Recorder};
 
 mod support;
 

@@ -7,9 +7,8 @@ use std::sync::atomic::{AtomicU64, Ordering};
 
 use criterion::{Criterion, criterion_group, criterion_main};
 use rand::RngExt;
-use xray_sdk::{
-    Clock, LocalSampler, Sampler, SamplingRequest, SamplingRule, SamplingRules, SystemClock,
-};
+use xray_sdk::clock::{Clock, SystemClock};
+use xray_sdk::sampling::{LocalSampler, Sampler, SamplingRequest, SamplingRule, SamplingRules};
 
 fn twenty_rules() -> SamplingRules {
     let mut builder = SamplingRules::builder();

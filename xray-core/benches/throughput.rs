@@ -22,9 +22,9 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use criterion::{Criterion, Throughput, criterion_group, criterion_main};
-use xray_sdk::{
-    BackgroundEmitter, DAEMON_HEADER, InMemoryEmitter, Recorder, SamplingRequest, UdpEmitter,
-};
+use xray_sdk::sampling::SamplingRequest;
+use xray_sdk::transport::{BackgroundEmitter, DAEMON_HEADER, UdpEmitter};
+use xray_sdk::{InMemoryEmitter, Recorder};
 
 mod support;
 

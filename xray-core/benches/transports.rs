@@ -9,7 +9,8 @@
 use std::net::UdpSocket;
 
 use criterion::{Criterion, criterion_group, criterion_main};
-use xray_sdk::{DaemonAddress, Recorder, SamplingRequest, TransportKind};
+use xray_sdk::sampling::SamplingRequest;
+use xray_sdk::{DaemonAddress, Recorder, TransportKind};
 
 mod support;
 

@@ -33,7 +33,7 @@ pub type SharedClock = Arc<dyn Clock>;
 /// # Examples
 ///
 /// ```
-/// use xray_sdk::{Clock, SystemClock};
+/// use xray_sdk::clock::{Clock, SystemClock};
 ///
 /// assert!(SystemClock.now_secs() > 1_700_000_000);
 /// ```
@@ -79,7 +79,7 @@ impl Clock for SystemClock {
 /// # Examples
 ///
 /// ```
-/// use xray_sdk::{Clock, ManualClock};
+/// use xray_sdk::clock::{Clock, ManualClock};
 ///
 /// let clock = ManualClock::new(1_735_689_600_000_000);
 /// clock.advance_micros(1_500_000);

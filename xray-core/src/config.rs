@@ -325,7 +325,7 @@ fn resolve(host_port: &str) -> Result<SocketAddr, &'static str> {
 /// # Examples
 ///
 /// ```
-/// use xray_sdk::ContextMissing;
+/// use xray_sdk::config::ContextMissing;
 ///
 /// assert_eq!("log_error".parse::<ContextMissing>()?, ContextMissing::LogError);
 /// assert_eq!(ContextMissing::default(), ContextMissing::LogError);

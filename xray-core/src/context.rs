@@ -147,7 +147,7 @@ pub(crate) fn current_is_recording() -> Option<bool> {
 /// build, and what `#[capture]` and the tower layers poll through) such a guard stops applying
 /// when the poll returns, and a warning is logged (once a minute, target `xray_sdk::context`);
 /// outside one, nothing can see the `.await`. Clippy can flag the pattern everywhere: with
-/// `await-holding-invalid-types = [{ path = "xray_sdk::ContextGuard", reason = "use
+/// `await-holding-invalid-types = [{ path = "xray_sdk::context::ContextGuard", reason = "use
 /// FutureExt::with_context" }]` in `clippy.toml`, `clippy::await_holding_invalid_type` reports
 /// each guard held across an `.await`.
 #[must_use = "the entity is current only while the guard lives"]

@@ -24,7 +24,8 @@ use crate::id::{SegmentId, TraceId};
 /// # Examples
 ///
 /// ```
-/// use xray_sdk::{Sampled, TraceHeader};
+/// use xray_sdk::TraceHeader;
+/// use xray_sdk::header::Sampled;
 ///
 /// let header: TraceHeader = "Root=1-5759e988-bd862e3fe1be46a994272793;Sampled=?".parse()?;
 /// assert_eq!(header.sampled(), Sampled::Requested);
@@ -33,7 +34,7 @@ use crate::id::{SegmentId, TraceId};
 /// assert_eq!(Sampled::from(true), Sampled::Yes);
 /// assert_eq!(Sampled::Yes.as_str(), Some("1"));
 /// assert_eq!(Sampled::Unknown.as_str(), None);
-/// # Ok::<(), xray_sdk::ParseTraceHeaderError>(())
+/// # Ok::<(), xray_sdk::header::ParseTraceHeaderError>(())
 /// ```
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default)]
 pub enum Sampled {
@@ -109,7 +110,7 @@ impl From<bool> for Sampled {
 /// // A malformed root is replaced, not an error.
 /// let header: TraceHeader = "Root=1-5759e988-xyz;Sampled=1".parse()?;
 /// assert_eq!(header.received_root(), Some("1-5759e988-xyz"));
-/// # Ok::<(), xray_sdk::ParseTraceHeaderError>(())
+/// # Ok::<(), xray_sdk::header::ParseTraceHeaderError>(())
 /// ```
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 #[error("{}", .kind.message())]
@@ -254,7 +255,8 @@ impl ExtraFieldError {
 /// # Examples
 ///
 /// ```
-/// use xray_sdk::{Sampled, SegmentId, TraceHeader};
+/// use xray_sdk::{SegmentId, TraceHeader};
+/// use xray_sdk::header::Sampled;
 ///
 /// let incoming: TraceHeader =
 ///     "Root=1-5759e988-bd862e3fe1be46a994272793; Parent=53995c3f42cd8ad8; Sampled=1; Tenant=blue"
@@ -271,7 +273,7 @@ impl ExtraFieldError {
 /// // Building one for a new trace:
 /// let header = TraceHeader::new(incoming.root()).with_sampled(Sampled::No);
 /// assert_eq!(header.to_string(), "Root=1-5759e988-bd862e3fe1be46a994272793;Sampled=0");
-/// # Ok::<(), xray_sdk::ParseTraceHeaderError>(())
+/// # Ok::<(), xray_sdk::header::ParseTraceHeaderError>(())
 /// ```
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
 pub struct TraceHeader {
@@ -339,7 +341,8 @@ impl TraceHeader {
     /// # Errors
     ///
     /// When the key is reserved, the key or value cannot be read back unchanged (see
-    /// [`ExtraFieldError`]), or the extra fields would exceed [`MAX_EXTRA_LEN`](Self::MAX_EXTRA_LEN).
+    /// [`ExtraFieldError`]), or the extra fields would exceed
+    /// [`MAX_EXTRA_LEN`](Self::MAX_EXTRA_LEN).
     pub fn with_extra(mut self, key: &str, value: &str) -> Result<Self, ExtraFieldError> {
         let err = |kind| Err(ExtraFieldError { kind });
         if Reserved::of(key).is_some() {
@@ -473,7 +476,8 @@ impl TraceHeader {
     /// # Examples
     ///
     /// ```
-    /// use xray_sdk::{Sampled, TraceHeader};
+    /// use xray_sdk::TraceHeader;
+    /// use xray_sdk::header::Sampled;
     ///
     /// let header: TraceHeader = "Root=fake;Sampled=1;Lineage=10:1234abcd:3".parse()?;
     /// assert_eq!(header.received_root(), Some("fake"));
@@ -481,7 +485,7 @@ impl TraceHeader {
     /// // The rest of the header stands.
     /// assert_eq!(header.sampled(), Sampled::Yes);
     /// assert_eq!(header.lineage(), Some("10:1234abcd:3"));
-    /// # Ok::<(), xray_sdk::ParseTraceHeaderError>(())
+    /// # Ok::<(), xray_sdk::header::ParseTraceHeaderError>(())
     /// ```
     pub fn received_root(&self) -> Option<&str> {
         self.received.as_ref()?.root.as_deref()
@@ -499,7 +503,7 @@ impl TraceHeader {
     ///     "Root=1-5759e988-bd862e3fe1be46a994272793;Parent=53995c3f".parse()?;
     /// assert_eq!(header.parent(), None);
     /// assert_eq!(header.received_parent(), Some("53995c3f"));
-    /// # Ok::<(), xray_sdk::ParseTraceHeaderError>(())
+    /// # Ok::<(), xray_sdk::header::ParseTraceHeaderError>(())
     /// ```
     pub fn received_parent(&self) -> Option<&str> {
         self.received.as_ref()?.parent.as_deref()
@@ -581,7 +585,7 @@ impl TraceHeader {
     ///     buf,
     ///     "Root=1-5759e988-bd862e3fe1be46a994272793;Parent=0123456789abcdef;Sampled=1;Foo=bar"
     /// );
-    /// # Ok::<(), xray_sdk::ParseTraceHeaderError>(())
+    /// # Ok::<(), xray_sdk::header::ParseTraceHeaderError>(())
     /// ```
     pub fn downstream(&self, parent: SegmentId, sampled: bool) -> DownstreamHeader<'_> {
         DownstreamHeader {
@@ -609,7 +613,7 @@ impl TraceHeader {
     ///
     /// let told: TraceHeader = "Root=1-5759e988-bd862e3fe1be46a994272793;Sampled=1".parse()?;
     /// assert_eq!(told.response(true).to_string(), "Root=1-5759e988-bd862e3fe1be46a994272793");
-    /// # Ok::<(), xray_sdk::ParseTraceHeaderError>(())
+    /// # Ok::<(), xray_sdk::header::ParseTraceHeaderError>(())
     /// ```
     pub fn response(&self, sampled: bool) -> ResponseHeader {
         let header = ResponseHeader::new(self.root);
@@ -722,7 +726,8 @@ impl fmt::Display for DownstreamHeader<'_> {
 /// # Examples
 ///
 /// ```
-/// use xray_sdk::{ResponseHeader, TraceId};
+/// use xray_sdk::TraceId;
+/// use xray_sdk::header::ResponseHeader;
 ///
 /// let root = TraceId::from_parts(0x5759e988, 0xbd862e3fe1be46a994272793);
 /// let mut buf = String::new();
@@ -778,7 +783,7 @@ impl fmt::Display for ResponseHeader {
 /// # Examples
 ///
 /// ```
-/// use xray_sdk::is_sqs_message_sampled;
+/// use xray_sdk::header::is_sqs_message_sampled;
 ///
 /// assert!(is_sqs_message_sampled("Root=1-5759e988-bd862e3fe1be46a994272793;Sampled=1"));
 /// assert!(!is_sqs_message_sampled("Root=1-5759e988-bd862e3fe1be46a994272793;Sampled=0"));

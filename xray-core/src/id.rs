@@ -2,7 +2,8 @@
 //!
 //! Both are stored as integers and are `Copy`; they are written as hex only when they are
 //! formatted. A trace id also remembers which of its digits were read in upper case, so that an
-//! id is written back exactly as it was received. New ids come from the calling thread's random generator (`rand::rng()`, a
+//! id is written back exactly as it was received. New ids come from the calling thread's random
+//! generator (`rand::rng()`, a
 //! cryptographically secure generator seeded once per thread), so generating an id takes no
 //! lock and makes no system call. Its output is drawn in blocks of 32 words into a per-thread
 //! buffer: an id then costs a thread-local read instead of a generator call each time.
@@ -60,7 +61,7 @@ pub enum ParseIdError {
 /// let upper: TraceId = "1-632BB806-bd862e3fe1be46a994272793".parse()?;
 /// assert_eq!(upper.to_string(), "1-632BB806-bd862e3fe1be46a994272793");
 /// assert_eq!(upper.to_lowercase().to_string(), "1-632bb806-bd862e3fe1be46a994272793");
-/// # Ok::<(), xray_sdk::ParseIdError>(())
+/// # Ok::<(), xray_sdk::id::ParseIdError>(())
 /// ```
 #[derive(Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub struct TraceId {
@@ -236,7 +237,7 @@ impl<'de> Deserialize<'de> for TraceId {
 /// assert_eq!(id.as_u64(), 0x53995c3f42cd8ad8);
 /// assert_eq!(id.to_string(), "53995c3f42cd8ad8");
 /// assert_ne!(SegmentId::new().as_u64(), 0);
-/// # Ok::<(), xray_sdk::ParseIdError>(())
+/// # Ok::<(), xray_sdk::id::ParseIdError>(())
 /// ```
 #[derive(Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub struct SegmentId(u64);

@@ -42,21 +42,44 @@
 //! - [`TraceHeader`], the `X-Amzn-Trace-Id` header: parsed from requests, written on outgoing
 //!   calls ([`Entity::trace_header`], [`TraceHeader::downstream`]) and responses
 //!   ([`Segment::response_header`]).
-//! - [`Sampler`] decides which new traces are recorded: by default a [`ParentBasedSampler`]
-//!   (the caller's `Sampled=1|0` first) around a [`CentralizedSampler`] (X-Ray's rules,
-//!   through the daemon) that falls back to a [`LocalSampler`] and its [`SamplingRules`].
-//!   Unsampled requests still carry ids, so `Sampled=0` propagates, but record nothing and
-//!   allocate nothing.
-//! - [`Transport`]: where finished segments go. The recorder hands it a [`Finished`] view of
-//!   each completed segment tree or independent subsegment, never bytes, and reads its
-//!   [`TransportStats`] into [`Recorder::stats`]. [`SegmentTransport`] (the default) sends
-//!   segment documents to the daemon, one datagram each, within [`MAX_DATAGRAM_LEN`]: a
-//!   segment too large is split into independent subsegments, and a single entity too large
-//!   is trimmed ([`Document::trim_to_fit`]), never silently dropped. Write your own against the
-//!   trait (its docs have an example) and pass it to [`RecorderBuilder::with_transport`].
-//! - [`Emitter`], the datagram sink under the UDP transports: [`UdpEmitter`] (the default),
-//!   [`BackgroundEmitter`] (a bounded queue and a sender thread), and [`InMemoryEmitter`] for
-//!   tests.
+//! - [`sampling`] decides which new traces are recorded: by default a
+//!   [`ParentBasedSampler`](sampling::ParentBasedSampler) (the caller's `Sampled=1|0` first)
+//!   around a [`CentralizedSampler`](sampling::CentralizedSampler) (X-Ray's rules, through the
+//!   daemon) that falls back to a [`LocalSampler`](sampling::LocalSampler) and its
+//!   [`SamplingRules`](sampling::SamplingRules). Unsampled requests still carry ids, so
+//!   `Sampled=0` propagates, but record nothing and allocate nothing.
+//! - [`transport`]: where finished segments go. The recorder hands a
+//!   [`Transport`](transport::Transport) a [`Finished`](transport::Finished) view of each
+//!   completed segment tree or independent subsegment, never bytes, and reads its
+//!   [`TransportStats`](transport::TransportStats) into [`Recorder::stats`].
+//!   [`SegmentTransport`](transport::SegmentTransport) (the default) sends segment documents to
+//!   the daemon, one datagram each, within [`MAX_DATAGRAM_LEN`](transport::MAX_DATAGRAM_LEN): a
+//!   segment too large is split into independent subsegments, and a single entity too large is
+//!   trimmed ([`Document::trim_to_fit`]), never silently dropped. Write your own against the
+//!   trait (its docs have an example) and pass it to [`RecorderBuilder::with_transport`]. Under
+//!   the UDP transports, an [`Emitter`](transport::Emitter) sinks the datagrams:
+//!   [`UdpEmitter`](transport::UdpEmitter) (the default),
+//!   [`BackgroundEmitter`](transport::BackgroundEmitter) (a bounded queue and a sender thread),
+//!   and [`InMemoryEmitter`] for tests.
+//!
+//! # Where the names are
+//!
+//! The root holds the everyday names: the recorder and its entities, the context, the header,
+//! the ids, the document and the values put in it, and the builder's choices. The rest of the
+//! vocabulary is grouped by subject, as in `opentelemetry-sdk` and `tower`:
+//!
+//! | module | what is in it |
+//! |---|---|
+//! | [`document`] | the segment document and its blocks (`http`, `aws`, `sql`, `cause`, ...) |
+//! | [`header`] | the `X-Amzn-Trace-Id` header, its extra fields, the downstream and response forms |
+//! | [`sampling`] | samplers, local rules, centralized sampling and its statistics |
+//! | [`transport`] | the export seam, its transports and statistics, the datagram emitters |
+//! | [`recorder`] | the recorder's statistics and errors |
+//! | [`config`] | the environment variables and the builder's choices |
+//! | [`context`] | the current entity: guards and future wrappers |
+//! | [`clock`] | the clock the recorder stamps entities with |
+//! | [`id`] | trace and segment ids |
+//! | [`outgoing`], [`plugins`], `otlp` | outgoing messages' headers, platform plugins, the span mapping |
 //!
 //! # Environment variables
 //!
@@ -119,63 +142,32 @@
 
 #[doc(hidden)]
 pub mod __private;
-mod clock;
-mod config;
-mod context;
+pub mod clock;
+pub mod config;
+pub mod context;
 mod diag;
-mod document;
+pub mod document;
 mod emitter;
-mod header;
+pub mod header;
 mod http1;
-mod id;
+pub mod id;
 #[cfg(feature = "otlp")]
 pub mod otlp;
 pub mod outgoing;
 pub mod plugins;
-mod recorder;
-mod sampling;
-mod transport;
+pub mod recorder;
+pub mod sampling;
+pub mod transport;
 
 #[cfg(feature = "macros")]
 #[doc(inline)]
 pub use xray_macros::capture;
 
-pub use clock::{Clock, ManualClock, SharedClock, SystemClock};
-pub use config::{
-    ConfigError, ContextMissing, DaemonAddress, ENV_CONTEXT_MISSING, ENV_DAEMON_ADDRESS,
-    ENV_LAMBDA_TASK_ROOT, ENV_LAMBDA_TRACE_ID, ENV_SAMPLER, ENV_SAMPLING_RULES, ENV_SDK_DISABLED,
-    ENV_SDK_ENABLED, ENV_TRACING_NAME, ENV_TRANSPORT, SamplerKind, TransportKind,
-};
-pub use context::{ContextGuard, FutureExt, WithContext, current, current_segment};
-pub use document::{
-    AnnotationError, AnnotationValue, Annotations, Aws, Cause, CauseDetails, CloudwatchLogs,
-    DEFAULT_METADATA_NAMESPACE, Document, Ec2, Ecs, Eks, ElasticBeanstalk, Exception, Http,
-    HttpRequest, HttpResponse, MAX_FIELD_CHARS, Metadata, MetadataError, Namespace, Service,
-    SpanLink, Sql, StackFrame, StatusFlags, Trimmed, XraySdk, capped_field, seconds_from_micros,
-};
-pub use emitter::{
-    BackgroundEmitter, DAEMON_HEADER, Datagram, Delivery, EmitError, Emitter, InMemoryEmitter,
-    MAX_DATAGRAM_LEN, UdpEmitter,
-};
-pub use header::{
-    DownstreamHeader, ExtraFieldError, ExtraFields, ParseTraceHeaderError, ResponseHeader, Sampled,
-    TraceHeader, is_sqs_message_sampled,
-};
-pub use id::{ParseIdError, SegmentId, TraceId};
-pub use recorder::{
-    ContextMissingError, Entity, Recorder, RecorderBuilder, RecorderStats, RefusedStats, Segment,
-    SetGlobalRecorderError, Subsegment,
-};
-pub use sampling::{
-    CentralizedSampler, CentralizedSamplerBuilder, DecidingRule, FixedSampler, LocalSampler,
-    ParentBasedSampler, RuleStatistics, RulesError, RulesErrorKind, Sampler, SamplingDecision,
-    SamplingExplanation, SamplingProxyError, SamplingProxyErrorKind, SamplingReason,
-    SamplingRequest, SamplingRule, SamplingRules, SamplingRulesBuilder, SharedSampler,
-    wildcard_match, wildcard_match_case_sensitive,
-};
-pub use transport::{
-    Children, Finished, FinishedEntity, FinishedKind, FlushOutcome, SegmentTransport, Transport,
-    TransportCounters, TransportErrorKind, TransportStats,
-};
-#[cfg(feature = "otlp")]
-pub use transport::{MAX_OTLP_REQUEST_LEN, OTLP_SAMPLED_PREFIX, OtlpUdpTransport};
+// The everyday names; the rest of the vocabulary is in the modules above.
+pub use config::{ConfigError, DaemonAddress, SamplerKind, TransportKind};
+pub use context::{FutureExt, current, current_segment};
+pub use document::{AnnotationValue, Cause, Document, Namespace};
+pub use emitter::InMemoryEmitter;
+pub use header::TraceHeader;
+pub use id::{SegmentId, TraceId};
+pub use recorder::{Entity, Recorder, RecorderBuilder, Segment, Subsegment};

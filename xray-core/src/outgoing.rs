@@ -70,7 +70,7 @@ impl<'a> OutgoingCall<'a> {
     ///
     /// `url` is called only for a call that is recorded. It should give the URL without user
     /// information (which can hold a password); the query string and fragment are cut here, and
-    /// the rest is capped at [`MAX_FIELD_CHARS`](crate::MAX_FIELD_CHARS) characters.
+    /// the rest is capped at [`MAX_FIELD_CHARS`](crate::document::MAX_FIELD_CHARS) characters.
     pub fn new(
         method: &'a str,
         host: Option<&'a str>,

@@ -6,7 +6,8 @@
 use std::alloc::{GlobalAlloc, Layout, System};
 use std::sync::atomic::{AtomicUsize, Ordering};
 
-use xray_sdk::{InMemoryEmitter, Recorder, SamplerKind, SamplingRequest, TraceHeader};
+use xray_sdk::sampling::SamplingRequest;
+use xray_sdk::{InMemoryEmitter, Recorder, SamplerKind, TraceHeader};
 
 struct Counting;
 
@@ -84,13 +85,15 @@ fn heap_use_of_hot_paths() {
 
     // The same, unsampled by the sampler (a rule that samples nothing) rather than by the
     // header, with a metadata entry too.
-    let none = xray_sdk::SamplingRules::builder()
+    let none = xray_sdk::sampling::SamplingRules::builder()
         .with_default(0, 0.0)
         .build()
         .unwrap();
     let by_sampler = Recorder::builder()
         .ignore_environment()
-        .with_sampler(std::sync::Arc::new(xray_sdk::LocalSampler::new(none)))
+        .with_sampler(std::sync::Arc::new(xray_sdk::sampling::LocalSampler::new(
+            none,
+        )))
         .with_emitter(emitter.clone())
         .build()
         .unwrap();
@@ -140,13 +143,15 @@ fn heap_use_of_hot_paths() {
 
     // Segments never ended: past the bound the oldest is sent in progress and its tree freed;
     // what stays is what the leaked handle itself pins (its tree's header), not its documents.
-    let all = xray_sdk::SamplingRules::builder()
+    let all = xray_sdk::sampling::SamplingRules::builder()
         .with_default(0, 1.0)
         .build()
         .unwrap();
     let leaky = Recorder::builder()
         .ignore_environment()
-        .with_sampler(std::sync::Arc::new(xray_sdk::LocalSampler::new(all)))
+        .with_sampler(std::sync::Arc::new(xray_sdk::sampling::LocalSampler::new(
+            all,
+        )))
         .with_emitter(InMemoryEmitter::with_capacity(0))
         .with_max_open_segments(1_000)
         .build()

@@ -8,11 +8,13 @@ use std::time::{Duration, Instant};
 
 use parking_lot::{Condvar, Mutex};
 use serde_json::Value;
-use xray_sdk::{
-    BackgroundEmitter, Datagram, EmitError, Emitter, Finished, InMemoryEmitter, LocalSampler,
-    ManualClock, Recorder, RecorderBuilder, SamplingRules, Segment, SharedSampler, Subsegment,
-    Transport, TransportCounters, TransportErrorKind, TransportStats,
+use xray_sdk::clock::ManualClock;
+use xray_sdk::sampling::{LocalSampler, SamplingRules, SharedSampler};
+use xray_sdk::transport::{
+    BackgroundEmitter, Datagram, EmitError, Emitter, Finished, Transport, TransportCounters,
+    TransportErrorKind, TransportStats,
 };
+use xray_sdk::{InMemoryEmitter, Recorder, RecorderBuilder, Segment, Subsegment};
 
 /// 2025-01-01T00:00:00Z.
 const START: u64 = 1_735_689_600_000_000;

@@ -12,10 +12,12 @@ use std::time::{Duration, Instant};
 
 use parking_lot::Mutex;
 use serde_json::{Value, json};
-use xray_sdk::{
-    CentralizedSampler, DaemonAddress, DecidingRule, InMemoryEmitter, ManualClock, Recorder,
-    Sampler, SamplingDecision, SamplingProxyErrorKind, SamplingReason, SamplingRequest,
+use xray_sdk::clock::ManualClock;
+use xray_sdk::sampling::{
+    CentralizedSampler, DecidingRule, Sampler, SamplingDecision, SamplingProxyErrorKind,
+    SamplingReason, SamplingRequest,
 };
+use xray_sdk::{DaemonAddress, InMemoryEmitter, Recorder};
 
 const T0: u64 = 1_735_689_600; // 2025-01-01T00:00:00Z, epoch seconds
 

@@ -8,10 +8,9 @@ use tracing::field::{Field, Visit};
 use tracing::span::{Attributes, Id, Record};
 use tracing::{Event, Metadata, Subscriber};
 use xray_sdk::plugins::DetectOptions;
-use xray_sdk::{
-    ConfigError, DecidingRule, InMemoryEmitter, Recorder, RecorderBuilder, SamplingRequest,
-    TraceHeader, TransportErrorKind,
-};
+use xray_sdk::sampling::{DecidingRule, SamplingRequest};
+use xray_sdk::transport::TransportErrorKind;
+use xray_sdk::{ConfigError, InMemoryEmitter, Recorder, RecorderBuilder, TraceHeader};
 
 /// The events logged under `xray_sdk` targets, each as its fields.
 #[derive(Default)]
@@ -184,7 +183,7 @@ fn the_environment_chooses_the_sampler_and_the_rules() {
 #[test]
 fn a_rules_file_that_cannot_be_read_gives_the_operating_systems_reason() {
     let missing = std::env::temp_dir().join("xray-no-such-dir/rules.json");
-    let err = xray_sdk::SamplingRules::from_file(&missing).unwrap_err();
+    let err = xray_sdk::sampling::SamplingRules::from_file(&missing).unwrap_err();
     let text = err.to_string();
     assert!(text.contains("xray-no-such-dir/rules.json"), "{text}");
     assert!(text.contains("os error"), "{text}");

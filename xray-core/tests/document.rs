@@ -11,11 +11,11 @@ use std::sync::{Arc, Mutex};
 use proptest::prelude::*;
 use serde_json::{Value, json};
 use support::{Schema, to_checked_json};
-use xray_sdk::{
-    AnnotationError, AnnotationValue, Aws, Cause, CloudwatchLogs, Document, Ec2, Ecs, Eks,
-    ElasticBeanstalk, Exception, HttpRequest, Namespace, SegmentId, Service, SpanLink, Sql,
-    StackFrame, StatusFlags, TraceId, XraySdk, seconds_from_micros,
+use xray_sdk::document::{
+    AnnotationError, Aws, CloudwatchLogs, Ec2, Ecs, Eks, ElasticBeanstalk, Exception, HttpRequest,
+    Service, SpanLink, Sql, StackFrame, StatusFlags, XRaySdk, seconds_from_micros,
 };
+use xray_sdk::{AnnotationValue, Cause, Document, Namespace, SegmentId, TraceId};
 
 const T0: f64 = 1_735_689_600.120_511;
 
@@ -603,7 +603,7 @@ fn full_document() -> Document {
     logs.log_group = Some("/app/orders".into());
     logs.arn = Some("arn:aws:logs:group".into());
     aws.cloudwatch_logs.push(logs);
-    let mut sdk = XraySdk::rust();
+    let mut sdk = XRaySdk::rust();
     sdk.sampling_rule_name = Some("orders".into());
     aws.xray = Some(sdk);
 

@@ -27,10 +27,8 @@ use std::path::Path;
 use proptest::prelude::*;
 use regex::Regex;
 use serde_json::Value;
-use xray_sdk::{
-    ParseTraceHeaderError, ResponseHeader, Sampled, SegmentId, TraceHeader, TraceId,
-    is_sqs_message_sampled,
-};
+use xray_sdk::header::{ParseTraceHeaderError, ResponseHeader, Sampled, is_sqs_message_sampled};
+use xray_sdk::{SegmentId, TraceHeader, TraceId};
 
 /// Divergent cases and the SDK (a key of `sdk_observed`) whose behaviour we follow.
 const DECISIONS: &[(&str, &str)] = &[

@@ -6,9 +6,8 @@ use std::fmt;
 
 use proptest::prelude::*;
 use serde_json::{Value, json};
-use xray_sdk::{
-    Cause, Document, Ec2, HttpRequest, Namespace, SegmentId, Service, Sql, TraceId, XraySdk,
-};
+use xray_sdk::document::{Ec2, HttpRequest, Service, Sql, XRaySdk};
+use xray_sdk::{Cause, Document, Namespace, SegmentId, TraceId};
 
 /// Same value, with numbers of the same kind (integer or float) and floats equal bit for bit.
 fn same(a: &Value, b: &Value) -> bool {
@@ -229,7 +228,7 @@ fn apply(d: &mut Document, e: Edit) {
             aws.insert_field(&key, value);
         }
         Edit::AwsSdk(version, rule) => {
-            let mut sdk = XraySdk::rust();
+            let mut sdk = XRaySdk::rust();
             sdk.sdk_version = version;
             sdk.sampling_rule_name = rule;
             d.aws_mut().xray = Some(sdk);

@@ -16,6 +16,7 @@ use prost::Message as _;
 use serde_json::Value;
 use support::scenarios::build;
 use support::{Schema, check_assertions, load_json, to_checked_json};
+use xray_sdk::document::{CloudwatchLogs, Ecs, SpanLink};
 use xray_sdk::otlp::proto::tonic::collector::trace::v1::ExportTraceServiceRequest;
 use xray_sdk::otlp::proto::tonic::common::v1::any_value::Value as Any;
 use xray_sdk::otlp::proto::tonic::common::v1::{AnyValue, ArrayValue, KeyValue, KeyValueList};
@@ -24,9 +25,8 @@ use xray_sdk::otlp::proto::tonic::trace::v1::span::{Event, Link, SpanKind};
 use xray_sdk::otlp::proto::tonic::trace::v1::status::StatusCode;
 use xray_sdk::otlp::proto::tonic::trace::v1::{ResourceSpans, ScopeSpans, Span, Status};
 use xray_sdk::otlp::{to_documents, to_spans};
-use xray_sdk::{
-    Cause, CloudwatchLogs, Document, Ecs, Finished, FinishedKind, SegmentId, SpanLink, TraceId,
-};
+use xray_sdk::transport::{Finished, FinishedKind};
+use xray_sdk::{Cause, Document, SegmentId, TraceId};
 
 /// The ECS scenario of `segment_docs.rs` (what the CloudWatch agent's round trip loses).
 fn ecs_scenario() -> Document {

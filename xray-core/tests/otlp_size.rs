@@ -23,9 +23,9 @@ use opentelemetry_sdk::trace::{SpanData, SpanEvents, SpanLinks};
 use prost::Message as _;
 use xray_sdk::otlp::proto::tonic::collector::trace::v1::ExportTraceServiceRequest;
 use xray_sdk::otlp::proto::tonic::trace::v1 as proto;
-use xray_sdk::{
-    DAEMON_HEADER, DaemonAddress, LocalSampler, Recorder, SamplingRules, TransportKind,
-};
+use xray_sdk::sampling::{LocalSampler, SamplingRules};
+use xray_sdk::transport::DAEMON_HEADER;
+use xray_sdk::{DaemonAddress, Recorder, TransportKind};
 
 /// The A shape through the real transport, as the datagram's protobuf (base64 removed).
 fn a_shape_on_the_wire() -> Vec<u8> {

@@ -10,10 +10,9 @@ use base64::Engine as _;
 use prost::Message as _;
 use xray_sdk::otlp::proto::tonic::collector::trace::v1::ExportTraceServiceRequest;
 use xray_sdk::otlp::proto::tonic::trace::v1::Span;
-use xray_sdk::{
-    ConfigError, DAEMON_HEADER, DaemonAddress, LocalSampler, MAX_DATAGRAM_LEN, Recorder,
-    RecorderBuilder, SamplingRules, TransportKind,
-};
+use xray_sdk::sampling::{LocalSampler, SamplingRules};
+use xray_sdk::transport::{DAEMON_HEADER, MAX_DATAGRAM_LEN};
+use xray_sdk::{ConfigError, DaemonAddress, Recorder, RecorderBuilder, TransportKind};
 
 fn sink() -> UdpSocket {
     let s = UdpSocket::bind("127.0.0.1:0").unwrap();
@@ -194,6 +193,6 @@ fn a_receiver_that_is_down_is_counted_not_raised() {
     assert!(stats.failed >= 1, "{stats:?}");
     assert_eq!(
         stats.last_error,
-        Some(xray_sdk::TransportErrorKind::Refused)
+        Some(xray_sdk::transport::TransportErrorKind::Refused)
     );
 }

@@ -9,11 +9,11 @@ use std::time::Duration;
 
 use serde_json::{Value, json};
 use util::{UdpSink, walk};
-use xray_sdk::{
-    ContextMissing, DaemonAddress, InMemoryEmitter, LocalSampler, ManualClock, Recorder,
-    RecorderBuilder, SamplingRequest, SamplingRules, SharedSampler, TraceHeader,
-    TransportErrorKind, current,
-};
+use xray_sdk::clock::ManualClock;
+use xray_sdk::config::ContextMissing;
+use xray_sdk::sampling::{LocalSampler, SamplingRequest, SamplingRules, SharedSampler};
+use xray_sdk::transport::TransportErrorKind;
+use xray_sdk::{DaemonAddress, InMemoryEmitter, Recorder, RecorderBuilder, TraceHeader, current};
 
 /// Validates every document against the segment-document schema (and that no `null` is
 /// written), then hands them back.
@@ -894,7 +894,7 @@ fn background_sender_and_flush() {
 
 #[test]
 fn a_rules_file_is_used_and_a_bad_one_falls_back_to_the_defaults() {
-    use xray_sdk::DecidingRule;
+    use xray_sdk::sampling::DecidingRule;
     let dir = std::env::temp_dir().join(format!("xray-rules-{}", std::process::id()));
     std::fs::create_dir_all(&dir).unwrap();
     let good = dir.join("good.json");
@@ -954,7 +954,7 @@ fn outgoing_headers_carry_the_incoming_extra_fields_but_never_self() {
         .unwrap();
     for upstream in [
         incoming.clone(),
-        incoming.clone().with_sampled(xray_sdk::Sampled::No),
+        incoming.clone().with_sampled(xray_sdk::header::Sampled::No),
     ] {
         let segment = recorder.begin_segment_with("api", Some(&upstream), &SamplingRequest::new());
         let call = segment.begin_subsegment("call");

@@ -5,9 +5,10 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 
 use serde_json::Value;
-use xray_sdk::{
-    DecidingRule, LocalSampler, ManualClock, RulesErrorKind, Sampler, SamplingReason,
-    SamplingRequest, SamplingRule, SamplingRules, SharedClock,
+use xray_sdk::clock::{ManualClock, SharedClock};
+use xray_sdk::sampling::{
+    DecidingRule, LocalSampler, RulesErrorKind, Sampler, SamplingReason, SamplingRequest,
+    SamplingRule, SamplingRules,
 };
 
 const START_MICROS: u64 = 1_735_689_600_000_000;
@@ -310,7 +311,7 @@ fn reservoir_admits_exactly_the_target_each_second() {
 }
 
 fn clock_micros_in_second(clock: &ManualClock) -> u64 {
-    use xray_sdk::Clock;
+    use xray_sdk::clock::Clock;
     clock.now_micros() % 1_000_000
 }
 
@@ -520,7 +521,7 @@ fn missing_attributes_match_implicitly() {
 fn error_is_one_pointer() {
     // Errors are rare; the happy path should not pay for a wide `Result`.
     assert_eq!(
-        std::mem::size_of::<xray_sdk::RulesError>(),
+        std::mem::size_of::<xray_sdk::sampling::RulesError>(),
         std::mem::size_of::<usize>()
     );
 }
@@ -528,7 +529,7 @@ fn error_is_one_pointer() {
 mod never_panics {
     use proptest::prelude::*;
     use serde_json::{Value, json};
-    use xray_sdk::{LocalSampler, Sampler, SamplingRequest, SamplingRules};
+    use xray_sdk::sampling::{LocalSampler, Sampler, SamplingRequest, SamplingRules};
 
     /// Any JSON value a hand-edited rules file might hold where a field belongs.
     fn any_value() -> impl Strategy<Value = Value> {

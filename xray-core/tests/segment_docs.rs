@@ -101,10 +101,11 @@ mod otlp {
     use std::time::Duration;
 
     use serde_json::Value;
-    use xray_sdk::{
-        Cause, CloudwatchLogs, DAEMON_HEADER, Document, Ecs, Finished, FinishedKind,
-        OtlpUdpTransport, SegmentId, TraceId, Transport, UdpEmitter,
+    use xray_sdk::document::{CloudwatchLogs, Ecs};
+    use xray_sdk::transport::{
+        DAEMON_HEADER, Finished, FinishedKind, OtlpUdpTransport, Transport, UdpEmitter,
     };
+    use xray_sdk::{Cause, Document, SegmentId, TraceId};
 
     use super::support::{Schema, check_assertions, load_json, to_checked_json};
     use super::{assertions, build, vector_files};

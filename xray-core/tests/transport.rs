@@ -5,11 +5,12 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use parking_lot::Mutex;
-use xray_sdk::{
-    BackgroundEmitter, DAEMON_HEADER, Document, Finished, FinishedKind, InMemoryEmitter,
-    LocalSampler, MAX_DATAGRAM_LEN, Recorder, SamplingRules, SegmentId, SegmentTransport,
-    SharedSampler, Transport, TransportCounters, TransportErrorKind, TransportStats, UdpEmitter,
+use xray_sdk::sampling::{LocalSampler, SamplingRules, SharedSampler};
+use xray_sdk::transport::{
+    BackgroundEmitter, DAEMON_HEADER, Finished, FinishedKind, MAX_DATAGRAM_LEN, SegmentTransport,
+    Transport, TransportCounters, TransportErrorKind, TransportStats, UdpEmitter,
 };
+use xray_sdk::{Document, InMemoryEmitter, Recorder, SegmentId};
 
 fn sample_all() -> SharedSampler {
     Arc::new(LocalSampler::new(
@@ -38,7 +39,7 @@ struct Recording {
     counters: TransportCounters,
 }
 
-fn walk(e: xray_sdk::FinishedEntity<'_>, names: &mut Vec<String>) {
+fn walk(e: xray_sdk::transport::FinishedEntity<'_>, names: &mut Vec<String>) {
     names.push(e.document().name().to_owned());
     for c in e.children() {
         walk(c, names);
@@ -152,8 +153,11 @@ fn lambda_subsegments_are_marked_as_such() {
 #[derive(Debug)]
 struct SlowLink(UdpEmitter);
 
-impl xray_sdk::Emitter for SlowLink {
-    fn emit(&self, datagram: xray_sdk::Datagram<'_>) -> Result<(), xray_sdk::EmitError> {
+impl xray_sdk::transport::Emitter for SlowLink {
+    fn emit(
+        &self,
+        datagram: xray_sdk::transport::Datagram<'_>,
+    ) -> Result<(), xray_sdk::transport::EmitError> {
         std::thread::sleep(Duration::from_millis(2));
         self.0.emit(datagram)
     }
@@ -289,7 +293,7 @@ fn trimming_measures_with_the_writer_that_sends() {
         if before <= budget {
             assert!(trimmed.is_empty(), "{extra}: trimmed a document that fit");
         } else {
-            assert_eq!(trimmed, [xray_sdk::Trimmed::Metadata], "{extra}");
+            assert_eq!(trimmed, [xray_sdk::document::Trimmed::Metadata], "{extra}");
             let json: serde_json::Value = serde_json::from_slice(&out).unwrap();
             assert_eq!(json["annotations"]["kept"], "yes");
             assert_eq!(json["metadata"]["AWS.xray"]["trimmed"][0], "metadata");
@@ -299,7 +303,7 @@ fn trimming_measures_with_the_writer_that_sends() {
 
 #[test]
 fn a_batch_of_datagrams_goes_out_in_order() {
-    use xray_sdk::{Datagram, Emitter};
+    use xray_sdk::transport::{Datagram, Emitter};
     let sink = UdpSocket::bind("127.0.0.1:0").unwrap();
     sink.set_read_timeout(Some(Duration::from_secs(2))).unwrap();
     let emitter = UdpEmitter::new(sink.local_addr().unwrap()).unwrap();
@@ -324,7 +328,7 @@ fn a_batch_of_datagrams_goes_out_in_order() {
 
 #[test]
 fn a_batch_to_nobody_reports_each_refusal_and_goes_on() {
-    use xray_sdk::{Datagram, Emitter};
+    use xray_sdk::transport::{Datagram, Emitter};
     let addr = UdpSocket::bind("127.0.0.1:0")
         .unwrap()
         .local_addr()
@@ -337,7 +341,10 @@ fn a_batch_to_nobody_reports_each_refusal_and_goes_on() {
     let mut refused = 0;
     for _ in 0..5 {
         total_sent += emitter.emit_batch(&datagrams, &mut |e| {
-            assert!(matches!(e, xray_sdk::EmitError::ConnectionRefused), "{e}");
+            assert!(
+                matches!(e, xray_sdk::transport::EmitError::ConnectionRefused),
+                "{e}"
+            );
             refused += 1;
         });
         std::thread::sleep(Duration::from_millis(2));

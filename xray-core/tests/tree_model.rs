@@ -7,9 +7,8 @@ use std::sync::Arc;
 
 use proptest::prelude::*;
 use serde_json::Value;
-use xray_sdk::{
-    Entity, InMemoryEmitter, LocalSampler, Recorder, SamplingRules, Segment, Subsegment,
-};
+use xray_sdk::sampling::{LocalSampler, SamplingRules};
+use xray_sdk::{Entity, InMemoryEmitter, Recorder, Segment, Subsegment};
 
 /// The deepest nesting the recorder keeps (see `RecorderStats::too_deep`).
 const MAX_DEPTH: usize = 48;

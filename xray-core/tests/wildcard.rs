@@ -2,7 +2,7 @@
 
 use proptest::prelude::*;
 use serde_json::Value;
-use xray_sdk::{wildcard_match, wildcard_match_case_sensitive};
+use xray_sdk::sampling::{wildcard_match, wildcard_match_case_sensitive};
 
 fn cases() -> Vec<Value> {
     let path = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/data/wildcard.json");

@@ -7,7 +7,7 @@
 //! `soak-b` answers with subsegments, annotations, metadata, errors, 4xx and 5xx statuses, a
 //! segment of 120 subsegments (streamed) and one too large for a datagram (split or trimmed).
 //! One recorder, sampling every new trace, sends through its background sender to an
-//! [`XrayLocal`] in this process. A load loop of concurrent clients keeps a steady rate, some
+//! [`XRayLocal`] in this process. A load loop of concurrent clients keeps a steady rate, some
 //! requests carrying a trace header of their own (sampled, not sampled, asking, malformed).
 //!
 //! Every minute (or a quarter of a short run) it prints the resident memory, the requests
@@ -39,8 +39,9 @@ use hyper_util::rt::TokioExecutor;
 use rand::rngs::SmallRng;
 use rand::{RngExt, SeedableRng};
 use tower::{Layer as _, ServiceExt as _};
-use xray_local::{DropReason, Stats, XrayLocal};
-use xray_sdk::{DaemonAddress, Recorder, RecorderStats, SamplerKind};
+use xray_local::{DropReason, Stats, XRayLocal};
+use xray_sdk::recorder::RecorderStats;
+use xray_sdk::{DaemonAddress, Recorder, SamplerKind};
 use xray_tower::{XRayClient, XRayClientLayer, XRayLayer};
 
 const MIB: f64 = 1024.0 * 1024.0;
@@ -95,7 +96,7 @@ pub(crate) fn run(options: &SoakOptions) -> Result<(), String> {
         .min(duration / 4)
         .max(Duration::from_secs(1));
     let loopback = SocketAddr::from((Ipv4Addr::LOCALHOST, 0));
-    let local = XrayLocal::builder()
+    let local = XRayLocal::builder()
         .udp_addr(loopback)
         .tcp_addr(loopback)
         .max_traces(1_000)
@@ -294,7 +295,7 @@ fn verdict(
     }
 }
 
-fn report(started: Instant, counts: &Counts, recorded: &RecorderStats, local: &XrayLocal) {
+fn report(started: Instant, counts: &Counts, recorded: &RecorderStats, local: &XRayLocal) {
     let t = &recorded.transport;
     let stats = local.stats();
     let traces = local.traces().len();

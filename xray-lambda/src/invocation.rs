@@ -6,7 +6,8 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 
 use lambda_runtime::Context;
-use xray_sdk::{ContextGuard, Recorder, Segment, Subsegment};
+use xray_sdk::context::ContextGuard;
+use xray_sdk::{Recorder, Segment, Subsegment};
 
 /// The annotation Powertools for AWS Lambda puts on the handler subsegment.
 const COLD_START: &str = "ColdStart";

@@ -17,7 +17,8 @@ use serde_json::{Value, json};
 use stand_in::{Answer, AnswerKind, Event, RuntimeApi};
 use tower::ServiceBuilder;
 use xray_lambda::XRayLambdaLayer;
-use xray_sdk::{InMemoryEmitter, Recorder, Sampled, TraceHeader};
+use xray_sdk::header::Sampled;
+use xray_sdk::{InMemoryEmitter, Recorder, TraceHeader};
 
 const FUNCTION_NAME: &str = "orders-fn";
 const HANDLER: &str = "## orders-fn";

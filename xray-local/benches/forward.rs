@@ -27,7 +27,7 @@ use http_body_util::{BodyExt, Full};
 use hyper::body::{Bytes, Incoming};
 use hyper::{Request, Response};
 use support::datagram;
-use xray_local::{ForwardConfig, XrayLocal};
+use xray_local::{ForwardConfig, XRayLocal};
 
 const BATCH: u64 = 2_000;
 
@@ -101,8 +101,8 @@ impl Sink {
     }
 }
 
-fn forwarding(sink: &Sink) -> XrayLocal {
-    XrayLocal::builder()
+fn forwarding(sink: &Sink) -> XRayLocal {
+    XRayLocal::builder()
         .udp_addr("127.0.0.1:0".parse().unwrap())
         .forward(
             ForwardConfig::new("us-east-1")
@@ -159,7 +159,7 @@ fn forward(c: &mut Criterion) {
     let mut g = c.benchmark_group("forward");
     g.throughput(Throughput::Elements(BATCH));
 
-    let plain = XrayLocal::builder()
+    let plain = XRayLocal::builder()
         .udp_addr("127.0.0.1:0".parse().unwrap())
         .start()
         .unwrap();

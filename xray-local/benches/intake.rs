@@ -20,13 +20,13 @@ use std::time::{Duration, Instant};
 
 use criterion::{Criterion, Throughput, criterion_group, criterion_main};
 use support::datagram;
-use xray_local::{DropReason, XrayLocal};
+use xray_local::{DropReason, XRayLocal};
 
 const BATCH: u64 = 2_000;
 
 /// A daemon and a follower that takes every settled trace.
 struct Daemon {
-    local: Arc<XrayLocal>,
+    local: Arc<XRayLocal>,
     stop: Arc<AtomicBool>,
     follower: Option<std::thread::JoinHandle<()>>,
 }
@@ -34,7 +34,7 @@ struct Daemon {
 impl Daemon {
     fn start() -> Self {
         let local = Arc::new(
-            XrayLocal::builder()
+            XRayLocal::builder()
                 .udp_addr("127.0.0.1:0".parse().unwrap())
                 .max_traces(1_000_000)
                 .start()

@@ -16,7 +16,7 @@ use xray_sdk::TraceId;
 use crate::forward::{ForwardConfig, ForwardStats, Forwarder};
 use crate::intake::{self, DropReason};
 use crate::sampling::{
-    self, RulesError, Sampling, SamplingCalls, SamplingRule, SamplingStatistics,
+    self, CentralizedRule, CentralizedRulesError, Sampling, SamplingCalls, SamplingStatistics,
 };
 use crate::server::{Access, Server, Shared};
 use crate::store::{Stats, Store, StoreConfig};
@@ -41,7 +41,7 @@ const INTAKE_QUEUE_BYTES: usize = 64 * 1024 * 1024;
 /// The UDP socket is read by one background thread; the TCP side is served by a small tokio
 /// runtime of its own (two threads for connections and the sampling API, and the blocking
 /// pool for the read API and OTLP/HTTP, so that a long query never delays the SDKs' sampling
-/// calls). Both stop on [`XrayLocal::shutdown`] or when the value is dropped. Every method
+/// calls). Both stop on [`XRayLocal::shutdown`] or when the value is dropped. Every method
 /// takes `&self`, so the daemon can be shared (for example in an `Arc`) between the code under
 /// test and the assertions.
 ///
@@ -54,9 +54,9 @@ const INTAKE_QUEUE_BYTES: usize = 64 * 1024 * 1024;
 /// ```
 /// use std::net::UdpSocket;
 /// use std::time::Duration;
-/// use xray_local::XrayLocal;
+/// use xray_local::XRayLocal;
 ///
-/// let local = XrayLocal::builder().udp_addr("127.0.0.1:0".parse()?).start()?;
+/// let local = XRayLocal::builder().udp_addr("127.0.0.1:0".parse()?).start()?;
 ///
 /// let sdk = UdpSocket::bind("127.0.0.1:0")?;
 /// let doc = r#"{"name":"api","id":"70de5b6f19ff9a0a","trace_id":"1-581cf771-a006649127e371903a2de979","start_time":1.0,"end_time":1.5}"#;
@@ -70,7 +70,7 @@ const INTAKE_QUEUE_BYTES: usize = 64 * 1024 * 1024;
 /// # Ok::<(), Box<dyn std::error::Error>>(())
 /// ```
 #[derive(Debug)]
-pub struct XrayLocal {
+pub struct XRayLocal {
     store: Arc<Store>,
     sampling: Arc<Sampling>,
     udp_addr: SocketAddr,
@@ -84,15 +84,15 @@ pub struct XrayLocal {
     server: Mutex<Option<Server>>,
 }
 
-/// Configures and starts an [`XrayLocal`]; see [`XrayLocal::builder`].
+/// Configures and starts an [`XRayLocal`]; see [`XRayLocal::builder`].
 ///
 /// # Examples
 ///
 /// ```
 /// use std::time::Duration;
-/// use xray_local::XrayLocal;
+/// use xray_local::XRayLocal;
 ///
-/// let local = XrayLocal::builder()
+/// let local = XRayLocal::builder()
 ///     .udp_addr("127.0.0.1:0".parse()?)
 ///     .max_traces(100)
 ///     .quiet_period(Duration::from_millis(50))
@@ -102,10 +102,10 @@ pub struct XrayLocal {
 /// ```
 #[derive(Debug, Clone)]
 #[must_use = "a builder does nothing until `start` is called"]
-pub struct XrayLocalBuilder {
+pub struct XRayLocalBuilder {
     udp_addr: SocketAddr,
     tcp_addr: Option<SocketAddr>,
-    rules: Vec<SamplingRule>,
+    rules: Vec<CentralizedRule>,
     rules_page_size: usize,
     max_datagram_size: usize,
     config: StoreConfig,
@@ -114,12 +114,12 @@ pub struct XrayLocalBuilder {
     allowed_hosts: Vec<String>,
 }
 
-impl Default for XrayLocalBuilder {
+impl Default for XRayLocalBuilder {
     fn default() -> Self {
-        XrayLocalBuilder {
+        XRayLocalBuilder {
             udp_addr: SocketAddr::from((Ipv4Addr::LOCALHOST, 2000)),
             tcp_addr: None,
-            rules: vec![SamplingRule::default_rule()],
+            rules: vec![CentralizedRule::default_rule()],
             rules_page_size: 100,
             max_datagram_size: DEFAULT_MAX_DATAGRAM,
             config: StoreConfig {
@@ -135,9 +135,9 @@ impl Default for XrayLocalBuilder {
     }
 }
 
-impl XrayLocalBuilder {
+impl XRayLocalBuilder {
     /// The UDP address to listen on; default `127.0.0.1:2000`. Port 0 picks a free port: read
-    /// it back with [`XrayLocal::udp_addr`].
+    /// it back with [`XRayLocal::udp_addr`].
     pub fn udp_addr(mut self, addr: SocketAddr) -> Self {
         self.udp_addr = addr;
         self
@@ -149,7 +149,7 @@ impl XrayLocalBuilder {
     /// specific IPv6 address. A wildcard or external UDP address is never followed, since the
     /// read API returns every trace held; expose it beyond the host only by naming such an
     /// address here. Port 0 picks a free TCP port of its own. Read it back with
-    /// [`XrayLocal::tcp_addr`].
+    /// [`XRayLocal::tcp_addr`].
     pub fn tcp_addr(mut self, addr: SocketAddr) -> Self {
         self.tcp_addr = Some(addr);
         self
@@ -172,37 +172,38 @@ impl XrayLocalBuilder {
 
     /// The sampling rules `GetSamplingRules` answers, in this order. A rule named `Default`
     /// is added at the end if none is given (the service always has one). Default: only the
-    /// service's `Default` rule ([`SamplingRule::default_rule`]).
+    /// service's `Default` rule ([`CentralizedRule::default_rule`]).
     ///
     /// # Errors
     ///
-    /// [`RulesError`] when two rules share a name, a name is empty or a `FixedRate` is outside
+    /// [`CentralizedRulesError`] when two rules share a name, a name is empty or a `FixedRate` is
+    /// outside
     /// 0 to 1.
-    pub fn rules(mut self, rules: Vec<SamplingRule>) -> Result<Self, RulesError> {
+    pub fn rules(mut self, rules: Vec<CentralizedRule>) -> Result<Self, CentralizedRulesError> {
         self.rules = sampling::validate_rules(rules)?;
         Ok(self)
     }
 
-    /// The sampling rules, as a JSON array of `SamplingRule` objects (the format of a rules
-    /// file; see [`SamplingRule`]).
+    /// The sampling rules, as a JSON array of X-Ray `SamplingRule` objects (the format of a rules
+    /// file; see [`CentralizedRule`]).
     ///
     /// # Errors
     ///
-    /// [`RulesError`] when the text is not such an array or the rules are not valid (see
-    /// [`XrayLocalBuilder::rules`]).
-    pub fn rules_json(mut self, json: &str) -> Result<Self, RulesError> {
+    /// [`CentralizedRulesError`] when the text is not such an array or the rules are not valid (see
+    /// [`XRayLocalBuilder::rules`]).
+    pub fn rules_json(mut self, json: &str) -> Result<Self, CentralizedRulesError> {
         self.rules = sampling::parse_rules(json)?;
         Ok(self)
     }
 
-    /// The sampling rules from a file in the format of [`XrayLocalBuilder::rules_json`].
+    /// The sampling rules from a file in the format of [`XRayLocalBuilder::rules_json`].
     ///
     /// # Errors
     ///
-    /// [`RulesError::Read`] when the file cannot be read, else as
-    /// [`XrayLocalBuilder::rules_json`].
-    pub fn rules_file(self, path: impl AsRef<Path>) -> Result<Self, RulesError> {
-        let json = std::fs::read_to_string(path).map_err(RulesError::Read)?;
+    /// [`CentralizedRulesError::Read`] when the file cannot be read, else as
+    /// [`XRayLocalBuilder::rules_json`].
+    pub fn rules_file(self, path: impl AsRef<Path>) -> Result<Self, CentralizedRulesError> {
+        let json = std::fs::read_to_string(path).map_err(CentralizedRulesError::Read)?;
         self.rules_json(&json)
     }
 
@@ -239,7 +240,7 @@ impl XrayLocalBuilder {
     }
 
     /// How long a complete trace must go without new documents before it is reported
-    /// (by the `wait_*` methods and [`XrayLocal::completed`]). Default zero: at once.
+    /// (by the `wait_*` methods and [`XRayLocal::completed`]). Default zero: at once.
     ///
     /// Completeness is a guess: a trace whose segments arrived but whose downstream service is
     /// slow to send its own segment looks complete too early. A quiet period trades latency for
@@ -263,7 +264,7 @@ impl XrayLocalBuilder {
     /// Documents are batched (50 a call, or what came within a second), uploaded by up to
     /// 8 concurrent calls, retried with jittered backoff on throttling, 5xx and timeouts, and
     /// held in a bounded buffer whose oldest documents are dropped, and counted, when it is
-    /// full. [`XrayLocal::forward_stats`] tells what happened to them.
+    /// full. [`XRayLocal::forward_stats`] tells what happened to them.
     ///
     /// The sampling API is then proxied too: `GetSamplingRules` and `SamplingTargets` go to
     /// X-Ray, signed with the same credentials, and X-Ray's answer comes back as it is, so the
@@ -286,7 +287,7 @@ impl XrayLocalBuilder {
     /// # Errors
     ///
     /// An address cannot be bound (in use, not local), or a thread cannot be spawned.
-    pub fn start(self) -> io::Result<XrayLocal> {
+    pub fn start(self) -> io::Result<XRayLocal> {
         let socket = bind(self.udp_addr)?;
         let udp_addr = socket.local_addr()?;
         let listener = crate::server::bind(
@@ -361,7 +362,7 @@ impl XrayLocalBuilder {
                 return Err(err);
             }
         };
-        Ok(XrayLocal {
+        Ok(XRayLocal {
             store,
             sampling,
             udp_addr,
@@ -378,7 +379,7 @@ impl XrayLocalBuilder {
 }
 
 /// The TCP address when none is given: the UDP port on loopback, never a wildcard or external
-/// address implicitly (see [`XrayLocalBuilder::tcp_addr`]).
+/// address implicitly (see [`XRayLocalBuilder::tcp_addr`]).
 fn default_tcp_addr(udp: SocketAddr) -> SocketAddr {
     let ip: IpAddr = match udp.ip() {
         ip if ip.is_loopback() => ip,
@@ -413,7 +414,7 @@ fn bind(addr: SocketAddr) -> io::Result<UdpSocket> {
 /// assert_eq!("1-581cf771-a006649127e371903a2de979".trace_id(), Some(id));
 /// assert_eq!(id.to_string().trace_id(), Some(id));
 /// assert_eq!("1-nope".trace_id(), None);
-/// # Ok::<(), xray_sdk::ParseIdError>(())
+/// # Ok::<(), xray_sdk::id::ParseIdError>(())
 /// ```
 pub trait TraceKey {
     /// The trace id, if this names one.
@@ -444,11 +445,11 @@ impl<T: TraceKey + ?Sized> TraceKey for &T {
     }
 }
 
-impl XrayLocal {
+impl XRayLocal {
     /// A builder with the defaults: UDP and TCP on `127.0.0.1:2000`, the `Default` sampling
     /// rule, 10,000 traces, 256 MiB, 64 KiB datagrams, no quiet period, no idle timeout.
-    pub fn builder() -> XrayLocalBuilder {
-        XrayLocalBuilder::default()
+    pub fn builder() -> XRayLocalBuilder {
+        XRayLocalBuilder::default()
     }
 
     /// The address the socket is bound to (with the real port when port 0 was asked for).
@@ -475,7 +476,7 @@ impl XrayLocal {
     }
 
     /// The sampling rules `GetSamplingRules` answers now.
-    pub fn sampling_rules(&self) -> Vec<SamplingRule> {
+    pub fn sampling_rules(&self) -> Vec<CentralizedRule> {
         self.sampling.rules()
     }
 
@@ -484,8 +485,11 @@ impl XrayLocal {
     ///
     /// # Errors
     ///
-    /// As [`XrayLocalBuilder::rules`]; the rules in force stay.
-    pub fn set_sampling_rules(&self, rules: Vec<SamplingRule>) -> Result<(), RulesError> {
+    /// As [`XRayLocalBuilder::rules`]; the rules in force stay.
+    pub fn set_sampling_rules(
+        &self,
+        rules: Vec<CentralizedRule>,
+    ) -> Result<(), CentralizedRulesError> {
         self.sampling.set_rules(sampling::validate_rules(rules)?);
         Ok(())
     }
@@ -549,7 +553,7 @@ impl XrayLocal {
     }
 
     /// What the forwarder did with the documents it was given; `None` when not forwarding
-    /// (see [`XrayLocalBuilder::forward`]).
+    /// (see [`XRayLocalBuilder::forward`]).
     pub fn forward_stats(&self) -> Option<ForwardStats> {
         self.forwarder.as_ref().map(|f| f.stats())
     }
@@ -609,24 +613,24 @@ impl XrayLocal {
     }
 }
 
-impl Drop for XrayLocal {
+impl Drop for XRayLocal {
     fn drop(&mut self) {
         self.shutdown();
     }
 }
 
-/// Traces as they settle; see [`XrayLocal::completed`].
+/// Traces as they settle; see [`XRayLocal::completed`].
 ///
 /// As an [`Iterator`] it blocks until the next trace settles and ends after
-/// [`XrayLocal::shutdown`] once nothing is left to settle.
+/// [`XRayLocal::shutdown`] once nothing is left to settle.
 ///
 /// # Examples
 ///
 /// ```
 /// use std::time::Duration;
-/// use xray_local::XrayLocal;
+/// use xray_local::XRayLocal;
 ///
-/// let local = XrayLocal::builder().udp_addr("127.0.0.1:0".parse()?).start()?;
+/// let local = XRayLocal::builder().udp_addr("127.0.0.1:0".parse()?).start()?;
 /// let mut completed = local.completed();
 /// assert!(completed.next_timeout(Duration::from_millis(10)).is_none());
 /// # Ok::<(), Box<dyn std::error::Error>>(())

@@ -5,7 +5,7 @@ use std::fmt;
 
 use serde_json::Value;
 
-use crate::trace::{Entity, Trace};
+use crate::trace::{Trace, TraceEntity};
 
 /// Longest expression accepted, in bytes; keeps a hostile query from costing much.
 const MAX_LEN: usize = 4096;
@@ -651,7 +651,7 @@ fn eval(expr: &Expr, trace: &Trace) -> bool {
 }
 
 /// Whether an entity is a node of the service map: a segment, or a downstream call.
-pub(crate) fn is_service_node(entity: &Entity<'_>) -> bool {
+pub(crate) fn is_service_node(entity: &TraceEntity<'_>) -> bool {
     entity.is_segment()
         || matches!(
             entity.get("namespace").and_then(Value::as_str),
@@ -660,7 +660,7 @@ pub(crate) fn is_service_node(entity: &Entity<'_>) -> bool {
 }
 
 /// The root segment: the one with no `parent_id`, else the earliest.
-pub(crate) fn root(trace: &Trace) -> Option<Entity<'_>> {
+pub(crate) fn root(trace: &Trace) -> Option<TraceEntity<'_>> {
     let segments = || trace.entities().filter(|e| e.is_segment());
     segments()
         .find(|e| e.get("parent_id").is_none())

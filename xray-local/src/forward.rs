@@ -11,7 +11,7 @@ use aws_credential_types::provider::SharedCredentialsProvider;
 use parking_lot::{Condvar, Mutex};
 
 /// Where and how accepted documents are forwarded to X-Ray; see
-/// [`XrayLocalBuilder::forward`](crate::XrayLocalBuilder::forward).
+/// [`XRayLocalBuilder::forward`](crate::XRayLocalBuilder::forward).
 ///
 /// Without a region nothing is forwarded. The defaults are the AWS daemon's: 50 documents per
 /// `PutTraceSegments`, a partial batch sent after 1 s, 8 uploads at once.

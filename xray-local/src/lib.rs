@@ -2,7 +2,7 @@
 //!
 //! `xray-local` listens where an X-Ray SDK sends its segment documents (UDP, `127.0.0.1:2000` by
 //! default), assembles them into traces and lets you look at them: from tests through
-//! [`XrayLocal`], or on a terminal with the `xray-local` binary. No AWS account is involved.
+//! [`XRayLocal`], or on a terminal with the `xray-local` binary. No AWS account is involved.
 //!
 //! # Overview
 //!
@@ -28,12 +28,13 @@
 //! - **Completion.** A trace looks complete ([`Trace::is_complete`]) when it has a segment, no
 //!   entity in progress and no piece waiting for its parent. The `wait_*` methods return traces
 //!   once they *settle*: complete and quiet for the [quiet
-//!   period](XrayLocalBuilder::quiet_period), or idle for the [idle
-//!   timeout](XrayLocalBuilder::idle_timeout).
-//! - **Bounds.** At most [`max_traces`](XrayLocalBuilder::max_traces) traces, taking at
-//!   most [`max_bytes`](XrayLocalBuilder::max_bytes) of memory as parsed, are kept. With followers
-//!   ([`XrayLocal::completed`]), eviction takes first the oldest traces every one of them has
-//!   read, then the oldest of all; without, it goes by first arrival; within a quarter of a bound, complete traces settle without waiting for
+//!   period](XRayLocalBuilder::quiet_period), or idle for the [idle
+//!   timeout](XRayLocalBuilder::idle_timeout).
+//! - **Bounds.** At most [`max_traces`](XRayLocalBuilder::max_traces) traces, taking at
+//!   most [`max_bytes`](XRayLocalBuilder::max_bytes) of memory as parsed, are kept. With followers
+//!   ([`XRayLocal::completed`]), eviction takes first the oldest traces every one of them has
+//!   read, then the oldest of all; without, it goes by first arrival; within a quarter of a bound,
+//!   complete traces settle without waiting for
 //!   the quiet period, so that a follower that keeps up sees every trace. Every eviction is
 //!   counted, those of traces never shown apart ([`Stats::evicted_unsettled`]).
 //! - **Never losing in silence.** The socket reader only copies each datagram into a bounded
@@ -41,7 +42,7 @@
 //!   nor readers of traces hold up the socket. A full intake queue is counted as
 //!   [`DropReason::Backlog`], and what the kernel dropped because the socket's buffer was full
 //!   is read from the system ([`Stats::kernel_dropped`], Linux).
-//! - **Forwarding.** With [`XrayLocalBuilder::forward`] (the binary's `-n/--region`), every
+//! - **Forwarding.** With [`XRayLocalBuilder::forward`] (the binary's `-n/--region`), every
 //!   accepted document is also uploaded to AWS X-Ray with `PutTraceSegments`, as the AWS
 //!   daemon does: batched, retried with backoff, from a bounded buffer, every outcome counted
 //!   in [`ForwardStats`]. `T1S` bodies go as they came; OTLP/HTTP requests go as `T1S`
@@ -59,7 +60,7 @@
 //!
 //! | route | answer |
 //! |---|---|
-//! | `POST /GetSamplingRules` | when forwarding: sent to X-Ray, signed, and X-Ray's answer returned as it came (likewise `SamplingTargets`); otherwise `{"SamplingRuleRecords": [{"SamplingRule": {..}, "CreatedAt", "ModifiedAt"}], "NextToken"}`: the [rules](XrayLocalBuilder::rules) in order, [`rules_page_size`](XrayLocalBuilder::rules_page_size) per page; pass the `NextToken` back for the next page |
+//! | `POST /GetSamplingRules` | when forwarding: sent to X-Ray, signed, and X-Ray's answer returned as it came (likewise `SamplingTargets`); otherwise `{"SamplingRuleRecords": [{"SamplingRule": {..}, "CreatedAt", "ModifiedAt"}], "NextToken"}`: the [rules](XRayLocalBuilder::rules) in order, [`rules_page_size`](XRayLocalBuilder::rules_page_size) per page; pass the `NextToken` back for the next page |
 //! | `POST /SamplingTargets` | takes `{"SamplingStatisticsDocuments": [..]}` (at most 25) and answers `{"SamplingTargetDocuments": [..], "LastRuleModification", "UnprocessedStatistics"}`; statistics for unknown rules come back unprocessed with `ErrorCode` `"400"` |
 //! | `GET /traces?filter=EXPR` | a JSON array of every trace held (settled or not), by first arrival, in [`Trace`]'s [JSON form](Trace#the-json-form) (nested at most 100 levels: a deep tree's lower subsegments come in `continued`); with `filter`, the traces matching the [`Filter`] expression (URL-encoded) |
 //! | `GET /traces/{trace_id}` | one trace; 404 when none is held |
@@ -78,29 +79,30 @@
 //! `http://` and the request's own allowed `Host`, or `Sec-Fetch-Site: cross-site`) gets 403
 //! (`AccessDeniedException`) on every route. The read API answers only a `Host` that is
 //! `localhost`, a loopback address, the TCP address (any IP address when it is a wildcard) or
-//! a name given with [`allow_host`](XrayLocalBuilder::allow_host), so that a web page cannot
+//! a name given with [`allow_host`](XRayLocalBuilder::allow_host), so that a web page cannot
 //! read traces through DNS rebinding; the SDKs' routes (the sampling API, `POST /v1/traces`)
-//! answer any `Host`. [`XrayLocal::exposure`] says in one line what is exposed where.
+//! answer any `Host`. [`XRayLocal::exposure`] says in one line what is exposed where.
 //!
 //! **Quota policy.** Each target assigns the rule's `ReservoirSize` split evenly among the
 //! clients that reported statistics for the rule in the last 30 seconds (three reporting
 //! intervals), ordered by `ClientID`; the first `ReservoirSize % clients` of them get one more,
 //! so the shares add up to the reservoir. `FixedRate` is the rule's, `Interval` is 10 seconds
 //! and `ReservoirQuotaTTL` is now + 300 seconds. Every statistics document received is kept
-//! (the latest 10,000) for [`XrayLocal::sampling_statistics`].
+//! (the latest 10,000) for [`XRayLocal::sampling_statistics`].
 //!
-//! **Rules file.** A JSON array of `SamplingRule` objects, the shape `GetSamplingRules` returns
-//! (see [`SamplingRule`] for the defaults of omitted fields). Without one, the only rule is the
+//! **Rules file.** A JSON array of X-Ray `SamplingRule` objects, the shape `GetSamplingRules`
+//! returns
+//! (see [`CentralizedRule`] for the defaults of omitted fields). Without one, the only rule is the
 //! service's `Default`: priority 10000, `ReservoirSize` 1, `FixedRate` 0.05, every pattern `*`.
 //!
 //! # Usage in tests
 //!
 //! ```
 //! use std::time::Duration;
-//! use xray_local::XrayLocal;
+//! use xray_local::XRayLocal;
 //!
 //! // Port 0: every test gets its own daemon.
-//! let local = XrayLocal::builder().udp_addr("127.0.0.1:0".parse()?).start()?;
+//! let local = XRayLocal::builder().udp_addr("127.0.0.1:0".parse()?).start()?;
 //! let daemon_address = local.udp_addr().to_string(); // for AWS_XRAY_DAEMON_ADDRESS
 //!
 //! // ... run the code under test, sending to `daemon_address` ...
@@ -150,11 +152,11 @@ mod store;
 mod telemetry;
 mod trace;
 
-pub use daemon::{Completed, TraceKey, XrayLocal, XrayLocalBuilder};
+pub use daemon::{Completed, TraceKey, XRayLocal, XRayLocalBuilder};
 pub use filter::{Filter, FilterError};
 pub use forward::{ForwardConfig, ForwardStats, InvalidProxyAddress};
 pub use intake::DropReason;
 pub use map::{CallStats, MapEdge, MapNode, ServiceMap};
-pub use sampling::{RulesError, SamplingCalls, SamplingRule, SamplingStatistics};
+pub use sampling::{CentralizedRule, CentralizedRulesError, SamplingCalls, SamplingStatistics};
 pub use store::Stats;
-pub use trace::{DocumentError, Entities, Entity, Trace, assemble};
+pub use trace::{DocumentError, Entities, Trace, TraceEntity, assemble};

@@ -11,7 +11,7 @@ mod config;
 mod logging;
 
 use xray_local::{
-    DropReason, Filter, ForwardConfig, ForwardStats, Stats, Trace, XrayLocal, render,
+    DropReason, Filter, ForwardConfig, ForwardStats, Stats, Trace, XRayLocal, render,
 };
 
 /// Writes a line to stderr and loses it if stderr is closed or broken. Never `eprintln!`:
@@ -70,8 +70,8 @@ Options:
   -l, --log-level LEVEL
                     dev, debug, info, warn, error or prod (= info) [default: prod]
   --concurrency N   uploads at once [default: 8] (the cfg.yaml key Concurrency)
-  --rules FILE      sampling rules: a JSON array of SamplingRule objects [default: the
-                    service's Default rule, 1 request/s + 5 %]
+  --rules FILE      sampling rules: a JSON array of X-Ray SamplingRule objects
+                    [default: the service's Default rule, 1 request/s + 5 %]
   --json            print each trace as one JSON line instead of a timeline
   --map             print the service map of every trace held whenever traffic pauses
   --quiet-ms MS     wait this long without new documents before printing a complete
@@ -432,7 +432,7 @@ fn main() -> ExitCode {
         let loaded = args.loaded.is_some();
         args.region = ecs_region().or_else(|| loaded.then(instance_region).flatten());
     }
-    let mut builder = XrayLocal::builder()
+    let mut builder = XRayLocal::builder()
         .udp_addr(args.udp)
         .quiet_period(args.quiet)
         .idle_timeout(args.idle);

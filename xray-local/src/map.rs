@@ -6,7 +6,7 @@ use std::collections::{BTreeMap, HashMap};
 use serde::Serialize;
 use serde_json::Value;
 
-use crate::trace::{Entity, Trace};
+use crate::trace::{Trace, TraceEntity};
 
 /// Services and the calls between them, built from traces as the X-Ray console's service map.
 ///
@@ -146,7 +146,7 @@ impl CallStats {
         (self.timed > 0).then(|| self.total_seconds / self.timed as f64)
     }
 
-    fn add(&mut self, entity: &Entity<'_>) {
+    fn add(&mut self, entity: &TraceEntity<'_>) {
         let flag = |name: &str| u64::from(entity.get(name).and_then(Value::as_bool) == Some(true));
         self.requests += 1;
         self.errors += flag("error");
@@ -208,7 +208,7 @@ impl ServiceMap {
         for trace in traces {
             let trace: &Trace = trace.borrow();
             // Segments by the id of the subsegment that called them.
-            let mut called: HashMap<&str, Vec<Entity<'_>>> = HashMap::new();
+            let mut called: HashMap<&str, Vec<TraceEntity<'_>>> = HashMap::new();
             for segment in trace.entities().filter(|e| e.is_segment()) {
                 if let Some(parent) = segment.get("parent_id").and_then(Value::as_str) {
                     called.entry(parent).or_default().push(segment);

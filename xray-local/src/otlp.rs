@@ -20,7 +20,7 @@ pub(crate) const MAX_REQUEST: usize = 8 * 1024 * 1024;
 
 /// The protobuf bytes of one forwarded document at most: base64 of them after `T1S` fits in
 /// 64 KiB, X-Ray's limit on a segment document.
-const MAX_FORWARDED: usize = xray_sdk::MAX_OTLP_REQUEST_LEN;
+const MAX_FORWARDED: usize = xray_sdk::transport::MAX_OTLP_REQUEST_LEN;
 
 /// Files the spans of an OTLP/HTTP request and queues them for X-Ray; returns how many
 /// documents were accepted.

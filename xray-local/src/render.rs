@@ -31,7 +31,7 @@ use std::fmt::Write as _;
 use serde_json::Value;
 
 use crate::map::{CallStats, ServiceMap};
-use crate::trace::{Entity, Trace};
+use crate::trace::{Trace, TraceEntity};
 
 /// Characters of the proportional bar.
 const BAR_WIDTH: usize = 30;
@@ -110,19 +110,19 @@ pub fn timeline(trace: &Trace) -> String {
 }
 
 struct Row<'a> {
-    entity: Entity<'a>,
+    entity: TraceEntity<'a>,
 }
 
 /// Entities depth-first with siblings by start time.
 fn rows(trace: &Trace) -> Vec<Row<'_>> {
     let mut out = Vec::new();
-    let roots: Vec<Entity<'_>> = trace
+    let roots: Vec<TraceEntity<'_>> = trace
         .entities()
         .filter(|e| e.depth() == 0)
         .collect::<Vec<_>>();
-    let mut stack: Vec<Entity<'_>> = roots.into_iter().rev().collect();
+    let mut stack: Vec<TraceEntity<'_>> = roots.into_iter().rev().collect();
     while let Some(entity) = stack.pop() {
-        let mut children: Vec<Entity<'_>> = entity.subsegments().collect();
+        let mut children: Vec<TraceEntity<'_>> = entity.subsegments().collect();
         children.sort_by(|a, b| {
             let a = a.start_time().unwrap_or(0.0);
             let b = b.start_time().unwrap_or(0.0);
@@ -193,7 +193,7 @@ fn bar(offset: f64, duration: f64, total: f64, open: bool) -> String {
     out
 }
 
-fn details(entity: &Entity<'_>) -> String {
+fn details(entity: &TraceEntity<'_>) -> String {
     let mut parts: Vec<String> = Vec::new();
     let kind = if entity.is_segment() {
         entity.get("origin")
@@ -247,7 +247,7 @@ fn details(entity: &Entity<'_>) -> String {
     parts.join("  ")
 }
 
-fn annotations(entity: &Entity<'_>) -> Option<String> {
+fn annotations(entity: &TraceEntity<'_>) -> Option<String> {
     let map = entity.get("annotations")?.as_object()?;
     if map.is_empty() {
         return None;
@@ -265,7 +265,7 @@ fn annotations(entity: &Entity<'_>) -> Option<String> {
     )
 }
 
-fn exceptions(entity: &Entity<'_>) -> Vec<String> {
+fn exceptions(entity: &TraceEntity<'_>) -> Vec<String> {
     match entity.get("cause") {
         Some(Value::String(id)) => {
             vec![format!(

@@ -18,28 +18,29 @@ const QUOTA_TTL_SECS: f64 = 300.0;
 const ACTIVE_CLIENT_SECS: u64 = 3 * TARGET_INTERVAL_SECS;
 /// The API refuses more statistics documents than this in one call.
 pub(crate) const MAX_STATISTICS_DOCUMENTS: usize = 25;
-/// Statistics documents kept for [`crate::XrayLocal::sampling_statistics`]; older ones are
+/// Statistics documents kept for [`crate::XRayLocal::sampling_statistics`]; older ones are
 /// dropped first.
 const MAX_KEPT_STATISTICS: usize = 10_000;
 /// Distinct clients remembered per rule for the quota split.
 const MAX_CLIENTS_PER_RULE: usize = 1_000;
 
-/// One sampling rule, in the shape of the X-Ray API's `SamplingRule`.
+/// One sampling rule as xray-local serves it to centralized sampling, in the shape of the X-Ray
+/// API's `SamplingRule`.
 ///
-/// This is also the format of a rules file ([`XrayLocalBuilder::rules_json`]): a JSON array of
+/// This is also the format of a rules file ([`XRayLocalBuilder::rules_json`]): a JSON array of
 /// these objects. `RuleName`, `Priority`, `FixedRate` and `ReservoirSize` are required; the
 /// matching fields (`ResourceARN`, `ServiceName`, `ServiceType`, `Host`, `HTTPMethod`, `URLPath`)
 /// default to `"*"`, `Version` to 1, `Attributes` to `{}` and `RuleARN` to a local ARN built from
 /// the name. Unknown fields are ignored.
 ///
-/// [`XrayLocalBuilder::rules_json`]: crate::XrayLocalBuilder::rules_json
+/// [`XRayLocalBuilder::rules_json`]: crate::XRayLocalBuilder::rules_json
 ///
 /// # Examples
 ///
 /// ```
-/// use xray_local::SamplingRule;
+/// use xray_local::CentralizedRule;
 ///
-/// let rule = SamplingRule::new("orders", 100, 0.1, 5);
+/// let rule = CentralizedRule::new("orders", 100, 0.1, 5);
 /// assert_eq!(rule.rule_name, "orders");
 /// assert_eq!(rule.host, "*");
 ///
@@ -50,7 +51,7 @@ const MAX_CLIENTS_PER_RULE: usize = 1_000;
 /// ```
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[non_exhaustive]
-pub struct SamplingRule {
+pub struct CentralizedRule {
     /// The unique name of the rule.
     #[serde(rename = "RuleName")]
     pub rule_name: String,
@@ -100,11 +101,11 @@ fn one() -> i64 {
     1
 }
 
-impl SamplingRule {
+impl CentralizedRule {
     /// A rule with every pattern `*`, version 1, no attributes.
     pub fn new(name: impl Into<String>, priority: i64, fixed_rate: f64, reservoir: u64) -> Self {
         let rule_name = name.into();
-        SamplingRule {
+        CentralizedRule {
             rule_arn: local_arn(&rule_name),
             rule_name,
             resource_arn: star(),
@@ -124,7 +125,7 @@ impl SamplingRule {
     /// The X-Ray service's built-in `Default` rule: priority 10000, one request per second and
     /// 5 % of the rest, every pattern `*`.
     pub fn default_rule() -> Self {
-        SamplingRule::new(DEFAULT_RULE, 10_000, 0.05, 1)
+        CentralizedRule::new(DEFAULT_RULE, 10_000, 0.05, 1)
     }
 }
 
@@ -139,17 +140,17 @@ fn local_arn(name: &str) -> String {
 /// # Examples
 ///
 /// ```
-/// use xray_local::XrayLocal;
+/// use xray_local::XRayLocal;
 ///
-/// let err = XrayLocal::builder().rules_json("[{\"RuleName\": \"a\"}]").unwrap_err();
+/// let err = XRayLocal::builder().rules_json("[{\"RuleName\": \"a\"}]").unwrap_err();
 /// assert!(err.to_string().contains("rules"));
 /// ```
 #[derive(Debug, thiserror::Error)]
 #[non_exhaustive]
-pub enum RulesError {
+pub enum CentralizedRulesError {
     /// The text is not a JSON array of sampling rules.
     #[error(
-        "the sampling rules are not a JSON array of SamplingRule objects (RuleName, Priority, FixedRate and ReservoirSize are required)"
+        "the sampling rules are not a JSON array of X-Ray SamplingRule objects (RuleName, Priority, FixedRate and ReservoirSize are required)"
     )]
     Json(#[source] serde_json::Error),
     /// The rules file cannot be read.
@@ -168,31 +169,32 @@ pub enum RulesError {
 
 /// Checks rules and adds the `Default` rule when missing, as the service always has one.
 pub(crate) fn validate_rules(
-    mut rules: Vec<SamplingRule>,
-) -> Result<Vec<SamplingRule>, RulesError> {
+    mut rules: Vec<CentralizedRule>,
+) -> Result<Vec<CentralizedRule>, CentralizedRulesError> {
     let mut names = HashSet::new();
     for rule in &mut rules {
         if rule.rule_name.is_empty() {
-            return Err(RulesError::EmptyName);
+            return Err(CentralizedRulesError::EmptyName);
         }
         if !(0.0..=1.0).contains(&rule.fixed_rate) {
-            return Err(RulesError::FixedRate(rule.rule_name.clone()));
+            return Err(CentralizedRulesError::FixedRate(rule.rule_name.clone()));
         }
         if !names.insert(rule.rule_name.clone()) {
-            return Err(RulesError::DuplicateName(rule.rule_name.clone()));
+            return Err(CentralizedRulesError::DuplicateName(rule.rule_name.clone()));
         }
         if rule.rule_arn.is_empty() {
             rule.rule_arn = local_arn(&rule.rule_name);
         }
     }
     if !names.contains(DEFAULT_RULE) {
-        rules.push(SamplingRule::default_rule());
+        rules.push(CentralizedRule::default_rule());
     }
     Ok(rules)
 }
 
-pub(crate) fn parse_rules(json: &str) -> Result<Vec<SamplingRule>, RulesError> {
-    let rules: Vec<SamplingRule> = serde_json::from_str(json).map_err(RulesError::Json)?;
+pub(crate) fn parse_rules(json: &str) -> Result<Vec<CentralizedRule>, CentralizedRulesError> {
+    let rules: Vec<CentralizedRule> =
+        serde_json::from_str(json).map_err(CentralizedRulesError::Json)?;
     validate_rules(rules)
 }
 
@@ -202,9 +204,9 @@ pub(crate) fn parse_rules(json: &str) -> Result<Vec<SamplingRule>, RulesError> {
 ///
 /// ```
 /// use std::time::Duration;
-/// use xray_local::XrayLocal;
+/// use xray_local::XRayLocal;
 ///
-/// let local = XrayLocal::builder().udp_addr("127.0.0.1:0".parse()?).start()?;
+/// let local = XRayLocal::builder().udp_addr("127.0.0.1:0".parse()?).start()?;
 /// // ... the SDK under test reports its sampling statistics ...
 /// let reported = local.sampling_statistics();
 /// let requests: u64 = reported
@@ -243,9 +245,9 @@ pub struct SamplingStatistics {
 /// # Examples
 ///
 /// ```
-/// use xray_local::XrayLocal;
+/// use xray_local::XRayLocal;
 ///
-/// let local = XrayLocal::builder().udp_addr("127.0.0.1:0".parse()?).start()?;
+/// let local = XRayLocal::builder().udp_addr("127.0.0.1:0".parse()?).start()?;
 /// assert_eq!(local.sampling_calls().get_sampling_rules(), 0);
 /// # Ok::<(), Box<dyn std::error::Error>>(())
 /// ```
@@ -291,7 +293,7 @@ impl ApiError {
 
 #[derive(Debug)]
 struct RuleSet {
-    rules: Vec<SamplingRule>,
+    rules: Vec<CentralizedRule>,
     created_at: f64,
     modified_at: f64,
 }
@@ -321,7 +323,7 @@ fn epoch_now() -> f64 {
 }
 
 impl Sampling {
-    pub(crate) fn new(rules: Vec<SamplingRule>, page_size: usize) -> Self {
+    pub(crate) fn new(rules: Vec<CentralizedRule>, page_size: usize) -> Self {
         let now = epoch_now();
         Sampling {
             inner: Mutex::new(Inner {
@@ -339,11 +341,11 @@ impl Sampling {
         }
     }
 
-    pub(crate) fn rules(&self) -> Vec<SamplingRule> {
+    pub(crate) fn rules(&self) -> Vec<CentralizedRule> {
         self.inner.lock().rules.rules.clone()
     }
 
-    pub(crate) fn set_rules(&self, rules: Vec<SamplingRule>) {
+    pub(crate) fn set_rules(&self, rules: Vec<CentralizedRule>) {
         let mut inner = self.inner.lock();
         inner.rules.rules = rules;
         // Strictly later than before, so an SDK comparing with its last fetch sees a change

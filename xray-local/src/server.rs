@@ -42,7 +42,7 @@
 //! - The read API answers only a `Host` that is a loopback name (`localhost`, `*.localhost`),
 //!   a loopback address, the address the port is bound to (any IP address when it is bound to
 //!   a wildcard: a rebinding attack needs a name), or a name given with
-//!   [`allow_host`](crate::XrayLocalBuilder::allow_host) (`*`: any). Other hosts get 403.
+//!   [`allow_host`](crate::XRayLocalBuilder::allow_host) (`*`: any). Other hosts get 403.
 //! - The SDKs' endpoints (the sampling API and `POST /v1/traces`) answer any `Host`, since
 //!   SDKs reach a daemon by whatever name their network gives it (`xray-daemon:2000` in a
 //!   Docker network, a Kubernetes service name); the `Origin` rule keeps browsers out of them.

@@ -26,9 +26,9 @@ use crate::trace::{Inserted, Pieces, Trace};
 /// # Examples
 ///
 /// ```
-/// use xray_local::{DropReason, XrayLocal};
+/// use xray_local::{DropReason, XRayLocal};
 ///
-/// let local = XrayLocal::builder().udp_addr("127.0.0.1:0".parse()?).start()?;
+/// let local = XRayLocal::builder().udp_addr("127.0.0.1:0".parse()?).start()?;
 /// let stats = local.stats();
 /// assert_eq!(stats.received(), 0);
 /// assert_eq!(stats.dropped(DropReason::InvalidJson), 0);
@@ -73,7 +73,7 @@ impl Stats {
     }
 
     /// Of [`evicted_traces`](Self::evicted_traces), those removed before every follower
-    /// ([`XrayLocal::completed`](crate::XrayLocal::completed)) had read them, or before they
+    /// ([`XRayLocal::completed`](crate::XRayLocal::completed)) had read them, or before they
     /// settled at all: their latest documents were never shown. Eviction takes the traces
     /// every follower has read first, and within a quarter of a bound complete traces settle
     /// without waiting for the quiet period, so this stays 0 while followers keep up.
@@ -82,7 +82,7 @@ impl Stats {
     }
 
     /// What the documents held now take in memory, parsed and indexed, in bytes: what
-    /// [`max_bytes`](crate::XrayLocalBuilder::max_bytes) bounds, with
+    /// [`max_bytes`](crate::XRayLocalBuilder::max_bytes) bounds, with
     /// [`assembled_bytes`](Self::assembled_bytes).
     pub fn stored_bytes(&self) -> u64 {
         self.stored_bytes

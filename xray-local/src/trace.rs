@@ -146,26 +146,26 @@ impl Trace {
     pub fn entities(&self) -> Entities<'_> {
         let mut stack = Vec::new();
         for root in self.orphans.iter().rev() {
-            stack.push(Entity::root(root, true));
+            stack.push(TraceEntity::root(root, true));
         }
         for root in self.segments.iter().rev() {
-            stack.push(Entity::root(root, false));
+            stack.push(TraceEntity::root(root, false));
         }
         Entities { stack }
     }
 
     /// The first entity (in [`Trace::entities`] order) with this `name`.
-    pub fn find(&self, name: &str) -> Option<Entity<'_>> {
+    pub fn find(&self, name: &str) -> Option<TraceEntity<'_>> {
         self.entities().find(|e| e.name() == Some(name))
     }
 
     /// Every entity with this `name`.
-    pub fn find_all<'a>(&'a self, name: &'a str) -> impl Iterator<Item = Entity<'a>> + 'a {
+    pub fn find_all<'a>(&'a self, name: &'a str) -> impl Iterator<Item = TraceEntity<'a>> + 'a {
         self.entities().filter(move |e| e.name() == Some(name))
     }
 
     /// The entity with this `id`.
-    pub fn find_by_id(&self, id: &str) -> Option<Entity<'_>> {
+    pub fn find_by_id(&self, id: &str) -> Option<TraceEntity<'_>> {
         self.entities().find(|e| e.id() == Some(id))
     }
 }
@@ -520,7 +520,7 @@ fn entity_at<'v>(list: &'v mut [Value], path: &[usize]) -> Option<&'v mut Map<St
 /// # Ok::<(), xray_local::DocumentError>(())
 /// ```
 #[derive(Debug, Clone, Copy)]
-pub struct Entity<'a> {
+pub struct TraceEntity<'a> {
     doc: &'a Value,
     parent: Option<&'a Value>,
     root: &'a Value,
@@ -528,9 +528,9 @@ pub struct Entity<'a> {
     orphan: bool,
 }
 
-impl<'a> Entity<'a> {
+impl<'a> TraceEntity<'a> {
     fn root(doc: &'a Value, orphan: bool) -> Self {
-        Entity {
+        TraceEntity {
             doc,
             parent: None,
             root: doc,
@@ -560,8 +560,8 @@ impl<'a> Entity<'a> {
     }
 
     /// The entity this one is nested in, or `None` for a segment or an orphan.
-    pub fn parent(&self) -> Option<Entity<'a>> {
-        self.parent.map(|doc| Entity {
+    pub fn parent(&self) -> Option<TraceEntity<'a>> {
+        self.parent.map(|doc| TraceEntity {
             doc,
             parent: None,
             root: self.root,
@@ -627,15 +627,15 @@ impl<'a> Entity<'a> {
     }
 
     /// The direct subsegments of this entity.
-    pub fn subsegments(&self) -> impl Iterator<Item = Entity<'a>> + 'a {
+    pub fn subsegments(&self) -> impl Iterator<Item = TraceEntity<'a>> + 'a {
         let parent = *self;
         subsegments_of(self.doc)
             .iter()
             .map(move |doc| parent.child(doc))
     }
 
-    fn child(&self, doc: &'a Value) -> Entity<'a> {
-        Entity {
+    fn child(&self, doc: &'a Value) -> TraceEntity<'a> {
+        TraceEntity {
             doc,
             parent: Some(self.doc),
             root: self.root,
@@ -674,13 +674,13 @@ fn subsegments_of(doc: &Value) -> &[Value] {
 /// ```
 #[derive(Debug, Clone)]
 pub struct Entities<'a> {
-    stack: Vec<Entity<'a>>,
+    stack: Vec<TraceEntity<'a>>,
 }
 
 impl<'a> Iterator for Entities<'a> {
-    type Item = Entity<'a>;
+    type Item = TraceEntity<'a>;
 
-    fn next(&mut self) -> Option<Entity<'a>> {
+    fn next(&mut self) -> Option<TraceEntity<'a>> {
         let entity = self.stack.pop()?;
         for doc in subsegments_of(entity.doc).iter().rev() {
             self.stack.push(entity.child(doc));

@@ -6,7 +6,7 @@ use std::time::Duration;
 
 use serde_json::json;
 use support::{Sdk, WAIT, id, independent, segment, start, trace_id};
-use xray_local::{Trace, XrayLocal};
+use xray_local::{Trace, XRayLocal};
 
 /// `name (parent name) depth` for every entity, in iteration order.
 fn shape(trace: &Trace) -> Vec<String> {
@@ -20,7 +20,7 @@ fn shape(trace: &Trace) -> Vec<String> {
 }
 
 /// Sends every document, then waits until the daemon has read them all.
-fn send_all(local: &XrayLocal, docs: &[serde_json::Value]) {
+fn send_all(local: &XRayLocal, docs: &[serde_json::Value]) {
     let sdk = Sdk::new(local);
     let before = local.stats().received();
     for doc in docs {
@@ -217,7 +217,7 @@ fn segments_of_several_services_share_the_trace() {
 #[test]
 fn orphans_settle_after_the_idle_timeout() {
     // In AWS Lambda the parent segment is the Lambda service's and never reaches this daemon.
-    let local = XrayLocal::builder()
+    let local = XRayLocal::builder()
         .udp_addr("127.0.0.1:0".parse().unwrap())
         .idle_timeout(Duration::from_millis(20))
         .start()
@@ -235,7 +235,7 @@ fn orphans_settle_after_the_idle_timeout() {
 
 #[test]
 fn a_quiet_period_holds_back_a_complete_trace() {
-    let local = XrayLocal::builder()
+    let local = XRayLocal::builder()
         .udp_addr("127.0.0.1:0".parse().unwrap())
         .quiet_period(Duration::from_secs(600))
         .start()
@@ -290,7 +290,7 @@ fn wait_for_traces_and_completed_see_every_trace() {
 
 #[test]
 fn oldest_traces_are_evicted_past_max_traces() {
-    let local = XrayLocal::builder()
+    let local = XRayLocal::builder()
         .udp_addr("127.0.0.1:0".parse().unwrap())
         .max_traces(3)
         .start()
@@ -324,7 +324,7 @@ fn oldest_traces_are_evicted_past_max_bytes() {
     let cost = probe.stats().stored_bytes() as usize;
     assert!(cost > 500, "{cost}");
 
-    let local = XrayLocal::builder()
+    let local = XRayLocal::builder()
         .udp_addr("127.0.0.1:0".parse().unwrap())
         .max_bytes(2 * cost + cost / 2)
         .start()
@@ -361,7 +361,7 @@ fn text_that_is_not_a_trace_id_finds_nothing() {
 
 #[test]
 fn traces_evicted_before_they_settled_are_counted_apart() {
-    let local = XrayLocal::builder()
+    let local = XRayLocal::builder()
         .udp_addr("127.0.0.1:0".parse().unwrap())
         .max_traces(1)
         .start()

@@ -7,7 +7,7 @@ use std::net::UdpSocket;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use xray_local::XrayLocal;
+use xray_local::XRayLocal;
 
 fn datagram(i: usize) -> String {
     format!(
@@ -16,9 +16,9 @@ fn datagram(i: usize) -> String {
     )
 }
 
-fn daemon() -> Arc<XrayLocal> {
+fn daemon() -> Arc<XRayLocal> {
     Arc::new(
-        XrayLocal::builder()
+        XRayLocal::builder()
             .udp_addr("127.0.0.1:0".parse().unwrap())
             .max_traces(100)
             // Longer than the test: only the pressure of the bound settles them early.

@@ -9,12 +9,12 @@ use std::net::UdpSocket;
 use std::time::{Duration, Instant};
 
 use xray_api::Xray;
-use xray_local::XrayLocal;
+use xray_local::XRayLocal;
 
 #[test]
 fn a_lone_document_after_a_quiet_spell_goes_within_the_idle_time() {
     let xray = Xray::start();
-    let daemon = XrayLocal::builder()
+    let daemon = XRayLocal::builder()
         .udp_addr("127.0.0.1:0".parse().unwrap())
         .forward(
             xray.forward_config()
@@ -51,7 +51,7 @@ fn unprocessed_documents_go_again_only_when_the_reason_passes() {
                 {"Id":"0000000000000002","ErrorCode":"InvalidTraceId","Message":"Invalid segment"}]}"#,
         ],
     );
-    let daemon = XrayLocal::builder()
+    let daemon = XRayLocal::builder()
         .udp_addr("127.0.0.1:0".parse().unwrap())
         .forward(
             xray.forward_config()

@@ -5,7 +5,7 @@ mod support;
 
 use serde_json::json;
 use support::{HEADER, Sdk, WAIT, datagram, id, start, trace_id};
-use xray_local::{DropReason, XrayLocal};
+use xray_local::{DropReason, XRayLocal};
 
 #[test]
 fn each_malformed_datagram_is_counted_under_its_reason() {
@@ -77,7 +77,7 @@ fn each_malformed_datagram_is_counted_under_its_reason() {
 
 #[test]
 fn oversize_datagrams_are_dropped_before_parsing() {
-    let local = XrayLocal::builder()
+    let local = XRayLocal::builder()
         .udp_addr("127.0.0.1:0".parse().unwrap())
         .max_datagram_size(1024)
         .start()

@@ -11,7 +11,7 @@ use std::time::Duration;
 
 use serde::de::{IgnoredAny, SeqAccess, Visitor};
 use serde_json::{Map, Value, json};
-use xray_local::XrayLocal;
+use xray_local::XRayLocal;
 
 mod support;
 use support::{Sdk, WAIT, id, trace_id};
@@ -149,7 +149,7 @@ impl<R: BufRead> Read for Chunks<R> {
 
 #[test]
 fn the_byte_bound_holds_in_memory_and_through_a_full_read() {
-    let local = XrayLocal::builder()
+    let local = XRayLocal::builder()
         .udp_addr("127.0.0.1:0".parse().unwrap())
         .tcp_addr("127.0.0.1:0".parse().unwrap())
         .max_traces(100_000)

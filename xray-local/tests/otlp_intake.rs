@@ -15,10 +15,11 @@ use base64::Engine as _;
 use prost::Message as _;
 use serde_json::Value;
 use xray_api::Xray;
-use xray_local::{DropReason, Trace, XrayLocal};
+use xray_local::{DropReason, Trace, XRayLocal};
 use xray_otlp_http::OtlpHttpTransport;
 use xray_sdk::otlp::proto::tonic::collector::trace::v1::ExportTraceServiceRequest;
-use xray_sdk::{DaemonAddress, LocalSampler, Recorder, SamplingRules, TraceId, TransportKind};
+use xray_sdk::sampling::{LocalSampler, SamplingRules};
+use xray_sdk::{DaemonAddress, Recorder, TraceId, TransportKind};
 
 fn sample_all() -> Arc<LocalSampler> {
     Arc::new(LocalSampler::new(
@@ -56,8 +57,8 @@ fn assert_shown(trace: &Trace) {
     assert!(trace.orphans().is_empty());
 }
 
-fn forwarding(xray: &Xray) -> XrayLocal {
-    XrayLocal::builder()
+fn forwarding(xray: &Xray) -> XRayLocal {
+    XRayLocal::builder()
         .udp_addr("127.0.0.1:0".parse().unwrap())
         .forward(
             xray.forward_config()
@@ -192,7 +193,7 @@ fn post(addr: std::net::SocketAddr, content_type: &str, body: &[u8]) -> (u16, Ve
 
 #[test]
 fn bad_spans_are_refused_and_counted_and_the_daemon_goes_on() {
-    let daemon = XrayLocal::builder()
+    let daemon = XRayLocal::builder()
         .udp_addr("127.0.0.1:0".parse().unwrap())
         .start()
         .unwrap();
@@ -244,7 +245,7 @@ fn bad_spans_are_refused_and_counted_and_the_daemon_goes_on() {
 #[test]
 fn spans_whose_ids_make_no_document_are_counted_and_their_neighbours_kept() {
     use xray_sdk::otlp::proto::tonic::trace::v1::{ResourceSpans, ScopeSpans, Span};
-    let daemon = XrayLocal::builder()
+    let daemon = XRayLocal::builder()
         .udp_addr("127.0.0.1:0".parse().unwrap())
         .start()
         .unwrap();

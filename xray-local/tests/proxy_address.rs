@@ -12,7 +12,7 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use xray_api::Xray;
-use xray_local::{ForwardConfig, XrayLocal};
+use xray_local::{ForwardConfig, XRayLocal};
 
 /// A forward proxy: relays each request to the host its absolute URL names and keeps its
 /// request line.
@@ -109,7 +109,7 @@ fn post(addr: SocketAddr, path: &str, body: &str) -> u16 {
 fn uploads_telemetry_and_sampling_calls_all_go_through_the_proxy() {
     let xray = Xray::start();
     let proxy = Proxy::start();
-    let daemon = XrayLocal::builder()
+    let daemon = XRayLocal::builder()
         .udp_addr("127.0.0.1:0".parse().unwrap())
         .forward(
             xray.forward_config()

@@ -6,10 +6,10 @@ use std::time::{SystemTime, UNIX_EPOCH};
 
 use serde_json::{Value, json};
 use support::{WAIT, get_json, http, post_json};
-use xray_local::{RulesError, SamplingRule, XrayLocal};
+use xray_local::{CentralizedRule, CentralizedRulesError, XRayLocal};
 
-fn start_with(rules: &str, page_size: usize) -> XrayLocal {
-    XrayLocal::builder()
+fn start_with(rules: &str, page_size: usize) -> XRayLocal {
+    XRayLocal::builder()
         .udp_addr("127.0.0.1:0".parse().unwrap())
         .rules_json(rules)
         .unwrap()
@@ -18,7 +18,7 @@ fn start_with(rules: &str, page_size: usize) -> XrayLocal {
         .unwrap()
 }
 
-fn start() -> XrayLocal {
+fn start() -> XRayLocal {
     support::start()
 }
 
@@ -240,7 +240,7 @@ fn changed_rules_move_last_rule_modification() {
     .to_string();
     let (_, before) = post_json(local.tcp_addr(), "/SamplingTargets", &report);
     local
-        .set_sampling_rules(vec![SamplingRule::new("new", 5, 0.5, 2)])
+        .set_sampling_rules(vec![CentralizedRule::new("new", 5, 0.5, 2)])
         .unwrap();
     let (_, after) = post_json(local.tcp_addr(), "/SamplingTargets", &report);
     assert!(
@@ -254,8 +254,8 @@ fn changed_rules_move_last_rule_modification() {
         .collect();
     assert_eq!(names, ["new", "Default"]);
     assert!(matches!(
-        local.set_sampling_rules(vec![SamplingRule::new("x", 1, 2.0, 1)]),
-        Err(RulesError::FixedRate(_))
+        local.set_sampling_rules(vec![CentralizedRule::new("x", 1, 2.0, 1)]),
+        Err(CentralizedRulesError::FixedRate(_))
     ));
 }
 
@@ -330,27 +330,29 @@ fn bad_requests_get_an_xray_error_and_the_daemon_keeps_serving() {
 
 #[test]
 fn invalid_rules_are_refused_with_a_reason() {
-    let builder = || XrayLocal::builder().udp_addr("127.0.0.1:0".parse().unwrap());
+    let builder = || XRayLocal::builder().udp_addr("127.0.0.1:0".parse().unwrap());
     assert!(matches!(
         builder().rules_json("{}"),
-        Err(RulesError::Json(_))
+        Err(CentralizedRulesError::Json(_))
     ));
     assert!(matches!(
         builder().rules_json(r#"[{"RuleName": "a", "Priority": 1, "FixedRate": 0.1}]"#),
-        Err(RulesError::Json(_))
+        Err(CentralizedRulesError::Json(_))
     ));
     let dup = vec![
-        SamplingRule::new("a", 1, 0.1, 1),
-        SamplingRule::new("a", 2, 0.1, 1),
+        CentralizedRule::new("a", 1, 0.1, 1),
+        CentralizedRule::new("a", 2, 0.1, 1),
     ];
-    assert!(matches!(builder().rules(dup), Err(RulesError::DuplicateName(n)) if n == "a"));
+    assert!(
+        matches!(builder().rules(dup), Err(CentralizedRulesError::DuplicateName(n)) if n == "a")
+    );
     assert!(matches!(
-        builder().rules(vec![SamplingRule::new("", 1, 0.1, 1)]),
-        Err(RulesError::EmptyName)
+        builder().rules(vec![CentralizedRule::new("", 1, 0.1, 1)]),
+        Err(CentralizedRulesError::EmptyName)
     ));
     assert!(matches!(
         builder().rules_file("/nonexistent/rules.json"),
-        Err(RulesError::Read(_))
+        Err(CentralizedRulesError::Read(_))
     ));
 }
 

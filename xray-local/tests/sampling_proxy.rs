@@ -10,8 +10,9 @@ use std::time::Duration;
 
 use aws_credential_types::Credentials;
 use aws_credential_types::provider::SharedCredentialsProvider;
-use xray_local::{ForwardConfig, XrayLocal};
-use xray_sdk::{CentralizedSampler, DaemonAddress, Recorder, SamplingRequest};
+use xray_local::{ForwardConfig, XRayLocal};
+use xray_sdk::sampling::{CentralizedSampler, SamplingRequest};
+use xray_sdk::{DaemonAddress, Recorder};
 
 #[path = "support/xray_api.rs"]
 mod xray_api;
@@ -23,10 +24,10 @@ const SECRET_KEY: &str = "wJalrXUtnFEMI/K7MDENG+bPxRfiCYEXAMPLEKEY";
 const TOKEN: &str = "session/token+with=odd";
 const REGION: &str = "eu-west-3";
 
-fn forwarding_daemon(endpoint: &str) -> XrayLocal {
+fn forwarding_daemon(endpoint: &str) -> XRayLocal {
     let credentials =
         Credentials::new(ACCESS_KEY, SECRET_KEY, Some(TOKEN.to_owned()), None, "test");
-    XrayLocal::builder()
+    XRayLocal::builder()
         .udp_addr("127.0.0.1:0".parse().unwrap())
         .forward(
             ForwardConfig::new(REGION)
@@ -182,7 +183,7 @@ fn an_x_ray_that_is_down_is_a_counted_502_not_a_hang() {
 #[test]
 fn with_local_sampling_the_local_rules_answer_even_when_forwarding() {
     let xray = Xray::start();
-    let daemon = XrayLocal::builder()
+    let daemon = XRayLocal::builder()
         .udp_addr("127.0.0.1:0".parse().unwrap())
         .forward(ForwardConfig::new(REGION).endpoint(xray.url()).credentials(
             SharedCredentialsProvider::new(Credentials::new("a", "b", None, None, "test")),

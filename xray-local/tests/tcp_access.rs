@@ -12,10 +12,10 @@ use std::sync::mpsc;
 use serde_json::{Value, json};
 use support::raw_http::{local, request};
 use support::{Sdk, WAIT, id, segment, trace_id};
-use xray_local::XrayLocal;
+use xray_local::XRayLocal;
 
 /// A daemon holding one trace; returns it with the trace's id.
-fn holding_a_trace(builder: xray_local::XrayLocalBuilder) -> (XrayLocal, String) {
+fn holding_a_trace(builder: xray_local::XRayLocalBuilder) -> (XRayLocal, String) {
     let daemon = builder.start().unwrap();
     let t = trace_id();
     Sdk::new(&daemon).send(&segment(&t, &id(), "secret-service", 1.0, 2.0));
@@ -23,8 +23,8 @@ fn holding_a_trace(builder: xray_local::XrayLocalBuilder) -> (XrayLocal, String)
     (daemon, t)
 }
 
-fn on_loopback() -> xray_local::XrayLocalBuilder {
-    XrayLocal::builder().udp_addr("127.0.0.1:0".parse().unwrap())
+fn on_loopback() -> xray_local::XRayLocalBuilder {
+    XRayLocal::builder().udp_addr("127.0.0.1:0".parse().unwrap())
 }
 
 fn get(addr: SocketAddr, path: &str, headers: &[(&str, &str)]) -> (u16, String) {
@@ -199,7 +199,7 @@ fn allow_host_opens_the_read_api_to_a_name() {
 
 #[test]
 fn a_wildcard_udp_address_keeps_the_api_on_loopback() {
-    let daemon = XrayLocal::builder()
+    let daemon = XRayLocal::builder()
         .udp_addr("0.0.0.0:0".parse().unwrap())
         .start()
         .unwrap();
@@ -221,7 +221,7 @@ fn a_wildcard_udp_address_keeps_the_api_on_loopback() {
 
     // Told explicitly, it listens everywhere, and answers a Host with any IP address (a
     // rebinding attack needs a name).
-    let daemon = XrayLocal::builder()
+    let daemon = XRayLocal::builder()
         .udp_addr("0.0.0.0:0".parse().unwrap())
         .tcp_addr("0.0.0.0:0".parse().unwrap())
         .start()

@@ -11,7 +11,7 @@ use std::time::{Duration, Instant};
 use serde_json::{Value, json};
 use support::raw_http::{closed_after, local};
 use support::{Sdk, WAIT, get_json, id, segment, trace_id};
-use xray_local::XrayLocal;
+use xray_local::XRayLocal;
 
 /// What the SDKs allow a sampling call (2 s), with room to spare: the upper bound asserted.
 const SAMPLING_BOUND: Duration = Duration::from_secs(1);
@@ -106,7 +106,7 @@ fn silent_and_slow_clients_are_closed_after_a_short_timeout() {
 
 /// Sends `n` traces of a segment and ten `remote` subsegments (service nodes, so that
 /// `service(..)` looks at each), pacing on the daemon; returns how many traces it holds.
-fn load(daemon: &XrayLocal, n: u64) -> usize {
+fn load(daemon: &XRayLocal, n: u64) -> usize {
     let sdk = Sdk::new(daemon);
     let mut sent = 0;
     while sent < n {

@@ -10,12 +10,12 @@ use std::time::{Duration, Instant};
 
 use serde_json::Value;
 use xray_api::Xray;
-use xray_local::XrayLocal;
+use xray_local::XRayLocal;
 
 const RESOURCE: &str = "arn:aws:ec2:eu-west-3:123456789012:instance/i-0123456789abcdef0";
 
-fn daemon(xray: &Xray) -> XrayLocal {
-    XrayLocal::builder()
+fn daemon(xray: &Xray) -> XRayLocal {
+    XRayLocal::builder()
         .udp_addr("127.0.0.1:0".parse().unwrap())
         .forward(
             xray.forward_config()
@@ -51,7 +51,7 @@ fn sum(records: &[(Value, Value)], pointer: &str) -> u64 {
         .sum()
 }
 
-fn send(daemon: &XrayLocal, datagrams: &[String]) {
+fn send(daemon: &XRayLocal, datagrams: &[String]) {
     let socket = UdpSocket::bind("127.0.0.1:0").unwrap();
     for d in datagrams {
         socket.send_to(d.as_bytes(), daemon.udp_addr()).unwrap();

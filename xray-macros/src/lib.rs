@@ -21,7 +21,8 @@ use quote::ToTokens;
 /// ```
 /// use xray_sdk::{capture, Recorder};
 /// # use std::sync::Arc;
-/// # use xray_sdk::{InMemoryEmitter, LocalSampler, SamplingRules};
+/// # use xray_sdk::InMemoryEmitter;
+/// # use xray_sdk::sampling::{LocalSampler, SamplingRules};
 ///
 /// #[capture]
 /// fn load_basket(user: u64) -> Vec<u32> {
@@ -181,7 +182,8 @@ use quote::ToTokens;
 ///
 /// ```
 /// # use std::sync::Arc;
-/// # use xray_sdk::{InMemoryEmitter, LocalSampler, SamplingRules};
+/// # use xray_sdk::InMemoryEmitter;
+/// # use xray_sdk::sampling::{LocalSampler, SamplingRules};
 /// use xray_sdk::{capture, FutureExt, Recorder};
 ///
 /// #[capture(annotate(key))]
@@ -246,7 +248,8 @@ use quote::ToTokens;
 ///
 /// ```
 /// # use std::sync::Arc;
-/// use xray_sdk::{capture, ContextMissing, InMemoryEmitter, Recorder};
+/// use xray_sdk::{capture, InMemoryEmitter, Recorder};
+/// use xray_sdk::config::ContextMissing;
 ///
 /// struct Service {
 ///     recorder: Recorder,
@@ -279,11 +282,15 @@ use quote::ToTokens;
 /// `const fn`, a method without a body, or something that is not a function.
 ///
 /// [`xray_sdk::current`]: https://docs.rs/xray-sdk/latest/xray_sdk/fn.current.html
-/// [`Recorder::global`]: https://docs.rs/xray-sdk/latest/xray_sdk/struct.Recorder.html#method.global
+/// [`Recorder::global`]:
+/// https://docs.rs/xray-sdk/latest/xray_sdk/struct.Recorder.html#method.global
 /// [`AnnotationValue`]: https://docs.rs/xray-sdk/latest/xray_sdk/enum.AnnotationValue.html
-/// [`FutureExt::in_current_context`]: https://docs.rs/xray-sdk/latest/xray_sdk/trait.FutureExt.html#method.in_current_context
-/// [`FutureExt::with_context`]: https://docs.rs/xray-sdk/latest/xray_sdk/trait.FutureExt.html#method.with_context
-/// [`Subsegment::instrument`]: https://docs.rs/xray-sdk/latest/xray_sdk/struct.Subsegment.html#method.instrument
+/// [`FutureExt::in_current_context`]:
+/// https://docs.rs/xray-sdk/latest/xray_sdk/trait.FutureExt.html#method.in_current_context
+/// [`FutureExt::with_context`]:
+/// https://docs.rs/xray-sdk/latest/xray_sdk/trait.FutureExt.html#method.with_context
+/// [`Subsegment::instrument`]:
+/// https://docs.rs/xray-sdk/latest/xray_sdk/struct.Subsegment.html#method.instrument
 #[proc_macro_attribute]
 pub fn capture(args: TokenStream, item: TokenStream) -> TokenStream {
     let args = match syn::parse::<attr::CaptureArgs>(args) {

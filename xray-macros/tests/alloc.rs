@@ -8,9 +8,9 @@ use std::future::Future;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::task::{Context, Poll, Waker};
 
-use xray_sdk::{
-    ContextMissing, InMemoryEmitter, Recorder, SamplerKind, SamplingRequest, TraceHeader, capture,
-};
+use xray_sdk::config::ContextMissing;
+use xray_sdk::sampling::SamplingRequest;
+use xray_sdk::{InMemoryEmitter, Recorder, SamplerKind, TraceHeader, capture};
 
 struct Counting;
 

@@ -4,7 +4,8 @@ mod support;
 
 use serde_json::json;
 use support::{in_segment, names, only_sub, single, subs};
-use xray_sdk::{ContextMissing, Recorder, capture};
+use xray_sdk::config::ContextMissing;
+use xray_sdk::{Recorder, capture};
 
 #[capture]
 fn load_basket(id: u64) -> u64 {

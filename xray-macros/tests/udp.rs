@@ -6,8 +6,9 @@ mod support;
 use std::sync::Arc;
 use std::time::Duration;
 
-use xray_local::XrayLocal;
-use xray_sdk::{DaemonAddress, FutureExt, LocalSampler, Recorder, SamplingRules, capture};
+use xray_local::XRayLocal;
+use xray_sdk::sampling::{LocalSampler, SamplingRules};
+use xray_sdk::{DaemonAddress, FutureExt, Recorder, capture};
 
 #[derive(Debug)]
 struct Unavailable;
@@ -44,7 +45,7 @@ async fn checkout(skus: &[&str]) -> usize {
 
 #[test]
 fn a_captured_call_tree_arrives_whole() {
-    let local = XrayLocal::builder()
+    let local = XRayLocal::builder()
         .udp_addr("127.0.0.1:0".parse().unwrap())
         .quiet_period(Duration::from_millis(200))
         .start()

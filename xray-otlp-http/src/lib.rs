@@ -20,7 +20,8 @@
 //!
 //! # How it sends
 //!
-//! - [`export`](xray_sdk::Transport::export) converts the entities to spans on the caller's
+//! - [`export`](xray_sdk::transport::Transport::export) converts the entities to spans on the
+//!   caller's
 //!   thread and queues them; a sender thread of its own batches them (at most 10,000 spans and
 //!   5 MB uncompressed a request, the endpoint's limits) and posts them. A span over 200 KB is
 //!   dropped and counted in `dropped_too_large`; spans that do not fit the bounded queue
@@ -32,8 +33,9 @@
 //!   answer) counts those spans as failed and the rest as sent.
 //! - Every request is signed anew (SigV4, service `xray`) when signing is on; credentials come
 //!   from the provider given, or the standard chain, and are refreshed before they expire.
-//! - [`flush`](xray_sdk::Transport::flush) and
-//!   [`shutdown`](xray_sdk::Transport::shutdown) never wait past their deadline; a shutdown
+//! - [`flush`](xray_sdk::transport::Transport::flush) and
+//!   [`shutdown`](xray_sdk::transport::Transport::shutdown) never wait past their deadline; a
+//!   shutdown
 //!   also cuts retries short at it.
 //!
 //! Counters count spans.
@@ -55,7 +57,9 @@ use xray_sdk::otlp::proto::tonic::collector::trace::v1::{
 use xray_sdk::otlp::proto::tonic::common::v1::InstrumentationScope;
 use xray_sdk::otlp::proto::tonic::resource::v1::Resource;
 use xray_sdk::otlp::proto::tonic::trace::v1::{ResourceSpans, ScopeSpans, Span};
-use xray_sdk::{Finished, Transport, TransportCounters, TransportErrorKind, TransportStats};
+use xray_sdk::transport::{
+    Finished, Transport, TransportCounters, TransportErrorKind, TransportStats,
+};
 
 /// The endpoint's limit on one request, uncompressed.
 pub const MAX_REQUEST_BYTES: usize = 5_000_000;

@@ -16,10 +16,12 @@ use axum::response::{IntoResponse, Response};
 use parking_lot::Mutex;
 use prost::Message;
 use xray_otlp_http::OtlpHttpTransport;
+use xray_sdk::Recorder;
 use xray_sdk::otlp::proto::tonic::collector::trace::v1::{
     ExportTracePartialSuccess, ExportTraceServiceRequest, ExportTraceServiceResponse,
 };
-use xray_sdk::{LocalSampler, Recorder, SamplingRules, Transport, TransportErrorKind};
+use xray_sdk::sampling::{LocalSampler, SamplingRules};
+use xray_sdk::transport::{Transport, TransportErrorKind};
 
 /// What the server answers, in turn; the last answer repeats.
 #[derive(Clone)]

@@ -9,18 +9,20 @@ use axum::routing::any;
 use reqwest_middleware::{ClientBuilder, ClientWithMiddleware};
 use serde_json::Value;
 use xray_reqwest::XRayMiddleware;
-use xray_sdk::{ContextMissing, FutureExt, Recorder, Sampled, TraceHeader};
+use xray_sdk::config::ContextMissing;
+use xray_sdk::header::Sampled;
+use xray_sdk::{FutureExt, Recorder, TraceHeader};
 
 /// A builder for a recorder that samples every new trace and reads no environment.
 fn sampling_all() -> xray_sdk::RecorderBuilder {
-    let rules = xray_sdk::SamplingRules::builder()
+    let rules = xray_sdk::sampling::SamplingRules::builder()
         .with_default(0, 1.0)
         .build()
         .expect("valid rules");
     Recorder::builder()
         .ignore_environment()
         .with_service_name("test")
-        .with_sampler(Arc::new(xray_sdk::LocalSampler::new(rules)))
+        .with_sampler(Arc::new(xray_sdk::sampling::LocalSampler::new(rules)))
 }
 
 /// A recorder that samples everything into memory.

@@ -12,7 +12,8 @@ use sqlx_core::database::Database;
 use sqlx_core::error::{BoxDynError, Error};
 use sqlx_core::executor::Execute;
 use sqlx_core::sql_str::SqlStr;
-use xray_sdk::{Cause, Namespace, Sql, Subsegment, capped_field};
+use xray_sdk::document::{Sql, capped_field};
+use xray_sdk::{Cause, Namespace, Subsegment};
 
 use crate::Shared;
 use crate::sanitize::sanitize;

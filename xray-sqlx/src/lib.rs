@@ -82,7 +82,7 @@ use sqlx_core::executor::{Execute, Executor};
 use sqlx_core::pool::Pool;
 use sqlx_core::sql_str::SqlStr;
 use sqlx_core::transaction::Transaction;
-use xray_sdk::{Sql, capped_field};
+use xray_sdk::document::{Sql, capped_field};
 
 use crate::call::{Call, Traced, TracedFuture};
 pub use crate::database::XRayDatabase;

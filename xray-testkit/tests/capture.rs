@@ -2,7 +2,7 @@
 
 use std::panic::{AssertUnwindSafe, catch_unwind};
 
-use xray_sdk::ManualClock;
+use xray_sdk::clock::ManualClock;
 use xray_testkit::capture::Capture;
 
 /// The message of the panic `f` raises.

@@ -23,7 +23,9 @@ use axum::routing::get;
 use criterion::{Criterion, criterion_group, criterion_main};
 use http::Request;
 use tower::ServiceExt;
-use xray_sdk::{Datagram, EmitError, Emitter, LocalSampler, Recorder, SamplingRules};
+use xray_sdk::Recorder;
+use xray_sdk::sampling::{LocalSampler, SamplingRules};
+use xray_sdk::transport::{Datagram, EmitError, Emitter};
 use xray_tower::XRayLayer;
 
 #[derive(Debug)]

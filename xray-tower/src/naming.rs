@@ -7,7 +7,8 @@ use std::sync::Arc;
 ///
 /// - [`fixed`](Self::fixed): always the same name, usually the service's.
 /// - [`dynamic`](Self::dynamic): the request's `Host` when it matches a wildcard pattern (`*`
-///   any run of characters, `?` exactly one, case-insensitive, see [`xray_sdk::wildcard_match`]),
+///   any run of characters, `?` exactly one, case-insensitive, see
+///   [`xray_sdk::sampling::wildcard_match`]),
 ///   otherwise a fallback name. A client chooses the `Host` it sends, so the pattern is what
 ///   keeps arbitrary names out of the service map: use the narrowest pattern that covers your
 ///   domains.
@@ -73,7 +74,7 @@ impl SegmentNaming {
                 Some(host)
                     if !host.is_empty()
                         && host.chars().nth(MAX_NAME_CHARS).is_none()
-                        && xray_sdk::wildcard_match(pattern, host) =>
+                        && xray_sdk::sampling::wildcard_match(pattern, host) =>
                 {
                     host
                 }

@@ -18,7 +18,7 @@ pub(crate) fn record_panic(entity: &Entity, payload: &(dyn Any + Send)) {
 /// `s` cut to what the service keeps, so a client's oversized header or path is never copied
 /// whole into a document that lives as long as the request.
 pub(crate) fn capped(s: &str) -> String {
-    xray_sdk::capped_field(s).to_owned()
+    xray_sdk::document::capped_field(s).to_owned()
 }
 
 /// A header value from text this crate wrote (ids and fixed keys, always visible ASCII).

@@ -8,7 +8,8 @@ use std::sync::{Arc, Mutex};
 use http::{HeaderMap, Request, Response, StatusCode};
 use serde_json::Value;
 use tower::{Layer, ServiceExt, service_fn};
-use xray_sdk::{ContextMissing, FutureExt, Recorder, TraceHeader};
+use xray_sdk::config::ContextMissing;
+use xray_sdk::{FutureExt, Recorder, TraceHeader};
 use xray_tower::XRayClientLayer;
 
 use support::{in_memory, sampling_all};
@@ -96,7 +97,7 @@ async fn records_a_remote_subsegment_and_sends_its_id() {
         sent.parent().unwrap().to_string(),
         call["id"].as_str().unwrap()
     );
-    assert_eq!(sent.sampled(), xray_sdk::Sampled::Yes);
+    assert_eq!(sent.sampled(), xray_sdk::header::Sampled::Yes);
     let all = seen.lock().unwrap()[0]
         .get_all("x-amzn-trace-id")
         .iter()
@@ -148,8 +149,11 @@ async fn unsampled_trace_is_propagated_as_sampled_0() {
         .with_recorder(recorder.clone())
         .layer(inner);
     let upstream: TraceHeader = format!("Root={ROOT};Sampled=0").parse().unwrap();
-    let segment =
-        recorder.begin_segment_with("caller", Some(&upstream), &xray_sdk::SamplingRequest::new());
+    let segment = recorder.begin_segment_with(
+        "caller",
+        Some(&upstream),
+        &xray_sdk::sampling::SamplingRequest::new(),
+    );
     svc.oneshot(Request::get("http://b.internal/").body(()).unwrap())
         .with_context(segment.entity().clone())
         .await
@@ -158,7 +162,7 @@ async fn unsampled_trace_is_propagated_as_sampled_0() {
     assert!(xray_testkit::checked(emitter.documents()).is_empty());
     let sent: TraceHeader = sent_header(&seen).unwrap().parse().unwrap();
     assert_eq!(sent.root().to_string(), ROOT);
-    assert_eq!(sent.sampled(), xray_sdk::Sampled::No);
+    assert_eq!(sent.sampled(), xray_sdk::header::Sampled::No);
     assert!(sent.parent().is_some());
 }
 

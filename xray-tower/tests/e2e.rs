@@ -22,8 +22,9 @@ use hyper_util::service::TowerToHyperService;
 use tokio::io::AsyncWriteExt;
 use tokio::sync::{Semaphore, mpsc};
 use tower::{Layer, ServiceExt};
-use xray_local::{Trace, XrayLocal};
-use xray_sdk::{DaemonAddress, ManualClock, Recorder, TraceHeader};
+use xray_local::{Trace, XRayLocal};
+use xray_sdk::clock::ManualClock;
+use xray_sdk::{DaemonAddress, Recorder, TraceHeader};
 use xray_tower::{XRayClient, XRayClientLayer, XRayLayer};
 
 use support::{ChannelBody, sampling_all};
@@ -36,8 +37,8 @@ fn plain_client() -> Plain {
     Client::builder(TokioExecutor::new()).build_http()
 }
 
-fn local() -> XrayLocal {
-    XrayLocal::builder()
+fn local() -> XRayLocal {
+    XRayLocal::builder()
         .udp_addr("127.0.0.1:0".parse().unwrap())
         // B's segment arrives before A's: wait for the trace to be quiet, not just whole.
         .quiet_period(Duration::from_millis(200))
@@ -45,7 +46,7 @@ fn local() -> XrayLocal {
         .expect("xray-local starts")
 }
 
-fn recorder_for(local: &XrayLocal) -> Recorder {
+fn recorder_for(local: &XRayLocal) -> Recorder {
     sampling_all()
         .with_daemon_address(DaemonAddress::new(local.udp_addr()))
         .build()
@@ -146,7 +147,7 @@ fn root_of(answered: Option<String>) -> String {
     header.root().to_string()
 }
 
-async fn wait_trace(local: &Arc<XrayLocal>, id: String) -> Trace {
+async fn wait_trace(local: &Arc<XRayLocal>, id: String) -> Trace {
     let local = local.clone();
     let trace = tokio::task::spawn_blocking(move || local.wait_for_trace(&id, WAIT))
         .await
@@ -250,7 +251,7 @@ async fn unsampled_upstream_records_nothing_and_propagates() {
     assert_eq!(answered.as_deref(), Some(&*format!("Root={unsampled}")));
     let b_saw: TraceHeader = b_saw.parse().unwrap();
     assert_eq!(b_saw.root().to_string(), unsampled);
-    assert_eq!(b_saw.sampled(), xray_sdk::Sampled::No);
+    assert_eq!(b_saw.sampled(), xray_sdk::header::Sampled::No);
 
     // A sampled request after it: once its documents are in, the unsampled ones would be too.
     let (_, answered, _) = get_from(&plain, format!("http://{a}/a"), None).await;

@@ -15,7 +15,8 @@ use http::{Request, Response, StatusCode};
 use http_body_util::BodyExt;
 use serde_json::Value;
 use tower::{Layer, ServiceExt, service_fn};
-use xray_sdk::{ManualClock, Recorder, TraceHeader};
+use xray_sdk::clock::ManualClock;
+use xray_sdk::{Recorder, TraceHeader};
 use xray_tower::{SegmentNaming, XRayLayer};
 
 use support::{ChannelBody, in_memory, sampling_all};
@@ -190,8 +191,8 @@ async fn sampling_requested_gets_the_decision_and_nothing_echoed() {
     let never = Recorder::builder()
         .ignore_environment()
         .with_emitter(xray_sdk::InMemoryEmitter::new())
-        .with_sampler(Arc::new(xray_sdk::LocalSampler::new(
-            xray_sdk::SamplingRules::builder()
+        .with_sampler(Arc::new(xray_sdk::sampling::LocalSampler::new(
+            xray_sdk::sampling::SamplingRules::builder()
                 .with_default(0, 0.0)
                 .build()
                 .unwrap(),
@@ -438,7 +439,7 @@ async fn disabled_recorder_passes_through() {
 async fn tracing_name_from_the_environment_wins() {
     let emitter = xray_sdk::InMemoryEmitter::new();
     let recorder = sampling_all()
-        .with_env(|k| (k == xray_sdk::ENV_TRACING_NAME).then(|| "forced".to_owned()))
+        .with_env(|k| (k == xray_sdk::config::ENV_TRACING_NAME).then(|| "forced".to_owned()))
         .with_emitter(emitter.clone())
         .build()
         .unwrap();

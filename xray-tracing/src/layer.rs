@@ -5,7 +5,8 @@ use tracing::span::{Attributes, Id, Record};
 use tracing::{Event, Level, Subscriber};
 use tracing_subscriber::layer::Context;
 use tracing_subscriber::registry::{LookupSpan, SpanRef};
-use xray_sdk::{AnnotationValue, Cause, ContextGuard, Entity, Subsegment};
+use xray_sdk::context::ContextGuard;
+use xray_sdk::{AnnotationValue, Cause, Entity, Subsegment};
 
 use crate::fields::{Fields, Value, annotation_key};
 

@@ -8,7 +8,8 @@ use serde_json::Value;
 use tracing::instrument::WithSubscriber;
 use tracing::{Instrument, Subscriber};
 use tracing_subscriber::prelude::*;
-use xray_sdk::{FutureExt, InMemoryEmitter, LocalSampler, Recorder, SamplingRules};
+use xray_sdk::sampling::{LocalSampler, SamplingRules};
+use xray_sdk::{FutureExt, InMemoryEmitter, Recorder};
 use xray_tracing_subscriber::XRaySpanLayer;
 
 fn recorder(rate: f64) -> (Recorder, InMemoryEmitter) {

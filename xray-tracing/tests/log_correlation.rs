@@ -13,10 +13,8 @@ use tracing::Subscriber;
 use tracing_subscriber::filter::{LevelFilter, Targets};
 use tracing_subscriber::fmt;
 use tracing_subscriber::prelude::*;
-use xray_sdk::{
-    InMemoryEmitter, LocalSampler, Recorder, SamplingRequest, SamplingRules, SegmentId, Subsegment,
-    TraceHeader, TraceId,
-};
+use xray_sdk::sampling::{LocalSampler, SamplingRequest, SamplingRules};
+use xray_sdk::{InMemoryEmitter, Recorder, SegmentId, Subsegment, TraceHeader, TraceId};
 use xray_tracing_subscriber::{LogFields, XRayEventFormat, XRaySpanLayer, log_fields};
 
 // ===== fixtures =====

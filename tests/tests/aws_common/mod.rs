@@ -9,16 +9,17 @@ use std::time::Duration;
 
 use base64::Engine as _;
 use serde_json::Value;
-use xray_local::XrayLocal;
-use xray_sdk::{DaemonAddress, LocalSampler, Recorder, SamplingRules, TraceId};
+use xray_local::XRayLocal;
+use xray_sdk::sampling::{LocalSampler, SamplingRules};
+use xray_sdk::{DaemonAddress, Recorder, TraceId};
 
 pub const REGION: &str = "us-east-1";
 pub const ACCESS_KEY: &str = "AKIDEXAMPLETESTKEY00";
 pub const SECRET_KEY: &str = "test-secret-key-not-real";
 
 /// A local collector and a recorder that samples everything and sends there.
-pub fn collector_and_recorder() -> (XrayLocal, Recorder) {
-    let local = XrayLocal::builder()
+pub fn collector_and_recorder() -> (XRayLocal, Recorder) {
+    let local = XRayLocal::builder()
         .udp_addr("127.0.0.1:0".parse().unwrap())
         .quiet_period(Duration::from_millis(200))
         .start()
@@ -80,7 +81,7 @@ pub fn http_client() -> aws_smithy_runtime_api::client::http::SharedHttpClient {
 // ===== reading what was recorded =====
 
 /// The `aws` block of a subsegment.
-pub fn aws<'a>(e: &xray_local::Entity<'a>) -> &'a Value {
+pub fn aws<'a>(e: &xray_local::TraceEntity<'a>) -> &'a Value {
     e.get("aws").expect("aws block")
 }
 
@@ -89,7 +90,7 @@ pub fn the_one<'a>(
     trace: &'a xray_local::Trace,
     name: &'a str,
     op: &str,
-) -> xray_local::Entity<'a> {
+) -> xray_local::TraceEntity<'a> {
     let found: Vec<_> = trace
         .find_all(name)
         .filter(|e| e.get("aws").and_then(|a| a.get("operation")) == Some(&Value::from(op)))
@@ -100,7 +101,7 @@ pub fn the_one<'a>(
 
 /// The trace as it is once `until` holds for it, polling `local` for at most 20 s.
 pub fn wait_for(
-    local: &XrayLocal,
+    local: &XRayLocal,
     trace_id: TraceId,
     until: impl Fn(&xray_local::Trace) -> bool,
 ) -> xray_local::Trace {
@@ -144,7 +145,7 @@ pub fn recorded_body(request: &Value) -> String {
 }
 
 /// The `X-Amzn-Trace-Id` a traced call sends: its subsegment `sub` as parent, sampled.
-pub fn call_header(trace_id: &str, sub: &xray_local::Entity<'_>) -> String {
+pub fn call_header(trace_id: &str, sub: &xray_local::TraceEntity<'_>) -> String {
     format!("Root={trace_id};Parent={};Sampled=1", sub.id().unwrap())
 }
 

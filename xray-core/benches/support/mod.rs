@@ -11,7 +11,8 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::Duration;
 
 use serde::Serialize;
-use xray_sdk::{LocalSampler, Recorder, SamplingRequest, SamplingRules, SharedSampler};
+use xray_sdk::Recorder;
+use xray_sdk::sampling::{LocalSampler, SamplingRequest, SamplingRules, SharedSampler};
 
 #[derive(Serialize)]
 pub(crate) struct Sub {

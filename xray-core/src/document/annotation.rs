@@ -16,7 +16,8 @@ pub(crate) const MAX_VALUE_CHARS: usize = 1000;
 /// # Examples
 ///
 /// ```
-/// use xray_sdk::{AnnotationError, Document, SegmentId};
+/// use xray_sdk::{Document, SegmentId};
+/// use xray_sdk::document::AnnotationError;
 ///
 /// let mut doc = Document::new("api", SegmentId::new(), 1_735_689_600.0);
 /// let err = doc.put_annotation("not-valid", "x").unwrap_err();
@@ -234,14 +235,15 @@ impl<'de> Deserialize<'de> for LenientValue {
 /// # Examples
 ///
 /// ```
-/// use xray_sdk::{AnnotationValue, Annotations};
+/// use xray_sdk::AnnotationValue;
+/// use xray_sdk::document::Annotations;
 ///
 /// let mut a = Annotations::new();
 /// a.insert("tenant", "blue")?;
 /// a.insert("tenant", "green")?;
 /// assert_eq!(a.get("tenant"), Some(&AnnotationValue::from("green")));
 /// assert_eq!(a.len(), 1);
-/// # Ok::<(), xray_sdk::AnnotationError>(())
+/// # Ok::<(), xray_sdk::document::AnnotationError>(())
 /// ```
 #[derive(Debug, Clone, Default, PartialEq)]
 pub struct Annotations {

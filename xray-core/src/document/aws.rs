@@ -10,7 +10,7 @@ use serde_json::{Map, Value};
 /// # Examples
 ///
 /// ```
-/// use xray_sdk::Aws;
+/// use xray_sdk::document::Aws;
 ///
 /// let mut aws = Aws::default();
 /// aws.operation = Some("GetItem".into());
@@ -43,7 +43,7 @@ pub struct Aws {
     pub cloudwatch_logs: Vec<CloudwatchLogs>,
     /// The SDK that recorded the segment.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub xray: Option<XraySdk>,
+    pub xray: Option<XRaySdk>,
     /// The API operation called.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub operation: Option<String>,
@@ -192,15 +192,15 @@ pub struct CloudwatchLogs {
 /// # Examples
 ///
 /// ```
-/// use xray_sdk::XraySdk;
+/// use xray_sdk::document::XRaySdk;
 ///
-/// let sdk = XraySdk::rust();
+/// let sdk = XRaySdk::rust();
 /// assert_eq!(sdk.sdk.as_deref(), Some("X-Ray for Rust"));
 /// assert_eq!(sdk.package.as_deref(), Some("xray-sdk"));
 /// ```
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 #[non_exhaustive]
-pub struct XraySdk {
+pub struct XRaySdk {
     /// The SDK name, e.g. `X-Ray for Rust`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub sdk: Option<String>,
@@ -216,7 +216,7 @@ pub struct XraySdk {
     pub sampling_rule_name: Option<String>,
 }
 
-impl XraySdk {
+impl XRaySdk {
     /// This SDK: `X-Ray for Rust`, this crate's version, package `xray-sdk`.
     pub fn rust() -> Self {
         Self {
@@ -233,7 +233,7 @@ impl XraySdk {
 /// # Examples
 ///
 /// ```
-/// use xray_sdk::Service;
+/// use xray_sdk::document::Service;
 ///
 /// let mut service = Service::rust();
 /// service.version = Some("2.4.1".into());
@@ -269,7 +269,7 @@ impl Service {
 /// # Examples
 ///
 /// ```
-/// use xray_sdk::Sql;
+/// use xray_sdk::document::Sql;
 ///
 /// let mut sql = Sql::default();
 /// sql.database_type = Some("PostgreSQL".into());

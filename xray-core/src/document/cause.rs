@@ -49,7 +49,8 @@ pub enum Cause {
 /// # Examples
 ///
 /// ```
-/// use xray_sdk::{CauseDetails, Exception, SegmentId};
+/// use xray_sdk::SegmentId;
+/// use xray_sdk::document::{CauseDetails, Exception};
 ///
 /// let mut details = CauseDetails::default();
 /// details.working_directory = Some("/srv/app".into());
@@ -75,7 +76,8 @@ pub struct CauseDetails {
 /// # Examples
 ///
 /// ```
-/// use xray_sdk::{Exception, SegmentId};
+/// use xray_sdk::SegmentId;
+/// use xray_sdk::document::Exception;
 ///
 /// let mut e = Exception::new(SegmentId::from_u64(1), "table not found");
 /// e.kind = Some("ResourceNotFoundException".into());
@@ -117,7 +119,7 @@ pub struct Exception {
 /// # Examples
 ///
 /// ```
-/// use xray_sdk::StackFrame;
+/// use xray_sdk::document::StackFrame;
 ///
 /// let text = "   0: app::render\n             at ./src/render.rs:88:5\n";
 /// let (frames, truncated) = StackFrame::parse_backtrace(text, 10);

@@ -10,7 +10,7 @@ use serde::{Deserialize, Deserializer, Serialize};
 /// # Examples
 ///
 /// ```
-/// use xray_sdk::{Http, HttpRequest};
+/// use xray_sdk::document::{Http, HttpRequest};
 ///
 /// let mut http = Http::default();
 /// let mut req = HttpRequest::default();
@@ -120,7 +120,7 @@ impl HttpRequest {
 /// # Examples
 ///
 /// ```
-/// use xray_sdk::StatusFlags;
+/// use xray_sdk::document::StatusFlags;
 ///
 /// let f = StatusFlags::from_status(429);
 /// assert!(f.error && f.throttle && !f.fault);
@@ -159,7 +159,7 @@ pub const MAX_FIELD_CHARS: usize = 250;
 /// # Examples
 ///
 /// ```
-/// use xray_sdk::{MAX_FIELD_CHARS, capped_field};
+/// use xray_sdk::document::{MAX_FIELD_CHARS, capped_field};
 ///
 /// let long = "é".repeat(300);
 /// assert_eq!(capped_field(&long).chars().count(), MAX_FIELD_CHARS);

@@ -14,9 +14,33 @@ use std::sync::{Arc, OnceLock};
 use serde::Serialize;
 
 use super::annotation::{AnnotationValue, Annotations};
-use super::aws::{Aws, Service, XraySdk};
+use super::aws::{Aws, Service, XRaySdk};
 use super::{Document, MAX_ROUNDED_SECS, Time, cause_is_empty, http};
 use crate::{SegmentId, TraceId};
+
+/// A document that could not be written as JSON: a value given to it through `serde`
+/// (metadata, a cause's details) failed to serialize. Its [`source`](std::error::Error::source)
+/// says why.
+#[derive(Debug)]
+pub struct WriteError(serde_json::Error);
+
+impl WriteError {
+    pub(crate) fn new(source: serde_json::Error) -> Self {
+        WriteError(source)
+    }
+}
+
+impl std::fmt::Display for WriteError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "the document could not be written as JSON: {}", self.0)
+    }
+}
+
+impl std::error::Error for WriteError {
+    fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
+        Some(&self.0)
+    }
+}
 
 impl Document {
     /// Appends this document as JSON to `out`: the same JSON value as its `Serialize` impl
@@ -30,7 +54,8 @@ impl Document {
     /// # Examples
     ///
     /// ```
-    /// use xray_sdk::{Document, SegmentId, seconds_from_micros};
+    /// use xray_sdk::{Document, SegmentId};
+    /// use xray_sdk::document::seconds_from_micros;
     ///
     /// let mut doc = Document::new("orders", SegmentId::new(), seconds_from_micros(1_735_689_600_120_000));
     /// doc.put_annotation("tenant", "blue")?;
@@ -40,9 +65,14 @@ impl Document {
     /// let fast: serde_json::Value = serde_json::from_slice(&out).unwrap();
     /// assert_eq!(fast, serde_json::to_value(&doc).unwrap());
     /// assert!(out.ends_with(br#""start_time":1735689600.120000,"annotations":{"tenant":"blue"}}"#));
-    /// # Ok::<(), xray_sdk::AnnotationError>(())
+    /// # Ok::<(), xray_sdk::document::AnnotationError>(())
     /// ```
-    pub fn write_json(&self, out: &mut Vec<u8>) -> Result<(), serde_json::Error> {
+    ///
+    /// # Errors
+    ///
+    /// A value given to the document through `serde` (metadata, a cause's details) that
+    /// fails to serialize.
+    pub fn write_json(&self, out: &mut Vec<u8>) -> Result<(), WriteError> {
         // The one writer walks entities through the view every transport sees.
         crate::transport::FinishedEntity::plain(self).write_json(out)
     }
@@ -196,7 +226,7 @@ fn sdk_block_and_json() -> &'static (Arc<Aws>, Box<[u8]>) {
     static BLOCK: OnceLock<(Arc<Aws>, Box<[u8]>)> = OnceLock::new();
     BLOCK.get_or_init(|| {
         let mut aws = Aws::default();
-        aws.xray = Some(XraySdk::rust());
+        aws.xray = Some(XRaySdk::rust());
         let mut json = Vec::new();
         // Writing this block cannot fail: it holds strings only.
         let _ = write_aws(&mut json, &aws);
@@ -262,7 +292,7 @@ fn write_sql(out: &mut Vec<u8>, v: &super::Sql) {
     o.end();
 }
 
-fn write_sdk(out: &mut Vec<u8>, v: &XraySdk) {
+fn write_sdk(out: &mut Vec<u8>, v: &XRaySdk) {
     let mut w = Fields::new(out);
     w.opt_str(b"\"sdk\":", v.sdk.as_deref());
     w.opt_str(b"\"sdk_version\":", v.sdk_version.as_deref());

@@ -19,7 +19,8 @@ pub(crate) fn is_reserved_namespace(namespace: &str) -> bool {
 /// # Examples
 ///
 /// ```
-/// use xray_sdk::{Document, MetadataError, SegmentId};
+/// use xray_sdk::{Document, SegmentId};
+/// use xray_sdk::document::MetadataError;
 ///
 /// let mut doc = Document::new("api", SegmentId::new(), 1_735_689_600.0);
 /// let err = doc.put_metadata_in("AWS.mine", "k", &1).unwrap_err();
@@ -49,12 +50,12 @@ impl MetadataError {
 /// # Examples
 ///
 /// ```
-/// use xray_sdk::Metadata;
+/// use xray_sdk::document::Metadata;
 ///
 /// let mut m = Metadata::new();
 /// m.insert("default", "basket", &serde_json::json!({"items": 3}))?;
 /// assert_eq!(m.get("default", "basket").unwrap()["items"], 3);
-/// # Ok::<(), xray_sdk::MetadataError>(())
+/// # Ok::<(), xray_sdk::document::MetadataError>(())
 /// ```
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 #[serde(transparent)]

@@ -6,7 +6,8 @@
 //! written by any X-Ray SDK can be read back.
 //!
 //! ```
-//! use xray_sdk::{Document, SegmentId, TraceId, seconds_from_micros};
+//! use xray_sdk::{Document, SegmentId, TraceId};
+//! use xray_sdk::document::seconds_from_micros;
 //!
 //! let mut segment = Document::new("orders-api", SegmentId::new(), seconds_from_micros(1_735_689_600_120_511));
 //! segment.set_trace_id(TraceId::new());
@@ -17,7 +18,7 @@
 //! let json = serde_json::to_string(&segment).unwrap();
 //! assert!(json.contains(r#""start_time":1735689600.120511"#));
 //! assert!(json.contains(r#""fault":true"#));
-//! # Ok::<(), xray_sdk::AnnotationError>(())
+//! # Ok::<(), xray_sdk::document::AnnotationError>(())
 //! ```
 
 mod annotation;
@@ -38,9 +39,10 @@ use serde::{Deserialize, Deserializer, Serialize, Serializer};
 use crate::{SegmentId, TraceId};
 
 pub use annotation::{AnnotationError, AnnotationValue, Annotations};
-pub use aws::{Aws, CloudwatchLogs, Ec2, Ecs, Eks, ElasticBeanstalk, Service, Sql, XraySdk};
+pub use aws::{Aws, CloudwatchLogs, Ec2, Ecs, Eks, ElasticBeanstalk, Service, Sql, XRaySdk};
 pub use cause::{Cause, CauseDetails, Exception, StackFrame};
 pub use http::{Http, HttpRequest, HttpResponse, MAX_FIELD_CHARS, StatusFlags, capped_field};
+pub use json::WriteError;
 pub use metadata::{DEFAULT_METADATA_NAMESPACE, Metadata, MetadataError};
 pub use trim::Trimmed;
 
@@ -56,7 +58,8 @@ const FALLBACK_NAME: &str = "unnamed";
 /// (2^53 microseconds), so they are written as they are.
 const MAX_ROUNDED_SECS: f64 = 9_007_199_254.0;
 
-/// Converts microseconds since the Unix epoch (what a [`Clock`](crate::Clock) returns) into the
+/// Converts microseconds since the Unix epoch (what a [`Clock`](crate::clock::Clock) returns) into
+/// the
 /// epoch seconds a document carries.
 ///
 /// One correctly rounded division, so the result prints as the exact microsecond value
@@ -65,7 +68,7 @@ const MAX_ROUNDED_SECS: f64 = 9_007_199_254.0;
 /// # Examples
 ///
 /// ```
-/// use xray_sdk::seconds_from_micros;
+/// use xray_sdk::document::seconds_from_micros;
 ///
 /// assert_eq!(seconds_from_micros(1_735_689_600_120_511).to_string(), "1735689600.120511");
 /// ```
@@ -223,7 +226,8 @@ struct Link {
 /// # Examples
 ///
 /// ```
-/// use xray_sdk::{Document, SegmentId, SpanLink, TraceId};
+/// use xray_sdk::{Document, SegmentId, TraceId};
+/// use xray_sdk::document::SpanLink;
 ///
 /// let producer = TraceId::new();
 /// let mut doc = Document::new("consume", SegmentId::new(), 1.0);
@@ -539,7 +543,8 @@ impl Document {
     ///
     /// ```
     /// use std::sync::Arc;
-    /// use xray_sdk::{Document, SegmentId, Sql};
+    /// use xray_sdk::{Document, SegmentId};
+    /// use xray_sdk::document::Sql;
     ///
     /// let mut connection = Sql::default();
     /// connection.database_type = Some("PostgreSQL".into());

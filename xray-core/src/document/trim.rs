@@ -43,13 +43,15 @@ impl Document {
     /// `aws` blocks and exception messages are kept.
     ///
     /// Sizes are measured with the writer that sends ([`write_json`](Self::write_json)), the
-    /// `trimmed` marker included. [`SegmentTransport`](crate::SegmentTransport) calls this
+    /// `trimmed` marker included. [`SegmentTransport`](crate::transport::SegmentTransport) calls
+    /// this
     /// only for a document with no subsegments left that is still over the daemon's limit.
     ///
     /// # Examples
     ///
     /// ```
-    /// use xray_sdk::{Document, SegmentId, Trimmed};
+    /// use xray_sdk::{Document, SegmentId};
+    /// use xray_sdk::document::Trimmed;
     ///
     /// let mut doc = Document::new("big", SegmentId::new(), 1.0);
     /// doc.put_metadata("blob", &"x".repeat(100_000)).unwrap();

@@ -13,7 +13,8 @@ use crate::diag::LogLimiter;
 /// The caller only copies the datagram into a bounded buffer (a lock and a copy); the send
 /// system calls happen on the sender thread, a batch at a time
 /// ([`Emitter::emit_batch`]: one `sendmmsg` call for up to 64 datagrams with a
-/// [`UdpEmitter`](crate::UdpEmitter) on Linux). When the buffer is full the datagram is dropped,
+/// [`UdpEmitter`](crate::transport::UdpEmitter) on Linux). When the buffer is full the datagram is
+/// dropped,
 /// counted, and [`EmitError::Full`] is returned: the caller is never made to wait. Buffers are
 /// reused, so the steady state allocates nothing.
 ///
@@ -34,7 +35,7 @@ use crate::diag::LogLimiter;
 /// ```
 /// use std::net::UdpSocket;
 /// use std::time::Duration;
-/// use xray_sdk::{BackgroundEmitter, Datagram, Emitter, UdpEmitter, DAEMON_HEADER};
+/// use xray_sdk::transport::{BackgroundEmitter, Datagram, Emitter, UdpEmitter, DAEMON_HEADER};
 ///
 /// let daemon = UdpSocket::bind("127.0.0.1:0")?;
 /// let emitter = BackgroundEmitter::new(UdpEmitter::new(daemon.local_addr()?)?);
@@ -65,7 +66,7 @@ struct Shared {
     dropped: AtomicU64,
     sent: AtomicU64,
     failed: AtomicU64,
-    last_error: parking_lot::Mutex<Option<crate::TransportErrorKind>>,
+    last_error: parking_lot::Mutex<Option<crate::transport::TransportErrorKind>>,
 }
 
 #[derive(Debug, Default)]
@@ -278,7 +279,8 @@ impl Emitter for BackgroundEmitter {
 
     /// Stops taking datagrams, waits until the thread sent what is queued or `timeout` passes,
     /// then gives up what is still queued (counted in [`failed`](Self::failed), as
-    /// [`TransportErrorKind::Closed`](crate::TransportErrorKind::Closed)). A send that has not
+    /// [`TransportErrorKind::Closed`](crate::transport::TransportErrorKind::Closed)). A send that
+    /// has not
     /// returned stays pending: the thread is left to finish it on its own and exit, and is
     /// never waited for past `timeout`.
     fn shutdown(&self, timeout: Duration) -> bool {
@@ -300,7 +302,7 @@ impl Emitter for BackgroundEmitter {
         drop(q);
         if left > 0 {
             self.shared.failed.fetch_add(left, Ordering::Relaxed);
-            *self.shared.last_error.lock() = Some(crate::TransportErrorKind::Closed);
+            *self.shared.last_error.lock() = Some(crate::transport::TransportErrorKind::Closed);
         }
         let handle = self.thread.lock().take();
         if let Some(handle) = handle {

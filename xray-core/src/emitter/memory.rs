@@ -14,7 +14,8 @@ use super::{Datagram, EmitError, Emitter};
 /// # Examples
 ///
 /// ```
-/// use xray_sdk::{Datagram, Emitter, InMemoryEmitter, DAEMON_HEADER};
+/// use xray_sdk::InMemoryEmitter;
+/// use xray_sdk::transport::{Datagram, Emitter, DAEMON_HEADER};
 ///
 /// let emitter = InMemoryEmitter::new();
 /// let mut bytes = DAEMON_HEADER.to_vec();
@@ -23,7 +24,7 @@ use super::{Datagram, EmitError, Emitter};
 ///
 /// let docs = emitter.documents();
 /// assert_eq!(docs[0]["name"], "checkout");
-/// # Ok::<(), xray_sdk::EmitError>(())
+/// # Ok::<(), xray_sdk::transport::EmitError>(())
 /// ```
 #[derive(Debug, Clone)]
 pub struct InMemoryEmitter {

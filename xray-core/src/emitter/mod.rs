@@ -24,7 +24,7 @@ pub const MAX_DATAGRAM_LEN: usize = 63 * 1024;
 /// # Examples
 ///
 /// ```
-/// use xray_sdk::Datagram;
+/// use xray_sdk::transport::Datagram;
 ///
 /// let bytes = b"{\"format\":\"json\",\"version\":1}\n{\"name\":\"a\"}";
 /// let datagram = Datagram::new(bytes).unwrap();
@@ -83,7 +83,7 @@ pub enum EmitError {
     Io(#[source] std::io::Error),
 }
 
-/// Where datagrams go: the sink under [`SegmentTransport`](crate::SegmentTransport).
+/// Where datagrams go: the sink under [`SegmentTransport`](crate::transport::SegmentTransport).
 ///
 /// The transport hands an emitter one [`Datagram`] per document, already framed and within
 /// [`MAX_DATAGRAM_LEN`]. Implementations must not block the caller for long: a full buffer is
@@ -140,7 +140,7 @@ pub struct Delivery {
     /// Datagrams the send failed for.
     pub failed: u64,
     /// The kind of the last failure.
-    pub last_error: Option<crate::TransportErrorKind>,
+    pub last_error: Option<crate::transport::TransportErrorKind>,
 }
 
 impl<E: Emitter + ?Sized> Emitter for std::sync::Arc<E> {

@@ -13,7 +13,7 @@ use super::{Datagram, EmitError, Emitter};
 ///
 /// ```
 /// use std::net::UdpSocket;
-/// use xray_sdk::{Datagram, Emitter, UdpEmitter, DAEMON_HEADER};
+/// use xray_sdk::transport::{Datagram, Emitter, UdpEmitter, DAEMON_HEADER};
 ///
 /// let daemon = UdpSocket::bind("127.0.0.1:0")?;
 /// let emitter = UdpEmitter::new(daemon.local_addr()?)?;

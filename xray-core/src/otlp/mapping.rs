@@ -51,7 +51,8 @@ use opentelemetry_proto::tonic::trace::v1::status::StatusCode;
 use opentelemetry_proto::tonic::trace::v1::{Span, Status};
 use serde_json::{Map, Value};
 
-use crate::{AnnotationValue, Aws, Cause, Document, Exception, SegmentId, Service, Sql, TraceId};
+use crate::document::{Aws, Exception, Service, Sql};
+use crate::{AnnotationValue, Cause, Document, SegmentId, TraceId};
 
 /// The metadata namespace of the residual. `AWS.` namespaces are reserved for AWS SDKs, so no
 /// application metadata can collide with it (a document that carries it anyway has it restored
@@ -230,7 +231,10 @@ pub(crate) fn span(
     }
 }
 
-/// The resource of a segment's spans, from the segment document (service name = segment name, service.version, origin -> cloud.platform/cloud.provider, aws.ec2/ecs/eks/beanstalk/cloudwatch_logs -> resource attributes as the translator reads them, telemetry.sdk.* from aws.xray sdk).
+/// The resource of a segment's spans, from the segment document (service name = segment name,
+/// service.version, origin -> cloud.platform/cloud.provider,
+/// aws.ec2/ecs/eks/beanstalk/cloudwatch_logs -> resource attributes as the translator reads them,
+/// telemetry.sdk.* from aws.xray sdk).
 ///
 /// The attributes are those the translator's `makeAws`, `makeService` and
 /// `determineAwsOrigin` read, under the names the collector's X-Ray receiver writes them.
@@ -273,7 +277,8 @@ pub(crate) fn resource(segment: &Document) -> Resource {
     }
 }
 
-/// The resource of an independent subsegment sent without its segment: only what is known (a service name given by the caller).
+/// The resource of an independent subsegment sent without its segment: only what is known (a
+/// service name given by the caller).
 ///
 /// Plus `telemetry.sdk.language = java`, which selects the translator's stack parser.
 pub(crate) fn resource_for(service_name: &str) -> Resource {
@@ -1317,10 +1322,11 @@ fn non_empty(s: Option<&str>) -> Option<&str> {
     s.filter(|s| !s.is_empty())
 }
 
-/// The first [`MAX_FIELD_CHARS`](crate::MAX_FIELD_CHARS) characters (the service's limit for
+/// The first [`MAX_FIELD_CHARS`](crate::document::MAX_FIELD_CHARS) characters (the service's limit
+/// for
 /// `user`, the `http.request` strings and `sql.user`), as the JSON writer writes them.
 fn cap(s: &str) -> &str {
-    crate::capped_field(s)
+    crate::document::capped_field(s)
 }
 
 /// Appends `s` with line breaks as spaces (one stack line must stay one line), and for a label

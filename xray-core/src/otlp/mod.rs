@@ -42,7 +42,8 @@ fn scope() -> InstrumentationScope {
 /// # Examples
 ///
 /// ```
-/// use xray_sdk::{Document, Finished, FinishedKind, SegmentId, TraceId};
+/// use xray_sdk::{Document, SegmentId, TraceId};
+/// use xray_sdk::transport::{Finished, FinishedKind};
 ///
 /// let trace_id = TraceId::new();
 /// let mut doc = Document::new("orders", SegmentId::new(), 1.0);

@@ -89,7 +89,8 @@ type Object = Map<String, Value>;
 /// ```
 /// use xray_sdk::otlp::proto::tonic::collector::trace::v1::ExportTraceServiceRequest;
 /// use xray_sdk::otlp::proto::tonic::trace::v1::{ResourceSpans, ScopeSpans};
-/// use xray_sdk::{Document, Finished, FinishedKind, SegmentId, TraceId};
+/// use xray_sdk::{Document, SegmentId, TraceId};
+/// use xray_sdk::transport::{Finished, FinishedKind};
 ///
 /// let trace_id = TraceId::new();
 /// let mut doc = Document::new("orders", SegmentId::new(), 1_700_000_000.5);
@@ -2385,7 +2386,8 @@ mod tests {
     use serde_json::json;
 
     use super::*;
-    use crate::{Document, Finished, FinishedKind, TraceId};
+    use crate::transport::{Finished, FinishedKind};
+    use crate::{Document, TraceId};
 
     const TRACE: [u8; 16] = [
         0x5f, 0x84, 0xc7, 0x00, 0x12, 0x34, 0x56, 0x78, 0x9a, 0xbc, 0xde, 0xf0, 0x12, 0x34, 0x56,

@@ -343,7 +343,8 @@ type EnvLookup = Arc<dyn Fn(&str) -> Option<String> + Send + Sync>;
 ///
 /// By default: every plugin, within [`MAX_DETECT_BUDGET`] (one second), at the standard
 /// endpoints and paths, with the process environment read when [`detect`] runs (see the
-/// [module documentation](crate::plugins) for the variables). The locations can be changed for tests or
+/// [module documentation](crate::plugins) for the variables). The locations can be changed for
+/// tests or
 /// unusual hosts; cloning is cheap, and the options can be moved to the thread that detects.
 ///
 /// # Examples
@@ -712,7 +713,8 @@ fn guarded<T>(f: impl FnOnce() -> Result<Option<T>, Failure>) -> Result<Option<T
 ///
 /// ```
 /// use xray_sdk::plugins::Environment;
-/// use xray_sdk::{Document, Ec2, SegmentId};
+/// use xray_sdk::{Document, SegmentId};
+/// use xray_sdk::document::Ec2;
 ///
 /// let mut ec2 = Ec2::default();
 /// ec2.instance_id = Some("i-0b5a4678fc325be98".into());
@@ -796,7 +798,7 @@ impl Environment {
     ///
     /// ```
     /// use xray_sdk::plugins::Environment;
-    /// use xray_sdk::{Aws, CloudwatchLogs, XraySdk};
+    /// use xray_sdk::document::{Aws, CloudwatchLogs, XRaySdk};
     ///
     /// let mut group = CloudwatchLogs::default();
     /// group.log_group = Some("/ecs/orders".into());
@@ -804,7 +806,7 @@ impl Environment {
     /// env.cloudwatch_logs.push(group);
     ///
     /// let mut aws = Aws::default();
-    /// aws.xray = Some(XraySdk::rust());
+    /// aws.xray = Some(XRaySdk::rust());
     /// env.fill_aws(&mut aws);
     /// env.fill_aws(&mut aws); // no duplicate
     /// assert_eq!(aws.cloudwatch_logs.len(), 1);

@@ -50,7 +50,8 @@ type EnvLookup = Arc<dyn Fn(&str) -> Option<String> + Send + Sync>;
 /// # Examples
 ///
 /// ```
-/// use xray_sdk::{ContextMissing, Recorder};
+/// use xray_sdk::Recorder;
+/// use xray_sdk::config::ContextMissing;
 ///
 /// let recorder = Recorder::builder()
 ///     .with_service_name("orders")
@@ -240,7 +241,8 @@ impl RecorderBuilder {
 
     /// Hands finished segments to `transport` instead of the default [`SegmentTransport`]
     /// (segment documents over UDP to the daemon). It takes precedence over
-    /// [`with_emitter`](Self::with_emitter) and [`with_background_sender`](Self::with_background_sender).
+    /// [`with_emitter`](Self::with_emitter) and
+    /// [`with_background_sender`](Self::with_background_sender).
     pub fn with_transport<T: Transport + 'static>(mut self, transport: T) -> Self {
         self.transport = Some(Box::new(transport));
         self
@@ -280,7 +282,8 @@ impl RecorderBuilder {
     /// # Examples
     ///
     /// ```
-    /// use xray_sdk::{DecidingRule, Recorder, SamplerKind, SamplingRequest};
+    /// use xray_sdk::{Recorder, SamplerKind};
+    /// use xray_sdk::sampling::{DecidingRule, SamplingRequest};
     ///
     /// let recorder = Recorder::builder()
     ///     .ignore_environment()
@@ -350,7 +353,7 @@ impl RecorderBuilder {
     /// many are open at once.
     ///
     /// Past it, a new subsegment is not recorded: it is counted in
-    /// [`RecorderStats::too_many_subsegments`](crate::RecorderStats::too_many_subsegments), and,
+    /// [`RecorderStats::too_many_subsegments`](crate::recorder::RecorderStats::too_many_subsegments), and,
     /// like an unsampled one, still has an id and puts the trace header, `Sampled=1`, on the
     /// calls made under it.
     ///
@@ -386,7 +389,8 @@ impl RecorderBuilder {
     /// (see [`with_grace_period`](Self::with_grace_period)), else of those waiting for a
     /// subsegment, else of those open. It is sent as it stands, its open entities marked
     /// `in_progress`, its memory is freed, and it is counted in
-    /// [`RecorderStats::evicted`](crate::RecorderStats::evicted); what it records afterwards is
+    /// [`RecorderStats::evicted`](crate::recorder::RecorderStats::evicted); what it records
+    /// afterwards is
     /// dropped. Segments whose handles leak are so bounded. Above 2,048 the bound is kept per
     /// shard (up to 8, by segment id), so eviction may start slightly below it.
     pub fn with_max_open_segments(mut self, max: usize) -> Self {
@@ -399,7 +403,8 @@ impl RecorderBuilder {
     ///
     /// Within it, the segment is sent whole when its last subsegment ends. Past it, the segment
     /// is sent as it stands, those still open marked `in_progress` (counted in
-    /// [`RecorderStats::sent_in_progress`](crate::RecorderStats::sent_in_progress)), and each of
+    /// [`RecorderStats::sent_in_progress`](crate::recorder::RecorderStats::sent_in_progress)), and
+    /// each of
     /// them is sent as an independent subsegment when it ends, which replaces its in-progress
     /// copy. The period is checked when a segment begins and at
     /// [`Recorder::flush`](crate::Recorder::flush); with `Duration::ZERO` the segment is sent so
@@ -449,7 +454,7 @@ impl RecorderBuilder {
     /// segment (it still sees the caller's decision in [`SamplingRequest::upstream`]), and the
     /// trace id and parent from the header are kept.
     ///
-    /// [`SamplingRequest::upstream`]: crate::SamplingRequest::upstream
+    /// [`SamplingRequest::upstream`]: crate::sampling::SamplingRequest::upstream
     pub fn with_upstream_decisions(mut self, honor: bool) -> Self {
         self.honor_upstream = honor;
         self
@@ -472,7 +477,7 @@ impl RecorderBuilder {
     /// are then counted as failed ([`TransportErrorKind::Closed`]) and never sent, and the
     /// sampler keeps to the local rules.
     ///
-    /// [`TransportErrorKind::Closed`]: crate::TransportErrorKind::Closed
+    /// [`TransportErrorKind::Closed`]: crate::transport::TransportErrorKind::Closed
     pub fn build_lenient(self) -> Recorder {
         match self.build_with(|e| {
             tracing::error!(

@@ -13,7 +13,7 @@ use super::tree::{OpenError, Outbox, ROOT, State, Tree};
 use crate::context::{ContextGuard, WithContext};
 use crate::document::{
     AnnotationError, AnnotationValue, Cause, Document, MetadataError, SanitizedName, Service,
-    StackFrame, XraySdk, is_reserved_namespace, is_valid_key,
+    StackFrame, XRaySdk, is_reserved_namespace, is_valid_key,
 };
 use crate::header::{Sampled, TraceHeader};
 use crate::id::{SegmentId, TraceId};
@@ -191,7 +191,8 @@ impl Entity {
     /// # Examples
     ///
     /// ```
-    /// use xray_sdk::{Recorder, SamplingRequest, TraceHeader};
+    /// use xray_sdk::{Recorder, TraceHeader};
+    /// use xray_sdk::sampling::SamplingRequest;
     ///
     /// let recorder = Recorder::builder().ignore_environment().build()?;
     /// let incoming: TraceHeader =
@@ -331,7 +332,7 @@ impl Entity {
     ///   (the outermost one, if `update`s are nested), in the order they were made;
     /// - a nested `update` returns `None` without running its closure, and a subsegment begun
     ///   there records nothing (it still has ids, and propagates the trace header): both are
-    ///   counted in [`RefusedStats::nested`](crate::RefusedStats::nested) and logged.
+    ///   counted in [`RefusedStats::nested`](crate::recorder::RefusedStats::nested) and logged.
     ///
     /// # Examples
     ///
@@ -377,7 +378,8 @@ impl Entity {
     ///
     /// Nothing is returned, so that tracing can never fail the application: a bad key or value
     /// is refused and never sent, counted in
-    /// [`RefusedStats::annotations`](crate::RefusedStats::annotations), and logged as a warning
+    /// [`RefusedStats::annotations`](crate::recorder::RefusedStats::annotations), and logged as a
+    /// warning
     /// naming the key and the [`AnnotationError`] (at most once a minute). The key is checked
     /// whether the entity is recorded or not, so that a bad one shows in development, where most
     /// requests are not sampled; the value only when it is recorded.
@@ -416,7 +418,7 @@ impl Entity {
     /// Adds metadata under the `default` namespace: any serializable value, not indexed. See
     /// [`put_metadata_in`](Self::put_metadata_in).
     pub fn put_metadata<T: serde::Serialize + ?Sized>(&self, key: &str, value: &T) {
-        self.put_metadata_in(crate::DEFAULT_METADATA_NAMESPACE, key, value);
+        self.put_metadata_in(crate::document::DEFAULT_METADATA_NAMESPACE, key, value);
     }
 
     /// Adds metadata under `namespace`: any serializable value, not indexed.
@@ -424,7 +426,8 @@ impl Entity {
     /// Nothing is returned, so that tracing can never fail the application: a namespace
     /// starting with `AWS.` (reserved for AWS SDKs), or a value whose `Serialize` fails, is
     /// refused and never sent, counted in
-    /// [`RefusedStats::metadata`](crate::RefusedStats::metadata), and logged as a warning naming
+    /// [`RefusedStats::metadata`](crate::recorder::RefusedStats::metadata), and logged as a warning
+    /// naming
     /// the key and the [`MetadataError`] (at most once a minute). The namespace is checked
     /// whether the entity is recorded or not; the value is serialized, and so checked, only
     /// when it is recorded: an unsampled request serializes nothing.
@@ -545,12 +548,13 @@ impl Entity {
 
     /// Links this entity to a span of another trace (or of this one), such as the producer of
     /// a message this work consumes. Links reach X-Ray through the OpenTelemetry transports
-    /// (`OtlpUdpTransport`, and OTLP/HTTP); see [`SpanLink`](crate::SpanLink).
+    /// (`OtlpUdpTransport`, and OTLP/HTTP); see [`SpanLink`](crate::document::SpanLink).
     ///
     /// # Examples
     ///
     /// ```
-    /// use xray_sdk::{Recorder, SegmentId, SpanLink, TraceId};
+    /// use xray_sdk::{Recorder, SegmentId, TraceId};
+    /// use xray_sdk::document::SpanLink;
     ///
     /// let recorder = Recorder::builder().ignore_environment().build()?;
     /// let segment = recorder.begin_segment("consumer");
@@ -559,7 +563,7 @@ impl Entity {
     /// segment.end();
     /// # Ok::<(), xray_sdk::ConfigError>(())
     /// ```
-    pub fn add_link(&self, link: crate::SpanLink) {
+    pub fn add_link(&self, link: crate::document::SpanLink) {
         if let Some(node) = &self.node {
             node.record("add_link", move |doc| doc.add_link(link));
         }
@@ -679,7 +683,7 @@ pub(super) fn service_block(version: Option<String>) -> Service {
 /// request handler that returns early, panics or is cancelled (its future dropped) still sends
 /// its segment, ended where it stopped. Only a handle that is never dropped keeps the segment
 /// open; the recorder then sends it, in progress, when it evicts it (see
-/// [`RecorderStats::evicted`](crate::RecorderStats::evicted)).
+/// [`RecorderStats::evicted`](crate::recorder::RecorderStats::evicted)).
 ///
 /// A segment that ends while subsegments are still open waits for them for the
 /// [grace period](crate::RecorderBuilder::with_grace_period) (30 s by default); past it, it is
@@ -768,7 +772,7 @@ impl Segment {
                 if let Some(env) = detected {
                     doc.set_shared_aws(env.aws.clone());
                 }
-                let mut sdk = XraySdk::rust();
+                let mut sdk = XRaySdk::rust();
                 sdk.sampling_rule_name = Some(rule.to_owned());
                 doc.aws_mut().xray = Some(sdk);
             }

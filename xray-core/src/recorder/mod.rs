@@ -50,7 +50,7 @@ use crate::transport::{FlushOutcome, Transport, TransportStats};
 ///   stands, in progress, and forgotten (`evicted`). A segment never ended is evicted so.
 /// - [`shutdown`](Self::shutdown) never waits past its timeout and says what it could not
 ///   send; dropping the recorder (its last clone) waits at most
-///   [`BackgroundEmitter::DROP_TIMEOUT`](crate::BackgroundEmitter::DROP_TIMEOUT) for a
+///   [`BackgroundEmitter::DROP_TIMEOUT`](crate::transport::BackgroundEmitter::DROP_TIMEOUT) for a
 ///   background sender, however slow or hung the network.
 ///
 /// # Examples
@@ -239,7 +239,8 @@ impl Recorder {
         self.inner.daemon
     }
 
-    /// The sampler deciding new traces; [`Sampler::explain`](crate::Sampler::explain) tells
+    /// The sampler deciding new traces; [`Sampler::explain`](crate::sampling::Sampler::explain)
+    /// tells
     /// why a request would be sampled or not.
     pub fn sampler(&self) -> &SharedSampler {
         &self.inner.sampler
@@ -262,7 +263,8 @@ impl Recorder {
     /// ```
     /// use std::sync::Arc;
     /// use std::time::Duration;
-    /// use xray_sdk::{InMemoryEmitter, LocalSampler, Recorder, SamplingRules};
+    /// use xray_sdk::{InMemoryEmitter, Recorder};
+    /// use xray_sdk::sampling::{LocalSampler, SamplingRules};
     ///
     /// let all = SamplingRules::builder().with_default(0, 1.0).build()?;
     /// let recorder = Recorder::builder()
@@ -298,10 +300,11 @@ impl Recorder {
     /// Segments still open, and ended segments still waiting for a subsegment, are sent with
     /// their open entities marked `in_progress`, and forgotten: they are counted in
     /// [`RecorderStats::evicted`], and what they record afterwards is dropped. After a
-    /// shutdown, a background sender ([`BackgroundEmitter`](crate::BackgroundEmitter)) and
+    /// shutdown, a background sender ([`BackgroundEmitter`](crate::transport::BackgroundEmitter))
+    /// and
     /// `xray-otlp-http` refuse what comes, counted as failed.
     ///
-    /// [`TransportErrorKind::Closed`]: crate::TransportErrorKind::Closed
+    /// [`TransportErrorKind::Closed`]: crate::transport::TransportErrorKind::Closed
     ///
     /// # Examples
     ///

@@ -12,7 +12,8 @@
 //! ended, with all its children, is only marked done and linked into its parent's list of
 //! completed children. Nothing is moved on the way, so ending a subsegment costs a few stores,
 //! and when the segment completes the whole vector leaves the lock at once (an [`Arena`]) and
-//! is handed to the transport as one [`Finished`](crate::Finished) view. Completed subtrees sent ahead of their segment
+//! is handed to the transport as one [`Finished`](crate::transport::Finished) view. Completed
+//! subtrees sent ahead of their segment
 //! (streaming, Lambda) are taken out of the vector as plain [`Document`]s, freeing their slots.
 //! A discarded subsegment is dropped with its subtree once that completes, and nothing under
 //! it is streamed.

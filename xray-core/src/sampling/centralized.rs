@@ -99,7 +99,8 @@ pub(crate) const DEFAULT_INTERVAL_SECS: u64 = 10;
 ///
 /// ```
 /// use std::sync::Arc;
-/// use xray_sdk::{CentralizedSampler, DaemonAddress, DecidingRule, Sampler, SamplingRequest};
+/// use xray_sdk::DaemonAddress;
+/// use xray_sdk::sampling::{CentralizedSampler, DecidingRule, Sampler, SamplingRequest};
 ///
 /// let daemon = DaemonAddress::default();
 /// let sampler = CentralizedSampler::builder(daemon.tcp())
@@ -129,7 +130,8 @@ pub struct CentralizedSampler {
 /// ```
 /// use std::sync::Arc;
 /// use std::time::Duration;
-/// use xray_sdk::{CentralizedSampler, LocalSampler, ManualClock, SamplingRules};
+/// use xray_sdk::clock::ManualClock;
+/// use xray_sdk::sampling::{CentralizedSampler, LocalSampler, SamplingRules};
 ///
 /// let clock = Arc::new(ManualClock::new(1_735_689_600_000_000));
 /// let sampler = CentralizedSampler::builder("127.0.0.1:2000".parse().unwrap())
@@ -164,7 +166,9 @@ impl CentralizedSamplerBuilder {
     ///
     /// ```
     /// use std::sync::Arc;
-    /// use xray_sdk::{CentralizedSampler, DecidingRule, FixedSampler, Sampler, SamplingRequest};
+    /// use xray_sdk::sampling::{
+    ///     CentralizedSampler, DecidingRule, FixedSampler, Sampler, SamplingRequest,
+    /// };
     ///
     /// let sampler = CentralizedSampler::builder("127.0.0.1:9".parse().unwrap())
     ///     .with_fallback_sampler(Arc::new(FixedSampler::never()))

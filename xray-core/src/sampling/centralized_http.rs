@@ -23,7 +23,8 @@ pub(crate) const MAX_BODY: usize = 1024 * 1024;
 
 /// A call to the X-Ray daemon's sampling proxy failed.
 ///
-/// [`CentralizedSampler`](crate::CentralizedSampler) keeps deciding with the rules it has (or
+/// [`CentralizedSampler`](crate::sampling::CentralizedSampler) keeps deciding with the rules it has
+/// (or
 /// its local fallback rules) when this happens, and tries again at the next poll; the error is
 /// returned only by the methods that poll on demand.
 ///
@@ -35,7 +36,7 @@ pub(crate) const MAX_BODY: usize = 1024 * 1024;
 /// # Examples
 ///
 /// ```
-/// use xray_sdk::{CentralizedSampler, SamplingProxyErrorKind};
+/// use xray_sdk::sampling::{CentralizedSampler, SamplingProxyErrorKind};
 ///
 /// // A loopback port that was free a moment ago: nothing listens there.
 /// let closed = std::net::TcpListener::bind("127.0.0.1:0")?.local_addr()?;

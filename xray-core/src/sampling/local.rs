@@ -28,7 +28,7 @@ use crate::clock::{SharedClock, SystemClock};
 /// matched against the host, as in every SDK).
 ///
 /// Counting: each rule has its own reservoir, counted per whole epoch second of the sampler's
-/// [`Clock`](crate::Clock) and per process, as in all SDKs. Taking from it is lock-free (one
+/// [`Clock`](crate::clock::Clock) and per process, as in all SDKs. Taking from it is lock-free (one
 /// atomic word per rule). Past the target, a request is sampled when a uniform draw in `[0, 1)`
 /// is below `rate`, so a rate of 0 never samples and a rate of 1 always does. Draws come from a
 /// per-thread small, fast, non-cryptographic generator seeded from the operating system;
@@ -39,7 +39,8 @@ use crate::clock::{SharedClock, SystemClock};
 ///
 /// ```
 /// use std::sync::Arc;
-/// use xray_sdk::{DecidingRule, LocalSampler, ManualClock, Sampler, SamplingRequest, SamplingRules};
+/// use xray_sdk::clock::ManualClock;
+/// use xray_sdk::sampling::{DecidingRule, LocalSampler, Sampler, SamplingRequest, SamplingRules};
 ///
 /// let rules = SamplingRules::from_json(r#"{
 ///     "version": 2,
@@ -57,7 +58,7 @@ use crate::clock::{SharedClock, SystemClock};
 ///
 /// clock.advance_micros(1_000_000); // next second: the reservoir is full again
 /// assert!(sampler.should_sample(&order).is_sampled());
-/// # Ok::<(), xray_sdk::RulesError>(())
+/// # Ok::<(), xray_sdk::sampling::RulesError>(())
 /// ```
 #[derive(Debug)]
 pub struct LocalSampler {

@@ -9,7 +9,7 @@
 //! to a [`LocalSampler`] while it has none.
 //!
 //! ```
-//! use xray_sdk::{LocalSampler, Sampler, SamplingRequest, SamplingRules};
+//! use xray_sdk::sampling::{LocalSampler, Sampler, SamplingRequest, SamplingRules};
 //!
 //! let rules = SamplingRules::from_json(r#"{
 //!     "version": 2,
@@ -21,7 +21,7 @@
 //!
 //! let health = SamplingRequest::new().with_method("GET").with_url_path("/healthz");
 //! assert!(!sampler.should_sample(&health).is_sampled());
-//! # Ok::<(), xray_sdk::RulesError>(())
+//! # Ok::<(), xray_sdk::sampling::RulesError>(())
 //! ```
 
 use std::fmt;
@@ -57,7 +57,7 @@ pub use wildcard::{wildcard_match, wildcard_match_case_sensitive};
 ///
 /// ```
 /// use std::sync::Arc;
-/// use xray_sdk::{
+/// use xray_sdk::sampling::{
 ///     DecidingRule, Sampler, SamplingDecision, SamplingReason, SamplingRequest, SharedSampler,
 /// };
 ///
@@ -119,7 +119,7 @@ pub type SharedSampler = Arc<dyn Sampler>;
 /// # Examples
 ///
 /// ```
-/// use xray_sdk::SamplingRequest;
+/// use xray_sdk::sampling::SamplingRequest;
 ///
 /// let request = SamplingRequest::new()
 ///     .with_host("api.example.com")
@@ -176,7 +176,7 @@ impl<'a> SamplingRequest<'a> {
     /// # Examples
     ///
     /// ```
-    /// use xray_sdk::SamplingRequest;
+    /// use xray_sdk::sampling::SamplingRequest;
     ///
     /// let attributes = [("tenant", "blue"), ("route", "/orders/{id}")];
     /// let request = SamplingRequest::new().with_attributes(&attributes);
@@ -277,7 +277,7 @@ impl<'a> SamplingRequest<'a> {
 /// # Examples
 ///
 /// ```
-/// use xray_sdk::{DecidingRule, LocalSampler, Sampler, SamplingRequest, SamplingRules};
+/// use xray_sdk::sampling::{DecidingRule, LocalSampler, Sampler, SamplingRequest, SamplingRules};
 ///
 /// let rules = SamplingRules::from_json(r#"{"version": 2, "default": {"fixed_target": 1, "rate": 0.05},
 ///     "rules": [{"host": "*", "http_method": "GET", "url_path": "/a", "fixed_target": 1, "rate": 0}]}"#)?;
@@ -289,7 +289,7 @@ impl<'a> SamplingRequest<'a> {
 ///     DecidingRule::Centralized(name) => panic!("no centralized rule {name} here"),
 ///     _ => unreachable!("a local sampler decides by local rules"),
 /// }
-/// # Ok::<(), xray_sdk::RulesError>(())
+/// # Ok::<(), xray_sdk::sampling::RulesError>(())
 /// ```
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
 #[non_exhaustive]
@@ -314,7 +314,8 @@ pub enum DecidingRule {
 ///
 /// ```
 /// use std::sync::Arc;
-/// use xray_sdk::{LocalSampler, ManualClock, Sampler, SamplingReason, SamplingRequest};
+/// use xray_sdk::clock::ManualClock;
+/// use xray_sdk::sampling::{LocalSampler, Sampler, SamplingReason, SamplingRequest};
 ///
 /// // The built-in rules: 1 per second, then 5 %. A manual clock keeps both calls in one second.
 /// let clock = Arc::new(ManualClock::new(1_735_689_600_000_000));
@@ -345,7 +346,7 @@ pub enum SamplingReason {
 /// # Examples
 ///
 /// ```
-/// use xray_sdk::{DecidingRule, LocalSampler, Sampler, SamplingReason, SamplingRequest};
+/// use xray_sdk::sampling::{DecidingRule, LocalSampler, Sampler, SamplingReason, SamplingRequest};
 ///
 /// // The built-in rules admit the first request of each second.
 /// let decision = LocalSampler::default().should_sample(&SamplingRequest::new());
@@ -409,7 +410,8 @@ impl SamplingDecision {
 ///
 /// ```
 /// use std::sync::Arc;
-/// use xray_sdk::{LocalSampler, ManualClock, Sampler, SamplingRequest, SamplingRules};
+/// use xray_sdk::clock::ManualClock;
+/// use xray_sdk::sampling::{LocalSampler, Sampler, SamplingRequest, SamplingRules};
 ///
 /// let rules = SamplingRules::from_json(r#"{
 ///     "version": 2,
@@ -427,7 +429,7 @@ impl SamplingDecision {
 /// assert_eq!(why.used_this_second(), 1); // the decision above; explaining takes nothing
 /// assert_eq!(why.fixed_target(), 2);
 /// assert!(why.decision().is_sampled());
-/// # Ok::<(), xray_sdk::RulesError>(())
+/// # Ok::<(), xray_sdk::sampling::RulesError>(())
 /// ```
 #[derive(Debug, Clone, PartialEq)]
 pub struct SamplingExplanation {
@@ -556,7 +558,7 @@ impl fmt::Display for SamplingExplanation {
 /// # Examples
 ///
 /// ```
-/// use xray_sdk::{CentralizedSampler, Sampler, SamplingRequest};
+/// use xray_sdk::sampling::{CentralizedSampler, Sampler, SamplingRequest};
 ///
 /// // No proxy has answered yet, so the local fallback rules decide and there are no counters.
 /// let sampler = CentralizedSampler::builder("127.0.0.1:9".parse().unwrap())
@@ -601,8 +603,9 @@ impl RuleStatistics {
 ///
 /// ```
 /// use std::sync::Arc;
-/// use xray_sdk::{
-///     DecidingRule, FixedSampler, ParentBasedSampler, Sampled, Sampler, SamplingRequest,
+/// use xray_sdk::header::Sampled;
+/// use xray_sdk::sampling::{
+///     DecidingRule, FixedSampler, ParentBasedSampler, Sampler, SamplingRequest,
 /// };
 ///
 /// let sampler = ParentBasedSampler::new(Arc::new(FixedSampler::never()));
@@ -655,7 +658,7 @@ impl Sampler for ParentBasedSampler {
 /// # Examples
 ///
 /// ```
-/// use xray_sdk::{DecidingRule, FixedSampler, Sampler, SamplingRequest};
+/// use xray_sdk::sampling::{DecidingRule, FixedSampler, Sampler, SamplingRequest};
 ///
 /// assert!(FixedSampler::always().should_sample(&SamplingRequest::new()).is_sampled());
 /// let never = FixedSampler::never().should_sample(&SamplingRequest::new());

@@ -33,7 +33,7 @@ const MAX_FILE_BYTES: u64 = 1024 * 1024;
 /// # Examples
 ///
 /// ```
-/// use xray_sdk::{RulesErrorKind, SamplingRule, SamplingRules};
+/// use xray_sdk::sampling::{RulesErrorKind, SamplingRule, SamplingRules};
 ///
 /// let from_json = SamplingRules::from_json(r#"{
 ///     "version": 2,
@@ -57,7 +57,7 @@ const MAX_FILE_BYTES: u64 = 1024 * 1024;
 ///     .unwrap_err();
 /// assert_eq!(err.kind(), RulesErrorKind::OutOfRange);
 /// assert_eq!(err.field(), Some("rate"));
-/// # Ok::<(), xray_sdk::RulesError>(())
+/// # Ok::<(), xray_sdk::sampling::RulesError>(())
 /// ```
 #[derive(Debug, Clone, PartialEq)]
 pub struct SamplingRules {
@@ -169,7 +169,7 @@ impl SamplingRules {
 /// # Examples
 ///
 /// ```
-/// use xray_sdk::{SamplingRequest, SamplingRule};
+/// use xray_sdk::sampling::{SamplingRequest, SamplingRule};
 ///
 /// let rule = SamplingRule::new("*.example.com", "POST", "/v1/orders*")
 ///     .with_fixed_target(2)
@@ -194,7 +194,7 @@ pub struct SamplingRule {
 
 impl SamplingRule {
     /// A rule matching `host`, `http_method` and `url_path` (wildcard patterns, see
-    /// [`wildcard_match`](crate::wildcard_match)) that samples nothing until
+    /// [`wildcard_match`](crate::sampling::wildcard_match)) that samples nothing until
     /// [`with_fixed_target`](Self::with_fixed_target) or [`with_rate`](Self::with_rate) say so.
     pub fn new(
         host: impl Into<String>,
@@ -211,7 +211,7 @@ impl SamplingRule {
         }
     }
 
-    /// Sets the description, shown by [`Sampler::explain`](crate::Sampler::explain).
+    /// Sets the description, shown by [`Sampler::explain`](crate::sampling::Sampler::explain).
     pub fn with_description(mut self, description: impl Into<String>) -> Self {
         self.description = Some(description.into());
         self
@@ -279,7 +279,7 @@ impl SamplingRule {
 /// # Examples
 ///
 /// ```
-/// use xray_sdk::{SamplingRule, SamplingRules};
+/// use xray_sdk::sampling::{SamplingRule, SamplingRules};
 ///
 /// let rules = SamplingRules::builder()
 ///     .with_rule(SamplingRule::new("*", "POST", "/orders*").with_fixed_target(5).with_rate(0.1))
@@ -287,7 +287,7 @@ impl SamplingRule {
 ///     .build()?;
 /// assert_eq!(rules.rules().len(), 1);
 /// assert_eq!(rules.default_rate(), 0.01);
-/// # Ok::<(), xray_sdk::RulesError>(())
+/// # Ok::<(), xray_sdk::sampling::RulesError>(())
 /// ```
 #[derive(Debug, Clone)]
 pub struct SamplingRulesBuilder {
@@ -530,7 +530,7 @@ fn wrong_type(at: Position, field: &'static str, expected: &'static str) -> Rule
 /// # Examples
 ///
 /// ```
-/// use xray_sdk::{RulesErrorKind, SamplingRules};
+/// use xray_sdk::sampling::{RulesErrorKind, SamplingRules};
 ///
 /// let err = SamplingRules::from_json(r#"{"version": 3, "default": {"fixed_target": 1, "rate": 0.05}}"#)
 ///     .unwrap_err();
@@ -577,7 +577,7 @@ enum Position {
 /// # Examples
 ///
 /// ```
-/// use xray_sdk::{RulesErrorKind, SamplingRules};
+/// use xray_sdk::sampling::{RulesErrorKind, SamplingRules};
 ///
 /// let err = SamplingRules::from_json(r#"{
 ///     "version": 2,

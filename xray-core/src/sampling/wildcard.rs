@@ -22,7 +22,7 @@
 /// # Examples
 ///
 /// ```
-/// use xray_sdk::wildcard_match;
+/// use xray_sdk::sampling::wildcard_match;
 ///
 /// assert!(wildcard_match("*.example.com", "API.Example.com"));
 /// assert!(wildcard_match("/users/?", "/users/7"));
@@ -48,7 +48,7 @@ pub fn wildcard_match(pattern: &str, text: &str) -> bool {
 /// # Examples
 ///
 /// ```
-/// use xray_sdk::wildcard_match_case_sensitive;
+/// use xray_sdk::sampling::wildcard_match_case_sensitive;
 ///
 /// assert!(wildcard_match_case_sensitive("Fo*", "Foo0"));
 /// assert!(!wildcard_match_case_sensitive("Fo*", "FOo0"));

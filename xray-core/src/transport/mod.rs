@@ -17,10 +17,14 @@ use std::time::Instant;
 #[cfg(feature = "otlp")]
 pub use otlp_udp::{MAX_OTLP_REQUEST_LEN, OTLP_SAMPLED_PREFIX, OtlpUdpTransport};
 pub use segment::SegmentTransport;
+// The byte-level sinks of `SegmentTransport`.
+pub use crate::emitter::{
+    BackgroundEmitter, DAEMON_HEADER, Datagram, Delivery, EmitError, Emitter, InMemoryEmitter,
+    MAX_DATAGRAM_LEN, UdpEmitter,
+};
 pub use stats::{FlushOutcome, TransportCounters, TransportErrorKind, TransportStats};
 
-use crate::document::{Document, close_subsegments, open_element};
-use crate::emitter::{Datagram, EmitError, Emitter, MAX_DATAGRAM_LEN};
+use crate::document::{Document, WriteError, close_subsegments, open_element};
 use crate::id::{SegmentId, TraceId};
 use crate::recorder::Arena;
 
@@ -44,7 +48,8 @@ use crate::recorder::Arena;
 /// ```
 /// use std::sync::{Arc, Mutex};
 /// use std::time::Instant;
-/// use xray_sdk::{Finished, Recorder, Transport, TransportCounters, TransportStats};
+/// use xray_sdk::Recorder;
+/// use xray_sdk::transport::{Finished, Transport, TransportCounters, TransportStats};
 ///
 /// #[derive(Debug, Default)]
 /// struct JsonLines {
@@ -61,7 +66,7 @@ use crate::recorder::Arena;
 ///                 self.lines.lock().unwrap().push(String::from_utf8_lossy(&out).into_owned());
 ///                 self.counters.sent(1);
 ///             }
-///             Err(_) => self.counters.failed(1, xray_sdk::TransportErrorKind::Encode),
+///             Err(_) => self.counters.failed(1, xray_sdk::transport::TransportErrorKind::Encode),
 ///         }
 ///     }
 ///
@@ -317,7 +322,8 @@ impl<'a> Finished<'a> {
     /// # Examples
     ///
     /// ```
-    /// use xray_sdk::{Document, Finished, FinishedKind, SegmentId, TraceId};
+    /// use xray_sdk::{Document, SegmentId, TraceId};
+    /// use xray_sdk::transport::{Finished, FinishedKind};
     ///
     /// let trace_id = TraceId::new();
     /// let mut doc = Document::new("job", SegmentId::new(), 1.0);
@@ -367,7 +373,12 @@ impl<'a> Finished<'a> {
 
     /// Appends the whole view as one X-Ray segment document (subsegments nested) to `out`:
     /// the JSON the daemon takes. See [`Document::write_json`].
-    pub fn write_json(&self, out: &mut Vec<u8>) -> Result<(), serde_json::Error> {
+    ///
+    /// # Errors
+    ///
+    /// A value given to the document through `serde` (metadata, a cause's details) that
+    /// fails to serialize: `out` then holds a partial document.
+    pub fn write_json(&self, out: &mut Vec<u8>) -> Result<(), WriteError> {
         self.root.write_json(out)
     }
 
@@ -427,12 +438,20 @@ impl<'a> FinishedEntity<'a> {
 
     /// Appends this entity and its subtree as one JSON document. This is the one writer of
     /// segment JSON in the crate: [`Document::write_json`] and every transport come here.
-    pub fn write_json(&self, out: &mut Vec<u8>) -> Result<(), serde_json::Error> {
+    ///
+    /// # Errors
+    ///
+    /// As [`Finished::write_json`].
+    pub fn write_json(&self, out: &mut Vec<u8>) -> Result<(), WriteError> {
+        self.write_tree(out).map_err(WriteError::new)
+    }
+
+    fn write_tree(&self, out: &mut Vec<u8>) -> Result<(), serde_json::Error> {
         self.doc.write_fields(out)?;
         let mut open = false;
         for child in self.children() {
             open_element(out, &mut open);
-            child.write_json(out)?;
+            child.write_tree(out)?;
         }
         close_subsegments(out, open);
         Ok(())

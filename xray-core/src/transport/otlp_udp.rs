@@ -58,7 +58,8 @@ pub const MAX_OTLP_REQUEST_LEN: usize =
 ///
 /// ```
 /// use std::net::UdpSocket;
-/// use xray_sdk::{OtlpUdpTransport, Recorder, UdpEmitter};
+/// use xray_sdk::Recorder;
+/// use xray_sdk::transport::{OtlpUdpTransport, UdpEmitter};
 ///
 /// let daemon = UdpSocket::bind("127.0.0.1:0")?;
 /// let transport = OtlpUdpTransport::new(UdpEmitter::new(daemon.local_addr()?)?, "orders");

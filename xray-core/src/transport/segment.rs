@@ -19,12 +19,13 @@ use crate::emitter::{DAEMON_HEADER, Emitter, MAX_DATAGRAM_LEN};
 /// even that is not enough. All of it is counted in [`TransportStats`] (`split`, `truncated`,
 /// `dropped_too_large`).
 ///
-/// [`UdpEmitter`]: crate::UdpEmitter
+/// [`UdpEmitter`]: crate::transport::UdpEmitter
 ///
 /// # Examples
 ///
 /// ```
-/// use xray_sdk::{InMemoryEmitter, Recorder, SegmentTransport};
+/// use xray_sdk::{InMemoryEmitter, Recorder};
+/// use xray_sdk::transport::SegmentTransport;
 ///
 /// let emitter = InMemoryEmitter::new();
 /// let recorder = Recorder::builder()

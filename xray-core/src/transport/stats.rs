@@ -5,14 +5,15 @@ use std::sync::atomic::{AtomicU8, AtomicU64, Ordering};
 use crate::clock::{Clock as _, SystemClock};
 use crate::diag::LogLimiter;
 
-/// What became of the items a [`Transport`](crate::Transport) was given, since it was made.
+/// What became of the items a [`Transport`](crate::transport::Transport) was given, since it was
+/// made.
 ///
 /// An item is what the transport sends: a segment document for [`SegmentTransport`]
 /// (a segment split to fit counts once per piece), a span for the OTLP transports. Every item
 /// taken in ([`queued`](Self::queued)) ends in exactly one of `sent`, `dropped_full`,
 /// `dropped_too_large` or `failed`, or is still [`pending`](Self::pending).
 ///
-/// [`SegmentTransport`]: crate::SegmentTransport
+/// [`SegmentTransport`]: crate::transport::SegmentTransport
 ///
 /// # Examples
 ///

@@ -5,10 +5,9 @@ use std::backtrace::Backtrace;
 use std::fmt;
 
 use serde_json::Value;
-use xray_sdk::{
-    AnnotationValue, Cause, Clock, Document, HttpRequest, ManualClock, Namespace, SegmentId, Sql,
-    TraceId, XraySdk, seconds_from_micros,
-};
+use xray_sdk::clock::{Clock, ManualClock};
+use xray_sdk::document::{HttpRequest, Sql, XRaySdk, seconds_from_micros};
+use xray_sdk::{AnnotationValue, Cause, Document, Namespace, SegmentId, TraceId};
 
 /// The clock every scenario starts from: 2016-11-04T21:02:41.271Z, the vectors' start time.
 pub(crate) fn clock() -> ManualClock {
@@ -63,7 +62,7 @@ pub(crate) fn build(file: &str, vector: &Value) -> Document {
             if let Some(resp) = doc.http_mut().response.as_mut() {
                 resp.content_length = Some(0);
             }
-            doc.aws_mut().xray = Some(XraySdk::rust());
+            doc.aws_mut().xray = Some(XRaySdk::rust());
             end(&mut doc, &clock, 178_000);
             doc
         }

@@ -31,7 +31,8 @@ use std::time::{Duration, Instant};
 use rand::RngExt;
 use rand::rngs::SmallRng;
 use serde_json::{Map, Value, json};
-use xray_sdk::{CentralizedSampler, DecidingRule, ManualClock, Sampler, SamplingRequest};
+use xray_sdk::clock::ManualClock;
+use xray_sdk::sampling::{CentralizedSampler, DecidingRule, Sampler, SamplingRequest};
 
 use super::local_intake::{Reader, write_part};
 use crate::corpus::Corpus;

@@ -11,7 +11,8 @@
 use std::net::SocketAddr;
 
 use rand::rngs::SmallRng;
-use xray_sdk::{DaemonAddress, ENV_DAEMON_ADDRESS};
+use xray_sdk::DaemonAddress;
+use xray_sdk::config::ENV_DAEMON_ADDRESS;
 
 use crate::corpus::Corpus;
 use crate::harness::Target;

@@ -14,7 +14,8 @@
 //!   root (checked by putting a valid root in front).
 
 use rand::rngs::SmallRng;
-use xray_sdk::{Sampled, SegmentId, TraceHeader, TraceId, is_sqs_message_sampled};
+use xray_sdk::header::{Sampled, is_sqs_message_sampled};
+use xray_sdk::{SegmentId, TraceHeader, TraceId};
 
 use crate::corpus::Corpus;
 use crate::harness::Target;

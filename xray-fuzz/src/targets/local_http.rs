@@ -25,7 +25,7 @@ use prost::Message as _;
 use rand::RngExt;
 use rand::rngs::SmallRng;
 use serde_json::Value;
-use xray_local::{Filter, XrayLocal};
+use xray_local::{Filter, XRayLocal};
 use xray_sdk::otlp::proto::tonic::collector::trace::v1::ExportTraceServiceRequest;
 
 use super::local_intake::{Reader, write_part};
@@ -106,7 +106,7 @@ pub(crate) struct LocalHttpTarget {
     bodies: Vec<Vec<u8>>,
     body_values: Vec<Value>,
     filters: Vec<Vec<u8>>,
-    local: XrayLocal,
+    local: XRayLocal,
     inputs: u64,
     answered: [u64; KINDS as usize],
     busy: u64,
@@ -120,7 +120,7 @@ impl LocalHttpTarget {
             .iter()
             .filter_map(|b| ExportTraceServiceRequest::decode(b.as_slice()).ok())
             .collect();
-        let local = XrayLocal::builder()
+        let local = XRayLocal::builder()
             .udp_addr(SocketAddr::from((Ipv4Addr::LOCALHOST, 0)))
             .tcp_addr(SocketAddr::from((Ipv4Addr::LOCALHOST, 0)))
             .max_traces(300)

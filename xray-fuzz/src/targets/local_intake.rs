@@ -30,7 +30,7 @@ use prost::Message as _;
 use rand::RngExt;
 use rand::rngs::SmallRng;
 use serde_json::{Map, Value, json};
-use xray_local::{DropReason, Filter, ServiceMap, Stats, Trace, XrayLocal};
+use xray_local::{DropReason, Filter, ServiceMap, Stats, Trace, XRayLocal};
 use xray_sdk::otlp::proto::tonic::collector::trace::v1::ExportTraceServiceRequest;
 
 use crate::corpus::Corpus;
@@ -112,7 +112,7 @@ pub(crate) struct LocalIntakeTarget {
     docs: Vec<Value>,
     requests: Vec<ExportTraceServiceRequest>,
     filters: Vec<Filter>,
-    local: XrayLocal,
+    local: XRayLocal,
     socket: UdpSocket,
     datagrams: u64,
     bursts: u64,
@@ -132,7 +132,7 @@ impl LocalIntakeTarget {
             .iter()
             .map(|f| Filter::parse(f).map_err(|err| format!("{f:?}: {err}")))
             .collect::<Result<_, String>>()?;
-        let local = XrayLocal::builder()
+        let local = XRayLocal::builder()
             .udp_addr(SocketAddr::from((Ipv4Addr::LOCALHOST, 0)))
             .tcp_addr(SocketAddr::from((Ipv4Addr::LOCALHOST, 0)))
             .max_traces(2_000)

@@ -12,8 +12,9 @@ use std::sync::Arc;
 
 use rand::rngs::SmallRng;
 use serde_json::Value;
-use xray_sdk::{
-    DecidingRule, LocalSampler, ManualClock, Sampler, SamplingRequest, SamplingRule, SamplingRules,
+use xray_sdk::clock::ManualClock;
+use xray_sdk::sampling::{
+    DecidingRule, LocalSampler, Sampler, SamplingRequest, SamplingRule, SamplingRules,
 };
 
 use crate::corpus::Corpus;

@@ -5,7 +5,7 @@ use std::net::{SocketAddr, UdpSocket};
 use std::time::Duration;
 
 use serde_json::{Value, json};
-use xray_local::XrayLocal;
+use xray_local::XRayLocal;
 use xray_sdk::{SegmentId, TraceId};
 
 pub mod raw_http;
@@ -15,8 +15,8 @@ pub const WAIT: Duration = Duration::from_secs(10);
 
 pub const HEADER: &str = r#"{"format":"json","version":1}"#;
 
-pub fn start() -> XrayLocal {
-    XrayLocal::builder()
+pub fn start() -> XRayLocal {
+    XRayLocal::builder()
         .udp_addr("127.0.0.1:0".parse().unwrap())
         .start()
         .unwrap()
@@ -29,7 +29,7 @@ pub struct Sdk {
 }
 
 impl Sdk {
-    pub fn new(local: &XrayLocal) -> Self {
+    pub fn new(local: &XRayLocal) -> Self {
         Sdk {
             socket: UdpSocket::bind("127.0.0.1:0").unwrap(),
             to: local.udp_addr(),

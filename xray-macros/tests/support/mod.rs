@@ -5,7 +5,9 @@
 use std::sync::Arc;
 
 use serde_json::Value;
-use xray_sdk::{ContextMissing, InMemoryEmitter, LocalSampler, Recorder, SamplingRules, Segment};
+use xray_sdk::config::ContextMissing;
+use xray_sdk::sampling::{LocalSampler, SamplingRules};
+use xray_sdk::{InMemoryEmitter, Recorder, Segment};
 
 pub fn recorder_with(rate: f64, missing: ContextMissing) -> (Recorder, InMemoryEmitter) {
     let emitter = InMemoryEmitter::new();

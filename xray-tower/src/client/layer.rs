@@ -22,7 +22,8 @@ use super::XRayClient;
 /// ```
 /// use std::sync::Arc;
 /// use tower::{Layer, ServiceExt, service_fn};
-/// use xray_sdk::{FutureExt, InMemoryEmitter, LocalSampler, Recorder, SamplingRules};
+/// use xray_sdk::{FutureExt, InMemoryEmitter, Recorder};
+/// use xray_sdk::sampling::{LocalSampler, SamplingRules};
 /// use xray_tower::XRayClientLayer;
 ///
 /// # #[tokio::main(flavor = "current_thread")]

@@ -5,7 +5,8 @@ use std::task::{Context, Poll};
 
 use bytes::Buf;
 use http_body::{Body, Frame, SizeHint};
-use xray_sdk::{HttpResponse, Segment};
+use xray_sdk::Segment;
+use xray_sdk::document::HttpResponse;
 
 use crate::record::{record_error, record_panic};
 

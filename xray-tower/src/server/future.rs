@@ -5,7 +5,8 @@ use std::pin::Pin;
 use std::task::{Context, Poll};
 
 use http::Response;
-use xray_sdk::{HttpResponse, Segment};
+use xray_sdk::Segment;
+use xray_sdk::document::HttpResponse;
 
 use super::body::ResponseBody;
 use crate::record::{X_AMZN_TRACE_ID, header_value, record_error, record_panic};

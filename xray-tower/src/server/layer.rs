@@ -23,7 +23,8 @@ use crate::naming::SegmentNaming;
 /// use std::sync::Arc;
 /// use axum::{Router, routing::get};
 /// use tower::ServiceExt;
-/// use xray_sdk::{InMemoryEmitter, LocalSampler, Recorder, SamplingRules};
+/// use xray_sdk::{InMemoryEmitter, Recorder};
+/// use xray_sdk::sampling::{LocalSampler, SamplingRules};
 /// use xray_tower::XRayLayer;
 ///
 /// # #[tokio::main(flavor = "current_thread")]

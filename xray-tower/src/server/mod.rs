@@ -12,7 +12,9 @@ use std::task::{Context, Poll};
 use http::header::{CONTENT_LENGTH, HOST, USER_AGENT};
 use http::{HeaderMap, HeaderName, Request, Response};
 use tower::Service;
-use xray_sdk::{HttpRequest, Recorder, SamplingRequest, Segment, TraceHeader};
+use xray_sdk::document::HttpRequest;
+use xray_sdk::sampling::SamplingRequest;
+use xray_sdk::{Recorder, Segment, TraceHeader};
 
 pub use body::ResponseBody;
 pub use future::ResponseFuture;

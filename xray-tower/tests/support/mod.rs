@@ -8,7 +8,8 @@ use std::task::{Context, Poll};
 use bytes::Bytes;
 use http_body::{Body, Frame};
 use tokio::sync::mpsc;
-use xray_sdk::{InMemoryEmitter, LocalSampler, Recorder, RecorderBuilder, SamplingRules};
+use xray_sdk::sampling::{LocalSampler, SamplingRules};
+use xray_sdk::{InMemoryEmitter, Recorder, RecorderBuilder};
 
 /// A builder for a recorder that samples every new trace and reads no environment.
 pub fn sampling_all() -> RecorderBuilder {
