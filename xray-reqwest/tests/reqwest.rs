@@ -7,11 +7,11 @@ use axum::Router;
 use axum::http::{HeaderMap, StatusCode};
 use axum::routing::any;
 use reqwest_middleware::{ClientBuilder, ClientWithMiddleware};
-use serde_json::Value;
 use xray_reqwest::XRayMiddleware;
 use xray_sdk::config::ContextMissing;
 use xray_sdk::header::Sampled;
 use xray_sdk::{FutureExt, Recorder, TraceHeader};
+use xray_testkit::capture::Capture;
 
 /// A builder for a recorder that samples every new trace and reads no environment.
 fn sampling_all() -> xray_sdk::RecorderBuilder {
@@ -23,16 +23,6 @@ fn sampling_all() -> xray_sdk::RecorderBuilder {
         .ignore_environment()
         .with_service_name("test")
         .with_sampler(Arc::new(xray_sdk::sampling::LocalSampler::new(rules)))
-}
-
-/// A recorder that samples everything into memory.
-fn in_memory() -> (Recorder, xray_sdk::InMemoryEmitter) {
-    let emitter = xray_sdk::InMemoryEmitter::new();
-    let recorder = sampling_all()
-        .with_emitter(emitter.clone())
-        .build()
-        .expect("recorder builds");
-    (recorder, emitter)
 }
 
 /// The headers of every request the server received.
@@ -76,17 +66,14 @@ fn trace_headers(seen: &Seen) -> Vec<Option<String>> {
         .collect()
 }
 
-fn subsegments(doc: &Value) -> &Vec<Value> {
-    doc["subsegments"].as_array().expect("subsegments")
-}
-
 #[tokio::test]
 async fn records_a_remote_subsegment_and_sends_its_id() {
-    let (recorder, emitter) = in_memory();
+    let capture = Capture::new();
+    let recorder = capture.recorder();
     let (addr, seen) = server(503).await;
     let segment = recorder.begin_segment("caller");
     let url = format!("http://user:secret@{addr}/v1/orders?id=7");
-    let response = client(&recorder)
+    let response = client(recorder)
         .post(&url)
         .header(
             "x-amzn-trace-id",
@@ -102,42 +89,38 @@ async fn records_a_remote_subsegment_and_sends_its_id() {
     let trace_id = segment.trace_id();
     segment.end();
 
-    let docs = xray_testkit::checked(emitter.documents());
-    let call = &subsegments(&docs[0])[0];
-    assert_eq!(call["name"], "127.0.0.1");
-    assert_eq!(call["namespace"], "remote");
-    assert_eq!(call["traced"], true);
-    assert_eq!(call["http"]["request"]["method"], "POST");
-    assert_eq!(
-        call["http"]["request"]["url"],
-        format!("http://{addr}/v1/orders")
-    );
-    assert_eq!(call["http"]["response"]["status"], 503);
-    assert_eq!(call["http"]["response"]["content_length"], 5);
-    assert_eq!(call["fault"], true);
+    let caller = capture.segment("caller");
+    let call = caller.subsegment("127.0.0.1");
+    call.assert_parent(&caller)
+        .assert_namespace("remote")
+        .assert_fault(true);
+    assert!(call.flag("traced"), "{}", call.json());
+    assert_eq!(call.http_status(), Some(503));
+    let http = &call.json()["http"];
+    assert_eq!(http["request"]["method"], "POST");
+    assert_eq!(http["request"]["url"], format!("http://{addr}/v1/orders"));
+    assert_eq!(http["response"]["content_length"], 5);
 
     // One header, replacing the application's, naming the subsegment as parent.
     let sent = trace_headers(&seen);
     assert_eq!(sent.len(), 1);
     let header: TraceHeader = sent[0].as_deref().unwrap().parse().unwrap();
     assert_eq!(header.root(), trace_id);
-    assert_eq!(
-        header.parent().unwrap().to_string(),
-        call["id"].as_str().unwrap()
-    );
+    assert_eq!(header.parent().unwrap().to_string(), call.id());
     assert_eq!(header.sampled(), Sampled::Yes);
 }
 
 #[tokio::test]
 async fn a_connection_error_is_a_fault_with_its_cause() {
-    let (recorder, emitter) = in_memory();
+    let capture = Capture::new();
+    let recorder = capture.recorder();
     // Bound, then closed: nothing listens there.
     let closed = std::net::TcpListener::bind("127.0.0.1:0")
         .unwrap()
         .local_addr()
         .unwrap();
     let segment = recorder.begin_segment("caller");
-    let result = client(&recorder)
+    let result = client(recorder)
         .get(format!("http://{closed}/"))
         .send()
         .with_context(segment.entity().clone())
@@ -145,14 +128,13 @@ async fn a_connection_error_is_a_fault_with_its_cause() {
     assert!(result.is_err(), "the error reaches the application");
     segment.end();
 
-    let docs = xray_testkit::checked(emitter.documents());
-    let call = &subsegments(&docs[0])[0];
-    assert_eq!(call["fault"], true);
-    assert!(call["http"].get("response").is_none());
-    let exception = &call["cause"]["exceptions"][0];
+    let call = capture.segment("caller").subsegment("127.0.0.1");
+    call.assert_fault(true);
+    assert_eq!(call.http_status(), None);
     assert!(
-        exception["message"].as_str().is_some_and(|m| !m.is_empty()),
-        "{call:#}"
+        call.exception_messages().iter().any(|m| !m.is_empty()),
+        "{}",
+        call.json()
     );
 }
 

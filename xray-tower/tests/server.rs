@@ -17,6 +17,7 @@ use serde_json::Value;
 use tower::{Layer, ServiceExt, service_fn};
 use xray_sdk::clock::ManualClock;
 use xray_sdk::{Recorder, TraceHeader};
+use xray_testkit::capture::Capture;
 use xray_tower::{SegmentNaming, XRayLayer};
 
 use support::{ChannelBody, in_memory, sampling_all};
@@ -236,13 +237,13 @@ async fn malformed_header_starts_a_new_trace() {
 
 #[tokio::test]
 async fn handler_work_nests_under_the_segment() {
-    let (recorder, emitter) = in_memory();
+    let capture = Capture::new();
     let req = get_req("/work").body(Body::empty()).unwrap();
-    call(app(&recorder), req).await;
-    let doc = only(xray_testkit::checked(emitter.documents()));
-    let subs = doc["subsegments"].as_array().expect("subsegments");
-    let load = subs.iter().find(|s| s["name"] == "load").expect("load");
-    assert_eq!(load["annotations"]["rows"], 3);
+    call(app(capture.recorder()), req).await;
+    let api = capture.segment("api");
+    api.subsegment("load")
+        .assert_parent(&api)
+        .assert_annotation("rows", 3);
 }
 
 #[tokio::test]
@@ -267,9 +268,9 @@ async fn dynamic_naming_uses_matching_hosts_only() {
 
 #[tokio::test]
 async fn inner_error_is_a_fault_with_cause() {
-    let (recorder, emitter) = in_memory();
+    let capture = Capture::new();
     let svc = XRayLayer::new("api")
-        .with_recorder(recorder)
+        .with_recorder(capture.recorder().clone())
         .layer(service_fn(|_req: Request<Body>| async {
             Err::<Response<Body>, _>("backend unavailable".to_owned())
         }));
@@ -278,12 +279,9 @@ async fn inner_error_is_a_fault_with_cause() {
         .await
         .expect_err("the inner error comes through unchanged");
     assert_eq!(err, "backend unavailable");
-    let doc = only(xray_testkit::checked(emitter.documents()));
-    assert_eq!(doc["fault"], true);
-    assert_eq!(
-        doc["cause"]["exceptions"][0]["message"],
-        "backend unavailable"
-    );
+    let api = capture.segment("api");
+    api.assert_fault(true);
+    assert_eq!(api.exception_messages(), ["backend unavailable"]);
 }
 
 #[tokio::test]

@@ -10,6 +10,7 @@ use tracing::{Instrument, Subscriber};
 use tracing_subscriber::prelude::*;
 use xray_sdk::sampling::{LocalSampler, SamplingRules};
 use xray_sdk::{FutureExt, InMemoryEmitter, Recorder};
+use xray_testkit::capture::{Capture, EntityView};
 use xray_tracing_subscriber::XRaySpanLayer;
 
 fn recorder(rate: f64) -> (Recorder, InMemoryEmitter) {
@@ -43,7 +44,8 @@ fn only(emitter: &InMemoryEmitter) -> Value {
 
 #[test]
 fn spans_become_nested_subsegments_with_their_fields() {
-    let (recorder, emitter) = recorder(1.0);
+    let capture = Capture::new();
+    let recorder = capture.recorder();
     let layer = XRaySpanLayer::new().with_annotations(["order_id", "http.method"]);
     tracing::subscriber::with_default(subscriber(layer), || {
         let segment = recorder.begin_segment("checkout");
@@ -66,24 +68,32 @@ fn spans_become_nested_subsegments_with_their_fields() {
         assert_eq!(xray_sdk::current().unwrap().id(), segment.id());
     });
 
-    let doc = only(&emitter);
-    let reserve = &subs(&doc)[0];
-    assert_eq!(reserve["name"], "reserve");
-    assert_eq!(reserve["annotations"]["order_id"], 42);
-    assert_eq!(reserve["annotations"]["http_method"], "POST");
-    assert_eq!(reserve["metadata"]["tracing"]["note"], "late");
-    assert!(reserve["end_time"].as_f64().unwrap() >= reserve["start_time"].as_f64().unwrap());
-    let load = &subs(reserve)[0];
-    assert_eq!(load["name"], "load");
-    assert_eq!(load["metadata"]["tracing"]["table"], "orders");
-    assert_eq!(load["metadata"]["tracing"]["ratio"], 0.5);
-    assert!(load.get("annotations").is_none());
-    assert_eq!(subs(load)[0]["name"], "query");
+    let checkout = capture.segment("checkout");
+    let reserve = checkout.subsegment("reserve");
+    reserve
+        .assert_parent(&checkout)
+        .assert_annotation("order_id", 42)
+        .assert_annotation("http_method", "POST")
+        .assert_metadata("tracing", "note", "late");
+    let times = |e: &EntityView| {
+        (
+            e.json()["start_time"].as_f64(),
+            e.json()["end_time"].as_f64(),
+        )
+    };
+    assert!(matches!(times(&reserve), (Some(start), Some(end)) if end >= start));
+    let load = reserve.subsegment("load");
+    load.assert_parent(&reserve)
+        .assert_metadata("tracing", "table", "orders")
+        .assert_metadata("tracing", "ratio", 0.5);
+    assert!(load.json().get("annotations").is_none(), "{}", load.json());
+    load.subsegment("query").assert_parent(&load);
 }
 
 #[test]
 fn an_error_event_is_the_cause_and_a_fault() {
-    let (recorder, emitter) = recorder(1.0);
+    let capture = Capture::new();
+    let recorder = capture.recorder();
     tracing::subscriber::with_default(subscriber(XRaySpanLayer::new()), || {
         let segment = recorder.begin_segment("api");
         let _current = segment.enter();
@@ -96,18 +106,21 @@ fn an_error_event_is_the_cause_and_a_fault() {
         });
         tracing::info_span!("quiet").in_scope(|| tracing::info!("fine"));
     });
-    let doc = only(&emitter);
-    let charge = &subs(&doc)[0];
-    assert_eq!(charge["fault"], true);
-    let exceptions = charge["cause"]["exceptions"].as_array().unwrap();
-    assert_eq!(exceptions.len(), 1);
-    assert_eq!(exceptions[0]["message"], "charge failed: card declined");
+    let charge = capture.entity("charge");
+    charge.assert_fault(true);
+    assert_eq!(
+        charge.exception_messages(),
+        ["charge failed: card declined"]
+    );
     // The event does not know the error's type, and the module path is not one.
-    assert!(exceptions[0].get("type").is_none(), "{}", exceptions[0]);
-    let refund = &subs(&doc)[1]["cause"]["exceptions"][0];
-    assert_eq!(refund["type"], "RefundWindowClosed");
-    let quiet = &subs(&doc)[2];
-    assert!(quiet.get("fault").is_none() && quiet.get("cause").is_none());
+    assert!(charge.exception_types().is_empty(), "{}", charge.json());
+    assert_eq!(
+        capture.entity("refund").exception_types(),
+        ["RefundWindowClosed"]
+    );
+    let quiet = capture.entity("quiet");
+    quiet.assert_fault(false);
+    assert!(quiet.exception_messages().is_empty(), "{}", quiet.json());
 }
 
 #[test]
