@@ -22,8 +22,10 @@ const MAX_DEPTH: usize = 64;
 /// | `service("name")` | some service node of the trace (a segment, or an `aws` / `remote` subsegment) has this name |
 /// | `responsetime > N` | the root segment took more than `N` seconds (any comparison) |
 /// | `duration > N` | the whole trace, first start to last end, took more than `N` seconds |
-/// | `fault = true`, `error = true`, `throttle = true` | some entity has the flag (`= false` or `!= true`: none has) |
-/// | `ok = true` | no entity has any of the three flags |
+/// | `fault`, `error` | the trace's own response was a fault (5xx) or an error (4xx): the root segment's flag, as X-Ray judges it; `fault = true` is the same, `!fault` and `fault = false` the opposite |
+/// | `throttle` | some entity was throttled (429) |
+/// | `ok` | the root segment answered 2xx (without a status: it has none of the three flags) |
+/// | `partial` | some entity is in progress, or a parent is missing |
 /// | `http.url CONTAINS "x"` | the root segment's URL contains `x` (also `=`, `!=`, `BEGINSWITH`, `ENDSWITH`) |
 /// | `http.status = N` | the root segment's response status (any comparison) |
 /// | `http.method = "GET"` | the root segment's method (`=`, `!=`) |
@@ -116,6 +118,7 @@ enum FlagKind {
     Error,
     Throttle,
     Ok,
+    Partial,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -461,13 +464,18 @@ impl Parser {
                 let op = self.op(NUMERIC_OPS)?;
                 Ok(Expr::Duration(op, self.number()?))
             }
-            "fault" | "error" | "throttle" | "ok" => {
+            "fault" | "error" | "throttle" | "ok" | "partial" => {
                 let kind = match lower.as_str() {
                     "fault" => FlagKind::Fault,
                     "error" => FlagKind::Error,
                     "throttle" => FlagKind::Throttle,
+                    "partial" => FlagKind::Partial,
                     _ => FlagKind::Ok,
                 };
+                // Bare, a boolean keyword is `= true` (`!fault` is `fault = false`).
+                if !matches!(self.peek().tok, Tok::Op(_)) {
+                    return Ok(Expr::Flag(kind, true));
+                }
                 let op = self.op(EQUALITY_OPS)?;
                 let value = self.boolean()?;
                 Ok(Expr::Flag(kind, value == (op == Op::Eq)))
@@ -625,16 +633,30 @@ fn eval(expr: &Expr, trace: &Trace) -> bool {
             .is_some_and(|d| compare_num(d, *op, *n)),
         Expr::Duration(op, n) => trace_duration(trace).is_some_and(|d| compare_num(d, *op, *n)),
         Expr::Flag(kind, want) => {
-            let has = |flag: &str| {
+            // The trace's own response is its root segment's; a throttle anywhere counts.
+            let root = root(trace);
+            let on_root = |flag: &str| {
+                root.as_ref()
+                    .is_some_and(|r| r.get(flag).and_then(Value::as_bool) == Some(true))
+            };
+            let throttled = || {
                 trace
                     .entities()
-                    .any(|e| e.get(flag).and_then(Value::as_bool) == Some(true))
+                    .any(|e| e.get("throttle").and_then(Value::as_bool) == Some(true))
             };
             let value = match kind {
-                FlagKind::Fault => has("fault"),
-                FlagKind::Error => has("error"),
-                FlagKind::Throttle => has("throttle"),
-                FlagKind::Ok => !has("fault") && !has("error") && !has("throttle"),
+                FlagKind::Fault => on_root("fault"),
+                FlagKind::Error => on_root("error"),
+                FlagKind::Throttle => throttled(),
+                FlagKind::Ok => {
+                    match root_http(trace, "response", "status").and_then(Value::as_u64) {
+                        Some(status) => (200..300).contains(&status),
+                        None => !on_root("fault") && !on_root("error") && !on_root("throttle"),
+                    }
+                }
+                FlagKind::Partial => {
+                    !trace.is_complete() || trace.entities().any(|e| e.is_in_progress())
+                }
             };
             value == *want
         }

@@ -65,6 +65,10 @@
 //! | `GET /traces?filter=EXPR` | a JSON array of every trace held (settled or not), by first arrival, in [`Trace`]'s [JSON form](Trace#the-json-form) (nested at most 100 levels: a deep tree's lower subsegments come in `continued`); with `filter`, the traces matching the [`Filter`] expression (URL-encoded) |
 //! | `GET /traces/{trace_id}` | one trace; 404 when none is held |
 //! | `GET /map?filter=EXPR` | the [`ServiceMap`] of the (matching) traces: `{"nodes": [..], "edges": [..]}` |
+//! | `POST /TraceSummaries` | X-Ray's `GetTraceSummaries`: `StartTime` and `EndTime` (epoch seconds, required), `TimeRangeType` (`TraceId`, the default, `Event` or `Service`), `FilterExpression`, `NextToken`; answers `TraceSummaries` (`Id`, `StartTime`, `Duration`, `ResponseTime`, `HasFault`, `HasError` and `HasThrottle` as X-Ray judges them, `IsPartial`, `Http`, `Annotations`, `Users`, `ServiceIds`, `EntryPoint`, `ResourceARNs`, `InstanceIds`, `AvailabilityZones`, `Revision`), most recent first, 100 a page, with `TracesProcessedCount` and `ApproximateTime` |
+//! | `POST /Traces` | X-Ray's `BatchGetTraces`: 1 to 5 `TraceIds`; answers `Traces` (`Id`, `Duration`, `LimitExceeded`, `Segments` of `{Id, Document}`, the document a JSON string with its subsegments embedded) and `UnprocessedTraceIds` for ids not held |
+//! | `POST /ServiceGraph` | X-Ray's `GetServiceGraph`: the [`ServiceMap`] of the traces active between `StartTime` and `EndTime` as `Services` (`ReferenceId`, `Name`, `Type`, `Root`, `State`, `Edges` with their `SummaryStatistics`, and a `client` node calling each root service) |
+//! | `POST /TraceGraph` | X-Ray's `GetTraceGraph`: the same for 1 to 5 `TraceIds` |
 //! | `POST /v1/traces` | OTLP/HTTP: an `ExportTraceServiceRequest` in protobuf (`application/x-protobuf`, gzip or not, up to 8 MiB); its spans are filed as documents and, when forwarding, sent on as `T1S` documents. 400 for a body that is not one, 415 for another content type |
 //! | `GET /stats` | the [`Stats`] counters, the sampling API call counts, `tcp` (connections `open`, `max_open`, `accepted`, `refused`, `closed_for_room`, `timed_out` before a request, `idle_closed` after one; requests refused as `busy` (503) or `forbidden` (403)), `sampling_proxy` (forwarded, unsigned, failed; or `null`), and `forwarding` ([`ForwardStats`], or `null`) |
 //! | `GET /rules` | the sampling rules as a JSON array |
@@ -138,6 +142,7 @@
 //! The minimum supported Rust version is 1.94.
 #![deny(missing_docs)]
 
+mod api;
 mod daemon;
 mod filter;
 mod forward;

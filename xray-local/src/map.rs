@@ -146,6 +146,11 @@ impl CallStats {
         (self.timed > 0).then(|| self.total_seconds / self.timed as f64)
     }
 
+    /// Seconds over the requests that had both a start and an end time.
+    pub(crate) fn total_seconds(&self) -> f64 {
+        self.total_seconds
+    }
+
     fn add(&mut self, entity: &TraceEntity<'_>) {
         let flag = |name: &str| u64::from(entity.get(name).and_then(Value::as_bool) == Some(true));
         self.requests += 1;

@@ -764,7 +764,7 @@ async fn handle(
     } else {
         let work = {
             let ctx = Arc::clone(&ctx);
-            move || route(&ctx, &method, &path, &query)
+            move || route(&ctx, &method, &path, &query, &body)
         };
         lane_reply(&ctx, ctx.read_lane.run(work).await)
     };
@@ -845,9 +845,21 @@ fn otlp_reply(
 
 /// The read API, and every route that is not the sampling API or OTLP/HTTP; run in the read
 /// lane.
-fn route(ctx: &Ctx, method: &Method, path: &str, query: &str) -> Reply {
+fn route(ctx: &Ctx, method: &Method, path: &str, query: &str, body: &[u8]) -> Reply {
     let shared = &*ctx.shared;
     let result = match (method, path) {
+        (&Method::POST, "/TraceSummaries") => {
+            crate::api::trace_summaries(&shared.store, body).map(|v| Reply::json(&v))
+        }
+        (&Method::POST, "/Traces") => {
+            crate::api::batch_get_traces(&shared.store, body).map(|v| Reply::json(&v))
+        }
+        (&Method::POST, "/ServiceGraph") => {
+            crate::api::service_graph(&shared.store, body).map(|v| Reply::json(&v))
+        }
+        (&Method::POST, "/TraceGraph") => {
+            crate::api::trace_graph(&shared.store, body).map(|v| Reply::json(&v))
+        }
         (&Method::GET, "/traces") => filtered_ids(shared, query).map(|ids| Reply {
             status: 200,
             content_type: HeaderValue::from_static("application/json"),

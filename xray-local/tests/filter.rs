@@ -78,9 +78,22 @@ fn services_flags_and_times() {
     check("fault = true", true, false);
     check("fault = false", false, true);
     check("fault != true", false, true);
-    check("error = true", true, false);
+    // The trace's own response decides, as in X-Ray: orders-api answered 500, a fault, and
+    // the 429 that Stripe answered payments is not the trace's error.
+    check("error = true", false, false);
     check("throttle = true", true, false);
     check("ok = true", false, true);
+    // Bare, a boolean keyword is `= true`; `!` negates it.
+    check("fault", true, false);
+    check("!fault", false, true);
+    check("FAULT AND throttle", true, false);
+    check("error", false, false);
+    check("ok", false, true);
+    check("!ok", true, false);
+    check("ok = false", true, false);
+    // The fixture holds a subsegment in progress and one whose parent never came.
+    check("partial", true, false);
+    check("!partial AND responsetime > 0.2", false, true);
     // orders-api took 197.7 ms; catalog 250 ms.
     check("responsetime > 0.2", false, true);
     check("responsetime < 0.2", true, false);
@@ -220,4 +233,30 @@ fn hostile_input_is_refused_not_recursed() {
             .position(),
         24
     );
+}
+
+#[test]
+fn partial_is_a_trace_with_an_entity_in_progress_or_a_parent_missing() {
+    let open = xray_local::assemble([json!({
+        "name": "api", "id": "70de5b6f19ff9a0a", "start_time": 100.0, "in_progress": true,
+        "trace_id": "1-581cf771-a006649127e371903a2de979",
+    })])
+    .unwrap()
+    .remove(0);
+    assert!(Filter::parse("partial").unwrap().matches(&open));
+    assert!(!Filter::parse("!partial").unwrap().matches(&open));
+    // A root with an error flag and no status is neither ok nor a fault.
+    let failed = xray_local::assemble([json!({
+        "name": "api", "id": "70de5b6f19ff9a0a", "start_time": 100.0, "end_time": 100.1,
+        "trace_id": "1-581cf771-a006649127e371903a2de979", "error": true,
+    })])
+    .unwrap()
+    .remove(0);
+    for (expr, expected) in [("error", true), ("ok", false), ("fault", false)] {
+        assert_eq!(
+            Filter::parse(expr).unwrap().matches(&failed),
+            expected,
+            "{expr}"
+        );
+    }
 }

@@ -38,6 +38,7 @@ const DICTIONARY: &[&str] = &[
     "error",
     "throttle",
     "ok",
+    "partial",
     "http.url",
     "http.status",
     "http.method",
@@ -322,9 +323,13 @@ fn predicate(rng: &mut SmallRng) -> String {
         2 => format!("responsetime {} {}", any_op(rng), number(rng)),
         3 => format!("duration {} {}", any_op(rng), number(rng)),
         4 => {
-            let flag = pick(rng, &["fault", "error", "throttle", "ok"])
+            let flag = pick(rng, &["fault", "error", "throttle", "ok", "partial"])
                 .copied()
                 .unwrap_or("ok");
+            if rng.random_bool(0.3) {
+                // Bare: `= true`.
+                return flag.to_owned();
+            }
             let value = if rng.random_bool(0.5) {
                 "true"
             } else {

@@ -1,0 +1,554 @@
+//! The read operations of the X-Ray API, at the service's paths and in its shapes:
+//! `GetTraceSummaries` (`POST /TraceSummaries`), `BatchGetTraces` (`POST /Traces`),
+//! `GetServiceGraph` (`POST /ServiceGraph`) and `GetTraceGraph` (`POST /TraceGraph`). A script
+//! written for X-Ray (the AWS CLI, boto3, aws-sdk-xray) reads from xray-local unchanged but for
+//! its endpoint.
+//!
+//! Computed from the traces held, as the X-Ray API reference describes each field: the root
+//! segment is the one without a `parent_id`; a summary's fault and error flags are the root's,
+//! its throttle flag any segment's.
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+
+use serde_json::{Map, Value, json};
+use xray_sdk::TraceId;
+
+use crate::filter::{Filter, root, trace_duration};
+use crate::map::{CallStats, ServiceMap};
+use crate::sampling::ApiError;
+use crate::store::Store;
+use crate::trace::{Trace, TraceEntity};
+
+/// Summaries in one page of `GetTraceSummaries`.
+pub(crate) const SUMMARIES_PER_PAGE: usize = 100;
+
+/// Trace ids in one `BatchGetTraces` or `GetTraceGraph` request, as the service allows.
+const MAX_TRACE_IDS: usize = 5;
+
+/// The body of a request: a JSON object (an empty body is `{}`, as botocore reads it).
+fn request(body: &[u8]) -> Result<Map<String, Value>, ApiError> {
+    if body.iter().all(u8::is_ascii_whitespace) {
+        return Ok(Map::new());
+    }
+    match serde_json::from_slice(body) {
+        Ok(Value::Object(map)) => Ok(map),
+        Ok(_) => Err(ApiError::invalid("the request body is not a JSON object")),
+        Err(err) => Err(ApiError::invalid(format!(
+            "the request body is not JSON: {err}"
+        ))),
+    }
+}
+
+/// A required timestamp member, in epoch seconds (any JSON number).
+fn time(request: &Map<String, Value>, member: &str) -> Result<f64, ApiError> {
+    request
+        .get(member)
+        .and_then(Value::as_f64)
+        .ok_or_else(|| ApiError::invalid(format!("{member} is required, in epoch seconds")))
+}
+
+/// `TraceIds`: 1 to 5 ids.
+fn trace_ids(request: &Map<String, Value>) -> Result<Vec<String>, ApiError> {
+    let ids: Vec<String> = request
+        .get("TraceIds")
+        .and_then(Value::as_array)
+        .ok_or_else(|| ApiError::invalid("TraceIds is required: a list of 1 to 5 trace ids"))?
+        .iter()
+        .map(|id| id.as_str().map(str::to_owned))
+        .collect::<Option<_>>()
+        .ok_or_else(|| ApiError::invalid("TraceIds holds a value that is not a string"))?;
+    if ids.is_empty() || ids.len() > MAX_TRACE_IDS {
+        return Err(ApiError::invalid(format!(
+            "TraceIds holds {} ids; 1 to {MAX_TRACE_IDS} are allowed",
+            ids.len()
+        )));
+    }
+    Ok(ids)
+}
+
+/// A page offset from `NextToken`, as this server writes it.
+fn page_start(request: &Map<String, Value>) -> Result<usize, ApiError> {
+    match request.get("NextToken") {
+        None | Some(Value::Null) => Ok(0),
+        Some(Value::String(token)) => token
+            .strip_prefix("page-")
+            .and_then(|n| n.parse().ok())
+            .ok_or_else(|| ApiError::invalid("NextToken is not one this server gave")),
+        Some(_) => Err(ApiError::invalid("NextToken is not a string")),
+    }
+}
+
+/// The epoch second written in a trace id (`1-<8 hex digits>-...`).
+fn id_epoch(id: TraceId) -> Option<f64> {
+    let text = id.to_string();
+    let hex = text.get(2..10)?;
+    u32::from_str_radix(hex, 16).ok().map(f64::from)
+}
+
+/// Earliest start and latest end over the trace's entities.
+fn span(trace: &Trace) -> Option<(f64, f64)> {
+    let start = trace
+        .entities()
+        .filter_map(|e| e.start_time())
+        .min_by(f64::total_cmp)?;
+    let end = trace
+        .entities()
+        .filter_map(|e| e.end_time().or(e.start_time()))
+        .max_by(f64::total_cmp)?;
+    Some((start, end))
+}
+
+/// Whether the trace falls in `[start, end)` the way `TimeRangeType` asks.
+fn in_range(trace: &Trace, kind: &str, start: f64, end: f64) -> bool {
+    match kind {
+        // Traces active in the window.
+        "Event" => span(trace).is_some_and(|(first, last)| first < end && last >= start),
+        // A segment that ended in the window.
+        "Service" => trace
+            .entities()
+            .filter(TraceEntity::is_segment)
+            .filter_map(|e| e.end_time())
+            .any(|t| t >= start && t < end),
+        // `TraceId`, the default: the trace's start as its id writes it.
+        _ => id_epoch(trace.id())
+            .or_else(|| span(trace).map(|(first, _)| first))
+            .is_some_and(|t| t >= start && t < end),
+    }
+}
+
+/// `POST /TraceSummaries`: the traces in the window that match `FilterExpression`, most
+/// recent first, a page at a time.
+pub(crate) fn trace_summaries(store: &Arc<Store>, body: &[u8]) -> Result<Value, ApiError> {
+    let request = request(body)?;
+    let (start, end) = (time(&request, "StartTime")?, time(&request, "EndTime")?);
+    let kind = match request.get("TimeRangeType").and_then(Value::as_str) {
+        None => "TraceId",
+        Some(kind @ ("TraceId" | "Event" | "Service")) => kind,
+        Some(other) => {
+            return Err(ApiError::invalid(format!(
+                "TimeRangeType {other:?} is not one of TraceId, Event, Service"
+            )));
+        }
+    };
+    let filter = match request.get("FilterExpression").and_then(Value::as_str) {
+        Some(text) if !text.trim().is_empty() => Some(
+            Filter::parse(text)
+                .map_err(|err| ApiError::invalid(format!("Invalid filter expression: {err}")))?,
+        ),
+        _ => None,
+    };
+    let from = page_start(&request)?;
+    let mut processed = 0u64;
+    // (start time, summary) of every match; held as summaries, one trace assembled at a time.
+    let mut matched: Vec<(f64, TraceId)> = Vec::new();
+    for id in store.ids() {
+        let Some(trace) = store.assembled(id) else {
+            continue;
+        };
+        if !in_range(&trace, kind, start, end) {
+            continue;
+        }
+        processed += 1;
+        if filter.as_ref().is_none_or(|f| f.matches(&trace)) {
+            let first = span(&trace).map_or(0.0, |(first, _)| first);
+            matched.push((first, id));
+        }
+    }
+    // The most recent first.
+    matched.sort_by(|a, b| b.0.total_cmp(&a.0));
+    let page: Vec<Value> = matched
+        .iter()
+        .skip(from)
+        .take(SUMMARIES_PER_PAGE)
+        .filter_map(|&(_, id)| store.assembled(id).map(|t| summary(&t)))
+        .collect();
+    let approximate = matched.get(from).map_or(end, |&(first, _)| first);
+    let mut answer = json!({
+        "TraceSummaries": page,
+        "ApproximateTime": approximate,
+        "TracesProcessedCount": processed,
+    });
+    if from + SUMMARIES_PER_PAGE < matched.len() {
+        answer["NextToken"] = json!(format!("page-{}", from + SUMMARIES_PER_PAGE));
+    }
+    Ok(answer)
+}
+
+/// A `ServiceId`: a service's name and type.
+fn service_id(name: &str, kind: Option<&str>) -> Value {
+    let mut id = json!({"Name": name, "Names": [name]});
+    if let Some(kind) = kind {
+        id["Type"] = json!(kind);
+    }
+    id
+}
+
+/// The service an entity belongs to: its segment's name and `origin`.
+fn owner(entity: &TraceEntity<'_>) -> Option<Value> {
+    let segment = entity.root_doc();
+    let name = segment.get("name")?.as_str()?;
+    Some(service_id(
+        name,
+        segment.get("origin").and_then(Value::as_str),
+    ))
+}
+
+/// The `ServiceId`s of a trace: its segments' services, then the AWS resources and remote
+/// services its subsegments called.
+fn service_ids(trace: &Trace) -> Vec<Value> {
+    let mut ids: Vec<Value> = Vec::new();
+    let mut push = |id: Value| {
+        if !ids.contains(&id) {
+            ids.push(id);
+        }
+    };
+    for entity in trace.entities() {
+        if entity.is_segment() {
+            if let Some(id) = owner(&entity) {
+                push(id);
+            }
+            continue;
+        }
+        let Some(name) = entity.name() else { continue };
+        match entity.get("namespace").and_then(Value::as_str) {
+            Some("aws") => push(service_id(name, Some(&inferred_type(&entity, name)))),
+            Some("remote") => push(service_id(name, Some("remote"))),
+            _ => {}
+        }
+    }
+    ids
+}
+
+/// The type X-Ray gives an AWS call's node: the resource's when the call names one (a table,
+/// a queue, a bucket), else the service's.
+fn inferred_type(entity: &TraceEntity<'_>, name: &str) -> String {
+    let aws = entity.get("aws");
+    let has = |key: &str| aws.and_then(|a| a.get(key)).is_some();
+    let resource = if has("table_name") {
+        Some("Table")
+    } else if has("queue_url") {
+        Some("Queue")
+    } else if has("bucket_name") {
+        Some("Bucket")
+    } else {
+        None
+    };
+    match resource {
+        Some(resource) => format!("AWS::{name}::{resource}"),
+        None => format!("AWS::{name}"),
+    }
+}
+
+/// An annotation value in the API's tagged form.
+fn annotation_value(value: &Value) -> Option<Value> {
+    Some(match value {
+        Value::Number(n) => json!({"NumberValue": n.as_f64()?}),
+        Value::Bool(b) => json!({"BooleanValue": b}),
+        Value::String(s) => json!({"StringValue": s}),
+        _ => return None,
+    })
+}
+
+/// One trace's `TraceSummary`.
+pub(crate) fn summary(trace: &Trace) -> Value {
+    let root = root(trace);
+    let flag = |e: &TraceEntity<'_>, name: &str| e.get(name).and_then(Value::as_bool) == Some(true);
+    let mut out = json!({
+        "Id": trace.id().to_string(),
+        "HasFault": root.as_ref().is_some_and(|r| flag(r, "fault")),
+        "HasError": root.as_ref().is_some_and(|r| flag(r, "error")),
+        "HasThrottle": trace.entities().any(|e| flag(&e, "throttle")),
+        "IsPartial": trace.entities().any(|e| e.is_in_progress()) || !trace.is_complete(),
+        "Revision": trace.segments().len() + trace.orphans().len(),
+        "ServiceIds": service_ids(trace),
+    });
+    if let Some((first, _)) = span(trace) {
+        out["StartTime"] = json!(first);
+    }
+    if let Some(duration) = trace_duration(trace) {
+        out["Duration"] = json!(duration);
+    }
+    if let Some(root) = &root {
+        if let Some(response) = root.duration() {
+            out["ResponseTime"] = json!(response);
+        }
+        if let Some(id) = owner(root) {
+            out["EntryPoint"] = id;
+        }
+        let http = root.get("http");
+        let part = |part: &str, field: &str| http.and_then(|h| h.get(part)?.get(field)).cloned();
+        let mut summary_http = Map::new();
+        for (key, value) in [
+            ("HttpURL", part("request", "url")),
+            ("HttpMethod", part("request", "method")),
+            ("UserAgent", part("request", "user_agent")),
+            ("ClientIp", part("request", "client_ip")),
+            ("HttpStatus", part("response", "status")),
+        ] {
+            if let Some(value) = value {
+                summary_http.insert(key.to_owned(), value);
+            }
+        }
+        if !summary_http.is_empty() {
+            out["Http"] = Value::Object(summary_http);
+        }
+    }
+    // Annotations from every entity, each value once, with the services that recorded it.
+    let mut annotations: BTreeMap<String, Vec<Value>> = BTreeMap::new();
+    let mut users: Vec<Value> = Vec::new();
+    let (mut arns, mut instances, mut zones) = (Vec::new(), Vec::new(), Vec::new());
+    for entity in trace.entities() {
+        let service = owner(&entity);
+        if let Some(map) = entity.get("annotations").and_then(Value::as_object) {
+            for (key, value) in map {
+                let Some(tagged) = annotation_value(value) else {
+                    continue;
+                };
+                let values = annotations.entry(key.clone()).or_default();
+                let entry = match values.iter_mut().find(|v| v["AnnotationValue"] == tagged) {
+                    Some(entry) => entry,
+                    None => {
+                        values.push(json!({"AnnotationValue": tagged, "ServiceIds": []}));
+                        values.last_mut().expect("just pushed")
+                    }
+                };
+                if let (Some(service), Some(list)) = (&service, entry["ServiceIds"].as_array_mut())
+                    && !list.contains(service)
+                {
+                    list.push(service.clone());
+                }
+            }
+        }
+        if !entity.is_segment() {
+            continue;
+        }
+        if let Some(user) = entity.get("user").and_then(Value::as_str)
+            && !users.iter().any(|u| u["UserName"] == user)
+        {
+            users.push(json!({"UserName": user, "ServiceIds": service.iter().collect::<Vec<_>>()}));
+        }
+        if let Some(arn) = entity.get("resource_arn").and_then(Value::as_str) {
+            let arn = json!({"ARN": arn});
+            if !arns.contains(&arn) {
+                arns.push(arn);
+            }
+        }
+        let ec2 = entity.get("aws").and_then(|a| a.get("ec2"));
+        if let Some(id) = ec2
+            .and_then(|e| e.get("instance_id"))
+            .and_then(Value::as_str)
+        {
+            let id = json!({"Id": id});
+            if !instances.contains(&id) {
+                instances.push(id);
+            }
+        }
+        if let Some(zone) = ec2
+            .and_then(|e| e.get("availability_zone"))
+            .and_then(Value::as_str)
+        {
+            let zone = json!({"Name": zone});
+            if !zones.contains(&zone) {
+                zones.push(zone);
+            }
+        }
+    }
+    out["Annotations"] = json!(annotations);
+    out["Users"] = json!(users);
+    out["ResourceARNs"] = json!(arns);
+    out["InstanceIds"] = json!(instances);
+    out["AvailabilityZones"] = json!(zones);
+    out
+}
+
+/// `POST /Traces`: each trace's segment documents, as JSON strings, subsegments embedded;
+/// ids not held come back in `UnprocessedTraceIds`.
+pub(crate) fn batch_get_traces(store: &Arc<Store>, body: &[u8]) -> Result<Value, ApiError> {
+    let request = request(body)?;
+    let ids = trace_ids(&request)?;
+    let mut traces = Vec::new();
+    let mut unprocessed = Vec::new();
+    for text in ids {
+        let Some(trace) = text.parse().ok().and_then(|id| store.assembled(id)) else {
+            unprocessed.push(json!(text));
+            continue;
+        };
+        let segments: Vec<Value> = trace
+            .segments()
+            .iter()
+            .chain(trace.orphans())
+            .map(|doc| {
+                json!({
+                    "Id": doc.get("id").cloned().unwrap_or(Value::Null),
+                    "Document": doc.to_string(),
+                })
+            })
+            .collect();
+        let mut out = json!({
+            "Id": trace.id().to_string(),
+            "LimitExceeded": false,
+            "Segments": segments,
+        });
+        if let Some(duration) = trace_duration(&trace) {
+            out["Duration"] = json!(duration);
+        }
+        traces.push(out);
+    }
+    Ok(json!({"Traces": traces, "UnprocessedTraceIds": unprocessed}))
+}
+
+/// `POST /ServiceGraph`: the map of the traces active in `[StartTime, EndTime)`.
+pub(crate) fn service_graph(store: &Arc<Store>, body: &[u8]) -> Result<Value, ApiError> {
+    let request = request(body)?;
+    let (start, end) = (time(&request, "StartTime")?, time(&request, "EndTime")?);
+    let traces = || {
+        store
+            .ids()
+            .into_iter()
+            .filter_map(|id| store.assembled(id))
+            .filter(move |t| in_range(t, "Event", start, end))
+    };
+    let roots = root_services(traces());
+    let map = ServiceMap::from_traces(traces());
+    Ok(json!({
+        "StartTime": start,
+        "EndTime": end,
+        "Services": services(&map, &roots, start, end),
+        "ContainsOldGroupVersions": false,
+    }))
+}
+
+/// `POST /TraceGraph`: the map of the traces named.
+pub(crate) fn trace_graph(store: &Arc<Store>, body: &[u8]) -> Result<Value, ApiError> {
+    let request = request(body)?;
+    let ids = trace_ids(&request)?;
+    let traces: Vec<Arc<Trace>> = ids
+        .iter()
+        .filter_map(|id| id.parse().ok().and_then(|id| store.assembled(id)))
+        .collect();
+    let (start, end) = traces
+        .iter()
+        .filter_map(|t| span(t))
+        .fold((f64::INFINITY, f64::NEG_INFINITY), |(s, e), (a, b)| {
+            (s.min(a), e.max(b))
+        });
+    let roots = root_services(traces.iter().cloned());
+    let map = ServiceMap::from_traces(traces.iter().map(|t| &**t));
+    let (start, end) = if start.is_finite() {
+        (start, end)
+    } else {
+        (0.0, 0.0)
+    };
+    Ok(json!({"Services": services(&map, &roots, start, end)}))
+}
+
+/// The names of the services that are the root of some trace.
+fn root_services(traces: impl Iterator<Item = Arc<Trace>>) -> Vec<String> {
+    let mut roots: Vec<String> = Vec::new();
+    for trace in traces {
+        if let Some(name) = root(&trace).and_then(|r| r.name())
+            && !roots.iter().any(|r| r == name)
+        {
+            roots.push(name.to_owned());
+        }
+    }
+    roots
+}
+
+/// Statistics in the API's shape (`ServiceStatistics`, `EdgeStatistics`).
+fn statistics(stats: &CallStats) -> Value {
+    let (errors, throttles, faults) = (stats.errors(), stats.throttles(), stats.faults());
+    json!({
+        "OkCount": stats.requests().saturating_sub(errors + faults),
+        "ErrorStatistics": {
+            "ThrottleCount": throttles,
+            "OtherCount": errors.saturating_sub(throttles),
+            "TotalCount": errors,
+        },
+        "FaultStatistics": {"OtherCount": faults, "TotalCount": faults},
+        "TotalCount": stats.requests(),
+        "TotalResponseTime": stats.total_seconds(),
+    })
+}
+
+/// The map as the API's `Service` list: a `client` node before each root service, then
+/// every node with its edges to the nodes it called.
+fn services(map: &ServiceMap, roots: &[String], start: f64, end: f64) -> Vec<Value> {
+    let clients = map
+        .nodes()
+        .iter()
+        .filter(|n| roots.iter().any(|r| r == n.name()))
+        .count();
+    let reference = |name: &str| {
+        map.nodes()
+            .iter()
+            .position(|n| n.name() == name)
+            .map(|i| i + clients)
+    };
+    let edge = |to: usize, stats: &CallStats| {
+        json!({
+            "ReferenceId": to,
+            "StartTime": start,
+            "EndTime": end,
+            "SummaryStatistics": statistics(stats),
+            "ResponseTimeHistogram": [],
+            "Aliases": [],
+        })
+    };
+    let mut out = Vec::new();
+    for (i, node) in map
+        .nodes()
+        .iter()
+        .filter(|n| roots.iter().any(|r| r == n.name()))
+        .enumerate()
+    {
+        let Some(to) = reference(node.name()) else {
+            continue;
+        };
+        out.push(json!({
+            "ReferenceId": i,
+            "Type": "client",
+            "State": "unknown",
+            "Root": false,
+            "StartTime": start,
+            "EndTime": end,
+            "Edges": [edge(to, node.stats())],
+            "SummaryStatistics": statistics(node.stats()),
+            "DurationHistogram": [],
+            "ResponseTimeHistogram": [],
+        }));
+    }
+    for (i, node) in map.nodes().iter().enumerate() {
+        let edges: Vec<Value> = map
+            .edges()
+            .iter()
+            .filter(|e| e.from() == node.name())
+            .filter_map(|e| Some(edge(reference(e.to())?, e.stats())))
+            .collect();
+        let (kind, state) = match node.kind() {
+            "service" => (None, "active"),
+            "aws" => (Some(format!("AWS::{}", node.name())), "unknown"),
+            "remote" => (Some("remote".to_owned()), "unknown"),
+            origin => (Some(origin.to_owned()), "active"),
+        };
+        let mut service = json!({
+            "ReferenceId": i + clients,
+            "Name": node.name(),
+            "Names": [node.name()],
+            "Root": roots.iter().any(|r| r == node.name()),
+            "State": state,
+            "StartTime": start,
+            "EndTime": end,
+            "Edges": edges,
+            "SummaryStatistics": statistics(node.stats()),
+            "DurationHistogram": [],
+            "ResponseTimeHistogram": [],
+        });
+        if let Some(kind) = kind {
+            service["Type"] = json!(kind);
+        }
+        out.push(service);
+    }
+    out
+}
