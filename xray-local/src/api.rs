@@ -14,7 +14,7 @@ use std::sync::Arc;
 use serde_json::{Map, Value, json};
 use xray_sdk::TraceId;
 
-use crate::filter::{Filter, root, trace_duration};
+use crate::filter::{Filter, node_type, root, time_bounds, trace_duration};
 use crate::map::{CallStats, ServiceMap};
 use crate::sampling::ApiError;
 use crate::store::Store;
@@ -86,17 +86,10 @@ fn id_epoch(id: TraceId) -> Option<f64> {
     u32::from_str_radix(hex, 16).ok().map(f64::from)
 }
 
-/// Earliest start and latest end over the trace's entities.
+/// Earliest start and latest end (the start, for an entity in progress) over the trace's
+/// entities.
 fn span(trace: &Trace) -> Option<(f64, f64)> {
-    let start = trace
-        .entities()
-        .filter_map(|e| e.start_time())
-        .min_by(f64::total_cmp)?;
-    let end = trace
-        .entities()
-        .filter_map(|e| e.end_time().or(e.start_time()))
-        .max_by(f64::total_cmp)?;
-    Some((start, end))
+    time_bounds(trace, |e| e.end_time().or(e.start_time()))
 }
 
 /// Whether the trace falls in `[start, end)` the way `TimeRangeType` asks.
@@ -211,33 +204,11 @@ fn service_ids(trace: &Trace) -> Vec<Value> {
             continue;
         }
         let Some(name) = entity.name() else { continue };
-        match entity.get("namespace").and_then(Value::as_str) {
-            Some("aws") => push(service_id(name, Some(&inferred_type(&entity, name)))),
-            Some("remote") => push(service_id(name, Some("remote"))),
-            _ => {}
+        if let Some("aws" | "remote") = entity.get("namespace").and_then(Value::as_str) {
+            push(service_id(name, node_type(&entity).as_deref()));
         }
     }
     ids
-}
-
-/// The type X-Ray gives an AWS call's node: the resource's when the call names one (a table,
-/// a queue, a bucket), else the service's.
-fn inferred_type(entity: &TraceEntity<'_>, name: &str) -> String {
-    let aws = entity.get("aws");
-    let has = |key: &str| aws.and_then(|a| a.get(key)).is_some();
-    let resource = if has("table_name") {
-        Some("Table")
-    } else if has("queue_url") {
-        Some("Queue")
-    } else if has("bucket_name") {
-        Some("Bucket")
-    } else {
-        None
-    };
-    match resource {
-        Some(resource) => format!("AWS::{name}::{resource}"),
-        None => format!("AWS::{name}"),
-    }
 }
 
 /// An annotation value in the API's tagged form.
@@ -328,29 +299,21 @@ pub(crate) fn summary(trace: &Trace) -> Value {
         {
             users.push(json!({"UserName": user, "ServiceIds": service.iter().collect::<Vec<_>>()}));
         }
-        if let Some(arn) = entity.get("resource_arn").and_then(Value::as_str) {
-            let arn = json!({"ARN": arn});
-            if !arns.contains(&arn) {
-                arns.push(arn);
-            }
-        }
         let ec2 = entity.get("aws").and_then(|a| a.get("ec2"));
-        if let Some(id) = ec2
-            .and_then(|e| e.get("instance_id"))
-            .and_then(Value::as_str)
-        {
-            let id = json!({"Id": id});
-            if !instances.contains(&id) {
-                instances.push(id);
-            }
-        }
-        if let Some(zone) = ec2
-            .and_then(|e| e.get("availability_zone"))
-            .and_then(Value::as_str)
-        {
-            let zone = json!({"Name": zone});
-            if !zones.contains(&zone) {
-                zones.push(zone);
+        for (list, key, value) in [
+            (&mut arns, "ARN", entity.get("resource_arn")),
+            (&mut instances, "Id", ec2.and_then(|e| e.get("instance_id"))),
+            (
+                &mut zones,
+                "Name",
+                ec2.and_then(|e| e.get("availability_zone")),
+            ),
+        ] {
+            if let Some(value) = value.and_then(Value::as_str) {
+                let item = json!({ key: value });
+                if !list.contains(&item) {
+                    list.push(item);
+                }
             }
         }
     }

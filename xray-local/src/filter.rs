@@ -1,6 +1,7 @@
-//! Filter expressions over traces: the subset of the X-Ray console's language that a local
-//! viewer needs. A hand-written lexer and a recursive-descent parser.
+//! Filter expressions over traces: the X-Ray console's language, but for groups and root
+//! causes. A hand-written lexer and a recursive-descent parser.
 
+use std::collections::HashMap;
 use std::fmt;
 
 use serde_json::Value;
@@ -14,25 +15,37 @@ const MAX_DEPTH: usize = 64;
 
 /// A parsed filter expression; [`Filter::matches`] tests a trace.
 ///
-/// The language (keywords are case-insensitive):
+/// The language of the X-Ray console (keywords are case-insensitive). At the top level a
+/// condition judges the trace, as X-Ray does: its own response is its root segment's (the
+/// segment without a `parent_id`, else the earliest).
 ///
 /// | expression | true when |
 /// |---|---|
-/// | `annotation.KEY = VALUE` | some entity has annotation `KEY` equal to `VALUE` (a string in `"..."`, a number, `true` or `false`); also `!=`, and `<`, `<=`, `>`, `>=` with a number; `CONTAINS`, `BEGINSWITH`, `ENDSWITH` with a string |
-/// | `service("name")` | some service node of the trace (a segment, or an `aws` / `remote` subsegment) has this name |
-/// | `responsetime > N` | the root segment took more than `N` seconds (any comparison) |
-/// | `duration > N` | the whole trace, first start to last end, took more than `N` seconds |
-/// | `fault`, `error` | the trace's own response was a fault (5xx) or an error (4xx): the root segment's flag, as X-Ray judges it; `fault = true` is the same, `!fault` and `fault = false` the opposite |
+/// | `fault`, `error` | the root segment has the flag (its response was a 5xx, a 4xx); `fault = true` is the same, `!fault` and `fault = false` the opposite |
 /// | `throttle` | some entity was throttled (429) |
 /// | `ok` | the root segment answered 2xx (without a status: it has none of the three flags) |
 /// | `partial` | some entity is in progress, or a parent is missing |
-/// | `http.url CONTAINS "x"` | the root segment's URL contains `x` (also `=`, `!=`, `BEGINSWITH`, `ENDSWITH`) |
+/// | `inferred` | the trace calls an AWS or remote node |
+/// | `responsetime > N` | the root segment took more than `N` seconds (any of `=`, `!=`, `<`, `<=`, `>`, `>=`) |
+/// | `duration > N` | the whole trace, first start to last end, took more than `N` seconds |
 /// | `http.status = N` | the root segment's response status (any comparison) |
-/// | `http.method = "GET"` | the root segment's method (`=`, `!=`) |
+/// | `http.url`, `http.method`, `http.useragent`, `http.clientip` `CONTAINS "x"` | the root segment's request field (`=`, `!=`, `CONTAINS`, `BEGINSWITH`, `ENDSWITH`); bare, that it is set |
+/// | `user`, `availabilityzone`, `instance.id`, `resource.arn` `= "x"` | some segment's value (`!=`: no segment's value is equal); bare, that some segment has one |
+/// | `annotation.KEY = VALUE` | some entity has annotation `KEY` equal to `VALUE` (a string in `"..."`, a number, `true` or `false`); also `!=`, `<`, `<=`, `>`, `>=` with a number, `CONTAINS`, `BEGINSWITH`, `ENDSWITH` with a string; bare, that some entity has it |
+/// | `service("name")` | the trace has this node: a segment's service, or an AWS or remote call |
+/// | `service("name") { FILTER }` | some entity of the node matches `FILTER`, judged on that entity: its own flags, `responsetime` (its duration), `http.*`, annotations, and `root` (it is the trace's entry point) |
+/// | `service()` `{ FILTER }` | the same over every node |
+/// | `edge("from", "to") { FILTER }` | a call from `from` to `to` (the callee a segment that names the call as its parent, else the AWS or remote node it calls), and the calling subsegment matches `FILTER` |
+/// | `id(name: "n", type: "AWS::DynamoDB::Table", account.id: "1")` | in place of a name in `service` and `edge`: a node by any of its name, type (a segment's `origin`, `AWS::<service>::<resource>` or `AWS::<service>` for an AWS call, `remote`) and account |
 ///
 /// Combine with `NOT` (or `!`), `AND`, `OR` and parentheses; `NOT` binds tighter than `AND`,
-/// which binds tighter than `OR`. The root segment is the segment without a `parent_id` (else
-/// the earliest).
+/// which binds tighter than `OR`, and two conditions side by side are joined by `AND`
+/// (`ok !partial duration < 3`).
+///
+/// Not supported, and refused with an error that says so
+/// ([`FilterError::is_unsupported`]): `group.name` and `group.arn` (xray-local holds no
+/// groups) and the root-cause filters (`rootcause.*` and their keywords `first`, `last`,
+/// `remote`, `coverage`, `index`, `name`, `type`, `message`).
 ///
 /// # Examples
 ///
@@ -71,14 +84,34 @@ pub struct Filter {
 /// assert_eq!(err.expected(), "`true` or `false`");
 /// assert_eq!(err.to_string(), "at byte 8: expected `true` or `false`, found `maybe`");
 /// ```
-#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-#[error("at byte {position}: expected {expected}, found {found}")]
+#[derive(Debug, Clone, PartialEq, Eq)]
 #[non_exhaustive]
 pub struct FilterError {
     position: usize,
     expected: &'static str,
     found: String,
+    unsupported: bool,
 }
+
+impl fmt::Display for FilterError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        if self.unsupported {
+            write!(
+                f,
+                "at byte {}: {} is not supported by xray-local: {}",
+                self.position, self.found, self.expected
+            )
+        } else {
+            write!(
+                f,
+                "at byte {}: expected {}, found {}",
+                self.position, self.expected, self.found
+            )
+        }
+    }
+}
+
+impl std::error::Error for FilterError {}
 
 impl FilterError {
     /// Byte offset of the problem in the expression.
@@ -95,6 +128,12 @@ impl FilterError {
     pub fn found(&self) -> &str {
         &self.found
     }
+
+    /// Whether the expression uses a form of X-Ray's language that xray-local does not
+    /// evaluate (groups, root causes); [`expected`](Self::expected) then says why.
+    pub fn is_unsupported(&self) -> bool {
+        self.unsupported
+    }
 }
 
 #[derive(Debug, Clone, PartialEq)]
@@ -102,14 +141,27 @@ enum Expr {
     And(Box<Expr>, Box<Expr>),
     Or(Box<Expr>, Box<Expr>),
     Not(Box<Expr>),
-    Service(String),
-    Annotation(String, Op, Literal),
+    /// `service(NODE) { FILTER }`: a node of the trace, and a sub-filter over its entities.
+    Service(Node, Option<Box<Expr>>),
+    /// `edge(FROM, TO) { FILTER }`: a call, and a sub-filter over the calling subsegments.
+    Edge(Node, Node, Option<Box<Expr>>),
+    /// `annotation.KEY`, bare (present) or compared.
+    Annotation(String, Option<(Op, Literal)>),
     ResponseTime(Op, f64),
     Duration(Op, f64),
     Flag(FlagKind, bool),
-    HttpUrl(Op, String),
+    /// A string keyword, bare (set) or compared.
+    Text(TextKind, Option<(Op, String)>),
     HttpStatus(Op, f64),
-    HttpMethod(Op, String),
+}
+
+/// A node named in `service(...)` or `edge(...)`: a name, or `id(name:, type:, account.id:)`
+/// with any of them; none at all (`service()`) is every node.
+#[derive(Debug, Clone, Default, PartialEq)]
+struct Node {
+    name: Option<String>,
+    kind: Option<String>,
+    account: Option<String>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -119,6 +171,21 @@ enum FlagKind {
     Throttle,
     Ok,
     Partial,
+    Inferred,
+    Root,
+}
+
+/// The string keywords: the root segment's request, or a field any segment may carry.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum TextKind {
+    Url,
+    Method,
+    UserAgent,
+    ClientIp,
+    User,
+    AvailabilityZone,
+    InstanceId,
+    ResourceArn,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -152,6 +219,12 @@ enum Tok {
     Bang,
     LParen,
     RParen,
+    LBrace,
+    RBrace,
+    Comma,
+    Colon,
+    /// `#[ ... ]`, the JSON literal of `rootcause.json` (recognised to be refused).
+    Json,
     End,
 }
 
@@ -176,6 +249,17 @@ fn err(position: usize, expected: &'static str, found: impl fmt::Display) -> Fil
         position,
         expected,
         found: found.to_string(),
+        unsupported: false,
+    }
+}
+
+/// A form of the language that is recognised and not evaluated; `why` says so.
+fn unsupported(token: &Token, why: &'static str) -> FilterError {
+    FilterError {
+        position: token.pos,
+        expected: why,
+        found: token.to_string(),
+        unsupported: true,
     }
 }
 
@@ -201,6 +285,35 @@ fn lex(input: &str) -> Result<Vec<Token>, FilterError> {
             }
             b')' => {
                 push(Tok::RParen, i + 1);
+                i += 1;
+            }
+            b'#' if bytes.get(i + 1) == Some(&b'[') => {
+                let mut depth = 0usize;
+                let mut end = i + 1;
+                while let Some(&b) = bytes.get(end) {
+                    end += 1;
+                    match b {
+                        b'[' => depth += 1,
+                        b']' => {
+                            depth -= 1;
+                            if depth == 0 {
+                                break;
+                            }
+                        }
+                        _ => {}
+                    }
+                }
+                push(Tok::Json, end);
+                i = end;
+            }
+            b'{' | b'}' | b',' | b':' => {
+                let tok = match c {
+                    b'{' => Tok::LBrace,
+                    b'}' => Tok::RBrace,
+                    b',' => Tok::Comma,
+                    _ => Tok::Colon,
+                };
+                push(tok, i + 1);
                 i += 1;
             }
             b'=' => {
@@ -390,8 +503,21 @@ impl Parser {
 
     fn and(&mut self) -> Result<Expr, FilterError> {
         let mut left = self.unary()?;
-        while is_keyword(&self.peek(), "AND") {
-            self.next();
+        loop {
+            let next = self.peek();
+            if is_keyword(&next, "AND") {
+                self.next();
+            } else {
+                // Two conditions side by side are joined by AND (`ok !partial duration < 3`).
+                let starts_another = match &next.tok {
+                    Tok::Bang | Tok::LParen => true,
+                    Tok::Ident(_) => !is_keyword(&next, "OR"),
+                    _ => false,
+                };
+                if !starts_another {
+                    break;
+                }
+            }
             let right = self.unary()?;
             left = Expr::And(Box::new(left), Box::new(right));
         }
@@ -427,7 +553,8 @@ impl Parser {
 
     fn predicate(&mut self) -> Result<Expr, FilterError> {
         const WHAT: &str = "a condition such as `service(\"name\")`, `annotation.KEY = VALUE`, \
-                            `responsetime > N`, `fault = true` or `http.status = N`, or `(`";
+                            `responsetime > N`, `fault`, `http.status = N` or `user = \"name\"`, \
+                            or `(`";
         let token = self.next();
         let Tok::Ident(name) = &token.tok else {
             return Err(err(token.pos, WHAT, &token));
@@ -445,16 +572,81 @@ impl Parser {
                 ));
             }
             let key = key.to_owned();
+            if !self.comparison_follows() {
+                return Ok(Expr::Annotation(key, None));
+            }
             let op = self.op(ALL_OPS)?;
             let literal = self.literal(op)?;
-            return Ok(Expr::Annotation(key, op, literal));
+            return Ok(Expr::Annotation(key, Some((op, literal))));
+        }
+        if lower.starts_with("group.") {
+            return Err(unsupported(
+                &token,
+                "it holds no groups; write the group's own filter expression instead",
+            ));
+        }
+        if lower.starts_with("rootcause.") {
+            return Err(unsupported(
+                &token,
+                "it computes no root causes; filter with `service(...) { ... }` or \
+                 `edge(...) { ... }` instead",
+            ));
+        }
+        let flag = match lower.as_str() {
+            "fault" => Some(FlagKind::Fault),
+            "error" => Some(FlagKind::Error),
+            "throttle" => Some(FlagKind::Throttle),
+            "ok" => Some(FlagKind::Ok),
+            "partial" => Some(FlagKind::Partial),
+            "inferred" => Some(FlagKind::Inferred),
+            "root" => Some(FlagKind::Root),
+            _ => None,
+        };
+        if let Some(kind) = flag {
+            // Bare, a boolean keyword is `= true` (`!fault` is `fault = false`).
+            if !matches!(self.peek().tok, Tok::Op(_)) {
+                return Ok(Expr::Flag(kind, true));
+            }
+            let op = self.op(EQUALITY_OPS)?;
+            let value = self.boolean()?;
+            return Ok(Expr::Flag(kind, value == (op == Op::Eq)));
+        }
+        let text = match lower.as_str() {
+            "http.url" => Some(TextKind::Url),
+            "http.method" => Some(TextKind::Method),
+            "http.useragent" => Some(TextKind::UserAgent),
+            "http.clientip" => Some(TextKind::ClientIp),
+            "user" => Some(TextKind::User),
+            "availabilityzone" => Some(TextKind::AvailabilityZone),
+            "instance.id" => Some(TextKind::InstanceId),
+            "resource.arn" => Some(TextKind::ResourceArn),
+            _ => None,
+        };
+        if let Some(kind) = text {
+            if !self.comparison_follows() {
+                return Ok(Expr::Text(kind, None));
+            }
+            let op = self.op(STRING_OPS)?;
+            return Ok(Expr::Text(kind, Some((op, self.string()?))));
         }
         match lower.as_str() {
             "service" => {
                 self.expect(Tok::LParen, "`(`")?;
-                let name = self.string()?;
+                let node = if self.peek().tok == Tok::RParen {
+                    Node::default()
+                } else {
+                    self.node()?
+                };
                 self.expect(Tok::RParen, "`)`")?;
-                Ok(Expr::Service(name))
+                Ok(Expr::Service(node, self.braces()?))
+            }
+            "edge" => {
+                self.expect(Tok::LParen, "`(`")?;
+                let from = self.node()?;
+                self.expect(Tok::Comma, "`,`")?;
+                let to = self.node()?;
+                self.expect(Tok::RParen, "`)`")?;
+                Ok(Expr::Edge(from, to, self.braces()?))
             }
             "responsetime" => {
                 let op = self.op(NUMERIC_OPS)?;
@@ -464,36 +656,83 @@ impl Parser {
                 let op = self.op(NUMERIC_OPS)?;
                 Ok(Expr::Duration(op, self.number()?))
             }
-            "fault" | "error" | "throttle" | "ok" | "partial" => {
-                let kind = match lower.as_str() {
-                    "fault" => FlagKind::Fault,
-                    "error" => FlagKind::Error,
-                    "throttle" => FlagKind::Throttle,
-                    "partial" => FlagKind::Partial,
-                    _ => FlagKind::Ok,
-                };
-                // Bare, a boolean keyword is `= true` (`!fault` is `fault = false`).
-                if !matches!(self.peek().tok, Tok::Op(_)) {
-                    return Ok(Expr::Flag(kind, true));
-                }
-                let op = self.op(EQUALITY_OPS)?;
-                let value = self.boolean()?;
-                Ok(Expr::Flag(kind, value == (op == Op::Eq)))
-            }
-            "http.url" => {
-                let op = self.op(STRING_OPS)?;
-                Ok(Expr::HttpUrl(op, self.string()?))
-            }
             "http.status" => {
                 let op = self.op(NUMERIC_OPS)?;
                 Ok(Expr::HttpStatus(op, self.number()?))
             }
-            "http.method" => {
-                let op = self.op(EQUALITY_OPS)?;
-                Ok(Expr::HttpMethod(op, self.string()?))
+            "first" | "last" | "remote" | "coverage" | "index" | "name" | "type" | "message" => {
+                Err(unsupported(
+                    &token,
+                    "it is a keyword of root-cause filters (`rootcause.*`), which xray-local \
+                     does not compute",
+                ))
             }
             _ => Err(err(token.pos, WHAT, &token)),
         }
+    }
+
+    /// Whether a comparison operator comes next (else a keyword stands bare).
+    fn comparison_follows(&self) -> bool {
+        let next = self.peek();
+        matches!(next.tok, Tok::Op(_))
+            || ["CONTAINS", "BEGINSWITH", "ENDSWITH"]
+                .iter()
+                .any(|word| is_keyword(&next, word))
+    }
+
+    /// A node: `"name"` or `id(name: "...", type: "...", account.id: "...")`.
+    fn node(&mut self) -> Result<Node, FilterError> {
+        const WHAT: &str = "a quoted name or `id(...)`";
+        let token = self.next();
+        match &token.tok {
+            Tok::Str(name) => Ok(Node {
+                name: Some(name.clone()),
+                ..Node::default()
+            }),
+            Tok::Ident(_) if is_keyword(&token, "id") => {
+                self.expect(Tok::LParen, "`(`")?;
+                let mut node = Node::default();
+                loop {
+                    let key = self.next();
+                    let slot = if is_keyword(&key, "name") {
+                        &mut node.name
+                    } else if is_keyword(&key, "type") {
+                        &mut node.kind
+                    } else if is_keyword(&key, "account.id") {
+                        &mut node.account
+                    } else {
+                        return Err(err(key.pos, "`name`, `type` or `account.id`", &key));
+                    };
+                    self.expect(Tok::Colon, "`:`")?;
+                    *slot = Some(self.string()?);
+                    let next = self.next();
+                    match next.tok {
+                        Tok::Comma => continue,
+                        Tok::RParen => break,
+                        _ => return Err(err(next.pos, "`,` or `)`", &next)),
+                    }
+                }
+                Ok(node)
+            }
+            _ => Err(err(token.pos, WHAT, &token)),
+        }
+    }
+
+    /// An optional `{ FILTER }` after `service(...)` or `edge(...)`.
+    fn braces(&mut self) -> Result<Option<Box<Expr>>, FilterError> {
+        if self.peek().tok != Tok::LBrace {
+            return Ok(None);
+        }
+        let open = self.next();
+        if self.depth >= MAX_DEPTH {
+            return Err(err(open.pos, "less nesting", &open));
+        }
+        self.depth += 1;
+        let inner = self.or();
+        self.depth -= 1;
+        let inner = inner?;
+        self.expect(Tok::RBrace, "`}`")?;
+        Ok(Some(Box::new(inner)))
     }
 
     fn expect(&mut self, want: Tok, expected: &'static str) -> Result<(), FilterError> {
@@ -617,59 +856,294 @@ const STRING_OPS: OpSet = OpSet {
 // ===== evaluation =====
 
 fn eval(expr: &Expr, trace: &Trace) -> bool {
+    eval_at(expr, &At::Trace(trace))
+}
+
+/// Where a condition is judged: the whole trace, or one entity of a node or a call (inside
+/// the braces of `service(...)` and `edge(...)`).
+enum At<'a> {
+    Trace(&'a Trace),
+    Entity {
+        trace: &'a Trace,
+        entity: TraceEntity<'a>,
+    },
+}
+
+impl<'a> At<'a> {
+    fn trace(&self) -> &'a Trace {
+        match self {
+            At::Trace(trace) | At::Entity { trace, .. } => trace,
+        }
+    }
+
+    /// The entity whose own fields answer: the root segment for the trace.
+    fn subject(&self) -> Option<TraceEntity<'a>> {
+        match self {
+            At::Trace(trace) => root(trace),
+            At::Entity { entity, .. } => Some(*entity),
+        }
+    }
+}
+
+fn flag_of(entity: &TraceEntity<'_>, flag: &str) -> bool {
+    entity.get(flag).and_then(Value::as_bool) == Some(true)
+}
+
+fn eval_at(expr: &Expr, at: &At<'_>) -> bool {
+    let trace = at.trace();
     match expr {
-        Expr::And(a, b) => eval(a, trace) && eval(b, trace),
-        Expr::Or(a, b) => eval(a, trace) || eval(b, trace),
-        Expr::Not(a) => !eval(a, trace),
-        Expr::Service(name) => trace
-            .entities()
-            .any(|e| is_service_node(&e) && e.name() == Some(name.as_str())),
-        Expr::Annotation(key, op, literal) => trace
-            .entities()
-            .filter_map(|e| e.annotation(key))
-            .any(|value| compare_value(value, *op, literal)),
-        Expr::ResponseTime(op, n) => root(trace)
+        Expr::And(a, b) => eval_at(a, at) && eval_at(b, at),
+        Expr::Or(a, b) => eval_at(a, at) || eval_at(b, at),
+        Expr::Not(a) => !eval_at(a, at),
+        Expr::Service(node, sub) => service_entities(trace, node).any(|entity| {
+            sub.as_deref()
+                .is_none_or(|sub| eval_at(sub, &At::Entity { trace, entity }))
+        }),
+        Expr::Edge(from, to, sub) => calls(trace, from, to).any(|entity| {
+            sub.as_deref()
+                .is_none_or(|sub| eval_at(sub, &At::Entity { trace, entity }))
+        }),
+        Expr::Annotation(key, test) => {
+            let matches = |value: &Value| {
+                test.as_ref()
+                    .is_none_or(|(op, literal)| compare_value(value, *op, literal))
+            };
+            match at {
+                At::Trace(trace) => trace
+                    .entities()
+                    .filter_map(|e| e.annotation(key))
+                    .any(matches),
+                At::Entity { entity, .. } => entity.annotation(key).is_some_and(matches),
+            }
+        }
+        Expr::ResponseTime(op, n) => at
+            .subject()
             .and_then(|r| r.duration())
             .is_some_and(|d| compare_num(d, *op, *n)),
-        Expr::Duration(op, n) => trace_duration(trace).is_some_and(|d| compare_num(d, *op, *n)),
-        Expr::Flag(kind, want) => {
-            // The trace's own response is its root segment's; a throttle anywhere counts.
-            let root = root(trace);
-            let on_root = |flag: &str| {
-                root.as_ref()
-                    .is_some_and(|r| r.get(flag).and_then(Value::as_bool) == Some(true))
-            };
-            let throttled = || {
-                trace
-                    .entities()
-                    .any(|e| e.get("throttle").and_then(Value::as_bool) == Some(true))
-            };
-            let value = match kind {
-                FlagKind::Fault => on_root("fault"),
-                FlagKind::Error => on_root("error"),
-                FlagKind::Throttle => throttled(),
-                FlagKind::Ok => {
-                    match root_http(trace, "response", "status").and_then(Value::as_u64) {
-                        Some(status) => (200..300).contains(&status),
-                        None => !on_root("fault") && !on_root("error") && !on_root("throttle"),
-                    }
-                }
-                FlagKind::Partial => {
-                    !trace.is_complete() || trace.entities().any(|e| e.is_in_progress())
-                }
-            };
-            value == *want
+        Expr::Duration(op, n) => match at {
+            At::Trace(trace) => trace_duration(trace),
+            At::Entity { entity, .. } => entity.duration(),
         }
-        Expr::HttpUrl(op, s) => root_http(trace, "request", "url")
-            .and_then(Value::as_str)
-            .is_some_and(|url| compare_str(url, *op, s)),
-        Expr::HttpMethod(op, s) => root_http(trace, "request", "method")
-            .and_then(Value::as_str)
-            .is_some_and(|m| compare_str(&m.to_ascii_uppercase(), *op, &s.to_ascii_uppercase())),
-        Expr::HttpStatus(op, n) => root_http(trace, "response", "status")
-            .and_then(Value::as_f64)
+        .is_some_and(|d| compare_num(d, *op, *n)),
+        Expr::Flag(kind, want) => flag(*kind, at) == *want,
+        Expr::Text(kind, test) => {
+            let values = text_values(*kind, at);
+            let Some((op, s)) = test else {
+                return !values.is_empty();
+            };
+            // Methods compare whatever their case.
+            let fold = |v: &str| {
+                if *kind == TextKind::Method {
+                    v.to_ascii_uppercase()
+                } else {
+                    v.to_owned()
+                }
+            };
+            let s = fold(s);
+            match op {
+                // On a field with many values, `!=` holds when none is equal.
+                Op::Ne => values.iter().all(|v| fold(v) != s),
+                op => values.iter().any(|v| compare_str(&fold(v), *op, &s)),
+            }
+        }
+        Expr::HttpStatus(op, n) => at
+            .subject()
+            .and_then(|e| e.get("http")?.get("response")?.get("status")?.as_f64())
             .is_some_and(|status| compare_num(status, *op, *n)),
     }
+}
+
+/// A boolean keyword: for the trace, as X-Ray judges it (the root segment's response; a
+/// throttle anywhere); for an entity, its own flags.
+fn flag(kind: FlagKind, at: &At<'_>) -> bool {
+    let trace = at.trace();
+    let subject = at.subject();
+    let own = |flag: &str| subject.as_ref().is_some_and(|e| flag_of(e, flag));
+    let is_inferred = |e: &TraceEntity<'_>| {
+        !e.is_segment()
+            && matches!(
+                e.get("namespace").and_then(Value::as_str),
+                Some("aws" | "remote")
+            )
+    };
+    match (kind, at) {
+        (FlagKind::Fault, _) => own("fault"),
+        (FlagKind::Error, _) => own("error"),
+        (FlagKind::Throttle, At::Trace(_)) => trace.entities().any(|e| flag_of(&e, "throttle")),
+        (FlagKind::Throttle, At::Entity { .. }) => own("throttle"),
+        (FlagKind::Ok, _) => match subject
+            .as_ref()
+            .and_then(|e| e.get("http")?.get("response")?.get("status")?.as_u64())
+        {
+            Some(status) => (200..300).contains(&status),
+            None => !own("fault") && !own("error") && !own("throttle"),
+        },
+        (FlagKind::Partial, At::Trace(_)) => {
+            !trace.is_complete() || trace.entities().any(|e| e.is_in_progress())
+        }
+        (FlagKind::Partial, At::Entity { entity, .. }) => entity.is_in_progress(),
+        (FlagKind::Inferred, At::Trace(_)) => trace.entities().any(|e| is_inferred(&e)),
+        (FlagKind::Inferred, At::Entity { entity, .. }) => is_inferred(entity),
+        // The service is the trace's entry point.
+        (FlagKind::Root, At::Trace(_)) => subject.is_some(),
+        (FlagKind::Root, At::Entity { entity, .. }) => {
+            root(trace).is_some_and(|r| r.id() == entity.id() && r.name() == entity.name())
+        }
+    }
+}
+
+/// The values of a string keyword: the request's fields of the root segment (or the entity),
+/// and any segment's `user`, zone, instance and ARN (or the entity's segment's).
+fn text_values<'a>(kind: TextKind, at: &At<'a>) -> Vec<&'a str> {
+    let request = |field: &str| {
+        at.subject()
+            .and_then(|e| e.get("http")?.get("request")?.get(field)?.as_str())
+            .into_iter()
+            .collect()
+    };
+    let of_segments = |read: &dyn Fn(&'a Value) -> Option<&'a Value>| -> Vec<&'a str> {
+        let docs: Vec<&'a Value> = match at {
+            At::Trace(trace) => trace
+                .entities()
+                .filter(TraceEntity::is_segment)
+                .map(|e| e.doc())
+                .collect(),
+            At::Entity { entity, .. } => vec![entity.root_doc()],
+        };
+        let mut values: Vec<&'a str> = docs
+            .into_iter()
+            .filter_map(|doc| read(doc)?.as_str())
+            .collect();
+        values.dedup();
+        values
+    };
+    match kind {
+        TextKind::Url => request("url"),
+        TextKind::Method => request("method"),
+        TextKind::UserAgent => request("user_agent"),
+        TextKind::ClientIp => request("client_ip"),
+        TextKind::User => of_segments(&|d| d.get("user")),
+        TextKind::AvailabilityZone => {
+            of_segments(&|d| d.get("aws")?.get("ec2")?.get("availability_zone"))
+        }
+        TextKind::InstanceId => of_segments(&|d| d.get("aws")?.get("ec2")?.get("instance_id")),
+        TextKind::ResourceArn => of_segments(&|d| d.get("resource_arn")),
+    }
+}
+
+/// The type of a node as X-Ray names it: a segment's `origin`; for an AWS call, the
+/// resource's type when the call names one (`AWS::DynamoDB::Table`), else the service's
+/// (`AWS::DynamoDB`); `remote` for another remote call.
+pub(crate) fn node_type(entity: &TraceEntity<'_>) -> Option<String> {
+    if entity.is_segment() {
+        return entity
+            .get("origin")
+            .and_then(Value::as_str)
+            .map(str::to_owned);
+    }
+    let name = entity.name()?;
+    match entity.get("namespace").and_then(Value::as_str)? {
+        "aws" => {
+            let aws = entity.get("aws");
+            let has = |key: &str| aws.and_then(|a| a.get(key)).is_some();
+            let resource = [
+                ("table_name", "Table"),
+                ("queue_url", "Queue"),
+                ("bucket_name", "Bucket"),
+            ]
+            .into_iter()
+            .find(|(key, _)| has(key));
+            Some(match resource {
+                Some((_, resource)) => format!("AWS::{name}::{resource}"),
+                None => format!("AWS::{name}"),
+            })
+        }
+        "remote" => Some("remote".to_owned()),
+        _ => None,
+    }
+}
+
+impl Node {
+    /// Whether a node entity (a segment, or an AWS or remote call) is this node.
+    fn matches(&self, entity: &TraceEntity<'_>) -> bool {
+        self.is(
+            entity.name(),
+            node_type(entity).as_deref(),
+            entity.root_doc(),
+        )
+    }
+
+    /// Whether the service of the segment `doc` is this node.
+    fn matches_segment(&self, doc: &Value) -> bool {
+        self.is(
+            doc.get("name").and_then(Value::as_str),
+            doc.get("origin").and_then(Value::as_str),
+            doc,
+        )
+    }
+
+    /// A type matches a resource type or its service's (`AWS::DynamoDB` matches a table's
+    /// calls); the account is the segment's `aws.account_id`.
+    fn is(&self, name: Option<&str>, kind: Option<&str>, segment: &Value) -> bool {
+        if self.name.as_deref().is_some_and(|n| name != Some(n)) {
+            return false;
+        }
+        if let Some(want) = self.kind.as_deref() {
+            let service_level = kind
+                .and_then(|k| k.strip_prefix("AWS::"))
+                .and_then(|rest| rest.split_once("::"))
+                .map(|(service, _)| format!("AWS::{service}"));
+            if kind != Some(want) && service_level.as_deref() != Some(want) {
+                return false;
+            }
+        }
+        if let Some(want) = self.account.as_deref() {
+            let account = segment
+                .get("aws")
+                .and_then(|a| a.get("account_id"))
+                .and_then(Value::as_str);
+            if account != Some(want) {
+                return false;
+            }
+        }
+        true
+    }
+}
+
+/// The entities of the nodes `node` names: segments, and AWS and remote calls that no
+/// segment of the trace answered.
+fn service_entities<'a>(
+    trace: &'a Trace,
+    node: &'a Node,
+) -> impl Iterator<Item = TraceEntity<'a>> + 'a {
+    trace
+        .entities()
+        .filter(move |e| is_service_node(e) && node.matches(e))
+}
+
+/// The calling subsegments of the calls from a `from` node to a `to` node: AWS and remote
+/// calls, the callee being the segments that name the call as their parent, else the call's
+/// own inferred node.
+fn calls<'a>(
+    trace: &'a Trace,
+    from: &'a Node,
+    to: &'a Node,
+) -> impl Iterator<Item = TraceEntity<'a>> + 'a {
+    let mut answered: HashMap<&'a str, Vec<TraceEntity<'a>>> = HashMap::new();
+    for segment in trace.entities().filter(TraceEntity::is_segment) {
+        if let Some(parent) = segment.parent_id() {
+            answered.entry(parent).or_default().push(segment);
+        }
+    }
+    trace.entities().filter(move |call| {
+        if call.is_segment() || call.is_orphaned() || !from.matches_segment(call.root_doc()) {
+            return false;
+        }
+        match call.id().and_then(|id| answered.get(id)) {
+            Some(segments) => segments.iter().any(|segment| to.matches(segment)),
+            None => is_service_node(call) && to.matches(call),
+        }
+    })
 }
 
 /// Whether an entity is a node of the service map: a segment, or a downstream call.
@@ -689,21 +1163,26 @@ pub(crate) fn root(trace: &Trace) -> Option<TraceEntity<'_>> {
         .or_else(|| segments().next())
 }
 
-/// First start to last end over every entity.
-pub(crate) fn trace_duration(trace: &Trace) -> Option<f64> {
+/// The earliest start and the latest of `end` over every entity.
+pub(crate) fn time_bounds(
+    trace: &Trace,
+    end: impl Fn(&TraceEntity<'_>) -> Option<f64>,
+) -> Option<(f64, f64)> {
     let start = trace
         .entities()
         .filter_map(|e| e.start_time())
         .min_by(f64::total_cmp)?;
     let end = trace
         .entities()
-        .filter_map(|e| e.end_time())
+        .filter_map(|e| end(&e))
         .max_by(f64::total_cmp)?;
-    Some(((end - start) * 1e6).round() / 1e6)
+    Some((start, end))
 }
 
-fn root_http<'a>(trace: &'a Trace, part: &str, field: &str) -> Option<&'a Value> {
-    root(trace)?.get("http")?.get(part)?.get(field)
+/// First start to last end over every entity.
+pub(crate) fn trace_duration(trace: &Trace) -> Option<f64> {
+    let (start, end) = time_bounds(trace, |e| e.end_time())?;
+    Some(((end - start) * 1e6).round() / 1e6)
 }
 
 fn compare_value(value: &Value, op: Op, literal: &Literal) -> bool {

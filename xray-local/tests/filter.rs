@@ -186,7 +186,16 @@ fn errors_carry_the_position_and_what_was_expected() {
     assert_eq!(error_at("annotation. = 1").0, 11);
     assert_eq!(
         error_at(r#"service(orders)"#),
-        (8, "a quoted string", "`orders`".into())
+        (8, "a quoted name or `id(...)`", "`orders`".into())
+    );
+    assert_eq!(error_at(r#"edge("a")"#), (8, "`,`", "`)`".into()));
+    assert_eq!(
+        error_at(r#"service(id(region: "x"))"#),
+        (11, "`name`, `type` or `account.id`", "`region`".into())
+    );
+    assert_eq!(
+        error_at(r#"service("a") { fault"#),
+        (20, "`}`", "end of input".into())
     );
     assert_eq!(
         error_at(r#"service("a""#),
@@ -197,8 +206,8 @@ fn errors_carry_the_position_and_what_was_expected() {
         (13, "`)`", "end of input".into())
     );
     assert_eq!(
-        error_at("fault = true fault = true"),
-        (13, "`AND`, `OR` or end of input", "`fault`".into())
+        error_at("fault = true )"),
+        (13, "`AND`, `OR` or end of input", "`)`".into())
     );
     assert_eq!(error_at("fault = true AND").0, 16);
     assert_eq!(error_at("bogus = 1").0, 0);
@@ -222,6 +231,11 @@ fn hostile_input_is_refused_not_recursed() {
     assert!(Filter::parse(&deep).is_err());
     let nots = format!("{}fault = true", "NOT ".repeat(500));
     assert!(Filter::parse(&nots).is_err());
+    let braces = format!("{}fault{}", "service() { ".repeat(100), " }".repeat(100));
+    assert_eq!(
+        Filter::parse(&braces).unwrap_err().expected(),
+        "less nesting"
+    );
     let nested = format!("{}fault = true{}", "(".repeat(30), ")".repeat(30));
     assert!(Filter::parse(&nested).unwrap().matches(&fixture()));
     // Escapes and multi-byte text inside strings.
@@ -259,4 +273,180 @@ fn partial_is_a_trace_with_an_entity_in_progress_or_a_parent_missing() {
             "{expr}"
         );
     }
+}
+
+/// A trace from documents written here, for the forms the fixture does not carry.
+fn trace_of(docs: Value) -> Trace {
+    xray_local::assemble(docs.as_array().unwrap().clone())
+        .unwrap()
+        .remove(0)
+}
+
+#[test]
+fn service_and_edge_with_their_sub_filters() {
+    // The documentation's forms, over the fixture: orders-api (500) calls DynamoDB and,
+    // through a remote call, payments (an EC2 instance, 503), which calls Stripe (429).
+    check(
+        r#"service("payments") { fault = true OR responsetime > 2 }"#,
+        true,
+        false,
+    );
+    check(r#"service("payments") { responsetime > 2 }"#, false, false);
+    check(
+        r#"service("orders-api") { root = true and fault = true }"#,
+        true,
+        false,
+    );
+    check(r#"service("payments") { root }"#, false, false);
+    check(r#"service("catalog") { root AND ok }"#, false, true);
+    check("service() { fault }", true, false);
+    check("service() { throttle }", true, false);
+    check(r#"!service("legacy-auth")"#, true, true);
+    check(r#"edge("orders-api", "payments") { fault }"#, true, false);
+    check(
+        r#"edge("orders-api", "payments") { throttle }"#,
+        false,
+        false,
+    );
+    check(r#"edge("payments", "Stripe") { throttle }"#, true, false);
+    check(r#"edge("payments", "Stripe")"#, true, false);
+    check(r#"edge("orders-api", "Stripe")"#, false, false);
+    check(
+        r#"edge("orders-api", id(name: "DynamoDB", type: "AWS::DynamoDB::Table")) { ok }"#,
+        true,
+        false,
+    );
+    check(
+        r#"edge("orders-api", id(name: "DynamoDB", type: "AWS::DynamoDB::Table")) { throttle }"#,
+        false,
+        false,
+    );
+    // A service's type matches the calls to its resources.
+    check(r#"service(id(type: "AWS::DynamoDB"))"#, true, false);
+    check(
+        r#"service(id(type: "AWS::EC2::Instance")) { fault }"#,
+        true,
+        false,
+    );
+    check(
+        r#"service(id(name: "payments", type: "AWS::ECS::Container"))"#,
+        false,
+        false,
+    );
+    check(
+        r#"service("orders-api") { http.clientip = "198.51.100.7" }"#,
+        true,
+        false,
+    );
+    check(
+        r#"service("orders-api") AND annotation.tenant = "blue""#,
+        true,
+        false,
+    );
+    check("inferred", true, false);
+    check("!inferred", false, true);
+}
+
+#[test]
+fn string_keywords_bare_annotations_and_juxtaposition() {
+    check("annotation.tenant", true, false);
+    check("!annotation.tenant", false, true);
+    check("annotation.tier", false, true);
+    check("http.url", true, true);
+    check(r#"http.clientip = "198.51.100.7""#, true, false);
+    check("http.useragent", false, false);
+    check(r#"http.method = "POST""#, true, false);
+    check(
+        r#"http.url BEGINSWITH "https://orders.example.net/v1/" AND !service("legacy-auth")"#,
+        true,
+        false,
+    );
+    check(
+        "responsetime > 1.5 AND http.method = \"POST\"",
+        false,
+        false,
+    );
+    check("fault OR (error AND !throttle)", true, false);
+    // Side by side is AND.
+    check("ok !partial duration < 3", false, true);
+    check("fault throttle", true, false);
+
+    let t0 = 1_735_689_600.0;
+    let trace = trace_of(json!([
+        {"name": "api", "id": "70de5b6f19ff9a0a", "start_time": t0, "end_time": t0 + 1.0,
+         "trace_id": "1-581cf771-a006649127e371903a2de979", "user": "alice",
+         "resource_arn": "arn:aws:ecs:us-east-1:111122223333:container/api",
+         "http": {"request": {"user_agent": "curl/8.5"}},
+         "aws": {"account_id": "111122223333",
+                 "ec2": {"instance_id": "i-0abc", "availability_zone": "us-east-1a"}},
+         "subsegments": [{"name": "backend", "id": "70de5b6f19ff9a0b", "namespace": "remote",
+                          "start_time": t0, "end_time": t0 + 0.5}]},
+        {"name": "backend", "id": "70de5b6f19ff9a0c", "parent_id": "70de5b6f19ff9a0b",
+         "start_time": t0 + 0.1, "end_time": t0 + 0.4, "user": "bob",
+         "trace_id": "1-581cf771-a006649127e371903a2de979", "error": true},
+    ]));
+    for (expr, expected) in [
+        (r#"user = "alice""#, true),
+        (r#"user = "bob""#, true),
+        (r#"user = "carol""#, false),
+        // `!=` on a field with many values: no value is equal.
+        (r#"user != "carol""#, true),
+        (r#"user != "bob""#, false),
+        (r#"user CONTAINS """#, true),
+        ("user", true),
+        (r#"availabilityzone = "us-east-1a""#, true),
+        (r#"instance.id = "i-0abc""#, true),
+        (r#"resource.arn ENDSWITH "container/api""#, true),
+        (r#"http.useragent BEGINSWITH "curl/""#, true),
+        (r#"service(id(account.id: "111122223333"))"#, true),
+        (r#"service(id(account.id: "444455556666"))"#, false),
+        (
+            r#"service(id(account.id: "111122223333")) OR service(id(account.id: "444455556666"))"#,
+            true,
+        ),
+        (r#"edge("api", "backend") { error }"#, false),
+        (r#"service("backend") { error }"#, true),
+        // The trace's own response: the backend's error is not the trace's.
+        ("error", false),
+        ("ok", true),
+        (r#"service("backend") { user = "bob" }"#, true),
+        (r#"service("api") { user = "bob" }"#, false),
+    ] {
+        let filter = Filter::parse(expr).unwrap_or_else(|e| panic!("{expr}: {e}"));
+        assert_eq!(filter.matches(&trace), expected, "{expr}");
+    }
+}
+
+#[test]
+fn forms_left_out_say_so() {
+    for (expr, word) in [
+        (
+            r#"group.name = "slow-requests" AND user = "alice""#,
+            "`group.name`",
+        ),
+        (
+            r#"group.arn = "arn:aws:xray:us-east-1:1:group/a/b""#,
+            "`group.arn`",
+        ),
+        (
+            r#"rootcause.fault.entity { last and name = "deserialize" }"#,
+            "`rootcause.fault.entity`",
+        ),
+        (r#"rootcause.json = #[{}]"#, "`rootcause.json`"),
+        (r#"service("a") { coverage > 0.8 }"#, "`coverage`"),
+    ] {
+        let err = Filter::parse(expr).expect_err(expr);
+        assert!(err.is_unsupported(), "{expr}: {err}");
+        assert_eq!(err.found(), word, "{expr}");
+        let message = err.to_string();
+        assert!(
+            message.contains("is not supported by xray-local"),
+            "{message}"
+        );
+    }
+    let group = Filter::parse(r#"group.name = "a""#)
+        .unwrap_err()
+        .to_string();
+    assert!(group.contains("holds no groups"), "{group}");
+    assert!(!Filter::parse("bogus").unwrap_err().is_unsupported());
 }

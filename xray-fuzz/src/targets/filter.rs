@@ -42,6 +42,23 @@ const DICTIONARY: &[&str] = &[
     "http.url",
     "http.status",
     "http.method",
+    "http.useragent",
+    "http.clientip",
+    "user",
+    "instance.id",
+    "inferred",
+    "root",
+    "edge(",
+    "id(name: ",
+    "type: ",
+    "account.id: ",
+    "{ ",
+    " }",
+    ", ",
+    "group.name",
+    "rootcause.fault.service",
+    "#[",
+    "]",
     " CONTAINS ",
     " BEGINSWITH ",
     " ENDSWITH ",
@@ -302,8 +319,50 @@ fn predicate(rng: &mut SmallRng) -> String {
         .copied()
         .unwrap_or("=")
     };
-    match rng.random_range(0..8u32) {
+    match rng.random_range(0..11u32) {
         0 => format!("service({})", string(rng)),
+        8 => {
+            // A node and a sub-filter judged on its entities.
+            let node = match rng.random_range(0..3u32) {
+                0 => String::new(),
+                1 => string(rng),
+                _ => format!("id(name: {}, type: {})", string(rng), string(rng)),
+            };
+            let flag = pick(rng, &["fault", "error", "throttle", "ok", "root"])
+                .copied()
+                .unwrap_or("ok");
+            format!(
+                "service({node}) {{ {flag} OR responsetime > {} }}",
+                number(rng)
+            )
+        }
+        9 => format!(
+            "edge({}, {}) {{ {} }}",
+            string(rng),
+            string(rng),
+            pick(rng, &["fault", "error", "throttle", "ok"])
+                .copied()
+                .unwrap_or("ok")
+        ),
+        10 => {
+            let keyword = pick(
+                rng,
+                &[
+                    "user",
+                    "http.useragent",
+                    "http.clientip",
+                    "instance.id",
+                    "resource.arn",
+                ],
+            )
+            .copied()
+            .unwrap_or("user");
+            if rng.random_bool(0.3) {
+                keyword.to_owned()
+            } else {
+                format!("{keyword} {} {}", any_op(rng), string(rng))
+            }
+        }
         1 => {
             let key = pick(rng, &["tier", "items", "cached", "tenant", "k", "missing"])
                 .copied()
