@@ -23,6 +23,10 @@ use crate::trace::{Trace, TraceEntity};
 /// Summaries in one page of `GetTraceSummaries`.
 pub(crate) const SUMMARIES_PER_PAGE: usize = 100;
 
+/// The most summaries a page holds when the request asks for more with `MaxResults`, an
+/// xray-local extension the console uses (X-Ray itself has no such member and pages by 100).
+pub(crate) const MAX_SUMMARIES_PER_PAGE: usize = 10_000;
+
 /// Trace ids in one `BatchGetTraces` or `GetTraceGraph` request, as the service allows.
 const MAX_TRACE_IDS: usize = 5;
 
@@ -132,6 +136,18 @@ pub(crate) fn trace_summaries(store: &Arc<Store>, body: &[u8]) -> Result<Value, 
         _ => None,
     };
     let from = page_start(&request)?;
+    let per_page = match request.get("MaxResults") {
+        None | Some(Value::Null) => SUMMARIES_PER_PAGE,
+        Some(value) => value
+            .as_u64()
+            .and_then(|n| usize::try_from(n).ok())
+            .filter(|n| (1..=MAX_SUMMARIES_PER_PAGE).contains(n))
+            .ok_or_else(|| {
+                ApiError::invalid(format!(
+                    "MaxResults is a whole number from 1 to {MAX_SUMMARIES_PER_PAGE}"
+                ))
+            })?,
+    };
     let mut processed = 0u64;
     // (start time, summary) of every match; held as summaries, one trace assembled at a time.
     let mut matched: Vec<(f64, TraceId)> = Vec::new();
@@ -153,7 +169,7 @@ pub(crate) fn trace_summaries(store: &Arc<Store>, body: &[u8]) -> Result<Value, 
     let page: Vec<Value> = matched
         .iter()
         .skip(from)
-        .take(SUMMARIES_PER_PAGE)
+        .take(per_page)
         .filter_map(|&(_, id)| store.assembled(id).map(|t| summary(&t)))
         .collect();
     let approximate = matched.get(from).map_or(end, |&(first, _)| first);
@@ -162,8 +178,8 @@ pub(crate) fn trace_summaries(store: &Arc<Store>, body: &[u8]) -> Result<Value, 
         "ApproximateTime": approximate,
         "TracesProcessedCount": processed,
     });
-    if from + SUMMARIES_PER_PAGE < matched.len() {
-        answer["NextToken"] = json!(format!("page-{}", from + SUMMARIES_PER_PAGE));
+    if from + per_page < matched.len() {
+        answer["NextToken"] = json!(format!("page-{}", from + per_page));
     }
     Ok(answer)
 }

@@ -62,10 +62,11 @@
 //! |---|---|
 //! | `POST /GetSamplingRules` | when forwarding: sent to X-Ray, signed, and X-Ray's answer returned as it came (likewise `SamplingTargets`); otherwise `{"SamplingRuleRecords": [{"SamplingRule": {..}, "CreatedAt", "ModifiedAt"}], "NextToken"}`: the [rules](XRayLocalBuilder::rules) in order, [`rules_page_size`](XRayLocalBuilder::rules_page_size) per page; pass the `NextToken` back for the next page |
 //! | `POST /SamplingTargets` | takes `{"SamplingStatisticsDocuments": [..]}` (at most 25) and answers `{"SamplingTargetDocuments": [..], "LastRuleModification", "UnprocessedStatistics"}`; statistics for unknown rules come back unprocessed with `ErrorCode` `"400"` |
+//! | `GET /` | the web console: the trace list with a filter box and a time range, a trace's waterfall with each entity's annotations, metadata, `http`, `aws` and `sql` blocks, exceptions with their stacks and raw JSON, and the service map; new traces appear as they arrive. One page, its script and style sheet (`/console.js`, `/console.css`), built into the binary and reading the routes below; served with a Content-Security-Policy that allows only the daemon's own script, style and API. Every string from a document is shown as text |
 //! | `GET /traces?filter=EXPR` | a JSON array of every trace held (settled or not), by first arrival, in [`Trace`]'s [JSON form](Trace#the-json-form) (nested at most 100 levels: a deep tree's lower subsegments come in `continued`); with `filter`, the traces matching the [`Filter`] expression (URL-encoded) |
 //! | `GET /traces/{trace_id}` | one trace; 404 when none is held |
 //! | `GET /map?filter=EXPR` | the [`ServiceMap`] of the (matching) traces: `{"nodes": [..], "edges": [..]}` |
-//! | `POST /TraceSummaries` | X-Ray's `GetTraceSummaries`: `StartTime` and `EndTime` (epoch seconds, required), `TimeRangeType` (`TraceId`, the default, `Event` or `Service`), `FilterExpression`, `NextToken`; answers `TraceSummaries` (`Id`, `StartTime`, `Duration`, `ResponseTime`, `HasFault`, `HasError` and `HasThrottle` as X-Ray judges them, `IsPartial`, `Http`, `Annotations`, `Users`, `ServiceIds`, `EntryPoint`, `ResourceARNs`, `InstanceIds`, `AvailabilityZones`, `Revision`), most recent first, 100 a page, with `TracesProcessedCount` and `ApproximateTime` |
+//! | `POST /TraceSummaries` | X-Ray's `GetTraceSummaries`: `StartTime` and `EndTime` (epoch seconds, required), `TimeRangeType` (`TraceId`, the default, `Event` or `Service`), `FilterExpression`, `NextToken`, and `MaxResults` (an xray-local extension the console uses: up to 10,000 summaries a page instead of X-Ray's 100); answers `TraceSummaries` (`Id`, `StartTime`, `Duration`, `ResponseTime`, `HasFault`, `HasError` and `HasThrottle` as X-Ray judges them, `IsPartial`, `Http`, `Annotations`, `Users`, `ServiceIds`, `EntryPoint`, `ResourceARNs`, `InstanceIds`, `AvailabilityZones`, `Revision`), most recent first, 100 a page, with `TracesProcessedCount` and `ApproximateTime` |
 //! | `POST /Traces` | X-Ray's `BatchGetTraces`: 1 to 5 `TraceIds`; answers `Traces` (`Id`, `Duration`, `LimitExceeded`, `Segments` of `{Id, Document}`, the document a JSON string with its subsegments embedded) and `UnprocessedTraceIds` for ids not held |
 //! | `POST /ServiceGraph` | X-Ray's `GetServiceGraph`: the [`ServiceMap`] of the traces active between `StartTime` and `EndTime` as `Services` (`ReferenceId`, `Name`, `Type`, `Root`, `State`, `Edges` with their `SummaryStatistics`, and a `client` node calling each root service) |
 //! | `POST /TraceGraph` | X-Ray's `GetTraceGraph`: the same for 1 to 5 `TraceIds` |
@@ -143,6 +144,7 @@
 #![deny(missing_docs)]
 
 mod api;
+mod console;
 mod daemon;
 mod filter;
 mod forward;

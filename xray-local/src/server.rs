@@ -655,6 +655,8 @@ struct Reply {
     body: Bytes,
     /// A body written as the client reads it, instead of `body`.
     list: Option<TraceList>,
+    /// A console asset: sent with the console's security headers.
+    console: bool,
 }
 
 /// What a response carries: a body made beforehand, or a list of traces.
@@ -668,6 +670,7 @@ impl Reply {
             error_type: None,
             body: Bytes::from(serde_json::to_vec(value).unwrap_or_default()),
             list: None,
+            console: false,
         }
     }
 
@@ -678,6 +681,7 @@ impl Reply {
             error_type: Some(HeaderValue::from_static(err.kind)),
             body: Bytes::from(err.body()),
             list: None,
+            console: false,
         }
     }
 
@@ -697,6 +701,19 @@ impl Reply {
         }
         if close {
             headers.insert(CONNECTION, HeaderValue::from_static("close"));
+        }
+        if self.console {
+            headers.insert(
+                "content-security-policy",
+                HeaderValue::from_static(crate::console::CONTENT_SECURITY_POLICY),
+            );
+            headers.insert(
+                "x-content-type-options",
+                HeaderValue::from_static("nosniff"),
+            );
+            headers.insert("x-frame-options", HeaderValue::from_static("DENY"));
+            headers.insert("referrer-policy", HeaderValue::from_static("no-referrer"));
+            headers.insert("cache-control", HeaderValue::from_static("no-store"));
         }
         response
     }
@@ -800,6 +817,7 @@ async fn sampling_reply(
                 error_type: up.error_type,
                 body: up.body,
                 list: None,
+                console: false,
             },
             Err(err) => Reply::error(&err),
         };
@@ -838,6 +856,7 @@ fn otlp_reply(
             error_type: None,
             body: Bytes::new(),
             list: None,
+            console: false,
         },
         Err(err) => Reply::error(&err),
     }
@@ -847,6 +866,18 @@ fn otlp_reply(
 /// lane.
 fn route(ctx: &Ctx, method: &Method, path: &str, query: &str, body: &[u8]) -> Reply {
     let shared = &*ctx.shared;
+    if method == Method::GET
+        && let Some(asset) = crate::console::asset(path)
+    {
+        return Reply {
+            status: 200,
+            content_type: HeaderValue::from_static(asset.content_type),
+            error_type: None,
+            body: Bytes::from_static(asset.body),
+            list: None,
+            console: true,
+        };
+    }
     let result = match (method, path) {
         (&Method::POST, "/TraceSummaries") => {
             crate::api::trace_summaries(&shared.store, body).map(|v| Reply::json(&v))
@@ -866,6 +897,7 @@ fn route(ctx: &Ctx, method: &Method, path: &str, query: &str, body: &[u8]) -> Re
             error_type: None,
             body: Bytes::new(),
             list: Some(TraceList::new(Arc::clone(&shared.store), ids)),
+            console: false,
         }),
         (&Method::GET, "/map") => filtered_ids(shared, query).map(|ids| {
             let store = &shared.store;
