@@ -14,7 +14,7 @@ use std::sync::Arc;
 use serde_json::{Map, Value, json};
 use xray_sdk::TraceId;
 
-use crate::filter::{Filter, node_type, root, time_bounds, trace_duration};
+use crate::filter::{Filter, node_type, root, trace_duration};
 use crate::map::{CallStats, ServiceMap};
 use crate::sampling::ApiError;
 use crate::store::Store;
@@ -83,17 +83,10 @@ fn page_start(request: &Map<String, Value>) -> Result<usize, ApiError> {
     }
 }
 
-/// The epoch second written in a trace id (`1-<8 hex digits>-...`).
-fn id_epoch(id: TraceId) -> Option<f64> {
-    let text = id.to_string();
-    let hex = text.get(2..10)?;
-    u32::from_str_radix(hex, 16).ok().map(f64::from)
-}
-
 /// Earliest start and latest end (the start, for an entity in progress) over the trace's
 /// entities.
 fn span(trace: &Trace) -> Option<(f64, f64)> {
-    time_bounds(trace, |e| e.end_time().or(e.start_time()))
+    trace.index().active
 }
 
 /// Whether the trace falls in `[start, end)` the way `TimeRangeType` asks.
@@ -103,14 +96,15 @@ fn in_range(trace: &Trace, kind: &str, start: f64, end: f64) -> bool {
         "Event" => span(trace).is_some_and(|(first, last)| first < end && last >= start),
         // A segment that ended in the window.
         "Service" => trace
-            .entities()
-            .filter(TraceEntity::is_segment)
-            .filter_map(|e| e.end_time())
-            .any(|t| t >= start && t < end),
+            .index()
+            .segment_ends
+            .iter()
+            .any(|&t| t >= start && t < end),
         // `TraceId`, the default: the trace's start as its id writes it.
-        _ => id_epoch(trace.id())
-            .or_else(|| span(trace).map(|(first, _)| first))
-            .is_some_and(|t| t >= start && t < end),
+        _ => {
+            let t = f64::from(trace.id().epoch_seconds());
+            t >= start && t < end
+        }
     }
 }
 
@@ -151,10 +145,8 @@ pub(crate) fn trace_summaries(store: &Arc<Store>, body: &[u8]) -> Result<Value, 
     let mut processed = 0u64;
     // (start time, summary) of every match; held as summaries, one trace assembled at a time.
     let mut matched: Vec<(f64, TraceId)> = Vec::new();
-    for id in store.ids() {
-        let Some(trace) = store.assembled(id) else {
-            continue;
-        };
+    for trace in store.assembled_all() {
+        let id = trace.id();
         if !in_range(&trace, kind, start, end) {
             continue;
         }

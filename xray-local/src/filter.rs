@@ -6,7 +6,7 @@ use std::fmt;
 
 use serde_json::Value;
 
-use crate::trace::{Trace, TraceEntity};
+use crate::trace::{NodeFlags, Trace, TraceEntity, TraceIndex};
 
 /// Longest expression accepted, in bytes; keeps a hostile query from costing much.
 const MAX_LEN: usize = 4096;
@@ -454,7 +454,7 @@ impl Filter {
 
     /// Whether the trace matches.
     pub fn matches(&self, trace: &Trace) -> bool {
-        eval(&self.expr, trace)
+        prejudge(&self.expr, trace.index()).unwrap_or_else(|| eval(&self.expr, trace))
     }
 }
 
@@ -855,6 +855,98 @@ const STRING_OPS: OpSet = OpSet {
 
 // ===== evaluation =====
 
+/// The filter's verdict from the trace's index alone, where the index decides it: `None`
+/// leaves it to [`eval`]. Wherever it answers, it answers as `eval` would (the tests check
+/// both on every example), so that a query over many traces walks the entities of only
+/// those the index cannot judge.
+fn prejudge(expr: &Expr, index: &TraceIndex) -> Option<bool> {
+    let named = |node: &Node| {
+        node.name
+            .as_deref()
+            .map(|name| index.nodes.iter().find(|n| n.name == name))
+    };
+    match expr {
+        Expr::And(a, b) => match (prejudge(a, index), prejudge(b, index)) {
+            (Some(false), _) | (_, Some(false)) => Some(false),
+            (Some(true), Some(true)) => Some(true),
+            _ => None,
+        },
+        Expr::Or(a, b) => match (prejudge(a, index), prejudge(b, index)) {
+            (Some(true), _) | (_, Some(true)) => Some(true),
+            (Some(false), Some(false)) => Some(false),
+            _ => None,
+        },
+        Expr::Not(a) => prejudge(a, index).map(|b| !b),
+        Expr::Service(node, sub) => match named(node) {
+            // No node of that name: no entity to match.
+            Some(None) => Some(false),
+            Some(Some(flags)) => match sub.as_deref().map(|sub| prejudge_node(sub, flags)) {
+                Some(Some(false)) => Some(false),
+                // `service("name")` alone: a node of that name is there.
+                None if node.kind.is_none() && node.account.is_none() => Some(true),
+                _ => None,
+            },
+            None => None,
+        },
+        Expr::Edge(from, to, _) => match (named(from), named(to)) {
+            (Some(None), _) | (_, Some(None)) => Some(false),
+            _ => None,
+        },
+        Expr::Annotation(key, _) => (!index.annotation_keys.contains(key)).then_some(false),
+        Expr::ResponseTime(op, n) => Some(
+            index
+                .root
+                .as_ref()
+                .and_then(|r| r.duration)
+                .is_some_and(|d| compare_num(d, *op, *n)),
+        ),
+        Expr::Duration(op, n) => Some(
+            index
+                .ended
+                .map(|(start, end)| ((end - start) * 1e6).round() / 1e6)
+                .is_some_and(|d| compare_num(d, *op, *n)),
+        ),
+        Expr::HttpStatus(op, n) => Some(
+            index
+                .root
+                .as_ref()
+                .and_then(|r| r.status)
+                .is_some_and(|s| compare_num(s, *op, *n)),
+        ),
+        Expr::Flag(kind, want) => {
+            let root = index.root.as_ref();
+            let value = match kind {
+                FlagKind::Fault => root.is_some_and(|r| r.fault),
+                FlagKind::Error => root.is_some_and(|r| r.error),
+                FlagKind::Throttle => index.throttled,
+                FlagKind::Root => root.is_some(),
+                FlagKind::Ok | FlagKind::Partial | FlagKind::Inferred => return None,
+            };
+            Some(value == *want)
+        }
+        Expr::Text(..) => None,
+    }
+}
+
+/// Inside `service(NAME) { .. }`: `Some(false)` where no entity of the node can match, from
+/// the flags any of them carries; `None` otherwise.
+fn prejudge_node(expr: &Expr, flags: &NodeFlags) -> Option<bool> {
+    match expr {
+        Expr::And(a, b) => match (prejudge_node(a, flags), prejudge_node(b, flags)) {
+            (Some(false), _) | (_, Some(false)) => Some(false),
+            _ => None,
+        },
+        Expr::Or(a, b) => match (prejudge_node(a, flags), prejudge_node(b, flags)) {
+            (Some(false), Some(false)) => Some(false),
+            _ => None,
+        },
+        Expr::Flag(FlagKind::Fault, true) => (!flags.fault).then_some(false),
+        Expr::Flag(FlagKind::Error, true) => (!flags.error).then_some(false),
+        Expr::Flag(FlagKind::Throttle, true) => (!flags.throttle).then_some(false),
+        _ => None,
+    }
+}
+
 fn eval(expr: &Expr, trace: &Trace) -> bool {
     eval_at(expr, &At::Trace(trace))
 }
@@ -1163,25 +1255,9 @@ pub(crate) fn root(trace: &Trace) -> Option<TraceEntity<'_>> {
         .or_else(|| segments().next())
 }
 
-/// The earliest start and the latest of `end` over every entity.
-pub(crate) fn time_bounds(
-    trace: &Trace,
-    end: impl Fn(&TraceEntity<'_>) -> Option<f64>,
-) -> Option<(f64, f64)> {
-    let start = trace
-        .entities()
-        .filter_map(|e| e.start_time())
-        .min_by(f64::total_cmp)?;
-    let end = trace
-        .entities()
-        .filter_map(|e| end(&e))
-        .max_by(f64::total_cmp)?;
-    Some((start, end))
-}
-
 /// First start to last end over every entity.
 pub(crate) fn trace_duration(trace: &Trace) -> Option<f64> {
-    let (start, end) = time_bounds(trace, |e| e.end_time())?;
+    let (start, end) = trace.index().ended?;
     Some(((end - start) * 1e6).round() / 1e6)
 }
 
@@ -1219,5 +1295,102 @@ fn compare_str(value: &str, op: Op, s: &str) -> bool {
         Op::BeginsWith => value.starts_with(s),
         Op::EndsWith => value.ends_with(s),
         Op::Lt | Op::Le | Op::Gt | Op::Ge => false,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Wherever the index decides, it decides as the walk over the entities does: checked on
+    /// every form over the checked-in multi-service trace, a healthy one and a partial one.
+    #[test]
+    fn the_index_judges_as_the_walk_does() {
+        let fixture: Vec<Value> =
+            serde_json::from_str(include_str!("../tests/data/trace.json")).unwrap();
+        let healthy = serde_json::json!({
+            "name": "catalog", "id": "70de5b6f19ff9a0a", "start_time": 100.0,
+            "end_time": 100.25, "trace_id": "1-581cf771-a006649127e371903a2de979",
+            "http": {"request": {"method": "get"}, "response": {"status": 200}},
+            "annotations": {"tier": "gold", "items": 12},
+            "subsegments": [{"name": "cache", "id": "70de5b6f19ff9a0b", "start_time": 100.05,
+                             "end_time": 100.5, "throttle": true}],
+        });
+        let partial = serde_json::json!({
+            "name": "api", "id": "70de5b6f19ff9a0c", "start_time": 100.0, "in_progress": true,
+            "trace_id": "1-581cf771-a006649127e371903a2de97a", "fault": true,
+        });
+        let traces: Vec<Trace> = [fixture, vec![healthy], vec![partial]]
+            .into_iter()
+            .flat_map(|docs| crate::trace::assemble(docs).unwrap())
+            .collect();
+        let mut names: Vec<String> = traces
+            .iter()
+            .flat_map(|t| t.entities().filter_map(|e| e.name().map(str::to_owned)))
+            .collect();
+        names.extend(["nowhere".to_owned()]);
+        let mut exprs: Vec<String> = [
+            "fault",
+            "error",
+            "throttle",
+            "ok",
+            "partial",
+            "root",
+            "!fault",
+            "fault = false",
+            "responsetime > 0.1",
+            "responsetime <= 0.25",
+            "duration >= 0.3",
+            "duration < 1",
+            "http.status = 500",
+            "http.status != 200",
+            "http.status >= 400",
+            "annotation.tier",
+            "!annotation.tier",
+            "annotation.tier = \"gold\"",
+            "annotation.items > 3",
+            "annotation.missing",
+            "annotation.missing != 1",
+            "fault OR throttle",
+            "!(fault AND error)",
+            "throttle AND !ok",
+        ]
+        .map(str::to_owned)
+        .to_vec();
+        for name in &names {
+            for sub in [
+                "",
+                " { fault }",
+                " { error OR throttle }",
+                " { !fault }",
+                " { ok }",
+            ] {
+                exprs.push(format!("service(\"{name}\"){sub}"));
+                exprs.push(format!("!service(\"{name}\"){sub}"));
+                exprs.push(format!(
+                    "service(id(name: \"{name}\", type: \"AWS::X\")){sub}"
+                ));
+            }
+            for to in &names {
+                exprs.push(format!("edge(\"{name}\", \"{to}\")"));
+                exprs.push(format!("edge(\"{name}\", \"{to}\") {{ fault }}"));
+            }
+        }
+        let mut decided = 0;
+        for text in &exprs {
+            let filter = Filter::parse(text).unwrap_or_else(|e| panic!("{text}: {e}"));
+            for trace in &traces {
+                let walked = eval(&filter.expr, trace);
+                if let Some(judged) = prejudge(&filter.expr, trace.index()) {
+                    decided += 1;
+                    assert_eq!(judged, walked, "{text} on {}", trace.id());
+                }
+                assert_eq!(filter.matches(trace), walked, "{text} on {}", trace.id());
+            }
+        }
+        assert!(
+            decided > exprs.len(),
+            "the index decided only {decided} cases"
+        );
     }
 }

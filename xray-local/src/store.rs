@@ -280,6 +280,28 @@ impl Store {
         inner.order.iter().copied().collect()
     }
 
+    /// Every trace held (settled or not), assembled, in no particular order: the cached ones
+    /// taken under one lock, the others assembled one at a time after it, so that a reader
+    /// of every trace (`GetTraceSummaries`) looks up no id and holds the lock only to copy
+    /// pointers.
+    pub(crate) fn assembled_all(&self) -> Vec<Arc<Trace>> {
+        let (mut ready, missing) = {
+            let mut inner = self.inner.lock();
+            inner.settle(&self.config, Instant::now());
+            let mut ready = Vec::with_capacity(inner.traces.len());
+            let mut missing = Vec::new();
+            for (id, entry) in &inner.traces {
+                match &entry.cached {
+                    Some(trace) => ready.push(Arc::clone(trace)),
+                    None => missing.push(*id),
+                }
+            }
+            (ready, missing)
+        };
+        ready.extend(missing.into_iter().filter_map(|id| self.assembled(id)));
+        ready
+    }
+
     /// The trace as it is now, assembled (or taken from the cache).
     pub(crate) fn assembled(&self, id: TraceId) -> Option<Arc<Trace>> {
         let mut inner = self.inner.lock();
@@ -605,6 +627,8 @@ impl Entry {
             return Arc::clone(trace);
         }
         let trace = Arc::new(self.pieces.build(id));
+        // Worked out now, so that its cost is counted with the trace's.
+        trace.index();
         self.cached_bytes = trace.footprint();
         cache.bytes += self.cached_bytes;
         cache.queue.push_back(id);

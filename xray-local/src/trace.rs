@@ -1,6 +1,7 @@
 //! Assembling documents into traces, and walking the result.
 
 use std::collections::{HashMap, HashSet};
+use std::sync::OnceLock;
 
 use serde::ser::{SerializeMap, SerializeSeq, SerializeStruct};
 use serde::{Deserialize, Deserializer, Serialize, Serializer};
@@ -95,18 +96,86 @@ const MAX_ATTACH_DEPTH: usize = 256;
 /// assert_eq!(back, trace);
 /// # Ok::<(), xray_local::DocumentError>(())
 /// ```
-#[derive(Debug, Clone, PartialEq)]
+#[derive(Debug, Clone)]
 pub struct Trace {
     trace_id: TraceId,
     complete: bool,
     segments: Vec<Value>,
     orphans: Vec<Value>,
+    /// What the read API asks of every trace held, worked out once per assembled trace.
+    index: OnceLock<TraceIndex>,
+}
+
+/// Equal traces have the same id, completeness and documents (the index follows from them).
+impl PartialEq for Trace {
+    fn eq(&self, other: &Self) -> bool {
+        self.trace_id == other.trace_id
+            && self.complete == other.complete
+            && self.segments == other.segments
+            && self.orphans == other.orphans
+    }
+}
+
+/// The times of a trace that a query over every trace held reads: worked out once, so that
+/// `GetTraceSummaries` over 100,000 traces walks no entity to place one in its time range.
+#[derive(Debug, Clone, Default)]
+pub(crate) struct TraceIndex {
+    /// The earliest start and the latest end of its entities.
+    pub(crate) ended: Option<(f64, f64)>,
+    /// The earliest start and the latest end, an entity in progress counting by its start.
+    pub(crate) active: Option<(f64, f64)>,
+    /// Each segment's `end_time`.
+    pub(crate) segment_ends: Vec<f64>,
+    /// The nodes of the service map the trace touches (segments, AWS and remote calls), by
+    /// name, with the flags any of their entities carries.
+    pub(crate) nodes: Vec<NodeFlags>,
+    /// Every annotation key of every entity, once.
+    pub(crate) annotation_keys: Vec<String>,
+    /// The root segment's facts, when there is a segment.
+    pub(crate) root: Option<RootFacts>,
+    /// Whether any entity is throttled.
+    pub(crate) throttled: bool,
+}
+
+/// A node's name and whether any of its entities is marked fault, error or throttle.
+#[derive(Debug, Clone, Default)]
+pub(crate) struct NodeFlags {
+    pub(crate) name: String,
+    pub(crate) fault: bool,
+    pub(crate) error: bool,
+    pub(crate) throttle: bool,
+}
+
+/// What trace-level keywords read of the root segment.
+#[derive(Debug, Clone, Default)]
+pub(crate) struct RootFacts {
+    pub(crate) duration: Option<f64>,
+    pub(crate) status: Option<f64>,
+    pub(crate) fault: bool,
+    pub(crate) error: bool,
+}
+
+impl TraceIndex {
+    /// What the index takes on the heap.
+    fn footprint(&self) -> usize {
+        self.segment_ends.capacity() * size_of::<f64>()
+            + self.nodes.capacity() * size_of::<NodeFlags>()
+            + self.nodes.iter().map(|n| n.name.capacity()).sum::<usize>()
+            + self.annotation_keys.capacity() * size_of::<String>()
+            + self
+                .annotation_keys
+                .iter()
+                .map(String::capacity)
+                .sum::<usize>()
+    }
 }
 
 impl Trace {
-    /// What the assembled trace takes on the heap, as [`intake::footprint`] counts.
+    /// What the assembled trace takes on the heap, as [`intake::footprint`] counts, its
+    /// index included once worked out.
     pub(crate) fn footprint(&self) -> usize {
         size_of::<Trace>()
+            + self.index.get().map_or(0, TraceIndex::footprint)
             + (self.segments.capacity() + self.orphans.capacity()) * size_of::<Value>()
             + self
                 .segments
@@ -119,6 +188,76 @@ impl Trace {
     /// The trace id.
     pub fn id(&self) -> TraceId {
         self.trace_id
+    }
+
+    /// The trace's times, worked out on first use.
+    pub(crate) fn index(&self) -> &TraceIndex {
+        self.index.get_or_init(|| {
+            let mut index = TraceIndex::default();
+            let (mut first, mut last_end, mut last_seen) =
+                (f64::INFINITY, f64::NEG_INFINITY, f64::NEG_INFINITY);
+            for entity in self.entities() {
+                let start = entity.start_time();
+                let end = entity.end_time();
+                if let Some(start) = start {
+                    first = first.min(start);
+                }
+                if let Some(end) = end {
+                    last_end = last_end.max(end);
+                }
+                if let Some(seen) = end.or(start) {
+                    last_seen = last_seen.max(seen);
+                }
+                if entity.is_segment()
+                    && let Some(end) = end
+                {
+                    index.segment_ends.push(end);
+                }
+                let flag = |name: &str| entity.get(name).and_then(Value::as_bool) == Some(true);
+                let (fault, error, throttle) = (flag("fault"), flag("error"), flag("throttle"));
+                index.throttled |= throttle;
+                if crate::filter::is_service_node(&entity)
+                    && let Some(name) = entity.name()
+                {
+                    match index.nodes.iter_mut().find(|n| n.name == name) {
+                        Some(node) => {
+                            node.fault |= fault;
+                            node.error |= error;
+                            node.throttle |= throttle;
+                        }
+                        None => index.nodes.push(NodeFlags {
+                            name: name.to_owned(),
+                            fault,
+                            error,
+                            throttle,
+                        }),
+                    }
+                }
+                if let Some(map) = entity.get("annotations").and_then(Value::as_object) {
+                    for key in map.keys() {
+                        if !index.annotation_keys.contains(key) {
+                            index.annotation_keys.push(key.clone());
+                        }
+                    }
+                }
+            }
+            index.root = crate::filter::root(self).map(|root| {
+                let flag = |name: &str| root.get(name).and_then(Value::as_bool) == Some(true);
+                RootFacts {
+                    duration: root.duration(),
+                    status: root
+                        .get("http")
+                        .and_then(|h| h.get("response")?.get("status")?.as_f64()),
+                    fault: flag("fault"),
+                    error: flag("error"),
+                }
+            });
+            if first.is_finite() {
+                index.ended = last_end.is_finite().then_some((first, last_end));
+                index.active = last_seen.is_finite().then_some((first, last_seen));
+            }
+            index
+        })
     }
 
     /// The segment documents of the trace, each with its subsegments assembled, ordered by
@@ -485,6 +624,7 @@ impl WireTrace {
             complete,
             segments,
             orphans,
+            index: OnceLock::new(),
         })
     }
 }
@@ -899,6 +1039,7 @@ impl Pieces {
             complete,
             segments,
             orphans,
+            index: OnceLock::new(),
         }
     }
 }
