@@ -505,3 +505,78 @@ async fn strings_from_documents_are_shown_as_text_and_never_run() {
     assert_eq!(visible, Value::String("block".into()));
     browser.close().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_long_trace_is_drawn_as_it_scrolls() {
+    let _one = ONE_BROWSER.lock().await;
+    let local = start();
+    let sdk = Sdk::new(&local);
+    let trace = trace_id();
+    let root = id();
+    let t0 = now() - 10.0;
+    sdk.send(&json!({
+        "name": "batch", "id": root, "trace_id": trace, "start_time": t0, "end_time": t0 + 1.0,
+    }));
+    // Six calls of 100 steps each: 607 entities.
+    for call in 0..6 {
+        let start = t0 + f64::from(call) * 0.15;
+        let steps: Vec<Value> = (0..100)
+            .map(|step| {
+                let s = start + f64::from(step) * 0.001;
+                json!({"name": format!("call {call} step {step}"), "id": id(),
+                       "start_time": s, "end_time": s + 0.0005})
+            })
+            .collect();
+        sdk.send(&json!({
+            "type": "subsegment", "name": format!("call {call}"), "id": id(),
+            "trace_id": trace, "parent_id": root, "start_time": start,
+            "end_time": start + 0.12, "subsegments": steps,
+        }));
+    }
+    let held = local.wait_for_stats(WAIT, |s| s.accepted() >= 7);
+    assert_eq!(held.accepted(), 7);
+    let browser = Browser::start().await;
+    browser
+        .client
+        .goto(&page(&local, &format!("#/trace/{trace}")))
+        .await
+        .unwrap();
+    browser
+        .until(
+            "document.getElementById('rows').dataset.count === '607'",
+            "every entity",
+        )
+        .await;
+    let labels = "[...document.querySelectorAll('#rows .row .label')].map(l => l.textContent)";
+    let drawn: Vec<String> = serde_json::from_value(browser.eval(labels).await).unwrap();
+    // The rows in view and some beyond, not all 607.
+    assert!(drawn.len() < 200, "{} rows drawn", drawn.len());
+    assert_eq!(drawn[0], "batch");
+    assert_eq!(drawn[1], "call 0");
+    assert!(!drawn.iter().any(|l| l == "call 5 step 99"));
+    // The scroll height is every row's; at the bottom, the last ones are drawn.
+    browser
+        .eval(
+            "(() => { const r = document.getElementById('rows'); \
+               r.scrollTop = r.scrollHeight; return r.scrollTop; })()",
+        )
+        .await;
+    browser
+        .until(
+            &format!("{labels}.includes('call 5 step 99')"),
+            "the last entity drawn at the bottom",
+        )
+        .await;
+    // A click on a drawn row shows that entity.
+    browser
+        .eval(
+            "[...document.querySelectorAll('#rows .row')].find(r => \
+               r.textContent.startsWith('call 5 step 99')).click()",
+        )
+        .await;
+    let name = browser
+        .eval("document.querySelector('#details .entity-name').textContent")
+        .await;
+    assert_eq!(name, json!("call 5 step 99"));
+    browser.close().await;
+}
