@@ -15,7 +15,7 @@ use serde_json::{Map, Value, json};
 use xray_sdk::TraceId;
 
 use crate::filter::{Filter, node_type, root, trace_duration};
-use crate::map::{CallStats, ServiceMap};
+use crate::map::{CallStats, Histogram, ServiceMap};
 use crate::sampling::ApiError;
 use crate::store::Store;
 use crate::trace::{Trace, TraceEntity};
@@ -325,12 +325,214 @@ pub(crate) fn summary(trace: &Trace) -> Value {
             }
         }
     }
+    out["FaultRootCauses"] = json!(flag_root_causes(trace, "fault"));
+    out["ErrorRootCauses"] = json!(flag_root_causes(trace, "error"));
+    out["ResponseTimeRootCauses"] = json!(response_time_root_causes(trace));
     out["Annotations"] = json!(annotations);
     out["Users"] = json!(users);
     out["ResourceARNs"] = json!(arns);
     out["InstanceIds"] = json!(instances);
     out["AvailabilityZones"] = json!(zones);
     out
+}
+
+// ===== root causes =====
+//
+// X-Ray does not publish how it finds root causes; xray-local derives them from the trace's
+// tree as the console presents them. A fault (or error) root cause is an entity that carries
+// the flag while none of its children does (its subsegments, and the segments that answered it
+// when it is a call), given as the path to it from its service's segment, its exceptions on
+// the last entity; a call that no segment answered adds its inferred node. The response-time
+// root cause follows the slowest child from the root segment down, each entity with its share
+// of the root's time (`Coverage`).
+
+fn flagged(entity: &TraceEntity<'_>, flag: &str) -> bool {
+    entity.get(flag).and_then(Value::as_bool) == Some(true)
+}
+
+fn is_call(entity: &TraceEntity<'_>) -> bool {
+    !entity.is_segment()
+        && matches!(
+            entity.get("namespace").and_then(Value::as_str),
+            Some("aws" | "remote")
+        )
+}
+
+/// The segments that answered each calling subsegment, by the subsegment's id.
+fn answering(trace: &Trace) -> std::collections::HashMap<&str, Vec<TraceEntity<'_>>> {
+    let mut answered: std::collections::HashMap<&str, Vec<TraceEntity<'_>>> =
+        std::collections::HashMap::new();
+    for segment in trace.entities().filter(|e| e.is_segment()) {
+        if let Some(parent) = segment.get("parent_id").and_then(Value::as_str) {
+            answered.entry(parent).or_default().push(segment);
+        }
+    }
+    answered
+}
+
+/// `[{Name, Message}]` of the entity's own exceptions.
+fn exceptions(entity: &TraceEntity<'_>) -> Vec<Value> {
+    entity
+        .get("cause")
+        .and_then(|c| c.get("exceptions"))
+        .and_then(Value::as_array)
+        .map(|list| {
+            list.iter()
+                .map(|e| {
+                    let mut out = Map::new();
+                    if let Some(name) = e.get("type").and_then(Value::as_str) {
+                        out.insert("Name".to_owned(), json!(name));
+                    }
+                    if let Some(message) = e.get("message").and_then(Value::as_str) {
+                        out.insert("Message".to_owned(), json!(message));
+                    }
+                    Value::Object(out)
+                })
+                .collect()
+        })
+        .unwrap_or_default()
+}
+
+/// A root cause's `Service`: the entity's service, or the node a call inferred.
+fn cause_service(entity: &TraceEntity<'_>, inferred: bool, path: Vec<Value>) -> Value {
+    let (name, kind) = if inferred {
+        (entity.name().unwrap_or_default(), node_type(entity))
+    } else {
+        let segment = entity.root_doc();
+        (
+            segment
+                .get("name")
+                .and_then(Value::as_str)
+                .unwrap_or_default(),
+            segment
+                .get("origin")
+                .and_then(Value::as_str)
+                .map(str::to_owned),
+        )
+    };
+    let mut service = json!({
+        "Name": name, "Names": [name], "Inferred": inferred, "EntityPath": path,
+    });
+    if let Some(kind) = kind {
+        service["Type"] = json!(kind);
+    }
+    if let Some(account) = entity
+        .root_doc()
+        .get("aws")
+        .and_then(|a| a.get("account_id"))
+        .filter(|_| !inferred)
+    {
+        service["AccountId"] = account.clone();
+    }
+    service
+}
+
+/// `FaultRootCauses` (`flag` = `fault`) or `ErrorRootCauses` (`error`).
+fn flag_root_causes(trace: &Trace, flag: &str) -> Vec<Value> {
+    let answered = answering(trace);
+    let client_impacting = root(trace).is_some_and(|r| flagged(&r, flag));
+    let mut causes = Vec::new();
+    let mut path: Vec<TraceEntity<'_>> = Vec::new();
+    for segment in trace.entities().filter(|e| e.is_segment()) {
+        walk_flags(segment, flag, &answered, &mut path, &mut |path| {
+            let Some(last) = path.last() else { return };
+            let entity_path: Vec<Value> = path
+                .iter()
+                .map(|e| {
+                    let own = std::ptr::eq(e.doc(), last.doc());
+                    json!({
+                        "Name": e.name().unwrap_or_default(),
+                        "Exceptions": if own { exceptions(e) } else { Vec::new() },
+                        "Remote": is_call(e),
+                    })
+                })
+                .collect();
+            let mut services = vec![cause_service(last, false, entity_path)];
+            let unanswered = last.id().is_none_or(|id| !answered.contains_key(id));
+            if is_call(last) && unanswered {
+                let inferred = vec![json!({
+                    "Name": last.name().unwrap_or_default(), "Exceptions": exceptions(last),
+                    "Remote": true,
+                })];
+                services.push(cause_service(last, true, inferred));
+            }
+            causes.push(json!({"Services": services, "ClientImpacting": client_impacting}));
+        });
+    }
+    causes
+}
+
+fn walk_flags<'a>(
+    entity: TraceEntity<'a>,
+    flag: &str,
+    answered: &std::collections::HashMap<&str, Vec<TraceEntity<'a>>>,
+    path: &mut Vec<TraceEntity<'a>>,
+    found: &mut impl FnMut(&[TraceEntity<'a>]),
+) {
+    path.push(entity);
+    let child_flagged = entity.subsegments().any(|c| flagged(&c, flag))
+        || entity
+            .id()
+            .and_then(|id| answered.get(id))
+            .is_some_and(|segments| segments.iter().any(|s| flagged(s, flag)));
+    if flagged(&entity, flag) && !child_flagged {
+        found(path);
+    }
+    for child in entity.subsegments() {
+        walk_flags(child, flag, answered, path, found);
+    }
+    path.pop();
+}
+
+/// `ResponseTimeRootCauses`: the slowest path from the root segment, by service.
+fn response_time_root_causes(trace: &Trace) -> Vec<Value> {
+    let Some(root) = root(trace) else {
+        return Vec::new();
+    };
+    let Some(total) = root.duration().filter(|d| *d > 0.0) else {
+        return Vec::new();
+    };
+    let answered = answering(trace);
+    let coverage = |e: &TraceEntity<'_>| {
+        e.duration()
+            .map_or(0.0, |d| ((d / total) * 1000.0).round() / 1000.0)
+    };
+    let mut services: Vec<Value> = Vec::new();
+    let mut current: Vec<Value> = Vec::new();
+    let mut owner = root;
+    let mut at = root;
+    // At most one step per entity: the walk cannot loop on a malformed tree.
+    for _ in 0..=trace.entities().count() {
+        current.push(
+            json!({"Name": at.name().unwrap_or_default(), "Coverage": coverage(&at),
+                            "Remote": is_call(&at)}),
+        );
+        let answers = at.id().and_then(|id| answered.get(id));
+        let slowest = at
+            .subsegments()
+            .chain(answers.into_iter().flatten().copied())
+            .filter(|c| c.duration().is_some())
+            .max_by(|a, b| {
+                a.duration()
+                    .unwrap_or(0.0)
+                    .total_cmp(&b.duration().unwrap_or(0.0))
+            });
+        let Some(next) = slowest else {
+            break;
+        };
+        if next.is_segment() {
+            services.push(cause_service(&owner, false, std::mem::take(&mut current)));
+            owner = next;
+        }
+        at = next;
+    }
+    services.push(cause_service(&owner, false, current));
+    if is_call(&at) && at.id().is_none_or(|id| !answered.contains_key(id)) {
+        let inferred = vec![json!({"Name": at.name().unwrap_or_default(),
+                                   "Coverage": coverage(&at), "Remote": true})];
+        services.push(cause_service(&at, true, inferred));
+    }
+    vec![json!({"Services": services, "ClientImpacting": true})]
 }
 
 /// `POST /Traces`: each trace's segment documents, as JSON strings, subsegments embedded;
@@ -443,6 +645,14 @@ fn statistics(stats: &CallStats) -> Value {
     })
 }
 
+/// A histogram in the API's shape: `[{Value: seconds, Count}]`, by duration.
+fn histogram(histogram: &Histogram) -> Value {
+    histogram
+        .entries()
+        .map(|(value, count)| json!({"Value": value, "Count": count}))
+        .collect()
+}
+
 /// The map as the API's `Service` list: a `client` node before each root service, then
 /// every node with its edges to the nodes it called.
 fn services(map: &ServiceMap, roots: &[String], start: f64, end: f64) -> Vec<Value> {
@@ -457,13 +667,13 @@ fn services(map: &ServiceMap, roots: &[String], start: f64, end: f64) -> Vec<Val
             .position(|n| n.name() == name)
             .map(|i| i + clients)
     };
-    let edge = |to: usize, stats: &CallStats| {
+    let edge = |to: usize, stats: &CallStats, times: &Histogram| {
         json!({
             "ReferenceId": to,
             "StartTime": start,
             "EndTime": end,
             "SummaryStatistics": statistics(stats),
-            "ResponseTimeHistogram": [],
+            "ResponseTimeHistogram": histogram(times),
             "Aliases": [],
         })
     };
@@ -484,7 +694,7 @@ fn services(map: &ServiceMap, roots: &[String], start: f64, end: f64) -> Vec<Val
             "Root": false,
             "StartTime": start,
             "EndTime": end,
-            "Edges": [edge(to, node.stats())],
+            "Edges": [edge(to, node.stats(), node.histogram())],
             "SummaryStatistics": statistics(node.stats()),
             "DurationHistogram": [],
             "ResponseTimeHistogram": [],
@@ -495,7 +705,7 @@ fn services(map: &ServiceMap, roots: &[String], start: f64, end: f64) -> Vec<Val
             .edges()
             .iter()
             .filter(|e| e.from() == node.name())
-            .filter_map(|e| Some(edge(reference(e.to())?, e.stats())))
+            .filter_map(|e| Some(edge(reference(e.to())?, e.stats(), e.histogram())))
             .collect();
         let (kind, state) = match node.kind() {
             "service" => (None, "active"),
@@ -513,8 +723,8 @@ fn services(map: &ServiceMap, roots: &[String], start: f64, end: f64) -> Vec<Val
             "EndTime": end,
             "Edges": edges,
             "SummaryStatistics": statistics(node.stats()),
-            "DurationHistogram": [],
-            "ResponseTimeHistogram": [],
+            "DurationHistogram": histogram(node.histogram()),
+            "ResponseTimeHistogram": histogram(node.histogram()),
         });
         if let Some(kind) = kind {
             service["Type"] = json!(kind);

@@ -64,6 +64,8 @@ pub struct MapNode {
     kind: String,
     #[serde(flatten)]
     stats: CallStats,
+    #[serde(skip)]
+    histogram: Histogram,
 }
 
 /// An edge (caller to callee) of a [`ServiceMap`].
@@ -87,6 +89,26 @@ pub struct MapEdge {
     to: String,
     #[serde(flatten)]
     stats: CallStats,
+    #[serde(skip)]
+    histogram: Histogram,
+}
+
+/// How many requests took each duration, to the millisecond: the read API's
+/// `ResponseTimeHistogram` and `DurationHistogram`.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub(crate) struct Histogram(BTreeMap<u64, u64>);
+
+impl Histogram {
+    fn add(&mut self, entity: &TraceEntity<'_>) {
+        if let Some(seconds) = entity.duration().filter(|d| d.is_finite() && *d >= 0.0) {
+            *self.0.entry((seconds * 1000.0).round() as u64).or_default() += 1;
+        }
+    }
+
+    /// `(seconds, count)` by duration.
+    pub(crate) fn entries(&self) -> impl Iterator<Item = (f64, u64)> + '_ {
+        self.0.iter().map(|(&ms, &n)| (ms as f64 / 1000.0, n))
+    }
 }
 
 /// Request count, error / throttle / fault counts and total time of a node or an edge.
@@ -184,6 +206,10 @@ impl MapNode {
     pub fn stats(&self) -> &CallStats {
         &self.stats
     }
+
+    pub(crate) fn histogram(&self) -> &Histogram {
+        &self.histogram
+    }
 }
 
 impl MapEdge {
@@ -201,6 +227,10 @@ impl MapEdge {
     pub fn stats(&self) -> &CallStats {
         &self.stats
     }
+
+    pub(crate) fn histogram(&self) -> &Histogram {
+        &self.histogram
+    }
 }
 
 impl ServiceMap {
@@ -209,7 +239,7 @@ impl ServiceMap {
     /// ordered by name.
     pub fn from_traces<T: Borrow<Trace>>(traces: impl IntoIterator<Item = T>) -> ServiceMap {
         let mut nodes: BTreeMap<String, MapNode> = BTreeMap::new();
-        let mut edges: BTreeMap<(String, String), CallStats> = BTreeMap::new();
+        let mut edges: BTreeMap<(String, String), (CallStats, Histogram)> = BTreeMap::new();
         for trace in traces {
             let trace: &Trace = trace.borrow();
             // Segments by the id of the subsegment that called them.
@@ -226,7 +256,7 @@ impl ServiceMap {
                         .get("origin")
                         .and_then(Value::as_str)
                         .unwrap_or("service");
-                    node(&mut nodes, name, kind).stats.add(&entity);
+                    node(&mut nodes, name, kind).add(&entity);
                     continue;
                 }
                 let Some(namespace @ ("aws" | "remote")) =
@@ -246,15 +276,16 @@ impl ServiceMap {
                     Some(segments) => segments.iter().filter_map(|s| s.name()).collect(),
                     None => {
                         let Some(name) = entity.name() else { continue };
-                        node(&mut nodes, name, namespace).stats.add(&entity);
+                        node(&mut nodes, name, namespace).add(&entity);
                         vec![name]
                     }
                 };
                 for callee in callees {
-                    edges
+                    let (stats, histogram) = edges
                         .entry((caller.to_owned(), callee.to_owned()))
-                        .or_default()
-                        .add(&entity);
+                        .or_default();
+                    stats.add(&entity);
+                    histogram.add(&entity);
                 }
             }
         }
@@ -262,7 +293,12 @@ impl ServiceMap {
             nodes: nodes.into_values().collect(),
             edges: edges
                 .into_iter()
-                .map(|((from, to), stats)| MapEdge { from, to, stats })
+                .map(|((from, to), (stats, histogram))| MapEdge {
+                    from,
+                    to,
+                    stats,
+                    histogram,
+                })
                 .collect(),
         }
     }
@@ -283,5 +319,13 @@ fn node<'a>(nodes: &'a mut BTreeMap<String, MapNode>, name: &str, kind: &str) ->
         name: name.to_owned(),
         kind: kind.to_owned(),
         stats: CallStats::default(),
+        histogram: Histogram::default(),
     })
+}
+
+impl MapNode {
+    fn add(&mut self, entity: &TraceEntity<'_>) {
+        self.stats.add(entity);
+        self.histogram.add(entity);
+    }
 }

@@ -478,3 +478,143 @@ print(json.dumps({
         json!(["DynamoDB", "api", "client", "client", "payments", "web"])
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn summaries_name_root_causes_and_the_graph_has_histograms() {
+    let local = start();
+    let scene = scene(&local);
+    let xray = client(&local);
+    let (from, to) = window();
+    let answer = xray
+        .get_trace_summaries()
+        .start_time(from)
+        .end_time(to)
+        .filter_expression("fault")
+        .send()
+        .await
+        .expect("GetTraceSummaries");
+    let [summary] = answer.trace_summaries() else {
+        panic!("one faulted trace: {answer:?}");
+    };
+    assert_eq!(summary.id(), Some(scene.failing.as_str()));
+    let path = |services: &[aws_sdk_xray::types::FaultRootCauseService]| -> Vec<String> {
+        services
+            .iter()
+            .map(|s| {
+                let names: Vec<&str> = s.entity_path().iter().filter_map(|e| e.name()).collect();
+                format!(
+                    "{}{}: {}",
+                    s.name().unwrap_or_default(),
+                    if s.inferred() == Some(true) {
+                        " (inferred)"
+                    } else {
+                        ""
+                    },
+                    names.join(" > ")
+                )
+            })
+            .collect()
+    };
+    // The fault that no child carries: the DynamoDB call, under api, and its inferred node.
+    let [fault] = summary.fault_root_causes() else {
+        panic!("one fault root cause: {summary:?}");
+    };
+    assert_eq!(fault.client_impacting(), Some(true));
+    assert_eq!(
+        path(fault.services()),
+        ["api: api > DynamoDB", "DynamoDB (inferred): DynamoDB"]
+    );
+    assert_eq!(fault.services()[1].r#type(), Some("AWS::DynamoDB::Table"));
+    assert_eq!(fault.services()[0].entity_path()[1].remote(), Some(true));
+    // The error: the payments service, which answered api's call; the root answered 500, so
+    // the error did not reach the client as one.
+    let [error] = summary.error_root_causes() else {
+        panic!("one error root cause: {summary:?}");
+    };
+    assert_eq!(error.client_impacting(), Some(false));
+    let names: Vec<_> = error.services().iter().filter_map(|s| s.name()).collect();
+    assert_eq!(names, ["payments"]);
+    // The response time: the slowest path, api's call to payments and payments itself.
+    let [slow] = summary.response_time_root_causes() else {
+        panic!("one response-time root cause: {summary:?}");
+    };
+    let services: Vec<(String, Vec<(String, f64)>)> = slow
+        .services()
+        .iter()
+        .map(|s| {
+            (
+                s.name().unwrap_or_default().to_owned(),
+                s.entity_path()
+                    .iter()
+                    .map(|e| {
+                        (
+                            e.name().unwrap_or_default().to_owned(),
+                            e.coverage().unwrap(),
+                        )
+                    })
+                    .collect(),
+            )
+        })
+        .collect();
+    assert_eq!(
+        services,
+        [
+            (
+                "api".to_owned(),
+                vec![("api".to_owned(), 1.0), ("payments".to_owned(), 0.4)]
+            ),
+            ("payments".to_owned(), vec![("payments".to_owned(), 0.2)]),
+        ]
+    );
+    // A trace without faults has none to name.
+    let fine = xray
+        .get_trace_summaries()
+        .start_time(from)
+        .end_time(to)
+        .filter_expression(r#"service("web")"#)
+        .send()
+        .await
+        .unwrap();
+    assert!(fine.trace_summaries()[0].fault_root_causes().is_empty());
+
+    // The graph's histograms: each node's durations, each edge's response times, by the
+    // millisecond.
+    let graph = xray
+        .get_service_graph()
+        .start_time(from)
+        .end_time(to)
+        .send()
+        .await
+        .expect("GetServiceGraph");
+    let api = graph
+        .services()
+        .iter()
+        .find(|s| s.name() == Some("api"))
+        .expect("api");
+    let histogram: Vec<(f64, i32)> = api
+        .duration_histogram()
+        .iter()
+        .map(|h| (h.value(), h.count()))
+        .collect();
+    assert_eq!(
+        histogram,
+        [(0.1, 1), (0.5, 1)],
+        "the 404 and the failing trace"
+    );
+    let ids: std::collections::HashMap<i32, &str> = graph
+        .services()
+        .iter()
+        .filter_map(|s| Some((s.reference_id()?, s.name().unwrap_or("client"))))
+        .collect();
+    let to_payments = api
+        .edges()
+        .iter()
+        .find(|e| e.reference_id().and_then(|r| ids.get(&r).copied()) == Some("payments"))
+        .expect("an edge to payments");
+    let times: Vec<(f64, i32)> = to_payments
+        .response_time_histogram()
+        .iter()
+        .map(|h| (h.value(), h.count()))
+        .collect();
+    assert_eq!(times, [(0.2, 1)]);
+}
