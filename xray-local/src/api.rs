@@ -428,7 +428,7 @@ fn cause_service(entity: &TraceEntity<'_>, inferred: bool, path: Vec<Value>) -> 
 }
 
 /// `FaultRootCauses` (`flag` = `fault`) or `ErrorRootCauses` (`error`).
-fn flag_root_causes(trace: &Trace, flag: &str) -> Vec<Value> {
+pub(crate) fn flag_root_causes(trace: &Trace, flag: &str) -> Vec<Value> {
     let answered = answering(trace);
     let client_impacting = root(trace).is_some_and(|r| flagged(&r, flag));
     let mut causes = Vec::new();
@@ -485,7 +485,7 @@ fn walk_flags<'a>(
 }
 
 /// `ResponseTimeRootCauses`: the slowest path from the root segment, by service.
-fn response_time_root_causes(trace: &Trace) -> Vec<Value> {
+pub(crate) fn response_time_root_causes(trace: &Trace) -> Vec<Value> {
     let Some(root) = root(trace) else {
         return Vec::new();
     };

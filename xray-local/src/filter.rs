@@ -1,5 +1,5 @@
 //! Filter expressions over traces: the X-Ray console's language, but for groups and root
-//! causes. A hand-written lexer and a recursive-descent parser.
+//! causes given as JSON. A hand-written lexer and a recursive-descent parser.
 
 use std::collections::HashMap;
 use std::fmt;
@@ -36,6 +36,10 @@ const MAX_DEPTH: usize = 64;
 /// | `service("name") { FILTER }` | some entity of the node matches `FILTER`, judged on that entity: its own flags, `responsetime` (its duration), `http.*`, annotations, and `root` (it is the trace's entry point) |
 /// | `service()` `{ FILTER }` | the same over every node |
 /// | `edge("from", "to") { FILTER }` | a call from `from` to `to` (the callee a segment that names the call as its parent, else the AWS or remote node it calls), and the calling subsegment matches `FILTER` |
+/// | `rootcause.fault.service { FILTER }` | some service of a fault root cause (the trace summary's `FaultRootCauses`) matches `FILTER`, in which `name`, `type` (a resource type, or its service's: `AWS::DynamoDB` matches a table) and `inferred` judge the service, and `first`, `last` and `index` (from 0) its place in the cause |
+/// | `rootcause.fault.entity { FILTER }` | the same for each entity on the services' paths: `name`, `remote`, `first`, `last`, `index` (its place on the path) and, for response times, `coverage` (its share of the root's response time, 0 to 1) |
+/// | `rootcause.fault.exception { FILTER }` | the same for each exception of those entities: `name` (its type), `message`, and the entity's `remote`, `first`, `last`, `index` |
+/// | `rootcause.error.*`, `rootcause.responsetime.*` | the same over `ErrorRootCauses` and `ResponseTimeRootCauses`; bare (`rootcause.fault.service`), that there is one |
 /// | `id(name: "n", type: "AWS::DynamoDB::Table", account.id: "1")` | in place of a name in `service` and `edge`: a node by any of its name, type (a segment's `origin`, `AWS::<service>::<resource>` or `AWS::<service>` for an AWS call, `remote`) and account |
 ///
 /// Combine with `NOT` (or `!`), `AND`, `OR` and parentheses; `NOT` binds tighter than `AND`,
@@ -44,8 +48,7 @@ const MAX_DEPTH: usize = 64;
 ///
 /// Not supported, and refused with an error that says so
 /// ([`FilterError::is_unsupported`]): `group.name` and `group.arn` (xray-local holds no
-/// groups) and the root-cause filters (`rootcause.*` and their keywords `first`, `last`,
-/// `remote`, `coverage`, `index`, `name`, `type`, `message`).
+/// groups) and `rootcause.json = #[...]`.
 ///
 /// # Examples
 ///
@@ -153,6 +156,46 @@ enum Expr {
     /// A string keyword, bare (set) or compared.
     Text(TextKind, Option<(Op, String)>),
     HttpStatus(Op, f64),
+    /// `rootcause.KIND.LEVEL { FILTER }`: some root cause of that kind has a service, entity or
+    /// exception that matches the root-cause filter.
+    RootCause(CauseKind, CauseLevel, Option<Box<Expr>>),
+    /// Inside root-cause braces: `name`, `type` or `message`, bare (set) or compared.
+    CauseText(CauseField, Option<(Op, String)>),
+    /// Inside root-cause braces: `first`, `last`, `remote` or `inferred`.
+    CauseFlag(CauseField, bool),
+    /// Inside root-cause braces: `index` or `coverage`.
+    CauseNumber(CauseField, Op, f64),
+}
+
+/// Which root causes: `FaultRootCauses`, `ErrorRootCauses` or `ResponseTimeRootCauses`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum CauseKind {
+    Fault,
+    Error,
+    ResponseTime,
+}
+
+/// What a root-cause filter judges: each service of a cause, each entity of their paths, or
+/// each exception of those entities.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum CauseLevel {
+    Service,
+    Entity,
+    Exception,
+}
+
+/// The keywords of root-cause filters.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum CauseField {
+    Name,
+    Type,
+    Message,
+    First,
+    Last,
+    Remote,
+    Inferred,
+    Index,
+    Coverage,
 }
 
 /// A node named in `service(...)` or `edge(...)`: a name, or `id(name:, type:, account.id:)`
@@ -427,6 +470,8 @@ struct Parser {
     tokens: Vec<Token>,
     i: usize,
     depth: usize,
+    /// Inside the braces of a root-cause filter: its keywords, not the trace's.
+    in_cause: bool,
 }
 
 impl Filter {
@@ -443,6 +488,7 @@ impl Filter {
             tokens: lex(input)?,
             i: 0,
             depth: 0,
+            in_cause: false,
         };
         let expr = parser.or()?;
         let next = parser.peek();
@@ -585,12 +631,46 @@ impl Parser {
                 "it holds no groups; write the group's own filter expression instead",
             ));
         }
-        if lower.starts_with("rootcause.") {
+        if self.in_cause {
+            return self.cause_predicate(&token, &lower);
+        }
+        if lower == "rootcause.json" {
             return Err(unsupported(
                 &token,
-                "it computes no root causes; filter with `service(...) { ... }` or \
-                 `edge(...) { ... }` instead",
+                "root causes given as JSON are not matched; write \
+                 `rootcause.fault.service { name = \"...\" }` and the like instead",
             ));
+        }
+        if let Some(rest) = lower.strip_prefix("rootcause.") {
+            let (kind, level) = rest.split_once('.').unwrap_or((rest, ""));
+            let kind = match kind {
+                "fault" => CauseKind::Fault,
+                "error" => CauseKind::Error,
+                "responsetime" => CauseKind::ResponseTime,
+                _ => {
+                    return Err(err(
+                        token.pos,
+                        "`rootcause.fault`, `rootcause.error` or `rootcause.responsetime`",
+                        &token,
+                    ));
+                }
+            };
+            let level = match level {
+                "service" => CauseLevel::Service,
+                "entity" => CauseLevel::Entity,
+                "exception" => CauseLevel::Exception,
+                _ => {
+                    return Err(err(
+                        token.pos,
+                        "`.service`, `.entity` or `.exception` after the kind of root cause",
+                        &token,
+                    ));
+                }
+            };
+            self.in_cause = true;
+            let sub = self.braces();
+            self.in_cause = false;
+            return Ok(Expr::RootCause(kind, level, sub?));
         }
         let flag = match lower.as_str() {
             "fault" => Some(FlagKind::Fault),
@@ -661,13 +741,53 @@ impl Parser {
                 Ok(Expr::HttpStatus(op, self.number()?))
             }
             "first" | "last" | "remote" | "coverage" | "index" | "name" | "type" | "message" => {
-                Err(unsupported(
+                Err(err(
+                    token.pos,
+                    "a trace keyword (this one is for root-cause filters, inside \
+                     `rootcause.fault.entity { ... }` and the like)",
                     &token,
-                    "it is a keyword of root-cause filters (`rootcause.*`), which xray-local \
-                     does not compute",
                 ))
             }
             _ => Err(err(token.pos, WHAT, &token)),
+        }
+    }
+
+    /// A condition inside root-cause braces.
+    fn cause_predicate(&mut self, token: &Token, lower: &str) -> Result<Expr, FilterError> {
+        const WHAT: &str = "a root-cause keyword: `name`, `type`, `message`, `first`, `last`, \
+                            `remote`, `inferred`, `index` or `coverage`";
+        let field = match lower {
+            "name" => CauseField::Name,
+            "type" => CauseField::Type,
+            "message" => CauseField::Message,
+            "first" => CauseField::First,
+            "last" => CauseField::Last,
+            "remote" => CauseField::Remote,
+            "inferred" => CauseField::Inferred,
+            "index" => CauseField::Index,
+            "coverage" => CauseField::Coverage,
+            _ => return Err(err(token.pos, WHAT, token)),
+        };
+        match field {
+            CauseField::Name | CauseField::Type | CauseField::Message => {
+                if !self.comparison_follows() {
+                    return Ok(Expr::CauseText(field, None));
+                }
+                let op = self.op(STRING_OPS)?;
+                Ok(Expr::CauseText(field, Some((op, self.string()?))))
+            }
+            CauseField::First | CauseField::Last | CauseField::Remote | CauseField::Inferred => {
+                if !matches!(self.peek().tok, Tok::Op(_)) {
+                    return Ok(Expr::CauseFlag(field, true));
+                }
+                let op = self.op(EQUALITY_OPS)?;
+                let value = self.boolean()?;
+                Ok(Expr::CauseFlag(field, value == (op == Op::Eq)))
+            }
+            CauseField::Index | CauseField::Coverage => {
+                let op = self.op(NUMERIC_OPS)?;
+                Ok(Expr::CauseNumber(field, op, self.number()?))
+            }
         }
     }
 
@@ -924,7 +1044,11 @@ fn prejudge(expr: &Expr, index: &TraceIndex) -> Option<bool> {
             };
             Some(value == *want)
         }
-        Expr::Text(..) => None,
+        Expr::Text(..)
+        | Expr::RootCause(..)
+        | Expr::CauseText(..)
+        | Expr::CauseFlag(..)
+        | Expr::CauseNumber(..) => None,
     }
 }
 
@@ -1042,6 +1166,140 @@ fn eval_at(expr: &Expr, at: &At<'_>) -> bool {
             .subject()
             .and_then(|e| e.get("http")?.get("response")?.get("status")?.as_f64())
             .is_some_and(|status| compare_num(status, *op, *n)),
+        Expr::RootCause(kind, level, sub) => {
+            let causes = match kind {
+                CauseKind::Fault => crate::api::flag_root_causes(trace, "fault"),
+                CauseKind::Error => crate::api::flag_root_causes(trace, "error"),
+                CauseKind::ResponseTime => crate::api::response_time_root_causes(trace),
+            };
+            cause_subjects(&causes, *level)
+                .iter()
+                .any(|subject| sub.as_deref().is_none_or(|f| eval_cause(f, subject)))
+        }
+        // Root-cause keywords stand only inside root-cause braces (the parser sees to it).
+        Expr::CauseText(..) | Expr::CauseFlag(..) | Expr::CauseNumber(..) => false,
+    }
+}
+
+/// What a root-cause filter reads of one service, entity or exception of a root cause.
+#[derive(Debug, Default)]
+struct CauseSubject<'a> {
+    name: Option<&'a str>,
+    kind: Option<&'a str>,
+    message: Option<&'a str>,
+    remote: bool,
+    inferred: bool,
+    coverage: Option<f64>,
+    /// Its place: among the cause's services, or (entities and exceptions) in the path.
+    index: usize,
+    count: usize,
+}
+
+/// Every service, entity or exception of the root causes (`FaultRootCauses` and the like,
+/// as the read API gives them).
+fn cause_subjects(causes: &[Value], level: CauseLevel) -> Vec<CauseSubject<'_>> {
+    let mut out = Vec::new();
+    for cause in causes {
+        let services = cause
+            .get("Services")
+            .and_then(Value::as_array)
+            .map_or(&[][..], Vec::as_slice);
+        for (i, service) in services.iter().enumerate() {
+            let text = |key: &str| service.get(key).and_then(Value::as_str);
+            let inferred = service.get("Inferred").and_then(Value::as_bool) == Some(true);
+            if level == CauseLevel::Service {
+                out.push(CauseSubject {
+                    name: text("Name"),
+                    kind: text("Type"),
+                    inferred,
+                    index: i,
+                    count: services.len(),
+                    ..CauseSubject::default()
+                });
+                continue;
+            }
+            let path = service
+                .get("EntityPath")
+                .and_then(Value::as_array)
+                .map_or(&[][..], Vec::as_slice);
+            for (j, entity) in path.iter().enumerate() {
+                let remote = entity.get("Remote").and_then(Value::as_bool) == Some(true);
+                if level == CauseLevel::Entity {
+                    out.push(CauseSubject {
+                        name: entity.get("Name").and_then(Value::as_str),
+                        kind: text("Type"),
+                        remote,
+                        inferred,
+                        coverage: entity.get("Coverage").and_then(Value::as_f64),
+                        index: j,
+                        count: path.len(),
+                        ..CauseSubject::default()
+                    });
+                    continue;
+                }
+                let exceptions = entity
+                    .get("Exceptions")
+                    .and_then(Value::as_array)
+                    .map_or(&[][..], Vec::as_slice);
+                for exception in exceptions {
+                    out.push(CauseSubject {
+                        name: exception.get("Name").and_then(Value::as_str),
+                        message: exception.get("Message").and_then(Value::as_str),
+                        remote,
+                        inferred,
+                        index: j,
+                        count: path.len(),
+                        ..CauseSubject::default()
+                    });
+                }
+            }
+        }
+    }
+    out
+}
+
+fn eval_cause(expr: &Expr, subject: &CauseSubject<'_>) -> bool {
+    match expr {
+        Expr::And(a, b) => eval_cause(a, subject) && eval_cause(b, subject),
+        Expr::Or(a, b) => eval_cause(a, subject) || eval_cause(b, subject),
+        Expr::Not(a) => !eval_cause(a, subject),
+        Expr::CauseText(field, test) => {
+            let value = match field {
+                CauseField::Name => subject.name,
+                CauseField::Type => subject.kind,
+                _ => subject.message,
+            };
+            match (value, test) {
+                (None, _) => false,
+                (Some(_), None) => true,
+                // A type names a resource type or its service's (`AWS::DynamoDB` is a
+                // table's too), as in `id(type: ...)`.
+                (Some(v), Some((op @ (Op::Eq | Op::Ne), s))) if *field == CauseField::Type => {
+                    let service_level = v
+                        .strip_prefix("AWS::")
+                        .and_then(|rest| rest.split_once("::"))
+                        .map(|(service, _)| format!("AWS::{service}"));
+                    let same = v == s || service_level.as_deref() == Some(s.as_str());
+                    same == (*op == Op::Eq)
+                }
+                (Some(v), Some((op, s))) => compare_str(v, *op, s),
+            }
+        }
+        Expr::CauseFlag(field, want) => {
+            let value = match field {
+                CauseField::First => subject.index == 0,
+                CauseField::Last => subject.index + 1 == subject.count,
+                CauseField::Remote => subject.remote,
+                _ => subject.inferred,
+            };
+            value == *want
+        }
+        Expr::CauseNumber(field, op, n) => match field {
+            CauseField::Index => compare_num(subject.index as f64, *op, *n),
+            _ => subject.coverage.is_some_and(|c| compare_num(c, *op, *n)),
+        },
+        // Trace keywords stand only outside root-cause braces (the parser sees to it).
+        _ => false,
     }
 }
 

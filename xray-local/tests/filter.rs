@@ -428,12 +428,7 @@ fn forms_left_out_say_so() {
             r#"group.arn = "arn:aws:xray:us-east-1:1:group/a/b""#,
             "`group.arn`",
         ),
-        (
-            r#"rootcause.fault.entity { last and name = "deserialize" }"#,
-            "`rootcause.fault.entity`",
-        ),
         (r#"rootcause.json = #[{}]"#, "`rootcause.json`"),
-        (r#"service("a") { coverage > 0.8 }"#, "`coverage`"),
     ] {
         let err = Filter::parse(expr).expect_err(expr);
         assert!(err.is_unsupported(), "{expr}: {err}");
@@ -449,4 +444,129 @@ fn forms_left_out_say_so() {
         .to_string();
     assert!(group.contains("holds no groups"), "{group}");
     assert!(!Filter::parse("bogus").unwrap_err().is_unsupported());
+}
+
+/// The root causes, from the docs' examples: the fixture's faults end in `payments` (whose
+/// call to Stripe did not fault) and in `render` (a template error); its error in the remote
+/// Stripe call, throttled; its slowest path runs orders-api → payments → Stripe.
+#[test]
+fn root_cause_filters_judge_the_summarys_root_causes() {
+    for (expr, fixture, healthy) in [
+        ("rootcause.fault.service", true, false),
+        (
+            r#"rootcause.fault.service { name = "payments" }"#,
+            true,
+            false,
+        ),
+        (
+            r#"rootcause.fault.service { name = "orders-api" }"#,
+            true,
+            false,
+        ),
+        (
+            r#"rootcause.fault.service { type = "AWS::EC2::Instance" }"#,
+            true,
+            false,
+        ),
+        (
+            r#"rootcause.fault.service { type = "AWS::EC2" }"#,
+            true,
+            false,
+        ),
+        (r#"rootcause.fault.service { inferred }"#, false, false),
+        (
+            r#"rootcause.fault.entity { last and name = "render" }"#,
+            true,
+            false,
+        ),
+        (
+            r#"rootcause.fault.entity { first and name = "render" }"#,
+            false,
+            false,
+        ),
+        (
+            r#"rootcause.fault.entity { name = "Stripe" }"#,
+            false,
+            false,
+        ),
+        (
+            r#"rootcause.fault.exception { last and message = "missing field `total`" }"#,
+            true,
+            false,
+        ),
+        (
+            r#"rootcause.fault.exception { name = "RateLimited" }"#,
+            false,
+            false,
+        ),
+        ("rootcause.error.entity { last and remote }", true, false),
+        (
+            r#"rootcause.error.service { inferred and name = "Stripe" and type = "remote" }"#,
+            true,
+            false,
+        ),
+        (
+            r#"rootcause.error.exception { name = "RateLimited" AND remote }"#,
+            true,
+            false,
+        ),
+        (
+            r#"rootcause.error.exception { message CONTAINS "too many" }"#,
+            true,
+            false,
+        ),
+        (
+            "rootcause.responsetime.entity { last and coverage > 0.5 }",
+            true,
+            true,
+        ),
+        (
+            "rootcause.responsetime.entity { coverage > 0.9 and !first }",
+            false,
+            true,
+        ),
+        (
+            r#"rootcause.responsetime.service { index = 1 and name = "payments" }"#,
+            true,
+            false,
+        ),
+        (
+            r#"rootcause.responsetime.service { name = "catalog" }"#,
+            false,
+            true,
+        ),
+        (
+            r#"!rootcause.fault.service AND rootcause.responsetime.service"#,
+            false,
+            true,
+        ),
+        (
+            r#"service("payments") AND rootcause.fault.entity { name = "payments" }"#,
+            true,
+            false,
+        ),
+    ] {
+        check(expr, fixture, healthy);
+    }
+    // Their keywords stand inside their braces only, and trace keywords outside them.
+    for (expr, expected) in [
+        (
+            r#"rootcause.fault { name = "x" }"#,
+            "`.service`, `.entity` or `.exception`",
+        ),
+        (
+            "rootcause.outage.service",
+            "`rootcause.fault`, `rootcause.error` or",
+        ),
+        ("rootcause.fault.service { fault }", "a root-cause keyword"),
+        (
+            r#"service("a") { coverage > 0.8 }"#,
+            "this one is for root-cause filters",
+        ),
+        ("rootcause.fault.entity { coverage }", "a comparison"),
+    ] {
+        let err = Filter::parse(expr).expect_err(expr);
+        assert!(!err.is_unsupported(), "{expr}: {err}");
+        assert!(err.expected().contains(expected), "{expr}: {err}");
+    }
 }
