@@ -724,7 +724,7 @@ fn determine_origin(res: &Attrs<'_>) -> &'static str {
 }
 
 /// What `makeXRayAttributes` gives: the user, the annotations and the metadata.
-struct XrayAttributes<'a> {
+struct XRayAttributes<'a> {
     user: Option<&'a str>,
     annotations: Object,
     metadata: Object,
@@ -739,12 +739,12 @@ fn make_xray_attributes<'a>(
     mut attributes: Attrs<'a>,
     res: &Attrs<'a>,
     store_resource: bool,
-) -> XrayAttributes<'a> {
+) -> XRayAttributes<'a> {
     let user = attributes.remove("enduser.id").map(V::str);
     let mut annotations = Object::new();
     let mut metadata = Object::new();
     if attributes.is_empty() && (!store_resource || res.is_empty()) {
-        return XrayAttributes {
+        return XRayAttributes {
             user,
             annotations,
             metadata,
@@ -802,7 +802,7 @@ fn make_xray_attributes<'a>(
     if !default.is_empty() {
         set(&mut metadata, DEFAULT_NS, default);
     }
-    XrayAttributes {
+    XRayAttributes {
         user,
         annotations,
         metadata,
