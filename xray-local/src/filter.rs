@@ -1200,10 +1200,7 @@ struct CauseSubject<'a> {
 fn cause_subjects(causes: &[Value], level: CauseLevel) -> Vec<CauseSubject<'_>> {
     let mut out = Vec::new();
     for cause in causes {
-        let services = cause
-            .get("Services")
-            .and_then(Value::as_array)
-            .map_or(&[][..], Vec::as_slice);
+        let services = list(cause, "Services");
         for (i, service) in services.iter().enumerate() {
             let text = |key: &str| service.get(key).and_then(Value::as_str);
             let inferred = service.get("Inferred").and_then(Value::as_bool) == Some(true);
@@ -1218,10 +1215,7 @@ fn cause_subjects(causes: &[Value], level: CauseLevel) -> Vec<CauseSubject<'_>> 
                 });
                 continue;
             }
-            let path = service
-                .get("EntityPath")
-                .and_then(Value::as_array)
-                .map_or(&[][..], Vec::as_slice);
+            let path = list(service, "EntityPath");
             for (j, entity) in path.iter().enumerate() {
                 let remote = entity.get("Remote").and_then(Value::as_bool) == Some(true);
                 if level == CauseLevel::Entity {
@@ -1237,11 +1231,7 @@ fn cause_subjects(causes: &[Value], level: CauseLevel) -> Vec<CauseSubject<'_>> 
                     });
                     continue;
                 }
-                let exceptions = entity
-                    .get("Exceptions")
-                    .and_then(Value::as_array)
-                    .map_or(&[][..], Vec::as_slice);
-                for exception in exceptions {
+                for exception in list(entity, "Exceptions") {
                     out.push(CauseSubject {
                         name: exception.get("Name").and_then(Value::as_str),
                         message: exception.get("Message").and_then(Value::as_str),
@@ -1256,6 +1246,14 @@ fn cause_subjects(causes: &[Value], level: CauseLevel) -> Vec<CauseSubject<'_>> 
         }
     }
     out
+}
+
+/// The array at `key`, or none.
+fn list<'v>(value: &'v Value, key: &str) -> &'v [Value] {
+    value
+        .get(key)
+        .and_then(Value::as_array)
+        .map_or(&[][..], Vec::as_slice)
 }
 
 fn eval_cause(expr: &Expr, subject: &CauseSubject<'_>) -> bool {

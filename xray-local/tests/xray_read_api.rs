@@ -3,30 +3,12 @@
 
 mod support;
 
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
-
 use aws_sdk_xray::config::{BehaviorVersion, Credentials, Region};
 use aws_sdk_xray::primitives::DateTime;
 use serde_json::{Value, json};
 use xray_local::XRayLocal;
 
-use support::{Sdk, WAIT, id, trace_id};
-
-fn now() -> f64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .unwrap()
-        .as_secs_f64()
-}
-
-fn start() -> XRayLocal {
-    XRayLocal::builder()
-        .udp_addr("127.0.0.1:0".parse().unwrap())
-        .tcp_addr("127.0.0.1:0".parse().unwrap())
-        .quiet_period(Duration::from_millis(50))
-        .start()
-        .unwrap()
-}
+use support::{Sdk, WAIT, id, now, start_with_api, trace_id};
 
 fn client(local: &XRayLocal) -> aws_sdk_xray::Client {
     let config = aws_sdk_xray::Config::builder()
@@ -101,7 +83,7 @@ fn window() -> (DateTime, DateTime) {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn trace_summaries_carry_the_services_fields_and_filter() {
-    let local = start();
+    let local = start_with_api();
     let scene = scene(&local);
     let xray = client(&local);
     let (from, to) = window();
@@ -235,7 +217,7 @@ async fn trace_summaries_carry_the_services_fields_and_filter() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_bad_filter_is_an_invalid_request_that_says_why() {
-    let local = start();
+    let local = start_with_api();
     let xray = client(&local);
     let (from, to) = window();
     let err = xray
@@ -258,7 +240,7 @@ async fn a_bad_filter_is_an_invalid_request_that_says_why() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn summaries_come_a_page_at_a_time_through_the_paginator() {
-    let local = start();
+    let local = start_with_api();
     let sdk = Sdk::new(&local);
     let t0 = now() - 60.0;
     let ids: Vec<String> = (0..150).map(|_| trace_id()).collect();
@@ -303,7 +285,7 @@ async fn summaries_come_a_page_at_a_time_through_the_paginator() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn batch_get_traces_returns_segment_documents_and_the_ids_not_held() {
-    let local = start();
+    let local = start_with_api();
     let scene = scene(&local);
     let xray = client(&local);
     let unknown = trace_id();
@@ -346,7 +328,7 @@ async fn batch_get_traces_returns_segment_documents_and_the_ids_not_held() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_service_graph_has_nodes_edges_and_statistics() {
-    let local = start();
+    let local = start_with_api();
     let scene = scene(&local);
     let xray = client(&local);
     let (from, to) = window();
@@ -426,7 +408,7 @@ async fn the_service_graph_has_nodes_edges_and_statistics() {
 #[test]
 fn boto3_reads_it_as_it_reads_x_ray() {
     xray_testkit::ensure_python_package("import boto3", "boto3");
-    let local = start();
+    let local = start_with_api();
     let scene = scene(&local);
     let script = r#"
 import json, sys, time
@@ -481,7 +463,7 @@ print(json.dumps({
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn summaries_name_root_causes_and_the_graph_has_histograms() {
-    let local = start();
+    let local = start_with_api();
     let scene = scene(&local);
     let xray = client(&local);
     let (from, to) = window();

@@ -79,7 +79,9 @@ function timeRange() {
 
 // ===== the trace list =====
 
-const list = { token: null, shown: 0 };
+// `filter` is the expression last searched for: a refresh for new traces uses it, not what
+// is half typed in the box.
+const list = { token: null, shown: 0, filter: '' };
 
 function flags(container, summary) {
   const add = (name) => container.appendChild(el('span', `flag ${name}`, name));
@@ -117,7 +119,7 @@ function summaryRow(summary) {
 
 async function loadList(more) {
   const request = { ...timeRange(), TimeRangeType: 'TraceId', MaxResults: LIST_MAX };
-  const filter = $('filter').value.trim();
+  const filter = list.filter;
   if (filter) request.FilterExpression = filter;
   if (more && list.token) request.NextToken = list.token;
   const body = $('trace-list').tBodies[0];
@@ -609,6 +611,7 @@ function start() {
   legend();
   $('query').addEventListener('submit', (event) => {
     event.preventDefault();
+    list.filter = $('filter').value.trim();
     if (!$('map-view').hidden) loadMap();
     else if (location.hash.startsWith('#/trace/')) location.hash = '#/traces';
     else loadList(false);

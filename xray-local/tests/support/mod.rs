@@ -22,6 +22,25 @@ pub fn start() -> XRayLocal {
         .unwrap()
 }
 
+/// A daemon with its TCP API on a free loopback port, settling traces 50 ms after their
+/// last document: for the read API and the console.
+pub fn start_with_api() -> XRayLocal {
+    XRayLocal::builder()
+        .udp_addr("127.0.0.1:0".parse().unwrap())
+        .tcp_addr("127.0.0.1:0".parse().unwrap())
+        .quiet_period(Duration::from_millis(50))
+        .start()
+        .unwrap()
+}
+
+/// The time now, in epoch seconds.
+pub fn now() -> f64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs_f64()
+}
+
 /// A socket that sends datagrams to the daemon, as an SDK's emitter does.
 pub struct Sdk {
     socket: UdpSocket,
