@@ -175,7 +175,10 @@ impl Recorder {
     pub(crate) fn send_out(&self, tree: &Tree, out: Outbox) {
         for doc in out {
             match doc {
-                Outgoing::Segment(arena) => self.send_segment(tree.trace_id, &arena),
+                Outgoing::Segment(arena) => {
+                    self.send_segment(tree.trace_id, &arena);
+                    arena.recycle();
+                }
                 Outgoing::Independent(doc) => self.send_independent(&doc, tree.facade),
                 Outgoing::InProgress(doc) => self.send_in_progress(tree.trace_id, &doc),
             }

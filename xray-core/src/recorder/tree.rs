@@ -40,6 +40,14 @@ pub(crate) const ROOT: u32 = 0;
 const NONE: u32 = u32::MAX;
 const GROWTH: usize = 256;
 const INITIAL_SLOTS: usize = 4;
+/// The largest slot vector kept for reuse (about 45 KB): a thread keeps at most one.
+const MAX_SPARE_SLOTS: usize = 256;
+
+thread_local! {
+    /// The slot vector of the last segment this thread sent, emptied, for the next segment
+    /// begun here: a steady workload grows no vector, and allocates none, for its slots.
+    static SPARE_SLOTS: std::cell::Cell<Vec<Slot>> = const { std::cell::Cell::new(Vec::new()) };
+}
 
 pub(crate) struct Tree {
     pub(crate) recorder: Recorder,
@@ -167,8 +175,14 @@ impl IntoIterator for Outbox {
 
 impl State {
     pub(crate) fn new(root: Document) -> Self {
-        // Room for a few subsegments: most segments never grow the vector.
-        let mut slots = Vec::with_capacity(INITIAL_SLOTS);
+        // The vector of the last segment sent from this thread, else room for a few
+        // subsegments: most segments never grow the vector.
+        let mut slots = SPARE_SLOTS
+            .try_with(std::cell::Cell::take)
+            .unwrap_or_default();
+        if slots.capacity() == 0 {
+            slots.reserve_exact(INITIAL_SLOTS);
+        }
         slots.push(Slot {
             generation: 0,
             entry: Some(Entry::new(root, NONE, 0)),
@@ -556,6 +570,16 @@ pub(crate) struct Arena {
 }
 
 impl Arena {
+    /// Frees the entities, and keeps the emptied vector for the next segment begun on this
+    /// thread unless it is large.
+    pub(crate) fn recycle(self) {
+        let mut slots = self.slots;
+        slots.clear();
+        if slots.capacity() <= MAX_SPARE_SLOTS {
+            let _ = SPARE_SLOTS.try_with(|spare| spare.set(slots));
+        }
+    }
+
     fn entry(&self, slot: u32) -> Option<&Entry> {
         self.slots.get(slot as usize)?.entry.as_ref()
     }
