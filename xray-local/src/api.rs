@@ -346,30 +346,6 @@ pub(crate) fn summary(trace: &Trace) -> Value {
 // root cause follows the slowest child from the root segment down, each entity with its share
 // of the root's time (`Coverage`).
 
-fn flagged(entity: &TraceEntity<'_>, flag: &str) -> bool {
-    entity.get(flag).and_then(Value::as_bool) == Some(true)
-}
-
-fn is_call(entity: &TraceEntity<'_>) -> bool {
-    !entity.is_segment()
-        && matches!(
-            entity.get("namespace").and_then(Value::as_str),
-            Some("aws" | "remote")
-        )
-}
-
-/// The segments that answered each calling subsegment, by the subsegment's id.
-fn answering(trace: &Trace) -> std::collections::HashMap<&str, Vec<TraceEntity<'_>>> {
-    let mut answered: std::collections::HashMap<&str, Vec<TraceEntity<'_>>> =
-        std::collections::HashMap::new();
-    for segment in trace.entities().filter(|e| e.is_segment()) {
-        if let Some(parent) = segment.get("parent_id").and_then(Value::as_str) {
-            answered.entry(parent).or_default().push(segment);
-        }
-    }
-    answered
-}
-
 /// `[{Name, Message}]` of the entity's own exceptions.
 fn exceptions(entity: &TraceEntity<'_>) -> Vec<Value> {
     entity
@@ -429,8 +405,8 @@ fn cause_service(entity: &TraceEntity<'_>, inferred: bool, path: Vec<Value>) -> 
 
 /// `FaultRootCauses` (`flag` = `fault`) or `ErrorRootCauses` (`error`).
 pub(crate) fn flag_root_causes(trace: &Trace, flag: &str) -> Vec<Value> {
-    let answered = answering(trace);
-    let client_impacting = root(trace).is_some_and(|r| flagged(&r, flag));
+    let answered = trace.answering();
+    let client_impacting = root(trace).is_some_and(|r| r.flag(flag));
     let mut causes = Vec::new();
     let mut path: Vec<TraceEntity<'_>> = Vec::new();
     for segment in trace.entities().filter(|e| e.is_segment()) {
@@ -443,13 +419,13 @@ pub(crate) fn flag_root_causes(trace: &Trace, flag: &str) -> Vec<Value> {
                     json!({
                         "Name": e.name().unwrap_or_default(),
                         "Exceptions": if own { exceptions(e) } else { Vec::new() },
-                        "Remote": is_call(e),
+                        "Remote": e.is_call(),
                     })
                 })
                 .collect();
             let mut services = vec![cause_service(last, false, entity_path)];
             let unanswered = last.id().is_none_or(|id| !answered.contains_key(id));
-            if is_call(last) && unanswered {
+            if last.is_call() && unanswered {
                 let inferred = vec![json!({
                     "Name": last.name().unwrap_or_default(), "Exceptions": exceptions(last),
                     "Remote": true,
@@ -470,12 +446,12 @@ fn walk_flags<'a>(
     found: &mut impl FnMut(&[TraceEntity<'a>]),
 ) {
     path.push(entity);
-    let child_flagged = entity.subsegments().any(|c| flagged(&c, flag))
+    let child_flagged = entity.subsegments().any(|c| c.flag(flag))
         || entity
             .id()
             .and_then(|id| answered.get(id))
-            .is_some_and(|segments| segments.iter().any(|s| flagged(s, flag)));
-    if flagged(&entity, flag) && !child_flagged {
+            .is_some_and(|segments| segments.iter().any(|s| s.flag(flag)));
+    if entity.flag(flag) && !child_flagged {
         found(path);
     }
     for child in entity.subsegments() {
@@ -492,7 +468,7 @@ pub(crate) fn response_time_root_causes(trace: &Trace) -> Vec<Value> {
     let Some(total) = root.duration().filter(|d| *d > 0.0) else {
         return Vec::new();
     };
-    let answered = answering(trace);
+    let answered = trace.answering();
     let coverage = |e: &TraceEntity<'_>| {
         e.duration()
             .map_or(0.0, |d| ((d / total) * 1000.0).round() / 1000.0)
@@ -505,7 +481,7 @@ pub(crate) fn response_time_root_causes(trace: &Trace) -> Vec<Value> {
     for _ in 0..=trace.entities().count() {
         current.push(
             json!({"Name": at.name().unwrap_or_default(), "Coverage": coverage(&at),
-                            "Remote": is_call(&at)}),
+                            "Remote": at.is_call()}),
         );
         let answers = at.id().and_then(|id| answered.get(id));
         let slowest = at
@@ -527,7 +503,7 @@ pub(crate) fn response_time_root_causes(trace: &Trace) -> Vec<Value> {
         at = next;
     }
     services.push(cause_service(&owner, false, current));
-    if is_call(&at) && at.id().is_none_or(|id| !answered.contains_key(id)) {
+    if at.is_call() && at.id().is_none_or(|id| !answered.contains_key(id)) {
         let inferred = vec![json!({"Name": at.name().unwrap_or_default(),
                                    "Coverage": coverage(&at), "Remote": true})];
         services.push(cause_service(&at, true, inferred));

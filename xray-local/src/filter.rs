@@ -1,7 +1,6 @@
 //! Filter expressions over traces: the X-Ray console's language, but for groups and root
 //! causes given as JSON. A hand-written lexer and a recursive-descent parser.
 
-use std::collections::HashMap;
 use std::fmt;
 
 use serde_json::Value;
@@ -1101,10 +1100,6 @@ impl<'a> At<'a> {
     }
 }
 
-fn flag_of(entity: &TraceEntity<'_>, flag: &str) -> bool {
-    entity.get(flag).and_then(Value::as_bool) == Some(true)
-}
-
 fn eval_at(expr: &Expr, at: &At<'_>) -> bool {
     let trace = at.trace();
     match expr {
@@ -1306,18 +1301,11 @@ fn eval_cause(expr: &Expr, subject: &CauseSubject<'_>) -> bool {
 fn flag(kind: FlagKind, at: &At<'_>) -> bool {
     let trace = at.trace();
     let subject = at.subject();
-    let own = |flag: &str| subject.as_ref().is_some_and(|e| flag_of(e, flag));
-    let is_inferred = |e: &TraceEntity<'_>| {
-        !e.is_segment()
-            && matches!(
-                e.get("namespace").and_then(Value::as_str),
-                Some("aws" | "remote")
-            )
-    };
+    let own = |flag: &str| subject.as_ref().is_some_and(|e| e.flag(flag));
     match (kind, at) {
         (FlagKind::Fault, _) => own("fault"),
         (FlagKind::Error, _) => own("error"),
-        (FlagKind::Throttle, At::Trace(_)) => trace.entities().any(|e| flag_of(&e, "throttle")),
+        (FlagKind::Throttle, At::Trace(_)) => trace.entities().any(|e| e.flag("throttle")),
         (FlagKind::Throttle, At::Entity { .. }) => own("throttle"),
         (FlagKind::Ok, _) => match subject
             .as_ref()
@@ -1330,8 +1318,8 @@ fn flag(kind: FlagKind, at: &At<'_>) -> bool {
             !trace.is_complete() || trace.entities().any(|e| e.is_in_progress())
         }
         (FlagKind::Partial, At::Entity { entity, .. }) => entity.is_in_progress(),
-        (FlagKind::Inferred, At::Trace(_)) => trace.entities().any(|e| is_inferred(&e)),
-        (FlagKind::Inferred, At::Entity { entity, .. }) => is_inferred(entity),
+        (FlagKind::Inferred, At::Trace(_)) => trace.entities().any(|e| e.is_call()),
+        (FlagKind::Inferred, At::Entity { entity, .. }) => entity.is_call(),
         // The service is the trace's entry point.
         (FlagKind::Root, At::Trace(_)) => subject.is_some(),
         (FlagKind::Root, At::Entity { entity, .. }) => {
@@ -1477,12 +1465,7 @@ fn calls<'a>(
     from: &'a Node,
     to: &'a Node,
 ) -> impl Iterator<Item = TraceEntity<'a>> + 'a {
-    let mut answered: HashMap<&'a str, Vec<TraceEntity<'a>>> = HashMap::new();
-    for segment in trace.entities().filter(TraceEntity::is_segment) {
-        if let Some(parent) = segment.parent_id() {
-            answered.entry(parent).or_default().push(segment);
-        }
-    }
+    let answered = trace.answering();
     trace.entities().filter(move |call| {
         if call.is_segment() || call.is_orphaned() || !from.matches_segment(call.root_doc()) {
             return false;
@@ -1496,11 +1479,7 @@ fn calls<'a>(
 
 /// Whether an entity is a node of the service map: a segment, or a downstream call.
 pub(crate) fn is_service_node(entity: &TraceEntity<'_>) -> bool {
-    entity.is_segment()
-        || matches!(
-            entity.get("namespace").and_then(Value::as_str),
-            Some("aws" | "remote")
-        )
+    entity.is_segment() || entity.is_call()
 }
 
 /// The root segment: the one with no `parent_id`, else the earliest.

@@ -1,7 +1,7 @@
 //! The service map: which services call which, how often, how well and how fast.
 
 use std::borrow::Borrow;
-use std::collections::{BTreeMap, HashMap};
+use std::collections::BTreeMap;
 
 use serde::Serialize;
 use serde_json::Value;
@@ -243,12 +243,7 @@ impl ServiceMap {
         for trace in traces {
             let trace: &Trace = trace.borrow();
             // Segments by the id of the subsegment that called them.
-            let mut called: HashMap<&str, Vec<TraceEntity<'_>>> = HashMap::new();
-            for segment in trace.entities().filter(|e| e.is_segment()) {
-                if let Some(parent) = segment.get("parent_id").and_then(Value::as_str) {
-                    called.entry(parent).or_default().push(segment);
-                }
-            }
+            let called = trace.answering();
             for entity in trace.entities() {
                 if entity.is_segment() {
                     let Some(name) = entity.name() else { continue };

@@ -213,8 +213,11 @@ impl Trace {
                 {
                     index.segment_ends.push(end);
                 }
-                let flag = |name: &str| entity.get(name).and_then(Value::as_bool) == Some(true);
-                let (fault, error, throttle) = (flag("fault"), flag("error"), flag("throttle"));
+                let (fault, error, throttle) = (
+                    entity.flag("fault"),
+                    entity.flag("error"),
+                    entity.flag("throttle"),
+                );
                 index.throttled |= throttle;
                 if crate::filter::is_service_node(&entity)
                     && let Some(name) = entity.name()
@@ -242,7 +245,7 @@ impl Trace {
                 }
             }
             index.root = crate::filter::root(self).map(|root| {
-                let flag = |name: &str| root.get(name).and_then(Value::as_bool) == Some(true);
+                let flag = |name: &str| root.flag(name);
                 RootFacts {
                     duration: root.duration(),
                     status: root
@@ -306,6 +309,18 @@ impl Trace {
     /// The entity with this `id`.
     pub fn find_by_id(&self, id: &str) -> Option<TraceEntity<'_>> {
         self.entities().find(|e| e.id() == Some(id))
+    }
+
+    /// The segments that answered each call, by the calling subsegment's id (the segment's
+    /// `parent_id`).
+    pub(crate) fn answering(&self) -> HashMap<&str, Vec<TraceEntity<'_>>> {
+        let mut answered: HashMap<&str, Vec<TraceEntity<'_>>> = HashMap::new();
+        for segment in self.entities().filter(TraceEntity::is_segment) {
+            if let Some(parent) = segment.get("parent_id").and_then(Value::as_str) {
+                answered.entry(parent).or_default().push(segment);
+            }
+        }
+        answered
     }
 }
 
@@ -732,6 +747,21 @@ impl<'a> TraceEntity<'a> {
     /// Whether this entity is a segment (a root that is not an orphan subsegment).
     pub fn is_segment(&self) -> bool {
         self.depth == 0 && !self.orphan
+    }
+
+    /// Whether this entity is a call to an AWS service or a remote one: a subsegment in the
+    /// `aws` or `remote` namespace.
+    pub(crate) fn is_call(&self) -> bool {
+        !self.is_segment()
+            && matches!(
+                self.get("namespace").and_then(Value::as_str),
+                Some("aws" | "remote")
+            )
+    }
+
+    /// Whether the entity's boolean field `name` (`fault`, `error`, `throttle`) is true.
+    pub(crate) fn flag(&self, name: &str) -> bool {
+        self.get(name).and_then(Value::as_bool) == Some(true)
     }
 
     /// Whether this entity is, or is inside, a subsegment whose parent has not arrived.
